@@ -1,0 +1,19 @@
+//! Spool host library: everything the `spool` binary is made of. `main.rs` stays thin.
+//!
+//! Data flows one way (STYLE.md): `api -> storage`; `scheduler -> storage (claim) -> runtime
+//! (execute) -> storage (complete)`; `plugins::watcher -> plugins::registry`, read by the
+//! scheduler and the runtime.
+
+pub mod api;
+pub mod app;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod events;
+pub mod exec;
+pub mod job;
+pub mod metrics;
+pub mod plugins;
+pub mod runtime;
+pub mod scheduler;
+pub mod storage;

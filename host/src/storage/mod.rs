@@ -1,0 +1,321 @@
+//! The storage trait every backend implements (SQLite, memory, Redis), the types it speaks,
+//! and `open` which picks a backend from a URL. Semantics are DESIGN.md's "Job model and
+//! lifecycle"; `conformance.rs` is the executable form of them.
+
+use crate::job::{Job, JobState, LeaseToken, Millis, NewJob};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+pub mod memory;
+pub mod sqlite;
+
+/// Errors callers branch on. Messages follow STYLE.md: what failed, why, what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The caller's input is wrong (payload too large or not JSON, bad priority...). Nothing
+    /// was written.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The backend cannot be reached or refused the operation; it may work later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The stored data cannot be read (corrupt file, unknown schema version...).
+    #[error("storage corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// The result of an enqueue: the job, and whether it was made now (false when a live job
+/// already held the unique key and that job is returned instead).
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    pub job: Job,
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<JobState>,
+    pub job_type: Option<String>,
+    /// At most this many (backends cap it at 1000).
+    pub limit: usize,
+    /// Opaque: the `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Only jobs of these types (the ones this daemon has plugins for).
+    pub types: Vec<String>,
+    pub limit: usize,
+    /// Lease length; the job returns to `pending` if not renewed within it.
+    pub lease: Duration,
+    /// Who claims (daemon id), for diagnostics.
+    pub worker: String,
+}
+
+/// A job handed to a worker, `running`, with its attempt already counted.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub job: Job,
+    pub lease: LeaseToken,
+}
+
+/// The state of a lease as seen by `renew_leases`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStatus {
+    /// Renewed.
+    Held,
+    /// Renewed, but a user asked to cancel the job: stop it.
+    CancelRequested,
+    /// The lease is gone (expired and reclaimed, or the job was deleted): drop the result.
+    Lost,
+}
+
+/// A successful attempt.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub id: String,
+    pub lease: LeaseToken,
+    pub result: Box<serde_json::value::RawValue>,
+    pub logs: Vec<String>,
+    pub plugin_version: Option<String>,
+    /// Follow-up jobs the handler enqueued: committed with the completion, or not at all.
+    pub followups: Vec<NewJob>,
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub id: String,
+    pub lease: LeaseToken,
+    pub error: String,
+    /// Some(t): retry at `t` if attempts remain (else `failed`). None: fail permanently.
+    pub retry_at: Option<Millis>,
+    pub logs: Vec<String>,
+    pub plugin_version: Option<String>,
+}
+
+/// What `complete` and `fail` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The job moved to this state.
+    Moved(JobState),
+    /// The lease did not match (late result of a reclaimed job, or the job was deleted or
+    /// cancelled): nothing was written.
+    LeaseLost,
+}
+
+#[derive(Debug, Clone)]
+pub enum CancelOutcome {
+    /// It was pending, scheduled or retrying and is now `cancelled`.
+    Cancelled(Job),
+    /// It is running; the worker was told and will stop it.
+    Requested(Job),
+    /// It already finished (completed, failed or cancelled).
+    AlreadyFinished(Job),
+    NotFound,
+}
+
+/// What the reaper did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Expired leases whose job had attempts left: back to `pending`.
+    pub requeued: u64,
+    /// Expired leases on the last attempt: `failed`.
+    pub failed: u64,
+}
+
+/// Keep finished jobs for at most `max_age`, and at most `max_count` per type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: Option<Duration>,
+    pub max_count: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    pub completed: Retention,
+    pub failed: Retention,
+    pub cancelled: Retention,
+    /// Overrides per job type.
+    pub per_type: BTreeMap<String, TypeRetention>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeRetention {
+    pub completed: Retention,
+    pub failed: Retention,
+    pub cancelled: Retention,
+}
+
+impl Default for RetentionPolicy {
+    /// DESIGN.md: completed 24 h or last 1000 per type; failed 7 days or last 5000 per type.
+    fn default() -> Self {
+        Self {
+            completed: Retention {
+                max_age: Some(Duration::from_secs(24 * 3600)),
+                max_count: Some(1000),
+            },
+            failed: Retention {
+                max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+                max_count: Some(5000),
+            },
+            cancelled: Retention {
+                max_age: Some(Duration::from_secs(24 * 3600)),
+                max_count: Some(1000),
+            },
+            per_type: BTreeMap::new(),
+        }
+    }
+}
+
+/// Counts per type and state, and the age of the oldest ready job per type.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Stats {
+    pub types: BTreeMap<String, TypeStats>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TypeStats {
+    pub counts: BTreeMap<JobState, u64>,
+    /// Age in ms of the oldest `pending` job (by ready time), if any.
+    pub oldest_pending_age_ms: Option<u64>,
+}
+
+/// One entry of the event log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    /// Sortable within one storage; readers resume after it.
+    pub id: String,
+    /// `job.created`, `job.started`, ... (DESIGN.md "Events").
+    pub kind: String,
+    pub job_id: Option<String>,
+    pub job_type: Option<String>,
+    pub at: Millis,
+    /// Extra fields (status, attempt, error, progress, plugin name...).
+    pub data: serde_json::Value,
+}
+
+/// An event to append (the storage gives it an id and time).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: String,
+    pub job_id: Option<String>,
+    pub job_type: Option<String>,
+    pub data: serde_json::Value,
+}
+
+/// What a backend reports for health checks.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackendInfo {
+    pub backend: String,
+    /// Free-form details (Redis version, role, used memory, maxmemory-policy...).
+    pub details: BTreeMap<String, String>,
+    /// Problems an operator should see (for example an eviction policy that can lose jobs).
+    pub warnings: Vec<String>,
+}
+
+/// The one storage interface. Every method that changes a job is atomic, and the ones that
+/// touch a running job are fenced by its lease token. Job events (`job.created`,
+/// `job.started`, `job.completed`, ...) are appended by the backend as part of the change.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// `sqlite`, `memory` or `redis`.
+    fn backend(&self) -> &'static str;
+
+    /// Insert a job, or return the live job holding its unique key. Validates the payload
+    /// size, priority and attempts first; invalid input writes nothing.
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
+    /// The same for many jobs; all-or-nothing when any is invalid. Order of results follows
+    /// the input.
+    async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>>;
+    /// Insert jobs exactly as given (ids, states, results, attempts), skipping ids that
+    /// exist. For `spool migrate` and the fallback replay. Returns how many were inserted.
+    async fn import_jobs(&self, jobs: Vec<Job>) -> Result<u64>;
+
+    async fn get(&self, id: &str) -> Result<Option<Job>>;
+    /// Jobs ordered by id (creation order), newest first, filtered, paginated.
+    async fn list(&self, filter: ListFilter) -> Result<JobPage>;
+    async fn delete(&self, id: &str) -> Result<bool>;
+
+    /// Lease up to `limit` ready jobs among `types`: highest priority (lowest number) first,
+    /// FIFO (by ready time, then id) within a priority. Each claimed job is `running`, its
+    /// attempt counted, with a fresh lease token and `lease_expires_at = now + lease`.
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>>;
+    /// Extend leases the caller holds; one status per input, in order.
+    async fn renew_leases(
+        &self,
+        leases: &[(String, LeaseToken)],
+        lease: Duration,
+    ) -> Result<Vec<LeaseStatus>>;
+    /// Record progress of a running job (fenced; also renews nothing: see `renew_leases`).
+    async fn set_progress(
+        &self,
+        id: &str,
+        lease: &LeaseToken,
+        percent: u8,
+        message: Option<String>,
+    ) -> Result<bool>;
+    /// Finish attempts successfully, in one transaction where the backend has them.
+    async fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>>;
+    /// Record failed attempts: `retrying` (with `run_at = retry_at`) while attempts remain,
+    /// else `failed`.
+    async fn fail(&self, failed: Vec<Failure>) -> Result<Vec<Settled>>;
+    /// Give leases back without counting the attempt (graceful shutdown): `pending` at once.
+    async fn release(&self, leases: &[(String, LeaseToken)]) -> Result<u64>;
+
+    /// Cancel: at once unless running (then `cancel_requested` is set).
+    async fn cancel(&self, id: &str) -> Result<CancelOutcome>;
+    /// Put a `failed` or `cancelled` job back to `pending` with its attempts reset.
+    /// Returns None when the job does not exist; `InvalidInput` when it is in another state.
+    async fn replay(&self, id: &str) -> Result<Option<Job>>;
+
+    /// Move `scheduled` and `retrying` jobs whose `run_at` has come to `pending`.
+    async fn promote_due(&self) -> Result<u64>;
+    /// Return jobs whose lease expired to `pending`, counting the attempt (the claim already
+    /// counted it); a job on its last attempt goes to `failed`.
+    async fn reap_expired(&self) -> Result<Reaped>;
+    /// Delete finished jobs past the policy; bounded work per call. Returns how many.
+    async fn sweep_retention(&self, policy: &RetentionPolicy) -> Result<u64>;
+    async fn stats(&self) -> Result<Stats>;
+
+    /// The plugin-facing cache, namespaced by `ns` (the plugin name).
+    async fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>>;
+    async fn cache_set(&self, ns: &str, key: &str, value: &str, ttl: Option<Duration>)
+    -> Result<()>;
+    async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool>;
+    async fn cache_increment(
+        &self,
+        ns: &str,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64>;
+
+    /// Append a non-job event (`plugin.loaded`, ...).
+    async fn publish_event(&self, event: NewEvent) -> Result<Event>;
+    /// Events after `after` (or from the oldest kept), oldest first, at most `limit`.
+    async fn events_since(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>>;
+
+    /// Resolve when work may be ready (an enqueue, a promotion, a release) or after
+    /// `timeout`, whichever is first. Lets idle workers sleep without polling.
+    async fn wait_for_work(&self, timeout: Duration);
+
+    /// A cheap round trip, for health.
+    async fn ping(&self) -> Result<Duration>;
+    async fn info(&self) -> Result<BackendInfo>;
+}
