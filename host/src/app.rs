@@ -1,1 +1,336 @@
-//! (being written)
+//! Daemon wiring: startup order, background tasks, signals and shutdown.
+//!
+//! Startup: config -> bind the API address (fail fast when taken) -> storage -> runtime ->
+//! plugin registry (initial load; watcher for hot reload) -> event hub -> worker pool ->
+//! maintenance -> HTTP API, then the `listening on http://ADDR` line.
+//! Shutdown (SIGTERM/SIGINT): health says `stopping`, the pool stops claiming, running jobs
+//! get `shutdown_grace` to finish (a second signal cuts it short), the rest are stopped and
+//! their leases released (`pending` at once), finished attempts are settled, then the HTTP
+//! server stops. Exit 0.
+
+use crate::api::{self, ApiState, Catalog};
+use crate::cli::DaemonArgs;
+use crate::config::{Config, FlagOverrides};
+use crate::events::EventHub;
+use crate::job::SystemClock;
+use crate::metrics::Metrics;
+use crate::plugins::{PluginEvent, PluginRegistry, PluginState, WatcherHandle};
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::scheduler::{Maintenance, MaintenanceConfig, Observer, Pool, PoolConfig, PoolDeps, RegistryPlugins, ShutdownReport};
+use crate::storage::{self, NewEvent, Storage, StorageOptions};
+use anyhow::Context;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+/// What differs between the daemon and `spool bench`.
+#[derive(Default)]
+pub struct CoreOptions {
+    /// Watch the plugins folder for changes (hot reload).
+    pub watch: bool,
+    /// Run promote/reap/sweep.
+    pub maintenance: bool,
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+/// Everything but the HTTP server: storage, plugins, event hub, pool, maintenance.
+pub struct Core {
+    pub config: Config,
+    pub storage: Arc<dyn Storage>,
+    pub registry: PluginRegistry,
+    pub metrics: Arc<Metrics>,
+    pub events: Arc<EventHub>,
+    pub pool: Pool,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _watcher: Option<WatcherHandle>,
+}
+
+impl Core {
+    pub async fn start(config: Config, opts: CoreOptions) -> anyhow::Result<Core> {
+        let opened = storage::open(
+            &config.storage,
+            StorageOptions { max_payload_bytes: config.max_payload, ..StorageOptions::default() },
+            Arc::new(SystemClock),
+        )
+        .await;
+        let storage = opened.with_context(|| format!("cannot open storage `{}`", redact(&config.storage)))?;
+        if !config.plugins.exists() {
+            std::fs::create_dir_all(&config.plugins).with_context(|| {
+                format!("cannot create the plugins folder `{}`", config.plugins.display())
+            })?;
+            tracing::info!(dir = %config.plugins.display(), "created the plugins folder: drop NAME.wasm files into it");
+        }
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(config.cache_dir.clone()),
+            max_instances: u32::try_from(config.workers).unwrap_or(u32::MAX),
+            default_timeout: config.job_timeout,
+            default_memory: config.job_memory,
+            trace_guest_logs: true,
+        })?;
+        let registry = PluginRegistry::new(runtime, config.plugins.clone());
+        let metrics = Metrics::new();
+        let events = EventHub::new(storage.clone());
+        events.skip_to_end().await.context("cannot read the event log")?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        // Subscribe before the first scan so its plugin.loaded events are published too.
+        tasks.push(tokio::spawn(forward_plugin_events(
+            registry.subscribe(),
+            storage.clone(),
+            events.clone(),
+            stop_rx.clone(),
+        )));
+        registry.load_all().await;
+        let watcher = if opts.watch {
+            match registry.spawn_watcher() {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "hot reload is off: restart the daemon to pick up plugin changes");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        tasks.push(tokio::spawn(events.clone().run(stop_rx.clone())));
+        let pool = Pool::start(
+            PoolDeps {
+                storage: storage.clone(),
+                plugins: Arc::new(RegistryPlugins::new(registry.clone())),
+                metrics: metrics.clone(),
+                events: Some(events.clone()),
+                observer: opts.observer,
+            },
+            PoolConfig {
+                workers: config.workers,
+                lease: config.lease,
+                retry: config.retry,
+                worker_id: worker_id(),
+                shutdown_grace: config.shutdown_grace,
+            },
+        );
+        if opts.maintenance {
+            let m = Maintenance::new(
+                storage.clone(),
+                metrics.clone(),
+                Some(events.clone()),
+                MaintenanceConfig::new(config.lease, config.sweep_interval, config.retention.clone()),
+            );
+            tasks.push(tokio::spawn(m.run(stop_rx.clone())));
+        }
+        Ok(Core { config, storage, registry, metrics, events, pool, stop, tasks, _watcher: watcher })
+    }
+
+    /// Turns true when shutdown begins.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    pub async fn shutdown(self, hurry: impl std::future::Future<Output = ()>) -> ShutdownReport {
+        let _ = self.stop.send(true);
+        let report = self.pool.shutdown(hurry).await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        report
+    }
+}
+
+/// `spool daemon`.
+pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
+    let flags = FlagOverrides {
+        storage: args.storage,
+        plugins: args.plugins,
+        listen: args.listen,
+        workers: args.workers,
+        lease: args.lease,
+        shutdown_grace: args.shutdown_grace,
+    };
+    let config = Config::load(args.config.as_deref(), flags)?;
+    let (listener, addr) = api::routes::bind(config.listen).await?;
+    tracing::info!(
+        storage = %redact(&config.storage),
+        plugins = %config.plugins.display(),
+        workers = config.workers,
+        lease = %crate::config::show(config.lease),
+        "starting spool {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let core = Core::start(config, CoreOptions { watch: true, maintenance: true, observer: None }).await?;
+    let state = Arc::new(ApiState {
+        storage: core.storage.clone(),
+        catalog: Arc::new(RegistryCatalog(core.registry.clone())),
+        metrics: core.metrics.clone(),
+        events: core.events.clone(),
+        max_payload: core.config.max_payload,
+        default_max_attempts: core.config.retry.max_attempts,
+        api_token: core.config.api_token.clone(),
+        started: Instant::now(),
+        stop: core.stopping(),
+        cancel_local: core.pool.cancel_hook(),
+    });
+    let (http_stop, mut http_stop_rx) = watch::channel(false);
+    let server = tokio::spawn(api::serve(listener, state, async move {
+        let _ = http_stop_rx.changed().await;
+    }));
+    // Tests and scripts wait for this exact line; print it whatever the log level.
+    eprintln!("listening on http://{addr}");
+    let mut signals = Signals::new()?;
+    tokio::select! {
+        _ = signals.next() => {}
+        _ = wait_server(&server) => {}
+    }
+    tracing::info!(
+        grace = %crate::config::show(core.config.shutdown_grace),
+        running = core.pool.running(),
+        "shutting down: no new jobs are claimed; running jobs may finish (signal again to stop them now)"
+    );
+    let report = core.shutdown(async move { signals.next().await }).await;
+    let _ = http_stop.send(true);
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "the HTTP server task failed"),
+    }
+    tracing::info!(finished = report.finished, released = report.released, "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves only if the server task ends on its own (it should not).
+async fn wait_server(server: &JoinHandle<anyhow::Result<()>>) {
+    while !server.is_finished() {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    tracing::error!("the HTTP server stopped unexpectedly; shutting down");
+}
+
+/// SIGTERM and SIGINT.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("received SIGTERM"),
+            _ = self.int.recv() => tracing::info!("received SIGINT"),
+        }
+    }
+}
+
+/// The registry as the API sees it.
+struct RegistryCatalog(PluginRegistry);
+
+impl Catalog for RegistryCatalog {
+    fn handles(&self, job_type: &str) -> bool {
+        self.0.for_type(job_type).is_some()
+    }
+    fn max_attempts_for(&self, job_type: &str) -> Option<u32> {
+        self.0.for_type(job_type).and_then(|p| p.manifest.retry.max_attempts)
+    }
+    fn plugins(&self) -> serde_json::Value {
+        serde_json::to_value(self.0.list()).unwrap_or_default()
+    }
+    fn counts(&self) -> (u64, u64) {
+        let list = self.0.list();
+        let loaded = list.iter().filter(|p| p.state == PluginState::Loaded).count() as u64;
+        (loaded, list.len() as u64 - loaded)
+    }
+}
+
+/// Registry events become `plugin.*` events in the storage's event log.
+async fn forward_plugin_events(
+    mut rx: broadcast::Receiver<PluginEvent>,
+    storage: Arc<dyn Storage>,
+    hub: Arc<EventHub>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            e = rx.recv() => e,
+            _ = stop.changed() => return,
+        };
+        match event {
+            Ok(e) => {
+                if let Err(err) = storage.publish_event(plugin_event(&e)).await {
+                    tracing::warn!(error = %err, "cannot record a plugin event");
+                }
+                hub.poke();
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "plugin events came too fast; some were not recorded");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+fn plugin_event(e: &PluginEvent) -> NewEvent {
+    let kind = match e {
+        PluginEvent::Loaded { .. } => "plugin.loaded",
+        PluginEvent::Unloaded { .. } => "plugin.unloaded",
+        PluginEvent::Failed { .. } => "plugin.failed",
+    };
+    let mut data = serde_json::to_value(e).unwrap_or_default();
+    if let Some(obj) = data.as_object_mut() {
+        obj.remove("event");
+    }
+    NewEvent { kind: kind.to_string(), job_id: None, job_type: None, data }
+}
+
+/// `host-pid`: which daemon holds a lease (diagnostics only; leases are fenced by token).
+fn worker_id() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let host = if rc == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "spool".to_string()
+    };
+    format!("{host}-{}", std::process::id())
+}
+
+/// A storage URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(redact("redis://:s3cret@host:6379/0"), "redis://:***@host:6379/0");
+        assert_eq!(redact("redis://user:pw@host"), "redis://user:***@host");
+        assert_eq!(redact("sqlite://./data/spool.db"), "sqlite://./data/spool.db");
+    }
+
+    #[test]
+    fn plugin_events_become_plugin_kinds() {
+        let e = plugin_event(&PluginEvent::Unloaded { name: "echo".into() });
+        assert_eq!(e.kind, "plugin.unloaded");
+        assert_eq!(e.data, serde_json::json!({ "name": "echo" }));
+    }
+}

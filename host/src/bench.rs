@@ -1,1 +1,311 @@
-//! (being written)
+//! `spool bench`: an in-process daemon core (storage, plugin registry, the real worker pool;
+//! no HTTP) runs N jobs of one type (`echo` by default) and reports throughput and latency.
+//!
+//! Two modes: burst (default) enqueues every job as fast as storage takes them, in batches, and
+//! measures jobs/s from the first enqueue to the last settled job; `--rate R` enqueues one job
+//! at a time on a fixed schedule of R per second, which measures latency at a given load.
+//! Latency is measured with the pool's observer: enqueue (the moment the enqueue call began)
+//! to start (the worker began the job) and to done (the completion was committed).
+
+use crate::app::{Core, CoreOptions};
+use crate::cli::BenchArgs;
+use crate::config::{FlagOverrides, RawConfig};
+use crate::job::{Job, NewJob};
+use crate::scheduler::Observer;
+use crate::storage::Settled;
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Jobs per enqueue call in burst mode.
+const BATCH: usize = 1000;
+
+#[derive(Default)]
+struct Times {
+    enqueued: Option<Instant>,
+    started: Option<Instant>,
+    done: Option<Instant>,
+    ok: bool,
+}
+
+/// Records when each job started and settled.
+#[derive(Default)]
+struct Recorder {
+    times: Mutex<HashMap<String, Times>>,
+    settled: AtomicUsize,
+    failed: AtomicUsize,
+    notify: Notify,
+}
+
+impl Recorder {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Times>> {
+        self.times.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn enqueued(&self, ids: &[String], at: Instant) {
+        let mut t = self.lock();
+        for id in ids {
+            t.entry(id.clone()).or_default().enqueued = Some(at);
+        }
+    }
+}
+
+impl Observer for Recorder {
+    fn started(&self, job: &Job) {
+        let now = Instant::now();
+        self.lock().entry(job.id.clone()).or_default().started = Some(now);
+    }
+
+    fn settled(&self, job_id: &str, outcome: Settled) {
+        let now = Instant::now();
+        let ok = outcome == Settled::Moved(crate::job::JobState::Completed);
+        {
+            let mut t = self.lock();
+            let e = t.entry(job_id.to_string()).or_default();
+            e.done = Some(now);
+            e.ok = ok;
+        }
+        if !ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.settled.fetch_add(1, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Percentiles {
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    backend: String,
+    storage: String,
+    profile: &'static str,
+    job_type: String,
+    jobs: usize,
+    workers: usize,
+    mode: String,
+    seconds: f64,
+    jobs_per_second: f64,
+    enqueue_per_second: f64,
+    failed: usize,
+    enqueue_to_start: Percentiles,
+    enqueue_to_done: Percentiles,
+}
+
+pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
+    if args.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    if let Some(r) = args.rate
+        && !(r > 0.0 && r.is_finite())
+    {
+        bail!("--rate must be a positive number of jobs per second (got {r})");
+    }
+    let scratch = Scratch::new()?;
+    let storage_url = args
+        .storage
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", scratch.path.join("bench.db").display()));
+    let plugins = args.plugins.clone();
+    if !plugins.join(format!("{}.wasm", args.job_type)).exists() && args.job_type == "echo" {
+        bail!(
+            "no `echo.wasm` in `{}`: run scripts/build-plugins.sh, or point --plugins at a folder holding it",
+            plugins.display()
+        );
+    }
+    let raw = RawConfig {
+        cache_dir: Some(scratch.path.join("cache")),
+        data_dir: Some(scratch.path.clone()),
+        ..RawConfig::default()
+    }
+    .apply_flags(FlagOverrides {
+        storage: Some(storage_url.clone()),
+        plugins: Some(plugins.clone()),
+        workers: args.workers.map(|w| w as i64),
+        ..FlagOverrides::default()
+    });
+    let mut config = raw.validate()?;
+    // Reuse the compiled-plugin cache of a normal run when there is one.
+    if PathBuf::from("data/cache").is_dir() {
+        config.cache_dir = PathBuf::from("data/cache");
+    }
+    let recorder = Arc::new(Recorder::default());
+    let core = Core::start(
+        config,
+        CoreOptions { watch: false, maintenance: false, observer: Some(recorder.clone()) },
+    )
+    .await?;
+    if core.registry.for_type(&args.job_type).is_none() {
+        core.shutdown(std::future::ready(())).await;
+        bail!(
+            "no plugin in `{}` handles job type `{}`: run scripts/build-plugins.sh or pass --plugins",
+            plugins.display(),
+            args.job_type
+        );
+    }
+    let workers = core.config.workers;
+    if !json {
+        eprintln!(
+            "bench: {} {} jobs on {} with {} workers ({})",
+            args.jobs,
+            args.job_type,
+            crate::app::redact(&storage_url),
+            workers,
+            args.rate.map(|r| format!("{r} jobs/s")).unwrap_or_else(|| "burst".into())
+        );
+    }
+    let storage = core.storage.clone();
+    let payload = RawValue::from_string(r#"{"bench":true}"#.to_string())?;
+    let t0 = Instant::now();
+    let enqueue_done = match args.rate {
+        None => {
+            let mut left = args.jobs;
+            while left > 0 {
+                let n = left.min(BATCH);
+                let jobs: Vec<NewJob> = (0..n).map(|_| NewJob::new(&args.job_type, payload.clone())).collect();
+                let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+                let at = Instant::now();
+                recorder.enqueued(&ids, at);
+                storage.enqueue_batch(jobs).await.context("enqueue failed")?;
+                left -= n;
+            }
+            t0.elapsed()
+        }
+        Some(rate) => {
+            for i in 0..args.jobs {
+                let target = t0 + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(target.into()).await;
+                let job = NewJob::new(&args.job_type, payload.clone());
+                let at = Instant::now();
+                recorder.enqueued(std::slice::from_ref(&job.id), at);
+                storage.enqueue(job).await.context("enqueue failed")?;
+            }
+            t0.elapsed()
+        }
+    };
+    // Generous: a dev build on a busy machine can be 20x slower than the targets.
+    let deadline = Instant::now() + Duration::from_secs(60) + Duration::from_millis(args.jobs as u64 * 2);
+    while recorder.settled.load(Ordering::Relaxed) < args.jobs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let done = recorder.settled.load(Ordering::Relaxed);
+            core.shutdown(std::future::ready(())).await;
+            bail!("only {done} of {} jobs finished in time; is the plugin failing? see the log", args.jobs);
+        }
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), recorder.notify.notified()).await;
+    }
+    let total = t0.elapsed();
+    core.shutdown(std::future::ready(())).await;
+    let (start_lat, done_lat) = latencies(&recorder);
+    let report = Report {
+        backend: storage.backend().to_string(),
+        storage: crate::app::redact(&storage_url),
+        profile: if cfg!(debug_assertions) { "dev" } else { "release" },
+        job_type: args.job_type.clone(),
+        jobs: args.jobs,
+        workers,
+        mode: args.rate.map(|r| format!("rate {r}/s")).unwrap_or_else(|| "burst".into()),
+        seconds: total.as_secs_f64(),
+        jobs_per_second: args.jobs as f64 / total.as_secs_f64(),
+        enqueue_per_second: args.jobs as f64 / enqueue_done.as_secs_f64().max(1e-9),
+        failed: recorder.failed.load(Ordering::Relaxed),
+        enqueue_to_start: percentiles(start_lat),
+        enqueue_to_done: percentiles(done_lat),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn latencies(r: &Recorder) -> (Vec<Duration>, Vec<Duration>) {
+    let t = r.lock();
+    let mut start = Vec::with_capacity(t.len());
+    let mut done = Vec::with_capacity(t.len());
+    for times in t.values() {
+        let Some(e) = times.enqueued else { continue };
+        if let Some(s) = times.started {
+            start.push(s.saturating_duration_since(e));
+        }
+        if let (Some(d), true) = (times.done, times.ok) {
+            done.push(d.saturating_duration_since(e));
+        }
+    }
+    (start, done)
+}
+
+fn percentiles(mut v: Vec<Duration>) -> Percentiles {
+    v.sort_unstable();
+    let at = |q: f64| -> f64 {
+        if v.is_empty() {
+            return 0.0;
+        }
+        let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
+        v[i].as_secs_f64() * 1000.0
+    };
+    Percentiles { p50_ms: at(0.50), p90_ms: at(0.90), p99_ms: at(0.99), max_ms: at(1.0) }
+}
+
+fn print_table(r: &Report) {
+    println!("backend        {} ({})", r.backend, r.storage);
+    println!("build          {} profile", r.profile);
+    println!("jobs           {} x {} ({}), {} workers", r.jobs, r.job_type, r.mode, r.workers);
+    println!("throughput     {:.0} jobs/s ({:.2} s in all; enqueue {:.0} jobs/s)", r.jobs_per_second, r.seconds, r.enqueue_per_second);
+    println!("failed         {}", r.failed);
+    println!("latency (ms)   {:>9} {:>9} {:>9} {:>9}", "p50", "p90", "p99", "max");
+    for (name, p) in [("enqueue->start", &r.enqueue_to_start), ("enqueue->done", &r.enqueue_to_done)] {
+        println!("{name:<14} {:>9.2} {:>9.2} {:>9.2} {:>9.2}", p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms);
+    }
+}
+
+/// A temporary folder for the default database and cache, removed on drop.
+struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> anyhow::Result<Scratch> {
+        let path = std::env::temp_dir().join(format!(
+            "spool-bench-{}-{}",
+            std::process::id(),
+            crate::job::system_now_ms()
+        ));
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create a scratch folder `{}`", path.display()))?;
+        Ok(Scratch { path })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_nearest_rank() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let p = percentiles(v);
+        assert_eq!((p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms), (50.0, 90.0, 99.0, 100.0));
+        assert_eq!(percentiles(Vec::new()).max_ms, 0.0);
+    }
+}

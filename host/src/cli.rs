@@ -1,22 +1,162 @@
-//! Command-line interface: clap definitions and dispatch. Daemon and client commands are
-//! filled in by the daemon work; `exec` runs one job through a plugin with no queue.
+//! Command-line interface: clap definitions and dispatch. `daemon` runs the host (`app`),
+//! client commands talk to a daemon's HTTP API (`cli/client_cmds.rs`), `exec` runs one job
+//! through a plugin with no queue, `bench` measures an in-process daemon core.
+
+mod client_cmds;
+mod table;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  error (daemon unreachable, request refused, job or daemon unhealthy)
+  2  usage error (bad flags or values)
+  3  `submit --wait`: the job ended failed or cancelled
+
+Client commands talk to SPOOL_URL (default http://127.0.0.1:7878) and send SPOOL_TOKEN as a
+bearer token when it is set.";
+
 #[derive(Debug, Parser)]
-#[command(name = "spool", version, about = "A job queue whose handlers are WebAssembly components")]
+#[command(
+    name = "spool",
+    version,
+    about = "A job queue whose handlers are WebAssembly components",
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
+    /// Print JSON instead of tables (client commands and bench)
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: worker pool, maintenance, HTTP API (config: spool.toml, SPOOL_*, flags)
+    Daemon(DaemonArgs),
+    /// Submit a job
+    #[command(after_help = EXIT_CODES)]
+    Submit(SubmitArgs),
+    /// Show one job
+    Job(IdArg),
+    /// List jobs, newest first
+    Jobs(JobsArgs),
+    /// Replay a failed or cancelled job (attempts reset)
+    Retry(IdArg),
+    /// Cancel a job (a running one is told to stop)
+    Cancel(IdArg),
+    /// Delete a job
+    Delete(IdArg),
+    /// Job counts per type and status
+    Stats,
+    /// The daemon's health (exit 1 when not healthy or degraded)
+    Health,
+    /// Loaded plugins and plugin files that failed to load
+    Plugins,
+    /// Follow job and plugin events live (Ctrl-C to stop)
+    Events(EventsArgs),
     /// Run one job through a plugin, with the daemon's limits and host imports, and print the
     /// result JSON (for plugin authors; no queue, cache in memory, follow-up jobs printed)
     Exec(ExecArgs),
+    /// Measure throughput and latency of an in-process daemon core with `echo` jobs
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// Config file (default: ./spool.toml when it exists)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Storage URL: sqlite://PATH, memory://, redis://HOST:PORT (default sqlite://./data/spool.db)
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// Plugins folder, watched for changes (default ./data/plugins)
+    #[arg(long)]
+    pub plugins: Option<PathBuf>,
+    /// Address for the HTTP API (default 127.0.0.1:7878; port 0 picks a free one)
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Jobs run at once (default: twice the cores, at least 4)
+    #[arg(long)]
+    pub workers: Option<i64>,
+    /// Lease length, e.g. 30s: a crashed daemon's jobs return to the queue after it
+    #[arg(long)]
+    pub lease: Option<String>,
+    /// How long running jobs may finish after SIGTERM/SIGINT, e.g. 10s
+    #[arg(long)]
+    pub shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// The job type (selects the plugin)
+    #[arg(value_name = "TYPE")]
+    pub job_type: String,
+    /// The payload as JSON, or `-` to read it from stdin (default: {})
+    pub payload: Option<String>,
+    /// 1 (runs first) to 10, or high, normal, low
+    #[arg(long, value_parser = parse_priority_arg)]
+    pub priority: Option<u8>,
+    /// Run no sooner than this from now, e.g. 30s, 5m
+    #[arg(long, value_parser = parse_duration_arg, conflicts_with = "at")]
+    pub delay: Option<std::time::Duration>,
+    /// Run no sooner than this time (RFC 3339, e.g. 2026-08-01T12:00:00Z)
+    #[arg(long, value_parser = parse_time_arg)]
+    pub at: Option<String>,
+    /// Attempts in all (1 = no retries)
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_attempts: Option<u32>,
+    /// Idempotency key: while a job with this key is live, it is returned instead
+    #[arg(long)]
+    pub unique_key: Option<String>,
+    /// Timeout of each attempt, e.g. 10s (default: the plugin's)
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub timeout: Option<std::time::Duration>,
+    /// Wait until the job finishes and print its result (exit 3 if it failed or was cancelled)
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IdArg {
+    /// The job id
+    pub id: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct JobsArgs {
+    /// scheduled, pending, running, retrying, completed, failed or cancelled
+    #[arg(long, value_parser = parse_status_arg)]
+    pub status: Option<String>,
+    /// Only jobs of this type
+    #[arg(long = "type")]
+    pub job_type: Option<String>,
+    /// At most this many (1-1000)
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Continue after a previous page (its `next` cursor)
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// Only events of this job
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only events of jobs of this type
+    #[arg(long = "type")]
+    pub job_type: Option<String>,
+    /// Only this kind of event, or a prefix such as `job` or `plugin`
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Start after this event id (replays stored events first)
+    #[arg(long)]
+    pub after: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -33,6 +173,45 @@ pub struct ExecArgs {
     pub timeout: Option<String>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Storage URL (default: a fresh SQLite file in a temporary folder)
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// Folder holding echo.wasm
+    #[arg(long, default_value = "target/plugins")]
+    pub plugins: PathBuf,
+    /// Jobs to run
+    #[arg(long, default_value_t = 10_000)]
+    pub jobs: usize,
+    /// Enqueue at this many jobs per second (latency run) instead of all at once
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Worker slots (default: as the daemon)
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Job type to run (a plugin in --plugins must handle it)
+    #[arg(long = "type", default_value = "echo")]
+    pub job_type: String,
+}
+
+fn parse_priority_arg(s: &str) -> Result<u8, String> {
+    crate::job::parse_priority(s).map_err(|e| e.to_string())
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(s)
+}
+
+fn parse_time_arg(s: &str) -> Result<String, String> {
+    crate::job::serde_time::parse_time(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+fn parse_status_arg(s: &str) -> Result<String, String> {
+    s.parse::<crate::job::JobState>().map(|st| st.as_str().to_string()).map_err(|e| e.to_string())
+}
+
 /// Entry point for `main.rs`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -44,11 +223,17 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let json = cli.json;
     let outcome = runtime.block_on(async move {
         match cli.command {
+            Command::Daemon(args) => crate::app::run(args).await,
             Command::Exec(args) => crate::exec::run(args).await,
+            Command::Bench(args) => crate::bench::run(args, json).await,
+            client => client_cmds::run(client, json).await,
         }
     });
+    // Background tasks (a stuck plugin, an SSE stream) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match outcome {
         Ok(code) => code,
         Err(e) => {
@@ -65,4 +250,37 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_priority_is_a_usage_error() {
+        let e = Cli::try_parse_from(["spool", "submit", "echo", "--priority", "urgent"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("invalid priority `urgent`"), "{e}");
+    }
+
+    #[test]
+    fn delay_and_at_conflict() {
+        let e = Cli::try_parse_from([
+            "spool", "submit", "echo", "--delay", "1s", "--at", "2030-01-01T00:00:00Z",
+        ])
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn json_flag_works_after_the_command() {
+        let cli = Cli::try_parse_from(["spool", "stats", "--json"]).unwrap();
+        assert!(cli.json);
+    }
 }

@@ -1,1 +1,631 @@
-//! (being written)
+//! Daemon configuration: `RawConfig` is what `spool.toml`, `SPOOL_*` variables and flags say
+//! (serde only, every field optional, unknown keys rejected); `Config` is the validated result
+//! with defaults filled in. Layers apply in order file < environment < flags (later wins).
+//! Every error names the key (or variable) and says what a good value looks like.
+
+use crate::storage::{Retention, RetentionPolicy, TypeRetention};
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_STORAGE: &str = "sqlite://./data/spool.db";
+pub const DEFAULT_PLUGINS: &str = "./data/plugins";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Renewed every third of it; a crashed daemon's jobs come back within about this long.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_JOB_MEMORY: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Below this a lease cannot be renewed reliably (the renewer runs every lease/3).
+const MIN_LEASE: Duration = Duration::from_secs(1);
+
+/// The validated configuration of a daemon.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Storage URL: `sqlite://PATH`, `memory://`, `redis://...`.
+    pub storage: String,
+    /// The plugins folder (NAME.wasm + NAME.toml), watched for changes.
+    pub plugins: PathBuf,
+    pub listen: SocketAddr,
+    /// Jobs run at once.
+    pub workers: usize,
+    /// When set, every `/api` call needs `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+    pub lease: Duration,
+    /// How long in-flight jobs may finish after SIGTERM before they are stopped and released.
+    pub shutdown_grace: Duration,
+    /// Largest accepted payload, in bytes.
+    pub max_payload: usize,
+    pub data_dir: PathBuf,
+    /// Compiled plugin cache (`.cwasm` files).
+    pub cache_dir: PathBuf,
+    /// Timeout of a job whose plugin and request set none.
+    pub job_timeout: Duration,
+    /// Memory limit of a job whose plugin sets none.
+    pub job_memory: u64,
+    pub retry: RetryConfig,
+    pub retention: RetentionPolicy,
+    pub sweep_interval: Duration,
+}
+
+/// Daemon-wide retry defaults; a plugin's manifest and a job's own settings override them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryConfig {
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    pub max_attempts: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(3600),
+            max_attempts: crate::job::DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// One layer of configuration, as written. Strings are parsed during validation so that the
+/// error can name the key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub storage: Option<String>,
+    pub plugins: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub workers: Option<i64>,
+    pub api_token: Option<String>,
+    pub lease: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub max_payload: Option<SizeValue>,
+    pub data_dir: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    pub job_timeout: Option<String>,
+    pub job_memory: Option<SizeValue>,
+    #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default)]
+    pub retention: RawRetention,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub backoff_base: Option<String>,
+    pub backoff_cap: Option<String>,
+    pub max_attempts: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    #[serde(flatten)]
+    pub limits: RawRetentionLimits,
+    pub sweep_interval: Option<String>,
+    /// `[retention.types.NAME]`: overrides for one job type.
+    #[serde(default)]
+    pub types: BTreeMap<String, RawRetentionLimits>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetentionLimits {
+    pub completed_max_age: Option<String>,
+    pub completed_max_count: Option<CountValue>,
+    pub failed_max_age: Option<String>,
+    pub failed_max_count: Option<CountValue>,
+    pub cancelled_max_age: Option<String>,
+    pub cancelled_max_count: Option<CountValue>,
+}
+
+/// A size: bytes as an integer, or a string such as `"1MiB"`, `"512KB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(i64),
+    Text(String),
+}
+
+/// A count limit: an integer, or `"off"` for no limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CountValue {
+    Count(i64),
+    Text(String),
+}
+
+/// Values given as `spool daemon` flags (the last layer).
+#[derive(Debug, Clone, Default)]
+pub struct FlagOverrides {
+    pub storage: Option<String>,
+    pub plugins: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub workers: Option<i64>,
+    pub lease: Option<String>,
+    pub shutdown_grace: Option<String>,
+}
+
+impl RawConfig {
+    /// Parse a `spool.toml` text. `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<RawConfig> {
+        toml::from_str(text).map_err(|e| {
+            anyhow::anyhow!("config: cannot use `{origin}`: {}", e.to_string().trim_end())
+        })
+    }
+
+    /// The `SPOOL_*` variables, read through `var` (the process environment in production).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<RawConfig> {
+        let mut raw = RawConfig {
+            storage: var("SPOOL_STORAGE"),
+            plugins: var("SPOOL_PLUGINS").map(PathBuf::from),
+            listen: var("SPOOL_LISTEN"),
+            api_token: var("SPOOL_API_TOKEN"),
+            lease: var("SPOOL_LEASE"),
+            shutdown_grace: var("SPOOL_SHUTDOWN_GRACE"),
+            max_payload: var("SPOOL_MAX_PAYLOAD").map(SizeValue::Text),
+            data_dir: var("SPOOL_DATA_DIR").map(PathBuf::from),
+            cache_dir: var("SPOOL_CACHE_DIR").map(PathBuf::from),
+            job_timeout: var("SPOOL_JOB_TIMEOUT"),
+            job_memory: var("SPOOL_JOB_MEMORY").map(SizeValue::Text),
+            ..RawConfig::default()
+        };
+        if let Some(w) = var("SPOOL_WORKERS") {
+            raw.workers = Some(w.trim().parse().map_err(|_| {
+                anyhow::anyhow!("config: `SPOOL_WORKERS` must be a whole number (got {w:?})")
+            })?);
+        }
+        // An empty token is a mistake, not "no auth": treat it as unset only if explicitly empty
+        // so that `SPOOL_API_TOKEN=` in a shell does not silently open the API.
+        if raw.api_token.as_deref() == Some("") {
+            bail!("config: `SPOOL_API_TOKEN` is set but empty; unset it or give a token");
+        }
+        Ok(raw)
+    }
+
+    /// `other` wins wherever it says something.
+    pub fn merge(mut self, other: RawConfig) -> RawConfig {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
+        }
+        take!(
+            storage,
+            plugins,
+            listen,
+            workers,
+            api_token,
+            lease,
+            shutdown_grace,
+            max_payload,
+            data_dir,
+            cache_dir,
+            job_timeout,
+            job_memory
+        );
+        let (r, o) = (&mut self.retry, other.retry);
+        if o.backoff_base.is_some() {
+            r.backoff_base = o.backoff_base;
+        }
+        if o.backoff_cap.is_some() {
+            r.backoff_cap = o.backoff_cap;
+        }
+        if o.max_attempts.is_some() {
+            r.max_attempts = o.max_attempts;
+        }
+        let t = &mut self.retention;
+        t.limits = merge_limits(std::mem::take(&mut t.limits), other.retention.limits);
+        if other.retention.sweep_interval.is_some() {
+            t.sweep_interval = other.retention.sweep_interval;
+        }
+        for (name, limits) in other.retention.types {
+            let mine = t.types.remove(&name).unwrap_or_default();
+            t.types.insert(name, merge_limits(mine, limits));
+        }
+        self
+    }
+
+    pub fn apply_flags(self, flags: FlagOverrides) -> RawConfig {
+        self.merge(RawConfig {
+            storage: flags.storage,
+            plugins: flags.plugins,
+            listen: flags.listen,
+            workers: flags.workers,
+            lease: flags.lease,
+            shutdown_grace: flags.shutdown_grace,
+            ..RawConfig::default()
+        })
+    }
+
+    /// Check every value and fill in defaults.
+    pub fn validate(self) -> anyhow::Result<Config> {
+        let storage = self.storage.unwrap_or_else(|| DEFAULT_STORAGE.to_string());
+        let known = ["sqlite://", "memory://", "redis://", "rediss://", "redis+sentinel://"];
+        if !known.iter().any(|p| storage.starts_with(p)) && storage != "memory" {
+            bail!(
+                "config: `storage` must be a URL such as sqlite://./data/spool.db, memory:// \
+                 or redis://host:6379 (got {storage:?})"
+            );
+        }
+        let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "config: `listen` must be IP:PORT such as 127.0.0.1:7878 (got {listen_text:?})"
+            )
+        })?;
+        let api_token = self.api_token.filter(|t| !t.is_empty());
+        if !listen.ip().is_loopback() && api_token.is_none() {
+            bail!(
+                "config: refusing to listen on {listen} without an API token: anyone who can \
+                 reach it could run jobs; set SPOOL_API_TOKEN (or `api_token`), or listen on \
+                 127.0.0.1"
+            );
+        }
+        let workers = match self.workers {
+            None => default_workers(),
+            Some(n) if n < 1 => bail!("config: `workers` must be at least 1 (got {n})"),
+            Some(n) if n > 10_000 => bail!("config: `workers` must be at most 10000 (got {n})"),
+            Some(n) => n as usize,
+        };
+        let lease = duration("lease", self.lease.as_deref())?.unwrap_or(DEFAULT_LEASE);
+        if lease < MIN_LEASE {
+            bail!("config: `lease` must be at least 1s (got {})", show(lease));
+        }
+        let shutdown_grace = duration("shutdown_grace", self.shutdown_grace.as_deref())?
+            .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+        let max_payload = match &self.max_payload {
+            None => crate::job::DEFAULT_MAX_PAYLOAD_BYTES,
+            Some(v) => size("max_payload", v)? as usize,
+        };
+        if max_payload < 2 {
+            bail!("config: `max_payload` must be at least 2 bytes (got {max_payload})");
+        }
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let cache_dir = self.cache_dir.unwrap_or_else(|| data_dir.join("cache"));
+        let plugins = self.plugins.unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGINS));
+        let job_timeout =
+            duration("job_timeout", self.job_timeout.as_deref())?.unwrap_or(DEFAULT_JOB_TIMEOUT);
+        if job_timeout.is_zero() {
+            bail!("config: `job_timeout` must be longer than 0s");
+        }
+        let job_memory = match &self.job_memory {
+            None => DEFAULT_JOB_MEMORY,
+            Some(v) => size("job_memory", v)?,
+        };
+        if job_memory < 1024 * 1024 {
+            bail!("config: `job_memory` must be at least 1MiB (got {job_memory} bytes)");
+        }
+        let retry = validate_retry(self.retry)?;
+        let sweep_interval = duration("retention.sweep_interval", self.retention.sweep_interval.as_deref())?
+            .unwrap_or(DEFAULT_SWEEP_INTERVAL);
+        if sweep_interval.is_zero() {
+            bail!("config: `retention.sweep_interval` must be longer than 0s");
+        }
+        let retention = validate_retention(self.retention.limits, self.retention.types)?;
+        Ok(Config {
+            storage,
+            plugins,
+            listen,
+            workers,
+            api_token,
+            lease,
+            shutdown_grace,
+            max_payload,
+            data_dir,
+            cache_dir,
+            job_timeout,
+            job_memory,
+            retry,
+            retention,
+            sweep_interval,
+        })
+    }
+}
+
+impl Config {
+    /// The whole chain for `spool daemon`: the file (`--config`, else `./spool.toml` when it
+    /// exists), the environment, then the flags.
+    pub fn load(config_path: Option<&Path>, flags: FlagOverrides) -> anyhow::Result<Config> {
+        let env_path = std::env::var_os("SPOOL_CONFIG").map(PathBuf::from);
+        let path = config_path.map(Path::to_path_buf).or(env_path);
+        let file = match path {
+            Some(p) => Some(read_file(&p)?),
+            None => {
+                let default = Path::new("spool.toml");
+                if default.exists() { Some(read_file(default)?) } else { None }
+            }
+        };
+        let env = RawConfig::from_env(|k| std::env::var(k).ok())?;
+        file.unwrap_or_default().merge(env).apply_flags(flags).validate()
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<RawConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("config: cannot read `{}`", path.display()))?;
+    RawConfig::from_toml(&text, &path.display().to_string())
+}
+
+/// Twice the cores, at least 4: jobs often wait on host calls, and the pool is cheap.
+pub fn default_workers() -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    (cores * 2).max(4)
+}
+
+fn merge_limits(mut a: RawRetentionLimits, b: RawRetentionLimits) -> RawRetentionLimits {
+    macro_rules! take {
+        ($($f:ident),*) => { $( if b.$f.is_some() { a.$f = b.$f; } )* };
+    }
+    take!(
+        completed_max_age,
+        completed_max_count,
+        failed_max_age,
+        failed_max_count,
+        cancelled_max_age,
+        cancelled_max_count
+    );
+    a
+}
+
+fn validate_retry(raw: RawRetry) -> anyhow::Result<RetryConfig> {
+    let d = RetryConfig::default();
+    let backoff_base =
+        duration("retry.backoff_base", raw.backoff_base.as_deref())?.unwrap_or(d.backoff_base);
+    let backoff_cap =
+        duration("retry.backoff_cap", raw.backoff_cap.as_deref())?.unwrap_or(d.backoff_cap);
+    if backoff_cap < backoff_base {
+        bail!(
+            "config: `retry.backoff_cap` ({}) must not be below `retry.backoff_base` ({})",
+            show(backoff_cap),
+            show(backoff_base)
+        );
+    }
+    let max_attempts = match raw.max_attempts {
+        None => d.max_attempts,
+        Some(n) if !(1..=1000).contains(&n) => {
+            bail!("config: `retry.max_attempts` must be between 1 and 1000 (got {n})")
+        }
+        Some(n) => n as u32,
+    };
+    Ok(RetryConfig { backoff_base, backoff_cap, max_attempts })
+}
+
+fn validate_retention(
+    global: RawRetentionLimits,
+    types: BTreeMap<String, RawRetentionLimits>,
+) -> anyhow::Result<RetentionPolicy> {
+    let defaults = RetentionPolicy::default();
+    let base = TypeRetention {
+        completed: defaults.completed,
+        failed: defaults.failed,
+        cancelled: defaults.cancelled,
+    };
+    let global = apply_limits("retention", &global, &base)?;
+    let mut per_type = BTreeMap::new();
+    for (name, raw) in types {
+        let t = apply_limits(&format!("retention.types.{name}"), &raw, &global)?;
+        per_type.insert(name, t);
+    }
+    Ok(RetentionPolicy {
+        completed: global.completed,
+        failed: global.failed,
+        cancelled: global.cancelled,
+        per_type,
+    })
+}
+
+fn apply_limits(
+    prefix: &str,
+    raw: &RawRetentionLimits,
+    inherit: &TypeRetention,
+) -> anyhow::Result<TypeRetention> {
+    let one = |state: &str,
+               age: &Option<String>,
+               count: &Option<CountValue>,
+               base: Retention|
+     -> anyhow::Result<Retention> {
+        let age_key = format!("{prefix}.{state}_max_age");
+        let max_age = match age.as_deref() {
+            None => base.max_age,
+            Some(s) if is_off(s) => None,
+            Some(s) => duration(&age_key, Some(s))?,
+        };
+        let count_key = format!("{prefix}.{state}_max_count");
+        let max_count = match count {
+            None => base.max_count,
+            Some(CountValue::Text(s)) if is_off(s) => None,
+            Some(CountValue::Text(s)) => {
+                bail!("config: `{count_key}` must be a number or \"off\" (got {s:?})")
+            }
+            Some(CountValue::Count(n)) if *n < 0 => {
+                bail!("config: `{count_key}` must not be negative (got {n})")
+            }
+            Some(CountValue::Count(n)) => Some(*n as u64),
+        };
+        Ok(Retention { max_age, max_count })
+    };
+    Ok(TypeRetention {
+        completed: one("completed", &raw.completed_max_age, &raw.completed_max_count, inherit.completed)?,
+        failed: one("failed", &raw.failed_max_age, &raw.failed_max_count, inherit.failed)?,
+        cancelled: one("cancelled", &raw.cancelled_max_age, &raw.cancelled_max_count, inherit.cancelled)?,
+    })
+}
+
+fn is_off(s: &str) -> bool {
+    matches!(s.trim(), "off" | "none" | "never")
+}
+
+/// Parse a duration such as `30s`, `5m`, `24h`, `7d`, `250ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("it is empty".into());
+    }
+    if t.chars().all(|c| c.is_ascii_digit()) {
+        return Err("it has no unit; write for example 30s, 5m or 24h".into());
+    }
+    humantime::parse_duration(t).map_err(|e| e.to_string())
+}
+
+fn duration(key: &str, value: Option<&str>) -> anyhow::Result<Option<Duration>> {
+    match value {
+        None => Ok(None),
+        Some(v) => parse_duration(v).map(Some).map_err(|why| {
+            anyhow::anyhow!("config: `{key}` must be a duration like \"30s\", \"5m\" or \"24h\" (got {v:?}: {why})")
+        }),
+    }
+}
+
+/// Parse a size: `1048576`, `512KB`, `1MiB`, `2 GB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err("it does not start with a number".into());
+    }
+    let n: u64 = num.parse().map_err(|_| "the number is too large".to_string())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1024,
+        "mb" => 1000 * 1000,
+        "mib" | "m" => 1024 * 1024,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" | "g" => 1024 * 1024 * 1024,
+        other => return Err(format!("unknown unit `{other}` (use B, KiB, MiB, GiB, KB, MB or GB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| "the size is too large".to_string())
+}
+
+fn size(key: &str, v: &SizeValue) -> anyhow::Result<u64> {
+    match v {
+        SizeValue::Bytes(n) if *n < 0 => bail!("config: `{key}` must not be negative (got {n})"),
+        SizeValue::Bytes(n) => Ok(*n as u64),
+        SizeValue::Text(s) => parse_size(s).map_err(|why| {
+            anyhow::anyhow!("config: `{key}` must be a size like 1048576 or \"1MiB\" (got {s:?}: {why})")
+        }),
+    }
+}
+
+/// A duration the way config writes it (`30s`, `1m 30s`, `250ms`).
+pub fn show(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn validate(toml: &str) -> anyhow::Result<Config> {
+        RawConfig::from_toml(toml, "spool.toml")?.validate()
+    }
+
+    #[test]
+    fn empty_config_gets_the_documented_defaults() {
+        let c = validate("").unwrap();
+        assert_eq!(c.storage, DEFAULT_STORAGE);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7878");
+        assert_eq!(c.plugins, PathBuf::from("./data/plugins"));
+        assert_eq!(c.cache_dir, PathBuf::from("./data/cache"));
+        assert_eq!(c.lease, Duration::from_secs(30));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+        assert!(c.workers >= 4);
+        assert_eq!(c.retry, RetryConfig::default());
+        assert_eq!(c.retention, RetentionPolicy::default());
+        assert!(c.api_token.is_none());
+    }
+
+    #[test]
+    fn later_layers_win_over_earlier_ones() {
+        let file = RawConfig::from_toml("workers = 3\nlease = \"10s\"\nlisten = \"127.0.0.1:1\"", "f")
+            .unwrap();
+        let env = RawConfig::from_env(env(&[("SPOOL_WORKERS", "5"), ("SPOOL_LEASE", "7s")])).unwrap();
+        let flags = FlagOverrides { workers: Some(9), ..Default::default() };
+        let c = file.merge(env).apply_flags(flags).validate().unwrap();
+        assert_eq!(c.workers, 9);
+        assert_eq!(c.lease, Duration::from_secs(7));
+        assert_eq!(c.listen.port(), 1);
+    }
+
+    #[test]
+    fn zero_workers_is_an_error_naming_the_key() {
+        let e = validate("workers = 0").unwrap_err().to_string();
+        assert_eq!(e, "config: `workers` must be at least 1 (got 0)");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let e = validate("wrokers = 3").unwrap_err().to_string();
+        assert!(e.contains("unknown field `wrokers`"), "{e}");
+        let e = validate("[retry]\nbase = \"1s\"").unwrap_err().to_string();
+        assert!(e.contains("unknown field `base`"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key_and_the_value() {
+        let e = validate("[retry]\nbackoff_base = \"fast\"").unwrap_err().to_string();
+        assert!(e.contains("`retry.backoff_base`") && e.contains("\"fast\""), "{e}");
+        let e = validate("lease = \"30\"").unwrap_err().to_string();
+        assert!(e.contains("`lease`") && e.contains("no unit"), "{e}");
+    }
+
+    #[test]
+    fn non_loopback_listen_needs_a_token() {
+        let e = validate("listen = \"0.0.0.0:7878\"").unwrap_err().to_string();
+        assert!(e.contains("refusing to listen on 0.0.0.0:7878"), "{e}");
+        let c = validate("listen = \"0.0.0.0:7878\"\napi_token = \"s3cret\"").unwrap();
+        assert_eq!(c.api_token.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn sizes_accept_integers_and_units() {
+        assert_eq!(validate("max_payload = 2048").unwrap().max_payload, 2048);
+        assert_eq!(validate("max_payload = \"2KiB\"").unwrap().max_payload, 2048);
+        assert_eq!(parse_size("1MB").unwrap(), 1_000_000);
+        let e = validate("max_payload = \"2 parsecs\"").unwrap_err().to_string();
+        assert!(e.contains("`max_payload`") && e.contains("unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn retention_tables_inherit_and_override() {
+        let c = validate(
+            "[retention]\ncompleted_max_age = \"1h\"\nfailed_max_count = \"off\"\n\
+             [retention.types.thumb]\ncompleted_max_count = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.retention.completed.max_age, Some(Duration::from_secs(3600)));
+        assert_eq!(c.retention.failed.max_count, None);
+        let thumb = &c.retention.per_type["thumb"];
+        assert_eq!(thumb.completed.max_count, Some(10));
+        assert_eq!(thumb.completed.max_age, Some(Duration::from_secs(3600)));
+        let e = validate("[retention.types.x]\nfailed_max_count = -1").unwrap_err().to_string();
+        assert!(e.contains("`retention.types.x.failed_max_count`"), "{e}");
+    }
+
+    #[test]
+    fn bad_env_values_name_the_variable() {
+        let e = RawConfig::from_env(env(&[("SPOOL_WORKERS", "many")])).unwrap_err().to_string();
+        assert!(e.contains("SPOOL_WORKERS"), "{e}");
+        let e = RawConfig::from_env(env(&[("SPOOL_API_TOKEN", "")])).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn backoff_cap_below_base_is_rejected() {
+        let e = validate("[retry]\nbackoff_base = \"10s\"\nbackoff_cap = \"1s\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`retry.backoff_cap`"), "{e}");
+    }
+}

@@ -1,7 +1,184 @@
-//! `spool exec`: one job through one plugin, no queue (being written).
+//! `spool exec PLUGIN.wasm [PAYLOAD|-]`: run one job through one plugin with the daemon's
+//! runtime, limits and host imports, but no queue: the cache lives in memory, follow-up jobs
+//! and log lines go to stderr, the result JSON goes to stdout. For plugin authors.
+//!
+//! Exit codes: 0 the job succeeded; 1 it could not run (missing or invalid plugin, bad
+//! payload); 2 the job did not succeed (retry, fail, trap, timeout, out of memory). Every
+//! error is one line.
 
+use crate::cli::ExecArgs;
+use crate::job;
+use crate::plugins::Manifest;
+use crate::runtime::{JobInput, JobServices, LogLevel, Outcome, Runtime, RuntimeConfig};
+use anyhow::{Context, anyhow, bail};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-pub async fn run(args: crate::cli::ExecArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`spool exec {}` is not built yet", args.plugin.display())
+pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let payload = read_payload(args.payload.as_deref())?;
+    let timeout = match &args.timeout {
+        Some(t) => Some(parse_timeout(t)?),
+        None => None,
+    };
+    let wasm = args.plugin.as_path();
+    let name = plugin_name(wasm)?;
+    let manifest = read_manifest(wasm, &name)?;
+
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        // One job: a small pool reserves less address space.
+        max_instances: 4,
+        trace_guest_logs: false,
+        ..RuntimeConfig::default()
+    })?;
+    let plugin = runtime.load(&name, wasm, manifest).await?;
+    let job_type = args.job_type.clone().unwrap_or_else(|| plugin.types[0].clone());
+    let input = JobInput {
+        id: job::new_job_id(),
+        job_type,
+        payload,
+        attempt: 1,
+        max_attempts: plugin.manifest.retry.max_attempts.unwrap_or(job::DEFAULT_MAX_ATTEMPTS),
+        priority: job::DEFAULT_PRIORITY,
+        created_at_ms: job::system_now_ms().max(0) as u64,
+        unique_key: None,
+        timeout,
+    };
+    let execution = runtime.execute(&plugin, input, Arc::new(ExecServices::default())).await;
+
+    let mut stderr = std::io::stderr().lock();
+    for f in &execution.followups {
+        let delay = f.run_at.map(|at| format!(", runs at {at} ms")).unwrap_or_default();
+        let _ = writeln!(
+            stderr,
+            "follow-up job {} (type `{}`, priority {}{delay}): {}",
+            f.id,
+            f.job_type,
+            f.priority,
+            f.payload.get()
+        );
+    }
+    match execution.outcome {
+        Outcome::Success(result) => {
+            if !execution.followups.is_empty() {
+                let _ = writeln!(stderr, "(a daemon would enqueue these {} follow-up jobs now)", execution.followups.len());
+            }
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", result.get()).context("cannot write the result to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            let line = match other {
+                Outcome::Retry { error, after: Some(after) } => {
+                    format!("job failed (retry after {}): {error}", humantime::format_duration(after))
+                }
+                Outcome::Retry { error, after: None } => format!("job failed (retry): {error}"),
+                Outcome::Fail { error } => format!("job failed (fail, no retry): {error}"),
+                Outcome::Crashed { error, kind } => format!("job failed ({}): {error}", kind.as_str()),
+                Outcome::Success(_) => unreachable!("handled above"),
+            };
+            let _ = writeln!(stderr, "error: {}", line.replace('\n', " "));
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn plugin_name(wasm: &Path) -> anyhow::Result<String> {
+    wasm.file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("`{}` is not a plugin file name; pass a path such as `plugins/echo.wasm`", wasm.display()))
+}
+
+fn read_manifest(wasm: &Path, name: &str) -> anyhow::Result<Manifest> {
+    let toml = wasm.with_extension("toml");
+    match std::fs::read_to_string(&toml) {
+        Ok(text) => Manifest::parse(&text)
+            .map_err(|e| anyhow!("failed to load plugin `{name}` from `{}`: {e}", toml.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
+        Err(e) => bail!("failed to load plugin `{name}` from `{}`: cannot read it: {e}", toml.display()),
+    }
+}
+
+/// The payload argument, `-` for stdin, `{}` when absent; it must be JSON.
+fn read_payload(arg: Option<&str>) -> anyhow::Result<String> {
+    let text = match arg {
+        None => "{}".to_string(),
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("cannot read the payload from stdin")?;
+            s
+        }
+        Some(s) => s.to_string(),
+    };
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+        bail!("the payload is not valid JSON: {e}; pass JSON such as '{{\"name\": \"x\"}}' or `-` to read stdin");
+    }
+    Ok(text)
+}
+
+fn parse_timeout(s: &str) -> anyhow::Result<Duration> {
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => bail!("`--timeout` must be a duration such as \"5s\" or \"500ms\" (got {s:?})"),
+    }
+}
+
+/// Host services for one local job: an in-memory cache, progress and logs on stderr.
+#[derive(Default)]
+struct ExecServices {
+    cache: Mutex<HashMap<String, (String, Option<Instant>)>>,
+}
+
+impl ExecServices {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Option<Instant>)>> {
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        c.retain(|_, (_, exp)| exp.is_none_or(|e| e > now));
+        c
+    }
+}
+
+#[async_trait::async_trait]
+impl JobServices for ExecServices {
+    async fn cache_get(&self, key: &str) -> Result<Option<String>, String> {
+        Ok(self.cache().get(key).map(|(v, _)| v.clone()))
+    }
+    async fn cache_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), String> {
+        self.cache().insert(key.to_string(), (value.to_string(), ttl.map(|t| Instant::now() + t)));
+        Ok(())
+    }
+    async fn cache_delete(&self, key: &str) -> Result<bool, String> {
+        Ok(self.cache().remove(key).is_some())
+    }
+    async fn cache_increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String> {
+        let mut c = self.cache();
+        let (old, expiry) = match c.get(key) {
+            Some((v, exp)) => {
+                let n = v.trim().parse::<i64>().map_err(|_| format!("cache key `{key}` does not hold an integer"))?;
+                (n, *exp)
+            }
+            None => (0, ttl.map(|t| Instant::now() + t)),
+        };
+        let new = old.checked_add(delta).ok_or_else(|| format!("cache key `{key}` would overflow"))?;
+        c.insert(key.to_string(), (new.to_string(), expiry));
+        Ok(new)
+    }
+    async fn progress(&self, percent: u8, message: Option<String>) {
+        match message {
+            Some(m) => eprintln!("progress {percent}%: {m}"),
+            None => eprintln!("progress {percent}%"),
+        }
+    }
+    fn cancelled(&self) -> bool {
+        false
+    }
+    fn log(&self, _level: LogLevel, line: &str) {
+        eprintln!("{line}");
+    }
 }

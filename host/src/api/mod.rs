@@ -1,1 +1,50 @@
-//! (being written)
+//! The HTTP API (DESIGN.md "Interfaces"): axum routes under `/api/v1`, `/health` and
+//! `/metrics`. Handlers talk to storage only (never to the runtime); what they need to know
+//! about plugins comes through the `Catalog` trait, which `app` implements over the registry.
+
+pub mod client;
+pub mod error;
+pub mod handlers;
+pub mod health;
+pub mod routes;
+pub mod sse;
+pub mod types;
+
+use crate::events::EventHub;
+use crate::metrics::Metrics;
+use crate::storage::Storage;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// What the API may know about plugins (a read-only view of the registry).
+pub trait Catalog: Send + Sync + 'static {
+    /// Whether a loaded plugin handles `job_type`.
+    fn handles(&self, job_type: &str) -> bool;
+    /// The `max_attempts` of the plugin handling `job_type`, when its manifest sets one.
+    fn max_attempts_for(&self, job_type: &str) -> Option<u32>;
+    /// Loaded plugins and failed files, as the API shows them.
+    fn plugins(&self) -> serde_json::Value;
+    /// (loaded, failed)
+    fn counts(&self) -> (u64, u64);
+}
+
+/// Everything the handlers share.
+pub struct ApiState {
+    pub storage: Arc<dyn Storage>,
+    pub catalog: Arc<dyn Catalog>,
+    pub metrics: Arc<Metrics>,
+    pub events: Arc<EventHub>,
+    pub max_payload: usize,
+    /// Attempts of a job whose request and plugin say nothing (config `retry.max_attempts`).
+    pub default_max_attempts: u32,
+    pub api_token: Option<String>,
+    pub started: Instant,
+    /// Turns true when the daemon begins to shut down: SSE streams end, health says so.
+    pub stop: watch::Receiver<bool>,
+    /// Tells a job running in this daemon to stop at once (others learn of a cancel at their
+    /// next lease renewal). Returns whether the job runs here.
+    pub cancel_local: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+pub use routes::{router, serve};

@@ -1,1 +1,181 @@
-//! (being written)
+//! Plugins as the daemon sees them: the manifest (`NAME.toml`), a loaded plugin version, the
+//! registry that maps job types to loaded plugins, and the hot-reload watcher.
+//!
+//! Data flows one way: `watcher -> registry`; the scheduler reads the registry (`for_type`) and
+//! hands the pinned `Arc<LoadedPlugin>` to the runtime. The runtime never reads the disk.
+
+mod loader;
+pub mod manifest;
+mod registry;
+mod watcher;
+
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use manifest::{Manifest, RetryPolicy};
+pub use registry::PluginRegistry;
+pub use watcher::WatcherHandle;
+
+/// The world every plugin must target (wit/spool-plugin@0.1.0).
+pub const WORLD: &str = "spool:plugin/handler@0.1.0";
+
+/// One version of one plugin, compiled and pre-linked, ready to run jobs. Jobs hold the `Arc`
+/// for their whole run, so a hot reload never pulls code out from under a running job.
+pub struct LoadedPlugin {
+    pub name: String,
+    /// First 12 hex digits of the sha256 of the `.wasm` file.
+    pub version: String,
+    pub types: Vec<String>,
+    pub manifest: Manifest,
+    pub path: PathBuf,
+    pub loaded_at_ms: i64,
+    /// The compiled, pre-linked component (written by `Runtime::load`, read by
+    /// `Runtime::execute`).
+    pub(crate) code: crate::runtime::PluginCode,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("types", &self.types)
+            .field("path", &self.path)
+            .field("loaded_at_ms", &self.loaded_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened to a plugin; broadcast by the registry (the daemon turns these into
+/// `plugin.loaded` / `plugin.unloaded` / `plugin.failed` events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum PluginEvent {
+    Loaded { name: String, version: String, types: Vec<String> },
+    Unloaded { name: String },
+    /// The file could not be loaded; the previous version (if any) keeps serving.
+    /// `error` is one line in STYLE.md form.
+    Failed { name: String, path: PathBuf, error: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    Loaded,
+    Failed,
+}
+
+/// One row of `spool plugins` / `GET /api/v1/plugins`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginStatus {
+    pub name: String,
+    /// The version serving jobs (None when nothing is loaded).
+    pub version: Option<String>,
+    pub types: Vec<String>,
+    pub state: PluginState,
+    /// The last load failure: set for `failed`, and for `loaded` when a newer file failed and
+    /// the old version keeps serving.
+    pub error: Option<String>,
+    pub loaded_at_ms: Option<i64>,
+    pub path: PathBuf,
+}
+
+/// Why a plugin (or the plugins folder) could not be loaded. `Display` is the whole one-line
+/// message, e.g. "failed to load plugin `resize` from `plugins/resize.wasm`: it does not
+/// export `spool:plugin/handler@0.1.0`; rebuild it with spool-sdk 0.1".
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    #[error("failed to load plugin `{name}` from `{}`: {reason}", path.display())]
+    Plugin { name: String, path: PathBuf, reason: LoadFailure },
+    #[error("cannot watch the plugins folder `{}`: {reason}", dir.display())]
+    Watch { dir: PathBuf, reason: String },
+}
+
+impl LoadError {
+    pub(crate) fn plugin(name: &str, path: impl Into<PathBuf>, reason: LoadFailure) -> Self {
+        LoadError::Plugin { name: name.to_string(), path: path.into(), reason }
+    }
+
+    /// The failure reason, when this is about one plugin.
+    pub fn failure(&self) -> Option<&LoadFailure> {
+        match self {
+            LoadError::Plugin { reason, .. } => Some(reason),
+            LoadError::Watch { .. } => None,
+        }
+    }
+}
+
+/// The part of a load error after "failed to load plugin `x` from `path`: ".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadFailure {
+    #[error("cannot read it: {0}")]
+    Read(String),
+    #[error(
+        "it is not a WebAssembly file; a plugin is a component targeting `{WORLD}`, built with spool-sdk 0.1"
+    )]
+    NotWasm,
+    #[error(
+        "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 with spool-sdk 0.1"
+    )]
+    CoreModule,
+    #[error("it is truncated or corrupt ({0}); a file still being copied is loaded again once the copy completes")]
+    Corrupt(String),
+    #[error("it does not export `{WORLD}`{0}; rebuild it with spool-sdk 0.1")]
+    WrongWorld(String),
+    #[error("it imports `{0}`, which this host does not provide (plugins get `spool:plugin/*@0.1.0` and WASI 0.2 without files or network); rebuild it with spool-sdk 0.1")]
+    UnknownImport(String),
+    /// A bad `NAME.toml`; the message names the key.
+    #[error("{0}")]
+    Manifest(String),
+    #[error("job type `{job_type}` is already handled by plugin `{other}`; remove it from one of the manifests")]
+    TypeConflict { job_type: String, other: String },
+    #[error("cannot compile it: {0}")]
+    Compile(String),
+}
+
+/// Shared handle to a loaded plugin.
+pub type PluginRef = Arc<LoadedPlugin>;
+
+/// Is this file name something the plugin folder ignores (dot files, editor and copy temp
+/// files)? Only `NAME.wasm` and `NAME.toml` with a plain NAME count.
+pub(crate) fn plugin_name_of(path: &std::path::Path) -> Option<(String, FileKind)> {
+    let file = path.file_name()?.to_str()?;
+    if file.starts_with('.') || file.starts_with('#') || file.ends_with('~') {
+        return None;
+    }
+    let (stem, ext) = file.rsplit_once('.')?;
+    let kind = match ext {
+        "wasm" => FileKind::Wasm,
+        "toml" => FileKind::Manifest,
+        _ => return None,
+    };
+    if stem.is_empty() || !stem.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return None;
+    }
+    Some((stem.to_string(), kind))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    Wasm,
+    Manifest,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn plugin_names_come_from_wasm_and_toml_files_only() {
+        assert_eq!(plugin_name_of(Path::new("p/resize.wasm")), Some(("resize".into(), FileKind::Wasm)));
+        assert_eq!(plugin_name_of(Path::new("p/resize.toml")), Some(("resize".into(), FileKind::Manifest)));
+        assert_eq!(plugin_name_of(Path::new("p/.resize.wasm")), None);
+        assert_eq!(plugin_name_of(Path::new("p/resize.wasm.tmp")), None);
+        assert_eq!(plugin_name_of(Path::new("p/resize.wasm~")), None);
+        assert_eq!(plugin_name_of(Path::new("p/resize.wasm.part")), None);
+        assert_eq!(plugin_name_of(Path::new("p/.wasm")), None);
+        assert_eq!(plugin_name_of(Path::new("p/notes.txt")), None);
+    }
+}

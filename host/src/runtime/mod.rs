@@ -1,1 +1,258 @@
-//! (being written)
+//! The Wasm runtime: one wasmtime `Engine` (pooling allocator, epoch interruption), a linker
+//! with WASI p2 (no files, no network) and the Spool host imports, compiled-component caching,
+//! and `execute`, which runs one job in a fresh instance with the plugin's time and memory
+//! limits and turns whatever happens (result, error, trap, timeout, out of memory) into an
+//! `Outcome`. A guest can never take the host down.
+//!
+//! API contract: /work/coord/runtime-api.md.
+
+mod bindings;
+mod cache;
+mod engine;
+mod execute;
+mod host_api;
+mod limits;
+
+use crate::plugins::{LoadError, LoadFailure, LoadedPlugin, Manifest};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use engine::pagemap_scan_available;
+pub use host_api::LogLevel;
+
+/// Default per-attempt timeout when neither the job nor the manifest sets one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default memory cap, summed over all linear memories of one instance.
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
+/// How long a job told to stop (`cancelled()` true) may keep running before it is interrupted.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled components (`.cwasm`) are cached, keyed by content hash and engine;
+    /// None compiles every load.
+    pub cache_dir: Option<PathBuf>,
+    /// Pooling allocator size = the most jobs that run at once; `execute` waits for a free
+    /// slot beyond that.
+    pub max_instances: u32,
+    pub default_timeout: Duration,
+    pub default_memory: u64,
+    /// Send guest log lines and stdout/stderr to `tracing` (target `spool::plugin`) as well
+    /// as to `JobServices::log`. `spool exec` turns this off and prints them itself.
+    pub trace_guest_logs: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            max_instances: 256,
+            default_timeout: DEFAULT_TIMEOUT,
+            default_memory: DEFAULT_MEMORY,
+            trace_guest_logs: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("cannot create the compiled-plugin cache folder `{}`: {reason}", dir.display())]
+    CacheDir { dir: PathBuf, reason: String },
+    #[error("cannot start the epoch ticker thread: {0}")]
+    Ticker(String),
+}
+
+/// Cheap to clone: everything lives behind one `Arc`.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<engine::RuntimeInner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("config", &self.inner.cfg).finish_non_exhaustive()
+    }
+}
+
+/// One attempt of one job, as the runtime needs it.
+#[derive(Debug, Clone, Default)]
+pub struct JobInput {
+    pub id: String,
+    pub job_type: String,
+    /// JSON text (already validated when the job was accepted).
+    pub payload: String,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub priority: u8,
+    pub created_at_ms: u64,
+    pub unique_key: Option<String>,
+    /// Per-job override of the manifest's (or the default) timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// What the daemon (or `spool exec`) offers one job: cache (already namespaced to the plugin
+/// by the implementor), progress, cancellation, and where log lines go.
+#[async_trait::async_trait]
+pub trait JobServices: Send + Sync {
+    async fn cache_get(&self, key: &str) -> Result<Option<String>, String>;
+    async fn cache_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), String>;
+    async fn cache_delete(&self, key: &str) -> Result<bool, String>;
+    async fn cache_increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String>;
+    async fn progress(&self, percent: u8, message: Option<String>);
+    /// Polled by the guest's `cancelled()` and by the runtime: once true, the runtime stops the
+    /// job after `CANCEL_GRACE` (Outcome::Crashed{kind: Cancelled}).
+    fn cancelled(&self) -> bool;
+    /// Called for every line the job logs (guest `log` calls and stdout/stderr lines), as it
+    /// happens. The same lines end up in `Execution::logs`. Default: nothing.
+    fn log(&self, _level: LogLevel, _line: &str) {}
+}
+
+/// Services for a job that needs none: no cache (errors), progress dropped, never cancelled.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoServices;
+
+#[async_trait::async_trait]
+impl JobServices for NoServices {
+    async fn cache_get(&self, _key: &str) -> Result<Option<String>, String> {
+        Err("no cache is available here".into())
+    }
+    async fn cache_set(&self, _key: &str, _value: &str, _ttl: Option<Duration>) -> Result<(), String> {
+        Err("no cache is available here".into())
+    }
+    async fn cache_delete(&self, _key: &str) -> Result<bool, String> {
+        Err("no cache is available here".into())
+    }
+    async fn cache_increment(&self, _key: &str, _delta: i64, _ttl: Option<Duration>) -> Result<i64, String> {
+        Err("no cache is available here".into())
+    }
+    async fn progress(&self, _percent: u8, _message: Option<String>) {}
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// The result of one attempt.
+#[derive(Debug)]
+pub struct Execution {
+    pub outcome: Outcome,
+    /// Guest `log()` lines and captured stdout/stderr lines, the last `job::MAX_LOG_LINES`.
+    pub logs: Vec<String>,
+    /// From the `enqueue` import; ids already assigned. Commit only on `Success`.
+    pub followups: Vec<crate::job::NewJob>,
+    /// Wall time from instantiation to the end of the call.
+    pub duration: Duration,
+    pub plugin_version: String,
+    /// The largest total linear memory the instance had, in bytes.
+    pub peak_memory: u64,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// Validated JSON.
+    Success(Box<RawValue>),
+    /// The plugin asked to be retried.
+    Retry { error: String, after: Option<Duration> },
+    /// The plugin failed permanently.
+    Fail { error: String },
+    /// Host-detected failure; the retry policy applies.
+    Crashed { error: String, kind: CrashKind },
+}
+
+impl Outcome {
+    /// The error message, when this is not a success.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Outcome::Success(_) => None,
+            Outcome::Retry { error, .. } | Outcome::Fail { error } | Outcome::Crashed { error, .. } => Some(error),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrashKind {
+    Trap,
+    Timeout,
+    OutOfMemory,
+    Cancelled,
+    InvalidResult,
+}
+
+impl CrashKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrashKind::Trap => "trap",
+            CrashKind::Timeout => "timeout",
+            CrashKind::OutOfMemory => "out_of_memory",
+            CrashKind::Cancelled => "cancelled",
+            CrashKind::InvalidResult => "invalid_result",
+        }
+    }
+}
+
+/// The compiled, pre-linked form of one plugin version (private to the runtime; lives inside
+/// `LoadedPlugin`).
+#[derive(Clone)]
+pub(crate) struct PluginCode {
+    pre: bindings::HandlerPre<host_api::JobState>,
+    config: Arc<BTreeMap<String, String>>,
+    timeout: Duration,
+    memory: u64,
+}
+
+/// Where a component came from when it was loaded (for logs and the benchmark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileSource {
+    /// Compiled now; no cache configured.
+    Compiled,
+    /// Compiled now and written to the cache.
+    CompiledAndCached,
+    /// Loaded from the on-disk cache without compiling.
+    Cache,
+}
+
+impl Runtime {
+    pub fn new(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        Ok(Runtime { inner: Arc::new(engine::RuntimeInner::new(cfg)?) })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.cfg
+    }
+
+    /// Compile (or load from cache) and pre-link; the compile runs on `spawn_blocking`.
+    pub async fn load(&self, name: &str, wasm: &Path, manifest: Manifest) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let bytes = tokio::fs::read(wasm)
+            .await
+            .map_err(|e| LoadError::plugin(name, wasm, LoadFailure::Read(e.to_string())))?;
+        self.load_bytes(name, wasm, bytes, manifest).await.map(|(p, _)| p)
+    }
+
+    /// `load` for bytes already read (the registry hashes them first, so it must compile
+    /// exactly what it hashed). Also says whether the cache was used.
+    pub async fn load_bytes(
+        &self,
+        name: &str,
+        path: &Path,
+        bytes: Vec<u8>,
+        manifest: Manifest,
+    ) -> Result<(Arc<LoadedPlugin>, CompileSource), LoadError> {
+        self.inner.load(name, path, bytes, manifest).await
+    }
+
+    /// One job in a fresh instance with the plugin's limits. Never panics, never fails the host.
+    pub async fn execute(&self, plugin: &LoadedPlugin, input: JobInput, services: Arc<dyn JobServices>) -> Execution {
+        execute::execute(&self.inner, plugin, input, services).await
+    }
+
+    /// Pooling allocator occupancy, for `/metrics`.
+    pub fn instances_in_use(&self) -> u32 {
+        self.inner.instances_in_use()
+    }
+}
+

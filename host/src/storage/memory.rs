@@ -1,1 +1,335 @@
-//! (being written)
+//! `memory://`: the whole store in one mutex-guarded `State` with the same indexes a real
+//! backend keeps (ready jobs per type in claim order, due times, lease expiries, live unique
+//! keys). Same semantics as SQLite and Redis; nothing survives a restart. For development
+//! and tests.
+
+mod state;
+
+use super::limits::{self, check_cache_key, check_cache_value};
+use super::{
+    BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
+    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
+    Storage, StorageOptions,
+};
+use crate::job::{Clock, Job, LeaseToken, Millis, NewJob, millis_i64};
+use async_trait::async_trait;
+use state::State;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+pub struct MemoryStorage {
+    opts: StorageOptions,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    /// Signalled when a job may have become ready; `wait_for_work` listens.
+    work: Notify,
+}
+
+impl std::fmt::Debug for MemoryStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStorage").finish_non_exhaustive()
+    }
+}
+
+impl MemoryStorage {
+    pub fn new(opts: StorageOptions, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            opts,
+            clock,
+            state: Mutex::new(State::default()),
+            work: Notify::new(),
+        }
+    }
+
+    /// The state; a panic while it was held (a bug) does not make the store unusable.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    /// Wakes every waiter, and leaves a permit for a poller that is between its claim and
+    /// its wait (without it, that poller would sleep out its whole timeout).
+    fn signal_work(&self) {
+        self.work.notify_waiters();
+        self.work.notify_one();
+    }
+}
+
+#[async_trait]
+impl Storage for MemoryStorage {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        let mut out = self.enqueue_batch(vec![job]).await?;
+        Ok(out.remove(0))
+    }
+
+    async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        limits::check_new_jobs(&jobs, self.opts.max_payload_bytes)?;
+        let now = self.now();
+        let out: Vec<Enqueued> = {
+            let mut state = self.lock();
+            jobs.into_iter()
+                .map(|job| state.insert_new(job, now))
+                .collect()
+        };
+        if out.iter().any(|e| e.created) {
+            self.signal_work();
+        }
+        Ok(out)
+    }
+
+    async fn import_jobs(&self, jobs: Vec<Job>) -> Result<u64> {
+        limits::check_imported(&jobs)?;
+        let now = self.now();
+        let inserted = {
+            let mut state = self.lock();
+            jobs.into_iter()
+                .filter(|job| state.import(job.clone(), now))
+                .count() as u64
+        };
+        if inserted > 0 {
+            self.signal_work();
+        }
+        Ok(inserted)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>> {
+        Ok(self.lock().jobs.get(id).map(|e| e.job.clone()))
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<JobPage> {
+        let limit = limits::list_limit(filter.limit);
+        let state = self.lock();
+        let upper = match &filter.cursor {
+            Some(c) => std::ops::Bound::Excluded(c.clone()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut jobs: Vec<Job> = state
+            .jobs
+            .range((std::ops::Bound::Unbounded, upper))
+            .rev()
+            .map(|(_, e)| &e.job)
+            .filter(|j| filter.status.is_none_or(|s| j.status == s))
+            .filter(|j| filter.job_type.as_ref().is_none_or(|t| &j.job_type == t))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let next_cursor = if jobs.len() > limit {
+            jobs.truncate(limit);
+            jobs.last().map(|j| j.id.clone())
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next_cursor })
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        Ok(self.lock().take(id).is_some())
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
+        let now = self.now();
+        let until = now.saturating_add(millis_i64(req.lease));
+        Ok(self
+            .lock()
+            .claim(&req.types, req.limit, until, &req.worker, now))
+    }
+
+    async fn renew_leases(
+        &self,
+        leases: &[(String, LeaseToken)],
+        lease: Duration,
+    ) -> Result<Vec<LeaseStatus>> {
+        let until = self.now().saturating_add(millis_i64(lease));
+        let mut state = self.lock();
+        Ok(leases
+            .iter()
+            .map(|(id, token)| state.renew(id, token, until))
+            .collect())
+    }
+
+    async fn set_progress(
+        &self,
+        id: &str,
+        lease: &LeaseToken,
+        percent: u8,
+        message: Option<String>,
+    ) -> Result<bool> {
+        let now = self.now();
+        Ok(self
+            .lock()
+            .set_progress(id, lease, percent.min(100), message, now))
+    }
+
+    async fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>> {
+        let followups: Vec<NewJob> = done.iter().flat_map(|c| c.followups.clone()).collect();
+        limits::check_new_jobs(&followups, self.opts.max_payload_bytes)?;
+        let now = self.now();
+        let (settled, woke) = {
+            let mut state = self.lock();
+            let mut woke = false;
+            let settled = done
+                .into_iter()
+                .map(|c| {
+                    let (s, created) = state.complete(c, now);
+                    woke |= created;
+                    s
+                })
+                .collect();
+            (settled, woke)
+        };
+        if woke {
+            self.signal_work();
+        }
+        Ok(settled)
+    }
+
+    async fn fail(&self, failed: Vec<Failure>) -> Result<Vec<Settled>> {
+        let now = self.now();
+        let mut state = self.lock();
+        Ok(failed.into_iter().map(|f| state.fail(f, now)).collect())
+    }
+
+    async fn release(&self, leases: &[(String, LeaseToken)]) -> Result<u64> {
+        let now = self.now();
+        let released = {
+            let mut state = self.lock();
+            leases
+                .iter()
+                .filter(|(id, token)| state.release(id, token, now))
+                .count() as u64
+        };
+        if released > 0 {
+            self.signal_work();
+        }
+        Ok(released)
+    }
+
+    async fn cancel(&self, id: &str) -> Result<CancelOutcome> {
+        let now = self.now();
+        Ok(self.lock().cancel(id, now))
+    }
+
+    async fn replay(&self, id: &str) -> Result<Option<Job>> {
+        let now = self.now();
+        let job = self.lock().replay(id, now)?;
+        if job.is_some() {
+            self.signal_work();
+        }
+        Ok(job)
+    }
+
+    async fn promote_due(&self) -> Result<u64> {
+        let now = self.now();
+        let promoted = self.lock().promote_due(now);
+        if promoted > 0 {
+            self.signal_work();
+        }
+        Ok(promoted)
+    }
+
+    async fn reap_expired(&self) -> Result<Reaped> {
+        let now = self.now();
+        let reaped = self.lock().reap_expired(now);
+        if reaped.requeued > 0 {
+            self.signal_work();
+        }
+        Ok(reaped)
+    }
+
+    async fn sweep_retention(&self, policy: &RetentionPolicy) -> Result<u64> {
+        let now = self.now();
+        let mut state = self.lock();
+        state.trim_events(self.opts.max_events);
+        state.purge_expired_cache(now);
+        Ok(state.sweep_retention(policy, now))
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let now = self.now();
+        Ok(self.lock().stats(now))
+    }
+
+    async fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>> {
+        check_cache_key(ns, key)?;
+        let now = self.now();
+        Ok(self.lock().cache_get(ns, key, now))
+    }
+
+    async fn cache_set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        check_cache_key(ns, key)?;
+        check_cache_value(value, self.opts.max_payload_bytes)?;
+        let expires = ttl.map(|t| self.now().saturating_add(millis_i64(t)));
+        self.lock().cache_set(ns, key, value.to_owned(), expires);
+        Ok(())
+    }
+
+    async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool> {
+        check_cache_key(ns, key)?;
+        let now = self.now();
+        Ok(self.lock().cache_delete(ns, key, now))
+    }
+
+    async fn cache_increment(
+        &self,
+        ns: &str,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64> {
+        check_cache_key(ns, key)?;
+        let now = self.now();
+        self.lock()
+            .cache_increment(ns, key, delta, ttl.map(millis_i64), now)
+    }
+
+    async fn publish_event(&self, event: NewEvent) -> Result<Event> {
+        let now = self.now();
+        Ok(self.lock().push_event(event, now))
+    }
+
+    async fn events_since(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
+        let after = after.map(limits::parse_event_id).transpose()?.unwrap_or(0);
+        Ok(self.lock().events_since(after, limit))
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.work.notified()).await;
+    }
+
+    async fn ping(&self) -> Result<Duration> {
+        let start = Instant::now();
+        drop(self.lock());
+        Ok(start.elapsed())
+    }
+
+    async fn info(&self) -> Result<BackendInfo> {
+        let state = self.lock();
+        let mut info = BackendInfo {
+            backend: "memory".into(),
+            ..BackendInfo::default()
+        };
+        info.details
+            .insert("jobs".into(), state.jobs.len().to_string());
+        info.details
+            .insert("events".into(), state.events.len().to_string());
+        info.warnings
+            .push("memory storage: jobs are lost when the daemon stops".into());
+        Ok(info)
+    }
+}

@@ -1,20 +1,55 @@
 //! The storage trait every backend implements (SQLite, memory, Redis), the types it speaks,
 //! and `open` which picks a backend from a URL. Semantics are DESIGN.md's "Job model and
 //! lifecycle"; `conformance.rs` is the executable form of them.
+//!
+//! Changes since the lead's first draft (all additive; H3 owns this file):
+//! - `open(url, StorageOptions, clock)` and `StorageOptions` (payload limit, event cap, SQLite
+//!   busy timeout and reader count). `open` is async (Redis connects).
+//! - `StorageError` derives `Clone`; `From<JobError>` maps to `InvalidInput`.
+//! - `Event::at` serialises as an RFC 3339 string, like the job's times (see `job.rs`).
+//! - `job::BackoffPolicy` gained `jitter` (serde default `full`); `job::JobError` and the
+//!   pure rules in `job::rules` are new.
+//! - `DEFAULT_LIST_LIMIT`, `MAX_LIST_LIMIT`, `DEFAULT_MAX_EVENTS`.
+//!
+//! Rules every backend follows (the conformance suite checks each):
+//! - Enqueue is idempotent by id: an existing id returns that job with `created: false`, as
+//!   does a live job holding the unique key. Live = scheduled, pending, running, retrying.
+//! - A job that was asked to cancel while running ends `cancelled` when its attempt ends by
+//!   `fail`, `release` or lease expiry (`Settled::Moved(Cancelled)`); `complete` still wins.
+//! - `fail` with `retry_at` always goes to `retrying` (even when `retry_at <= now`) while
+//!   attempts remain; `promote_due` makes it `pending`.
+//! - Released jobs keep their ready time (they go back to the front of their priority);
+//!   reaped jobs become ready at the reap time.
+//! - Job events: `job.created` (enqueue), `job.started` (claim), `job.progress`,
+//!   `job.completed`, `job.retrying` (failed attempt with attempts left, expired lease
+//!   requeued, or replay with `"replay": true`), `job.failed`, `job.cancelled`. Each carries
+//!   `status` and `attempt` in `data`. Imports write no events.
+//! - Cache: `ttl` on `cache_set` replaces the expiry (None: never expires); on
+//!   `cache_increment` it applies only when the call creates the key (a counter keeps the
+//!   window it started with). A missing or expired key counts from 0; a value that is not
+//!   an integer is `InvalidInput`.
+//! - Event ids are decimal integers that increase (SQLite's rowid, a counter in memory);
+//!   treat them as opaque strings elsewhere (Redis stream ids differ).
 
-use crate::job::{Job, JobState, LeaseToken, Millis, NewJob};
+use crate::job::{Clock, Job, JobError, JobState, LeaseToken, Millis, NewJob};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+mod job_events;
+pub mod limits;
+#[cfg(any(test, feature = "testing"))]
+pub mod loadgen;
 pub mod memory;
+pub mod redis;
 pub mod sqlite;
 
 /// Errors callers branch on. Messages follow STYLE.md: what failed, why, what to do.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     /// The caller's input is wrong (payload too large or not JSON, bad priority...). Nothing
     /// was written.
@@ -30,7 +65,81 @@ pub enum StorageError {
     Internal(String),
 }
 
+impl From<JobError> for StorageError {
+    fn from(e: JobError) -> Self {
+        StorageError::InvalidInput(e.to_string())
+    }
+}
+
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// `list` returns this many jobs when the filter's limit is 0.
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+/// `list` never returns more than this many jobs in one page.
+pub const MAX_LIST_LIMIT: usize = 1000;
+/// Events kept by default; `sweep_retention` trims older ones.
+pub const DEFAULT_MAX_EVENTS: u64 = 100_000;
+
+/// Settings every backend reads. Build with `..Default::default()`: backends add fields.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// Largest accepted payload (and follow-up payload, and cache value), in bytes.
+    pub max_payload_bytes: usize,
+    /// How many events the event log keeps; `sweep_retention` trims the oldest beyond it.
+    pub max_events: u64,
+    /// SQLite: how long a statement waits for another process's lock before giving up.
+    pub busy_timeout: Duration,
+    /// SQLite: read connections kept open (in WAL mode reads never wait for the writer).
+    pub read_connections: usize,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: crate::job::DEFAULT_MAX_PAYLOAD_BYTES,
+            max_events: DEFAULT_MAX_EVENTS,
+            busy_timeout: Duration::from_secs(5),
+            read_connections: 4,
+        }
+    }
+}
+
+/// The URL forms `open` understands, for error messages.
+const SUPPORTED_URLS: &str = "sqlite://PATH (e.g. sqlite://./data/spool.db), memory://, \
+     redis://HOST[:PORT][/DB], rediss://..., redis+sentinel://... or redis+cluster://...";
+
+/// Open the backend a URL names: `sqlite://PATH` (relative or absolute; parent folders are
+/// created), `memory://`, or Redis (`redis://`, `rediss://`, `redis+sentinel://`,
+/// `redis+cluster://`, handled by `storage::redis`).
+pub async fn open(
+    url: &str,
+    opts: StorageOptions,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn Storage>> {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    match scheme.to_ascii_lowercase().as_str() {
+        "sqlite" => {
+            if rest.is_empty() {
+                return Err(StorageError::InvalidInput(format!(
+                    "storage url `{url}` names no file: use sqlite://PATH, e.g. \
+                     sqlite://./data/spool.db"
+                )));
+            }
+            let storage = sqlite::SqliteStorage::open(rest, opts, clock).await?;
+            Ok(Arc::new(storage))
+        }
+        "memory" => Ok(Arc::new(memory::MemoryStorage::new(opts, clock))),
+        // Redis (H5's module): every Redis flavour goes to `redis::open`.
+        "redis" | "rediss" | "redis+sentinel" | "redis+cluster" => {
+            redis::open(url, opts, clock).await
+        }
+        // Only the scheme is echoed: the rest of a URL may hold a password.
+        _ => Err(StorageError::InvalidInput(format!(
+            "unsupported storage url scheme `{}`: use {SUPPORTED_URLS}",
+            if scheme.is_empty() { "(none)" } else { scheme }
+        ))),
+    }
+}
 
 /// The result of an enqueue: the job, and whether it was made now (false when a live job
 /// already held the unique key and that job is returned instead).
@@ -44,7 +153,7 @@ pub struct Enqueued {
 pub struct ListFilter {
     pub status: Option<JobState>,
     pub job_type: Option<String>,
-    /// At most this many (backends cap it at 1000).
+    /// At most this many (0: `DEFAULT_LIST_LIMIT`; capped at `MAX_LIST_LIMIT`).
     pub limit: usize,
     /// Opaque: the `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -162,6 +271,27 @@ pub struct TypeRetention {
     pub cancelled: Retention,
 }
 
+impl RetentionPolicy {
+    /// The rule for finished jobs of `job_type` in `state` (a per-type override wins).
+    /// Live states have no rule: they are never swept.
+    pub fn rule_for(&self, job_type: &str, state: JobState) -> Retention {
+        let none = Retention {
+            max_age: None,
+            max_count: None,
+        };
+        let (completed, failed, cancelled) = match self.per_type.get(job_type) {
+            Some(t) => (t.completed, t.failed, t.cancelled),
+            None => (self.completed, self.failed, self.cancelled),
+        };
+        match state {
+            JobState::Completed => completed,
+            JobState::Failed => failed,
+            JobState::Cancelled => cancelled,
+            _ => none,
+        }
+    }
+}
+
 impl Default for RetentionPolicy {
     /// DESIGN.md: completed 24 h or last 1000 per type; failed 7 days or last 5000 per type.
     fn default() -> Self {
@@ -199,12 +329,13 @@ pub struct TypeStats {
 /// One entry of the event log.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
-    /// Sortable within one storage; readers resume after it.
+    /// Increasing within one storage; readers resume after it. Opaque to clients.
     pub id: String,
     /// `job.created`, `job.started`, ... (DESIGN.md "Events").
     pub kind: String,
     pub job_id: Option<String>,
     pub job_type: Option<String>,
+    #[serde(with = "crate::job::serde_time")]
     pub at: Millis,
     /// Extra fields (status, attempt, error, progress, plugin name...).
     pub data: serde_json::Value,
@@ -295,8 +426,13 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The plugin-facing cache, namespaced by `ns` (the plugin name).
     async fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>>;
-    async fn cache_set(&self, ns: &str, key: &str, value: &str, ttl: Option<Duration>)
-    -> Result<()>;
+    async fn cache_set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<()>;
     async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool>;
     async fn cache_increment(
         &self,

@@ -1,1 +1,422 @@
-//! (being written)
+//! `sqlite://PATH`: the default, zero-configuration backend. One file in WAL mode; one writer
+//! thread that group-commits queued changes in `BEGIN IMMEDIATE` transactions
+//! (`writer.rs`); a few read connections (`reads.rs`); claims in one `UPDATE ... RETURNING`
+//! over a partial index (`sql/claim.sql`); a versioned schema (`connection.rs`,
+//! `schema/*.sql`). Several daemons may share one file on one host; each has its own
+//! writer, and SQLite's file lock (with the busy timeout) orders them.
+
+mod connection;
+mod jobs;
+mod maintenance;
+mod reads;
+mod rows;
+mod sql;
+mod writer;
+
+use super::limits::{self, check_cache_key, check_cache_value};
+use super::{
+    BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
+    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
+    Storage, StorageError, StorageOptions,
+};
+use crate::job::{Clock, Job, LeaseToken, Millis, NewJob, Progress, millis_i64};
+use async_trait::async_trait;
+use reads::Readers;
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use writer::Writer;
+
+/// Rows changed per transaction by promotion, reaping and sweeping; other writers get a
+/// turn between chunks.
+const CHUNK: usize = 2_000;
+/// Jobs deleted by one `sweep_retention` call at most; the next call continues.
+const SWEEP_BUDGET: usize = 100_000;
+
+pub struct SqliteStorage {
+    path: PathBuf,
+    opts: StorageOptions,
+    clock: Arc<dyn Clock>,
+    writer: Writer,
+    readers: Arc<Readers>,
+    /// Signalled by the writer after a commit that made jobs ready.
+    work: Arc<Notify>,
+    /// Whatever the owner wants kept alive as long as the store (a temporary folder).
+    _guard: Option<Box<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for SqliteStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStorage")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStorage {
+    /// Opens (creating it and its parent folders if needed) the database at `path`.
+    pub async fn open(
+        path: impl AsRef<Path>,
+        opts: StorageOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<SqliteStorage> {
+        let path = path.as_ref().to_path_buf();
+        let work = Arc::new(Notify::new());
+        let (conn, opts, path) = {
+            let opts = opts.clone();
+            tokio::task::spawn_blocking(move || {
+                prepare_path(&path)?;
+                connection::open_writer(&path, &opts).map(|conn| (conn, opts, path))
+            })
+            .await
+            .map_err(|e| StorageError::Internal(format!("opening the database failed: {e}")))??
+        };
+        let writer = Writer::spawn(conn, path.clone(), work.clone())?;
+        let readers = Arc::new(Readers::new(path.clone(), opts.clone()));
+        Ok(SqliteStorage {
+            path,
+            opts,
+            clock,
+            writer,
+            readers,
+            work,
+            _guard: None,
+        })
+    }
+
+    /// Keeps `guard` alive as long as the store (for example the temporary folder a test
+    /// database lives in); it is dropped after the database is closed.
+    #[must_use]
+    pub fn holding(mut self, guard: impl Any + Send + Sync) -> Self {
+        self._guard = Some(Box::new(guard));
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+}
+
+/// Creates the parent folders; refuses a folder where the file should be.
+fn prepare_path(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(StorageError::InvalidInput(format!(
+            "`{}` is a folder: the sqlite storage url names the database file, e.g. \
+             sqlite://{}/spool.db",
+            path.display(),
+            path.display()
+        )));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StorageError::Unavailable(format!(
+                "cannot create the folder `{}` for the database: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        limits::check_new_jobs(std::slice::from_ref(&job), self.opts.max_payload_bytes)?;
+        let now = self.now();
+        self.writer
+            .call(move |conn, ctx| jobs::enqueue(conn, ctx, job, now))
+            .await
+    }
+
+    async fn enqueue_batch(&self, batch: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        limits::check_new_jobs(&batch, self.opts.max_payload_bytes)?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        self.writer
+            .call(move |conn, ctx| {
+                batch
+                    .into_iter()
+                    .map(|job| jobs::enqueue(conn, ctx, job, now))
+                    .collect()
+            })
+            .await
+    }
+
+    async fn import_jobs(&self, batch: Vec<Job>) -> Result<u64> {
+        limits::check_imported(&batch)?;
+        let now = self.now();
+        self.writer
+            .call(move |conn, ctx| jobs::import(conn, ctx, batch, now))
+            .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>> {
+        let id = id.to_owned();
+        self.readers.run(move |conn| reads::get(conn, &id)).await
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<JobPage> {
+        self.readers
+            .run(move |conn| reads::list(conn, &filter))
+            .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.writer
+            .call(move |conn, _| jobs::delete(conn, &id))
+            .await
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
+        if req.types.is_empty() || req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let until = now.saturating_add(millis_i64(req.lease));
+        self.writer
+            .call(move |conn, _| jobs::claim(conn, &req.types, req.limit, until, &req.worker, now))
+            .await
+    }
+
+    async fn renew_leases(
+        &self,
+        leases: &[(String, LeaseToken)],
+        lease: Duration,
+    ) -> Result<Vec<LeaseStatus>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let until = self.now().saturating_add(millis_i64(lease));
+        let leases = leases.to_vec();
+        self.writer
+            .call(move |conn, _| jobs::renew(conn, &leases, until))
+            .await
+    }
+
+    async fn set_progress(
+        &self,
+        id: &str,
+        lease: &LeaseToken,
+        percent: u8,
+        message: Option<String>,
+    ) -> Result<bool> {
+        let (id, lease, now) = (id.to_owned(), lease.clone(), self.now());
+        let progress = Progress {
+            percent: percent.min(100),
+            message,
+        };
+        self.writer
+            .call(move |conn, _| jobs::set_progress(conn, &id, &lease, progress, now))
+            .await
+    }
+
+    async fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>> {
+        let followups: Vec<NewJob> = done.iter().flat_map(|c| c.followups.clone()).collect();
+        limits::check_new_jobs(&followups, self.opts.max_payload_bytes)?;
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        self.writer
+            .call(move |conn, ctx| jobs::complete(conn, ctx, done, now))
+            .await
+    }
+
+    async fn fail(&self, failed: Vec<Failure>) -> Result<Vec<Settled>> {
+        if failed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        self.writer
+            .call(move |conn, _| jobs::fail(conn, failed, now))
+            .await
+    }
+
+    async fn release(&self, leases: &[(String, LeaseToken)]) -> Result<u64> {
+        let (leases, now) = (leases.to_vec(), self.now());
+        self.writer
+            .call(move |conn, ctx| jobs::release(conn, ctx, &leases, now))
+            .await
+    }
+
+    async fn cancel(&self, id: &str) -> Result<CancelOutcome> {
+        let (id, now) = (id.to_owned(), self.now());
+        self.writer
+            .call(move |conn, _| jobs::cancel(conn, &id, now))
+            .await
+    }
+
+    async fn replay(&self, id: &str) -> Result<Option<Job>> {
+        let (id, now) = (id.to_owned(), self.now());
+        self.writer
+            .call(move |conn, ctx| jobs::replay(conn, ctx, &id, now))
+            .await
+    }
+
+    async fn promote_due(&self) -> Result<u64> {
+        let now = self.now();
+        let mut total = 0;
+        loop {
+            let n = self
+                .writer
+                .call(move |conn, ctx| maintenance::promote_due(conn, ctx, now, CHUNK))
+                .await?;
+            total += n as u64;
+            if n < CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn reap_expired(&self) -> Result<Reaped> {
+        let now = self.now();
+        let mut reaped = Reaped::default();
+        loop {
+            let (requeued, failed, seen) = self
+                .writer
+                .call(move |conn, ctx| jobs::reap(conn, ctx, now, CHUNK))
+                .await?;
+            reaped.requeued += requeued;
+            reaped.failed += failed;
+            if seen < CHUNK {
+                return Ok(reaped);
+            }
+        }
+    }
+
+    async fn sweep_retention(&self, policy: &RetentionPolicy) -> Result<u64> {
+        let now = self.now();
+        let mut total = 0;
+        while total < SWEEP_BUDGET {
+            let policy = policy.clone();
+            let budget = CHUNK.min(SWEEP_BUDGET - total);
+            let n = self
+                .writer
+                .call(move |conn, _| maintenance::sweep(conn, &policy, now, budget))
+                .await?;
+            total += n;
+            if n < budget {
+                break;
+            }
+        }
+        let keep = self.opts.max_events;
+        while self
+            .writer
+            .call(move |conn, _| maintenance::trim_events(conn, keep, CHUNK))
+            .await?
+            >= CHUNK
+        {}
+        while self
+            .writer
+            .call(move |conn, _| maintenance::purge_cache(conn, now, CHUNK))
+            .await?
+            >= CHUNK
+        {}
+        Ok(total as u64)
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let now = self.now();
+        self.readers.run(move |conn| reads::stats(conn, now)).await
+    }
+
+    async fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>> {
+        check_cache_key(ns, key)?;
+        let (ns, key, now) = (ns.to_owned(), key.to_owned(), self.now());
+        self.readers
+            .run(move |conn| reads::cache_get(conn, &ns, &key, now))
+            .await
+    }
+
+    async fn cache_set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        check_cache_key(ns, key)?;
+        check_cache_value(value, self.opts.max_payload_bytes)?;
+        let expires = ttl.map(|t| self.now().saturating_add(millis_i64(t)));
+        let (ns, key, value) = (ns.to_owned(), key.to_owned(), value.to_owned());
+        self.writer
+            .call(move |conn, _| maintenance::cache_set(conn, &ns, &key, &value, expires))
+            .await
+    }
+
+    async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool> {
+        check_cache_key(ns, key)?;
+        let (ns, key, now) = (ns.to_owned(), key.to_owned(), self.now());
+        self.writer
+            .call(move |conn, _| maintenance::cache_delete(conn, &ns, &key, now))
+            .await
+    }
+
+    async fn cache_increment(
+        &self,
+        ns: &str,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64> {
+        check_cache_key(ns, key)?;
+        let (ns, key, now) = (ns.to_owned(), key.to_owned(), self.now());
+        let ttl = ttl.map(millis_i64);
+        self.writer
+            .call(move |conn, _| maintenance::cache_increment(conn, &ns, &key, delta, ttl, now))
+            .await
+    }
+
+    async fn publish_event(&self, event: NewEvent) -> Result<Event> {
+        let now = self.now();
+        self.writer
+            .call(move |conn, _| rows::insert_event(conn, event, now))
+            .await
+    }
+
+    async fn events_since(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
+        let after = after.map(limits::parse_event_id).transpose()?.unwrap_or(0);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.readers
+            .run(move |conn| reads::events_since(conn, after, limit))
+            .await
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.work.notified()).await;
+    }
+
+    async fn ping(&self) -> Result<Duration> {
+        let start = Instant::now();
+        self.readers
+            .run(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .await?;
+        Ok(start.elapsed())
+    }
+
+    async fn info(&self) -> Result<BackendInfo> {
+        let path = self.path.clone();
+        let mut info = self
+            .readers
+            .run(move |conn| reads::info(conn, &path))
+            .await?;
+        info.details
+            .insert("synchronous".into(), "normal (WAL)".into());
+        Ok(info)
+    }
+}

@@ -1,0 +1,187 @@
+//! `GET /api/v1/events`: Server-Sent Events (`id:` = event id, `event:` = kind, `data:` = the
+//! event as JSON), filtered by `?job=`, `?type=` (job type) and `?kind=` (kind or prefix).
+//!
+//! Without `Last-Event-ID` (or `?after=`) a client gets events from now on. With one, it first
+//! reads the stored events after that id, then switches to the live broadcast. The broadcast
+//! subscription is taken *before* the catch-up read, so nothing written in between is missed;
+//! events seen in both are dropped by id (both come in storage order). A client that falls too
+//! far behind the broadcast goes back to reading storage from its last id.
+
+use super::ApiState;
+use crate::events::EventFilter;
+use crate::storage::Event;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use serde::Deserialize;
+use std::collections::{HashSet, VecDeque};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Stored events read per catch-up query.
+const CATCH_UP_PAGE: usize = 500;
+/// How many catch-up ids to remember for de-duplication: more than the broadcast can hold
+/// between the subscription and the end of the catch-up in practice.
+const DEDUP_WINDOW: usize = 16_384;
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    job: Option<String>,
+    #[serde(rename = "type")]
+    job_type: Option<String>,
+    kind: Option<String>,
+    /// Same as the `Last-Event-ID` header (handy for curl).
+    after: Option<String>,
+}
+
+pub async fn events(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> impl IntoResponse {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or(q.after)
+        .filter(|s| !s.is_empty());
+    let filter = EventFilter {
+        job_id: q.job.filter(|s| !s.is_empty()),
+        job_type: q.job_type.filter(|s| !s.is_empty()),
+        kind: q.kind.filter(|s| !s.is_empty()),
+    };
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(stream_events(state, filter, resume, tx));
+    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+type Tx = mpsc::Sender<Result<SseEvent, Infallible>>;
+
+/// Ids delivered by the last catch-up, to drop their copies from the broadcast.
+struct Seen {
+    order: VecDeque<String>,
+    set: HashSet<String>,
+    /// False once a broadcast event was new: later ones are all new too.
+    active: bool,
+}
+
+impl Seen {
+    fn new() -> Self {
+        Self { order: VecDeque::new(), set: HashSet::new(), active: false }
+    }
+    fn remember(&mut self, id: &str) {
+        self.active = true;
+        if self.order.len() == DEDUP_WINDOW
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.order.push_back(id.to_string());
+        self.set.insert(id.to_string());
+    }
+    /// Whether a broadcast event was already delivered by the catch-up.
+    fn already_sent(&mut self, id: &str) -> bool {
+        if !self.active {
+            return false;
+        }
+        if self.set.contains(id) {
+            return true;
+        }
+        self.active = false;
+        self.order.clear();
+        self.set.clear();
+        false
+    }
+}
+
+async fn stream_events(state: Arc<ApiState>, filter: EventFilter, resume: Option<String>, tx: Tx) {
+    let mut stop = state.stop.clone();
+    let mut live = state.events.subscribe();
+    let mut last = resume.clone();
+    let mut seen = Seen::new();
+    if resume.is_some() && !catch_up(&state, &filter, &mut last, &mut seen, &tx).await {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = stop.changed() => return,
+            got = live.recv() => match got {
+                Ok(event) => {
+                    if seen.already_sent(&event.id) {
+                        continue;
+                    }
+                    last = Some(event.id.clone());
+                    if filter.matches(&event) && !send(&tx, &event).await {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    live = state.events.subscribe();
+                    if !catch_up(&state, &filter, &mut last, &mut seen, &tx).await {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+/// Read stored events after `last` until none are left. False when the client is gone.
+async fn catch_up(
+    state: &ApiState,
+    filter: &EventFilter,
+    last: &mut Option<String>,
+    seen: &mut Seen,
+    tx: &Tx,
+) -> bool {
+    loop {
+        let page = match state.storage.events_since(last.as_deref(), CATCH_UP_PAGE).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read events for an SSE client; closing it");
+                let msg = serde_json::json!({"error": {"code": "storage_error", "message": e.to_string()}});
+                let _ = tx.send(Ok(SseEvent::default().event("error").data(msg.to_string()))).await;
+                return false;
+            }
+        };
+        let n = page.len();
+        for event in page {
+            seen.remember(&event.id);
+            *last = Some(event.id.clone());
+            if filter.matches(&event) && !send(tx, &event).await {
+                return false;
+            }
+        }
+        if n < CATCH_UP_PAGE {
+            return true;
+        }
+    }
+}
+
+async fn send(tx: &Tx, event: &Event) -> bool {
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+    let sse = SseEvent::default().id(event.id.clone()).event(event.kind.clone()).data(data);
+    tx.send(Ok(sse)).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seen;
+
+    #[test]
+    fn seen_drops_copies_until_the_first_new_event() {
+        let mut s = Seen::new();
+        s.remember("1");
+        s.remember("2");
+        assert!(s.already_sent("2"));
+        assert!(!s.already_sent("3"));
+        // After a new one, nothing is treated as a copy any more.
+        assert!(!s.already_sent("1"));
+    }
+}

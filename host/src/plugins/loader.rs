@@ -1,0 +1,84 @@
+//! Reading one plugin (`NAME.wasm` + optional `NAME.toml`) from the plugins folder: the
+//! bytes, the parsed manifest, a fingerprint of both (to skip reloading identical content),
+//! and a cheap stamp (mtime + size) for the polling fallback.
+
+use super::{FileKind, LoadError, LoadFailure, Manifest, plugin_name_of};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// A plugin's files as read at one moment.
+pub(crate) struct PluginFiles {
+    pub(crate) wasm_path: PathBuf,
+    pub(crate) toml_path: PathBuf,
+    pub(crate) wasm: Vec<u8>,
+    pub(crate) manifest_text: Option<String>,
+    /// sha256 over the wasm bytes and the manifest text: equal means nothing to reload.
+    pub(crate) fingerprint: [u8; 32],
+}
+
+pub(crate) fn wasm_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.wasm"))
+}
+
+pub(crate) fn toml_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.toml"))
+}
+
+/// Read a plugin's files; `Ok(None)` when `NAME.wasm` is gone.
+pub(crate) async fn read_plugin(dir: &Path, name: &str) -> Result<Option<PluginFiles>, LoadError> {
+    let wasm_path = wasm_path(dir, name);
+    let toml_path = toml_path(dir, name);
+    let wasm = match tokio::fs::read(&wasm_path).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LoadError::plugin(name, &wasm_path, LoadFailure::Read(e.to_string()))),
+    };
+    let manifest_text = match tokio::fs::read(&toml_path).await {
+        Ok(b) => Some(String::from_utf8(b).map_err(|_| {
+            LoadError::plugin(name, &toml_path, LoadFailure::Manifest("it is not UTF-8 text".into()))
+        })?),
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(LoadError::plugin(name, &toml_path, LoadFailure::Read(e.to_string()))),
+    };
+    let mut h = Sha256::new();
+    h.update((wasm.len() as u64).to_le_bytes());
+    h.update(&wasm);
+    if let Some(t) = &manifest_text {
+        h.update(t.as_bytes());
+    }
+    Ok(Some(PluginFiles { wasm_path, toml_path, wasm, manifest_text, fingerprint: h.finalize().into() }))
+}
+
+impl PluginFiles {
+    pub(crate) fn manifest(&self, name: &str) -> Result<Manifest, LoadError> {
+        match &self.manifest_text {
+            None => Ok(Manifest::default()),
+            Some(text) => {
+                Manifest::parse(text).map_err(|msg| LoadError::plugin(name, &self.toml_path, LoadFailure::Manifest(msg)))
+            }
+        }
+    }
+}
+
+/// Names of the plugins in the folder (every `NAME.wasm`, skipping dot and temp files).
+pub(crate) fn list_names(dir: &Path) -> std::io::Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some((name, FileKind::Wasm)) = plugin_name_of(&entry.path()) {
+            names.insert(name);
+        }
+    }
+    Ok(names)
+}
+
+/// What the polling fallback compares: mtime and size of both files.
+pub(crate) type Stamp = (Option<(SystemTime, u64)>, Option<(SystemTime, u64)>);
+
+pub(crate) fn stamp(dir: &Path, name: &str) -> Stamp {
+    let one = |p: PathBuf| std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+    (one(wasm_path(dir, name)), one(toml_path(dir, name)))
+}

@@ -1,0 +1,299 @@
+//! `NAME.toml`, the optional manifest beside `NAME.wasm`, parsed strictly: an unknown key or a
+//! bad value is an error that names the key (for example "`retry.backoff_cap` must be a
+//! duration such as \"30s\" (got \"soon\")"). The format is documented in
+//! /work/coord/runtime-api.md and the README.
+//!
+//! The TOML is walked by hand rather than through serde so that every error can name the full
+//! key path and say what a good value looks like.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use toml::Value;
+
+/// The largest memory limit a manifest may ask for: the pooling allocator reserves this much
+/// address space per memory slot (see `runtime::engine`).
+pub const MAX_MEMORY: u64 = 4 << 30;
+
+/// A plugin's settings. `Default` is what a plugin without a manifest gets (types default to
+/// the plugin's name, see `Manifest::types_or`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// Job types this plugin handles; empty means `[NAME]`.
+    pub types: Vec<String>,
+    pub timeout: Option<Duration>,
+    /// Bytes, summed over all linear memories of one instance.
+    pub memory: Option<u64>,
+    pub max_concurrency: Option<u32>,
+    pub retry: RetryPolicy,
+    pub config: BTreeMap<String, String>,
+    /// Must be empty in 0.1: there is no network access yet.
+    pub allowed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: Option<u32>,
+    pub backoff_base: Option<Duration>,
+    pub backoff_cap: Option<Duration>,
+}
+
+impl Manifest {
+    /// The job types, defaulting to the plugin's name.
+    pub fn types_or(&self, name: &str) -> Vec<String> {
+        if self.types.is_empty() { vec![name.to_string()] } else { self.types.clone() }
+    }
+
+    /// Parse a manifest. The error is the message only (no file name): the caller wraps it.
+    pub fn parse(text: &str) -> Result<Manifest, String> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+        let mut m = Manifest::default();
+        for (key, value) in &table {
+            match key.as_str() {
+                "types" => m.types = parse_types(value)?,
+                "timeout" => m.timeout = Some(parse_duration("timeout", value)?),
+                "memory" => m.memory = Some(parse_memory(value)?),
+                "max_concurrency" => m.max_concurrency = Some(parse_count("max_concurrency", value)?),
+                "allowed_hosts" => {
+                    m.allowed_hosts = parse_string_list("allowed_hosts", value)?;
+                    if !m.allowed_hosts.is_empty() {
+                        return Err("`allowed_hosts` must be empty: spool 0.1 gives plugins no network access yet".into());
+                    }
+                }
+                "retry" => m.retry = parse_retry(value)?,
+                "config" => m.config = parse_config(value)?,
+                other => return Err(unknown_key(other, TOP_KEYS)),
+            }
+        }
+        Ok(m)
+    }
+}
+
+const TOP_KEYS: &[&str] = &["types", "timeout", "memory", "max_concurrency", "allowed_hosts", "retry", "config"];
+const RETRY_KEYS: &[&str] = &["max_attempts", "backoff_base", "backoff_cap"];
+
+fn unknown_key(key: &str, known: &[&str]) -> String {
+    let known: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+    format!("unknown key `{key}` (expected one of {})", known.join(", "))
+}
+
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let msg = e.message().trim().replace('\n', " ");
+    match line {
+        Some(line) => format!("invalid TOML at line {line}: {msg}"),
+        None => format!("invalid TOML: {msg}"),
+    }
+}
+
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+fn parse_types(value: &Value) -> Result<Vec<String>, String> {
+    let types = parse_string_list("types", value)?;
+    if types.is_empty() {
+        return Err("`types` must list at least one job type (or be left out to use the plugin's name)".into());
+    }
+    for t in &types {
+        if t.is_empty() || t.len() > 200 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("`types` entries must be non-empty names without spaces (got {t:?})"));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &types {
+        if !seen.insert(t) {
+            return Err(format!("`types` lists `{t}` twice"));
+        }
+    }
+    Ok(types)
+}
+
+fn parse_string_list(key: &str, value: &Value) -> Result<Vec<String>, String> {
+    let Value::Array(items) = value else {
+        return Err(format!("`{key}` must be a list of strings (got {})", shown(value)));
+    };
+    items
+        .iter()
+        .map(|v| match v {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(format!("`{key}` must be a list of strings (got {})", shown(other))),
+        })
+        .collect()
+}
+
+/// "30s", "500ms", "5m", "1h 30m"; zero is refused.
+pub fn parse_duration(key: &str, value: &Value) -> Result<Duration, String> {
+    let bad = || format!("`{key}` must be a duration such as \"30s\" or \"500ms\" (got {})", shown(value));
+    let Value::String(s) = value else { return Err(bad()) };
+    let d = humantime::parse_duration(s.trim()).map_err(|_| bad())?;
+    if d.is_zero() {
+        return Err(format!("`{key}` must be longer than zero (got {s:?})"));
+    }
+    Ok(d)
+}
+
+fn parse_count(key: &str, value: &Value) -> Result<u32, String> {
+    match value {
+        Value::Integer(n) if *n >= 1 && *n <= u32::MAX as i64 => Ok(*n as u32),
+        other => Err(format!("`{key}` must be a whole number of at least 1 (got {})", shown(other))),
+    }
+}
+
+/// "64MiB", "512KiB", "1GiB", "64MB" (decimal), or an integer number of bytes.
+fn parse_memory(value: &Value) -> Result<u64, String> {
+    let bad = || format!("`memory` must be a size such as \"64MiB\" (got {})", shown(value));
+    let bytes = match value {
+        Value::Integer(n) if *n > 0 => *n as u64,
+        Value::String(s) => parse_size(s).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if bytes < (1 << 20) {
+        return Err(format!("`memory` must be at least 1MiB (got {})", shown(value)));
+    }
+    if bytes > MAX_MEMORY {
+        return Err(format!("`memory` must be at most 4GiB (got {})", shown(value)));
+    }
+    Ok(bytes)
+}
+
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn parse_retry(value: &Value) -> Result<RetryPolicy, String> {
+    let Value::Table(t) = value else {
+        return Err(format!("`retry` must be a table such as `[retry]` (got {})", shown(value)));
+    };
+    let mut r = RetryPolicy::default();
+    for (key, v) in t {
+        match key.as_str() {
+            "max_attempts" => r.max_attempts = Some(parse_count("retry.max_attempts", v)?),
+            "backoff_base" => r.backoff_base = Some(parse_duration("retry.backoff_base", v)?),
+            "backoff_cap" => r.backoff_cap = Some(parse_duration("retry.backoff_cap", v)?),
+            other => return Err(unknown_key(&format!("retry.{other}"), RETRY_KEYS)),
+        }
+    }
+    if let (Some(base), Some(cap)) = (r.backoff_base, r.backoff_cap)
+        && cap < base
+    {
+        return Err("`retry.backoff_cap` must not be shorter than `retry.backoff_base`".into());
+    }
+    Ok(r)
+}
+
+fn parse_config(value: &Value) -> Result<BTreeMap<String, String>, String> {
+    let Value::Table(t) = value else {
+        return Err(format!("`config` must be a table such as `[config]` (got {})", shown(value)));
+    };
+    t.iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k.clone(), s.clone())),
+            other => Err(format!(
+                "`config.{k}` must be a string (got {}); quote it, e.g. {k} = \"{}\"",
+                shown(other),
+                other.to_string().trim_matches('"')
+            )),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_manifest_uses_defaults() {
+        let m = Manifest::parse("").unwrap();
+        assert_eq!(m, Manifest::default());
+        assert_eq!(m.types_or("echo"), vec!["echo".to_string()]);
+    }
+
+    #[test]
+    fn full_manifest_parses_every_key() {
+        let m = Manifest::parse(
+            r#"
+            types = ["resize", "thumbnail"]
+            timeout = "2s"
+            memory = "32MiB"
+            max_concurrency = 4
+            allowed_hosts = []
+            [retry]
+            max_attempts = 3
+            backoff_base = "500ms"
+            backoff_cap = "1m"
+            [config]
+            greeting = "hi"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(m.types, vec!["resize", "thumbnail"]);
+        assert_eq!(m.timeout, Some(Duration::from_secs(2)));
+        assert_eq!(m.memory, Some(32 << 20));
+        assert_eq!(m.max_concurrency, Some(4));
+        assert_eq!(m.retry.max_attempts, Some(3));
+        assert_eq!(m.retry.backoff_base, Some(Duration::from_millis(500)));
+        assert_eq!(m.retry.backoff_cap, Some(Duration::from_secs(60)));
+        assert_eq!(m.config.get("greeting").map(String::as_str), Some("hi"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Manifest::parse("timeout = \"1s\"\ncolour = \"red\"").unwrap_err();
+        assert!(e.contains("unknown key `colour`"), "{e}");
+        let e = Manifest::parse("[retry]\nattempts = 3").unwrap_err();
+        assert!(e.contains("unknown key `retry.attempts`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = Manifest::parse("timeout = \"soon\"").unwrap_err();
+        assert!(e.starts_with("`timeout` must be a duration"), "{e}");
+        let e = Manifest::parse("timeout = 30").unwrap_err();
+        assert!(e.starts_with("`timeout` must be a duration"), "{e}");
+        let e = Manifest::parse("memory = \"lots\"").unwrap_err();
+        assert!(e.starts_with("`memory` must be a size"), "{e}");
+        let e = Manifest::parse("memory = \"8GiB\"").unwrap_err();
+        assert!(e.contains("at most 4GiB"), "{e}");
+        let e = Manifest::parse("[retry]\nbackoff_cap = \"x\"").unwrap_err();
+        assert!(e.starts_with("`retry.backoff_cap`"), "{e}");
+        let e = Manifest::parse("max_concurrency = 0").unwrap_err();
+        assert!(e.starts_with("`max_concurrency`"), "{e}");
+        let e = Manifest::parse("[config]\nsize = 3").unwrap_err();
+        assert!(e.starts_with("`config.size` must be a string"), "{e}");
+        let e = Manifest::parse("allowed_hosts = [\"example.com\"]").unwrap_err();
+        assert!(e.contains("no network"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_give_a_line() {
+        let e = Manifest::parse("types = [\"a\"]\ntimeout = ").unwrap_err();
+        assert!(e.starts_with("invalid TOML at line 2"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn sizes_accept_binary_and_decimal_units() {
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("64 MiB"), Some(64 << 20));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("10MB"), Some(10_000_000));
+        assert_eq!(parse_size("10 parsecs"), None);
+    }
+}

@@ -1,0 +1,236 @@
+//! The process-wide wasmtime pieces: the `Engine` (pooling allocator, epoch interruption),
+//! the epoch ticker thread, the `Linker` with WASI p2 and the Spool imports, and loading a
+//! component into a pre-linked `HandlerPre` (compile off the async workers, cached on disk).
+
+use super::bindings::{Handler, HandlerPre};
+use super::cache::ArtifactCache;
+use super::host_api::JobState;
+use super::{CompileSource, PluginCode, RuntimeConfig, RuntimeError};
+use crate::plugins::manifest::MAX_MEMORY;
+use crate::plugins::{LoadError, LoadFailure, LoadedPlugin, Manifest};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Epoch tick: the resolution of timeouts and how often a spinning guest yields to tokio.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<JobState>,
+    pub(crate) cfg: RuntimeConfig,
+    /// One permit per pooling-allocator instance slot: `execute` waits here instead of
+    /// failing when the pool is full.
+    pub(crate) slots: Arc<Semaphore>,
+    cache: Option<ArtifactCache>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl RuntimeInner {
+    pub(crate) fn new(cfg: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let max = cfg.max_instances.max(1);
+        let engine = build_engine(max)?;
+        let mut linker = Linker::<JobState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        Handler::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let cache = match &cfg.cache_dir {
+            Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
+            None => None,
+        };
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), ticker_stop.clone())?;
+        Ok(Self { engine, linker, slots: Arc::new(Semaphore::new(max as usize)), cfg, cache, ticker_stop })
+    }
+
+    pub(crate) fn instances_in_use(&self) -> u32 {
+        (self.cfg.max_instances.max(1) as usize).saturating_sub(self.slots.available_permits()) as u32
+    }
+
+    /// Check the header, compile (or load from cache) on a blocking thread, pre-link, and
+    /// type-check the export.
+    pub(crate) async fn load(
+        &self,
+        name: &str,
+        path: &Path,
+        bytes: Vec<u8>,
+        manifest: Manifest,
+    ) -> Result<(Arc<LoadedPlugin>, CompileSource), LoadError> {
+        let fail = |reason| LoadError::plugin(name, path, reason);
+        check_header(&bytes).map_err(fail)?;
+        if !manifest.allowed_hosts.is_empty() {
+            return Err(fail(LoadFailure::Manifest(
+                "`allowed_hosts` must be empty: spool 0.1 gives plugins no network access yet".into(),
+            )));
+        }
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let engine = self.engine.clone();
+        let cache = self.cache.clone();
+        let compiled = tokio::task::spawn_blocking(move || match &cache {
+            Some(cache) => cache.load_or_compile(&engine, &digest, &bytes),
+            None => Component::new(&engine, &bytes).map(|c| (c, CompileSource::Compiled)),
+        })
+        .await
+        .map_err(|e| fail(LoadFailure::Compile(format!("the compiler thread failed: {e}"))))?;
+        let (component, source) = compiled.map_err(|e| fail(compile_failure(&e)))?;
+
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| fail(link_failure(&self.engine, &component, &e)))?;
+        let pre = HandlerPre::new(pre).map_err(|e| fail(export_failure(&self.engine, &component, &e)))?;
+
+        let types = manifest.types_or(name);
+        let code = PluginCode {
+            pre,
+            config: Arc::new(manifest.config.clone()),
+            timeout: manifest.timeout.unwrap_or(self.cfg.default_timeout),
+            memory: manifest.memory.unwrap_or(self.cfg.default_memory).min(MAX_MEMORY),
+        };
+        let plugin = LoadedPlugin {
+            name: name.to_string(),
+            version: hex::encode(&digest[..6]),
+            types,
+            manifest,
+            path: path.to_path_buf(),
+            loaded_at_ms: crate::job::system_now_ms(),
+            code,
+        };
+        tracing::debug!(plugin = name, version = %plugin.version, ?source, "plugin compiled and linked");
+        Ok((Arc::new(plugin), source))
+    }
+}
+
+/// The engine: component model, epoch interruption, and a pooling allocator sized for `max`
+/// concurrent instances. Knob values come from the spike (research/toolchains.md §6): batched
+/// decommits and PAGEMAP_SCAN stop two threads from fighting over the address space, and a
+/// small keep-resident keeps slot reuse cheap (1 MiB made Rust guests 2x slower).
+fn build_engine(max: u32) -> Result<Engine, RuntimeError> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(max)
+        // A Rust component has 1 memory, 2-3 tables and 3-4 core instances; interpreted
+        // languages (Python, JS) have more. Slots only reserve address space until used.
+        .total_memories(max.saturating_mul(2))
+        .total_tables(max.saturating_mul(4))
+        .total_stacks(max)
+        .total_core_instances(max.saturating_mul(8))
+        .max_memories_per_component(8)
+        .max_tables_per_component(32)
+        .max_core_instances_per_component(64)
+        .max_component_instance_size(1 << 20)
+        .max_memory_size(MAX_MEMORY as usize)
+        .decommit_batch_size(64)
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10)
+        // Linux >= 6.7 only; Auto quietly falls back to madvise elsewhere.
+        .pagemap_scan(Enabled::Auto);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        // We use the classic fiber-based async (p2), not component-model async: skipping its
+        // per-store bookkeeping makes each job cheaper.
+        .concurrency_support(false)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+}
+
+/// Whether PAGEMAP_SCAN (the fast slot reset) works on this kernel.
+pub fn pagemap_scan_available() -> bool {
+    PoolingAllocationConfig::is_pagemap_scan_available()
+}
+
+/// One thread per runtime bumps the epoch every tick; stops soon after the runtime is dropped.
+fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<(), RuntimeError> {
+    std::thread::Builder::new()
+        .name("spool-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| RuntimeError::Ticker(e.to_string()))
+}
+
+/// Tell a component apart from other files before handing it to the compiler, so the error
+/// says what the file is.
+fn check_header(bytes: &[u8]) -> Result<(), LoadFailure> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadFailure::NotWasm);
+    }
+    // Core modules are version 1, layer 0; components have layer 1 (bytes 6-7).
+    match bytes[6..8] {
+        [1, 0] => Ok(()),
+        [0, 0] => Err(LoadFailure::CoreModule),
+        _ => Err(LoadFailure::Corrupt("unknown WebAssembly binary version".into())),
+    }
+}
+
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn compile_failure(e: &wasmtime::Error) -> LoadFailure {
+    let msg = one_line(&format!("{e:#}"));
+    if msg.contains("end-of-file") || msg.contains("out of bounds") || msg.contains("unexpected end") {
+        LoadFailure::Corrupt(msg)
+    } else {
+        LoadFailure::Compile(msg)
+    }
+}
+
+/// `instantiate_pre` failed: name the first import we do not provide.
+fn link_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -> LoadFailure {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        let ours = name.starts_with("spool:plugin/") && name.ends_with("@0.1.0");
+        let wasi = name.starts_with("wasi:") && name.contains("@0.2.");
+        if !ours && !wasi {
+            return LoadFailure::UnknownImport(name.to_string());
+        }
+    }
+    let msg = one_line(&format!("{e:#}"));
+    // "component imports instance `wasi:http/types@0.2.4`, but a matching implementation
+    // was not found in the linker": take the name between the first backticks.
+    if let Some(name) = msg.split('`').nth(1) {
+        return LoadFailure::UnknownImport(name.to_string());
+    }
+    LoadFailure::Compile(msg)
+}
+
+/// `HandlerPre::new` failed: the component does not export `handle` with our signature.
+fn export_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -> LoadFailure {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| format!("`{n}`")).collect();
+    let detail = if ty.get_export(engine, "handle").is_some() {
+        format!(" (its `handle` export has another signature: {})", one_line(&format!("{e:#}")))
+    } else if exports.is_empty() {
+        " (it exports nothing)".to_string()
+    } else {
+        format!(" (it exports {})", exports.join(", "))
+    };
+    LoadFailure::WrongWorld(detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_tell_components_from_modules_and_junk() {
+        assert_eq!(check_header(b"hello world"), Err(LoadFailure::NotWasm));
+        assert_eq!(check_header(b"\0asm\x01\0\0\0"), Err(LoadFailure::CoreModule));
+        assert_eq!(check_header(b"\0asm\x0d\0\x01\0"), Ok(()));
+        assert_eq!(check_header(b"\0asm"), Err(LoadFailure::NotWasm));
+    }
+}

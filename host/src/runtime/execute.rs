@@ -1,0 +1,197 @@
+//! Running one job: a fresh `Store` and instance from the plugin's `HandlerPre`, the memory
+//! limiter, the epoch callback (yield to tokio every tick, interrupt past the deadline or a
+//! cancel's grace period), a watchdog for guests stuck in host calls, and turning the end of
+//! the call into an `Outcome` with a message a user can act on.
+
+use super::bindings::Job;
+use super::bindings::spool::plugin::types::JobError;
+use super::engine::{RuntimeInner, one_line};
+use super::host_api::{CapturePipe, JobLog, JobState, Stream, TraceNames};
+use super::limits::{Deadline, MemoryLimiter, StopReason};
+use super::{CrashKind, Execution, JobInput, JobServices, Outcome};
+use crate::job;
+use crate::plugins::LoadedPlugin;
+use serde_json::value::RawValue;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtx;
+
+/// Extra time the watchdog gives the epoch path before it drops the call itself. Epoch
+/// interrupts give a clean trap; the watchdog is for guests blocked in a host call, where
+/// epochs never fire.
+const WATCHDOG_SLACK: Duration = Duration::from_millis(20);
+/// How often the watchdog looks at the cancel flag while a guest sits in a host call.
+const WATCHDOG_POLL: Duration = Duration::from_millis(100);
+
+/// How the call ended, before classification.
+type CallResult = Result<wasmtime::Result<Result<String, JobError>>, StopReason>;
+
+pub(crate) async fn execute(
+    inner: &RuntimeInner,
+    plugin: &LoadedPlugin,
+    input: JobInput,
+    services: Arc<dyn JobServices>,
+) -> Execution {
+    // The semaphore is never closed, so this only waits for a free instance slot.
+    let _slot = inner.slots.acquire().await.ok();
+    let code = &plugin.code;
+    let timeout = input.timeout.unwrap_or(code.timeout);
+    let trace = inner.cfg.trace_guest_logs.then(|| TraceNames { plugin: plugin.name.clone(), job_id: input.id.clone() });
+    let log = Arc::new(Mutex::new(JobLog::new(services.clone(), trace)));
+    let wasi = WasiCtx::builder()
+        .stdout(CapturePipe { stream: Stream::Stdout, log: log.clone() })
+        .stderr(CapturePipe { stream: Stream::Stderr, log: log.clone() })
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let start = Instant::now();
+    let state = JobState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter::new(code.memory),
+        deadline: Deadline::new(start, timeout),
+        stop: None,
+        services: services.clone(),
+        config: code.config.clone(),
+        log: log.clone(),
+        followups: Vec::new(),
+    };
+    let mut store = Store::new(&inner.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut cx| {
+        let st = cx.data_mut();
+        let cancelled = st.services.cancelled();
+        Ok(match st.deadline.check(Instant::now(), cancelled) {
+            Some(reason) => {
+                st.stop = Some(reason);
+                UpdateDeadline::Interrupt
+            }
+            // Yield every tick so a spinning guest shares its worker thread.
+            None => UpdateDeadline::Yield(1),
+        })
+    });
+    let job = Job {
+        id: input.id,
+        job_type: input.job_type,
+        payload: input.payload,
+        attempt: input.attempt,
+        max_attempts: input.max_attempts,
+        priority: input.priority,
+        created_at_ms: input.created_at_ms,
+        unique_key: input.unique_key,
+    };
+
+    let result: CallResult = {
+        let call = async {
+            let handler = code.pre.instantiate_async(&mut store).await?;
+            handler.call_handle(&mut store, &job).await
+        };
+        tokio::select! {
+            biased;
+            r = call => Ok(r),
+            reason = watchdog(Deadline::new(start, timeout + WATCHDOG_SLACK), services) => Err(reason),
+        }
+    };
+    let duration = start.elapsed();
+
+    let state = store.data_mut();
+    let followups = std::mem::take(&mut state.followups);
+    let stop = state.stop;
+    let peak_memory = state.limiter.peak();
+    let mut log = JobLog::lock(&log);
+    log.finish();
+    let outcome = classify(result, stop, &state.limiter, &log, timeout);
+    let logs = log.take_lines();
+    drop(log);
+    drop(store);
+    Execution { outcome, logs, followups, duration, plugin_version: plugin.version.clone(), peak_memory }
+}
+
+/// Stops a job the epoch callback cannot reach: one blocked in a host call (sleep, a slow
+/// cache) past its deadline, or past the grace period after a cancel.
+async fn watchdog(mut deadline: Deadline, services: Arc<dyn JobServices>) -> StopReason {
+    loop {
+        let now = Instant::now();
+        if let Some(reason) = deadline.check(now, services.cancelled()) {
+            return reason;
+        }
+        let next = deadline.deadline.min(now + WATCHDOG_POLL);
+        tokio::time::sleep_until(next.into()).await;
+    }
+}
+
+fn classify(
+    result: CallResult,
+    stop: Option<StopReason>,
+    limiter: &MemoryLimiter,
+    log: &JobLog,
+    timeout: Duration,
+) -> Outcome {
+    let crashed = |kind, error: String| Outcome::Crashed { error, kind };
+    let stopped = |reason| match reason {
+        StopReason::Timeout => {
+            crashed(CrashKind::Timeout, format!("job timed out after {}", humantime::format_duration(timeout)))
+        }
+        StopReason::Cancelled => crashed(
+            CrashKind::Cancelled,
+            format!(
+                "job was cancelled and the plugin did not stop within {}",
+                humantime::format_duration(super::CANCEL_GRACE)
+            ),
+        ),
+    };
+    let out_of_memory = || crashed(CrashKind::OutOfMemory, limiter.message());
+    match result {
+        Err(reason) => stopped(reason),
+        Ok(Err(error)) => {
+            if let Some(reason) = stop {
+                return stopped(reason);
+            }
+            if limiter.refused().is_some() {
+                return out_of_memory();
+            }
+            if let Some(Trap::Interrupt) = error.downcast_ref::<Trap>() {
+                return stopped(StopReason::Timeout);
+            }
+            // Only the trap itself (not the wasm backtrace around it) keeps the message on
+            // one line; the stderr tail carries a panic's own message.
+            let what = match error.downcast_ref::<Trap>() {
+                Some(trap) => format!("wasm trap: {trap}"),
+                None => one_line(&format!("{error:#}")),
+            };
+            let message = match log.stderr_summary() {
+                Some(stderr) => format!("plugin crashed ({what}): {stderr}"),
+                None => format!("plugin crashed ({what})"),
+            };
+            crashed(CrashKind::Trap, message)
+        }
+        Ok(Ok(Ok(result))) => {
+            if result.len() > job::DEFAULT_MAX_PAYLOAD_BYTES {
+                return crashed(
+                    CrashKind::InvalidResult,
+                    format!(
+                        "the plugin returned a result of {} bytes; the limit is {} bytes",
+                        result.len(),
+                        job::DEFAULT_MAX_PAYLOAD_BYTES
+                    ),
+                );
+            }
+            match serde_json::from_str::<Box<RawValue>>(&result) {
+                Ok(raw) => Outcome::Success(raw),
+                Err(e) => crashed(
+                    CrashKind::InvalidResult,
+                    format!("the plugin returned a result that is not valid JSON ({e}); return JSON text, `null` for nothing"),
+                ),
+            }
+        }
+        Ok(Ok(Err(_))) if limiter.refused().is_some() => out_of_memory(),
+        Ok(Ok(Err(JobError::Retry(info)))) => {
+            Outcome::Retry { error: info.message, after: info.after_ms.map(Duration::from_millis) }
+        }
+        Ok(Ok(Err(JobError::Fail(error)))) => Outcome::Fail { error },
+    }
+}

@@ -1,0 +1,424 @@
+//! What a job's `Store` holds (`JobState`) and the host side of the plugin imports: log,
+//! progress, cache, enqueue, config; plus the capture of the guest's stdout/stderr into the
+//! job's log lines (bounded, so a chatty guest cannot grow host memory).
+
+use super::JobServices;
+use super::bindings::spool::plugin::{cache, config, enqueue, log, progress, types};
+use super::limits::{Deadline, MemoryLimiter, StopReason};
+use crate::job::{self, NewJob};
+use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Longest kept log line, in bytes; longer ones are cut.
+const MAX_LINE_BYTES: usize = 4096;
+/// How many stderr lines are kept for the error message of a crash.
+const STDERR_TAIL_LINES: usize = 12;
+/// Follow-up jobs one attempt may enqueue.
+pub(crate) const MAX_FOLLOWUPS: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// The data of one job's `Store`.
+pub(crate) struct JobState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) deadline: Deadline,
+    /// Set by the epoch callback just before it interrupts the guest.
+    pub(crate) stop: Option<StopReason>,
+    pub(crate) services: Arc<dyn JobServices>,
+    pub(crate) config: Arc<BTreeMap<String, String>>,
+    pub(crate) log: Arc<Mutex<JobLog>>,
+    pub(crate) followups: Vec<NewJob>,
+}
+
+impl WasiView for JobState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Names for `tracing` events of one job, when the runtime sends guest lines there.
+pub(crate) struct TraceNames {
+    pub(crate) plugin: String,
+    pub(crate) job_id: String,
+}
+
+/// The job's log lines, shared by the `log` import and the stdout/stderr pipes.
+pub(crate) struct JobLog {
+    lines: VecDeque<String>,
+    stderr_tail: VecDeque<String>,
+    partial: [Vec<u8>; 2],
+    services: Arc<dyn JobServices>,
+    trace: Option<TraceNames>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Stdout = 0,
+    Stderr = 1,
+}
+
+impl JobLog {
+    pub(crate) fn new(services: Arc<dyn JobServices>, trace: Option<TraceNames>) -> Self {
+        Self { lines: VecDeque::new(), stderr_tail: VecDeque::new(), partial: [Vec::new(), Vec::new()], services, trace }
+    }
+
+    pub(crate) fn lock(log: &Mutex<JobLog>) -> MutexGuard<'_, JobLog> {
+        log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn push(&mut self, level: LogLevel, tag: &str, text: &str) {
+        let text = truncate(text, MAX_LINE_BYTES);
+        let line = format!("[{tag}] {text}");
+        self.services.log(level, &line);
+        if let Some(t) = &self.trace {
+            trace_line(t, level, &line);
+        }
+        if self.lines.len() == job::MAX_LOG_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+
+    pub(crate) fn guest_log(&mut self, level: LogLevel, message: &str) {
+        self.push(level, level.as_str(), message);
+    }
+
+    /// Bytes from the guest's stdout or stderr: complete lines are logged, the rest waits.
+    pub(crate) fn write(&mut self, stream: Stream, bytes: &[u8]) {
+        let mut rest = bytes;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            let mut line = std::mem::take(&mut self.partial[stream as usize]);
+            line.extend_from_slice(&rest[..nl]);
+            self.output_line(stream, &line);
+            rest = &rest[nl + 1..];
+        }
+        let partial = &mut self.partial[stream as usize];
+        let room = MAX_LINE_BYTES.saturating_sub(partial.len());
+        partial.extend_from_slice(&rest[..rest.len().min(room)]);
+        if partial.len() >= MAX_LINE_BYTES {
+            let line = std::mem::take(partial);
+            self.output_line(stream, &line);
+        }
+    }
+
+    fn output_line(&mut self, stream: Stream, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.trim_end_matches('\r');
+        match stream {
+            Stream::Stdout => self.push(LogLevel::Info, "stdout", text),
+            Stream::Stderr => {
+                self.push(LogLevel::Warn, "stderr", text);
+                if self.stderr_tail.len() == STDERR_TAIL_LINES {
+                    self.stderr_tail.pop_front();
+                }
+                self.stderr_tail.push_back(truncate(text, 500).to_string());
+            }
+        }
+    }
+
+    /// Log what is left of unfinished lines (a guest that died mid-line).
+    pub(crate) fn finish(&mut self) {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let line = std::mem::take(&mut self.partial[stream as usize]);
+            if !line.is_empty() {
+                self.output_line(stream, &line);
+            }
+        }
+    }
+
+    pub(crate) fn take_lines(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.lines).into()
+    }
+
+    /// The last stderr lines worth quoting in an error, joined on one line. Rust's hint about
+    /// RUST_BACKTRACE is noise for a plugin, so it is dropped.
+    pub(crate) fn stderr_summary(&self) -> Option<String> {
+        let lines: Vec<&str> = self
+            .stderr_tail
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE=1`"))
+            .collect();
+        if lines.is_empty() {
+            return None;
+        }
+        let start = lines.len().saturating_sub(6);
+        Some(lines[start..].join(" "))
+    }
+}
+
+fn trace_line(t: &TraceNames, level: LogLevel, line: &str) {
+    let (plugin, job_id) = (t.plugin.as_str(), t.job_id.as_str());
+    match level {
+        LogLevel::Trace => tracing::trace!(target: "spool::plugin", plugin, job_id, "{line}"),
+        LogLevel::Debug => tracing::debug!(target: "spool::plugin", plugin, job_id, "{line}"),
+        LogLevel::Info => tracing::info!(target: "spool::plugin", plugin, job_id, "{line}"),
+        LogLevel::Warn => tracing::warn!(target: "spool::plugin", plugin, job_id, "{line}"),
+        LogLevel::Error => tracing::error!(target: "spool::plugin", plugin, job_id, "{line}"),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The guest's stdout or stderr: every write goes into the job's log lines. Never fails and
+/// never blocks; memory is bounded by `JobLog`.
+#[derive(Clone)]
+pub(crate) struct CapturePipe {
+    pub(crate) stream: Stream,
+    pub(crate) log: Arc<Mutex<JobLog>>,
+}
+
+impl CapturePipe {
+    fn write_bytes(&self, bytes: &[u8]) {
+        JobLog::lock(&self.log).write(self.stream, bytes);
+    }
+}
+
+impl IsTerminal for CapturePipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturePipe {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl OutputStream for CapturePipe {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.write_bytes(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for CapturePipe {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for CapturePipe {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.write_bytes(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+// ---- the imports -------------------------------------------------------------------------
+
+impl types::Host for JobState {}
+
+impl log::Host for JobState {
+    async fn log(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        JobLog::lock(&self.log).guest_log(level, &message);
+    }
+}
+
+impl progress::Host for JobState {
+    async fn report(&mut self, percent: u8, message: Option<String>) {
+        self.services.progress(percent.min(100), message).await;
+    }
+
+    async fn cancelled(&mut self) -> bool {
+        self.services.cancelled()
+    }
+}
+
+impl cache::Host for JobState {
+    async fn get(&mut self, key: String) -> Result<Option<String>, String> {
+        self.services.cache_get(&key).await
+    }
+
+    async fn set(&mut self, key: String, value: String, ttl_ms: Option<u64>) -> Result<(), String> {
+        self.services.cache_set(&key, &value, ttl_ms.map(Duration::from_millis)).await
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, String> {
+        self.services.cache_delete(&key).await
+    }
+
+    async fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<i64, String> {
+        self.services.cache_increment(&key, delta, ttl_ms.map(Duration::from_millis)).await
+    }
+}
+
+impl enqueue::Host for JobState {
+    async fn enqueue(&mut self, job: types::NewJob) -> Result<String, String> {
+        if self.followups.len() >= MAX_FOLLOWUPS {
+            return Err(format!("a job may enqueue at most {MAX_FOLLOWUPS} follow-up jobs"));
+        }
+        let new = validate_followup(job, crate::job::system_now_ms())?;
+        let id = new.id.clone();
+        self.followups.push(new);
+        Ok(id)
+    }
+}
+
+impl config::Host for JobState {
+    async fn get(&mut self, name: String) -> Option<String> {
+        self.config.get(&name).cloned()
+    }
+}
+
+/// Check a follow-up job request (with the same rules as any enqueue) and turn it into a
+/// `NewJob` with a fresh id.
+pub(crate) fn validate_followup(job: types::NewJob, now_ms: i64) -> Result<NewJob, String> {
+    let invalid = |e: job::JobError| format!("invalid follow-up job: {e}");
+    let payload = job::parse_payload(&job.payload, job::DEFAULT_MAX_PAYLOAD_BYTES).map_err(invalid)?;
+    let run_at = match job.delay_ms {
+        Some(0) | None => None,
+        Some(ms) => Some(now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))),
+    };
+    let new = NewJob {
+        id: job::new_job_id(),
+        job_type: job.job_type,
+        payload,
+        priority: job.priority.unwrap_or(job::DEFAULT_PRIORITY),
+        max_attempts: job.max_attempts.unwrap_or(job::DEFAULT_MAX_ATTEMPTS),
+        run_at,
+        timeout_ms: None,
+        unique_key: job.unique_key,
+        backoff: None,
+    };
+    new.validate(job::DEFAULT_MAX_PAYLOAD_BYTES).map_err(invalid)?;
+    Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log() -> JobLog {
+        JobLog::new(Arc::new(super::super::NoServices), None)
+    }
+
+    #[test]
+    fn output_is_split_into_lines_across_writes() {
+        let mut l = log();
+        l.write(Stream::Stdout, b"hel");
+        l.write(Stream::Stdout, b"lo\nwor");
+        l.write(Stream::Stderr, b"oops\n");
+        l.finish();
+        assert_eq!(l.take_lines(), vec!["[stdout] hello", "[stderr] oops", "[stdout] wor"]);
+    }
+
+    #[test]
+    fn logs_keep_only_the_last_lines() {
+        let mut l = log();
+        for i in 0..(job::MAX_LOG_LINES + 50) {
+            l.guest_log(LogLevel::Info, &format!("line {i}"));
+        }
+        let lines = l.take_lines();
+        assert_eq!(lines.len(), job::MAX_LOG_LINES);
+        assert_eq!(lines[0], "[info] line 50");
+    }
+
+    #[test]
+    fn endless_lines_are_cut() {
+        let mut l = log();
+        l.write(Stream::Stderr, &vec![b'x'; 3 * MAX_LINE_BYTES]);
+        let lines = l.take_lines();
+        assert!(lines.iter().all(|x| x.len() <= MAX_LINE_BYTES + 10));
+    }
+
+    #[test]
+    fn stderr_summary_drops_the_backtrace_hint() {
+        let mut l = log();
+        l.write(
+            Stream::Stderr,
+            b"thread '<unnamed>' panicked at src/lib.rs:9:5:\nfixture panic: boom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
+        );
+        assert_eq!(
+            l.stderr_summary().as_deref(),
+            Some("thread '<unnamed>' panicked at src/lib.rs:9:5: fixture panic: boom")
+        );
+    }
+
+    fn new_job(payload: &str, priority: Option<u8>) -> types::NewJob {
+        types::NewJob {
+            job_type: "next".into(),
+            payload: payload.into(),
+            priority,
+            delay_ms: Some(1000),
+            max_attempts: None,
+            unique_key: None,
+        }
+    }
+
+    #[test]
+    fn followups_are_validated() {
+        let ok = validate_followup(new_job("{\"a\":1}", Some(3)), 1_000).unwrap();
+        assert_eq!(ok.priority, 3);
+        assert_eq!(ok.run_at, Some(2_000));
+        assert_eq!(ok.max_attempts, job::DEFAULT_MAX_ATTEMPTS);
+        assert!(!ok.id.is_empty());
+        let e = validate_followup(new_job("{nope", None), 0).unwrap_err();
+        assert!(e.contains("not valid JSON"), "{e}");
+        let e = validate_followup(new_job("1", Some(11)), 0).unwrap_err();
+        assert!(e.contains("invalid priority `11`"), "{e}");
+        let e = validate_followup(new_job("1", Some(0)), 0).unwrap_err();
+        assert!(e.contains("invalid priority `0`"), "{e}");
+    }
+}

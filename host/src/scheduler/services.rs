@@ -1,0 +1,144 @@
+//! `JobServices` for a job run by the daemon: the plugin's cache namespace in storage,
+//! throttled progress writes (each also a `job.progress` event), and cancellation through
+//! the job's flags (set by the renewer, the API's cancel hook and shutdown).
+
+use super::JobFlags;
+use crate::events::EventHub;
+use crate::job::LeaseToken;
+use crate::runtime::JobServices;
+use crate::storage::Storage;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// At most one progress write per job per this long; the latest value is written when the
+/// window ends, so the last report is never lost.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+pub(super) struct DaemonServices {
+    storage: Arc<dyn Storage>,
+    /// Cache namespace: the plugin's name.
+    ns: String,
+    job_id: String,
+    lease: LeaseToken,
+    flags: Arc<JobFlags>,
+    events: Option<Arc<EventHub>>,
+    progress: Arc<Mutex<ProgressState>>,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    last_write: Option<Instant>,
+    /// A report held back by the throttle, and whether a delayed write is scheduled for it.
+    pending: Option<(u8, Option<String>)>,
+    flush_scheduled: bool,
+}
+
+impl DaemonServices {
+    pub(super) fn new(
+        storage: Arc<dyn Storage>,
+        ns: String,
+        job_id: String,
+        lease: LeaseToken,
+        flags: Arc<JobFlags>,
+        events: Option<Arc<EventHub>>,
+    ) -> Self {
+        Self { storage, ns, job_id, lease, flags, events, progress: Arc::default() }
+    }
+
+    async fn write_progress(&self, percent: u8, message: Option<String>) {
+        write_progress(&self.storage, &self.job_id, &self.lease, &self.events, percent, message).await;
+    }
+}
+
+async fn write_progress(
+    storage: &Arc<dyn Storage>,
+    job_id: &str,
+    lease: &LeaseToken,
+    events: &Option<Arc<EventHub>>,
+    percent: u8,
+    message: Option<String>,
+) {
+    match storage.set_progress(job_id, lease, percent, message).await {
+        Ok(_) => {
+            if let Some(e) = events {
+                e.poke();
+            }
+        }
+        Err(e) => tracing::debug!(job_id, error = %e, "cannot record progress"),
+    }
+}
+
+fn err(e: crate::storage::StorageError) -> String {
+    e.to_string()
+}
+
+#[async_trait::async_trait]
+impl JobServices for DaemonServices {
+    async fn cache_get(&self, key: &str) -> Result<Option<String>, String> {
+        self.storage.cache_get(&self.ns, key).await.map_err(err)
+    }
+
+    async fn cache_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), String> {
+        self.storage.cache_set(&self.ns, key, value, ttl).await.map_err(err)
+    }
+
+    async fn cache_delete(&self, key: &str) -> Result<bool, String> {
+        self.storage.cache_delete(&self.ns, key).await.map_err(err)
+    }
+
+    async fn cache_increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String> {
+        self.storage.cache_increment(&self.ns, key, delta, ttl).await.map_err(err)
+    }
+
+    async fn progress(&self, percent: u8, message: Option<String>) {
+        let percent = percent.min(100);
+        let wait = {
+            let mut st = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            match st.last_write {
+                Some(t) if now.duration_since(t) < PROGRESS_EVERY && percent < 100 => {
+                    st.pending = Some((percent, message.clone()));
+                    if st.flush_scheduled {
+                        return;
+                    }
+                    st.flush_scheduled = true;
+                    Some(PROGRESS_EVERY - now.duration_since(t))
+                }
+                _ => {
+                    st.last_write = Some(now);
+                    st.pending = None;
+                    None
+                }
+            }
+        };
+        match wait {
+            None => self.write_progress(percent, message).await,
+            Some(wait) => {
+                // Write the latest held-back report when the window ends, off the guest's path.
+                let (storage, job_id, lease, events, state) = (
+                    self.storage.clone(),
+                    self.job_id.clone(),
+                    self.lease.clone(),
+                    self.events.clone(),
+                    self.progress.clone(),
+                );
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    let pending = {
+                        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                        st.flush_scheduled = false;
+                        st.last_write = Some(Instant::now());
+                        st.pending.take()
+                    };
+                    if let Some((p, m)) = pending {
+                        write_progress(&storage, &job_id, &lease, &events, p, m).await;
+                    }
+                });
+            }
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.flags.cancelled()
+    }
+}

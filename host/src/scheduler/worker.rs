@@ -1,0 +1,130 @@
+//! One job attempt: build the runtime's input and services, run it, turn the outcome into a
+//! settlement for the completer. The `SlotGuard` frees the slot, the plugin permit and the
+//! lease registration however the worker ends (done, aborted at shutdown, or panicked).
+
+use super::retry::{self, Decision};
+use super::services::DaemonServices;
+use super::{JobFlags, PoolInner, Resolved, Settlement};
+use crate::runtime::JobInput;
+use crate::storage::{Claimed, Completion, Failure};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
+
+pub(super) struct SlotGuard {
+    inner: Arc<PoolInner>,
+    job_id: String,
+    _permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+}
+
+impl SlotGuard {
+    pub(super) fn new(
+        inner: Arc<PoolInner>,
+        job_id: String,
+        permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+    ) -> Self {
+        inner.metrics.worker_busy(true);
+        Self { inner, job_id, _permits: permits }
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.inner.held().remove(&self.job_id);
+        self.inner.metrics.worker_busy(false);
+        // The permits drop right after this body; the poller re-checks free slots anyway.
+        self.inner.freed.notify_one();
+    }
+}
+
+pub(super) async fn run(
+    inner: Arc<PoolInner>,
+    claimed: Claimed,
+    resolved: Resolved,
+    flags: Arc<JobFlags>,
+    guard: SlotGuard,
+) {
+    let job = claimed.job;
+    let span = tracing::info_span!("job", job_id = %job.id, r#type = %job.job_type, attempt = job.attempt);
+    async move {
+        inner.metrics.started(&job.job_type);
+        if let Some(o) = &inner.observer {
+            o.started(&job);
+        }
+        let services = Arc::new(DaemonServices::new(
+            inner.storage.clone(),
+            resolved.plugin.clone(),
+            job.id.clone(),
+            claimed.lease.clone(),
+            flags.clone(),
+            inner.events.clone(),
+        ));
+        let input = JobInput {
+            id: job.id.clone(),
+            job_type: job.job_type.clone(),
+            payload: job.payload.get().to_string(),
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            priority: job.priority,
+            created_at_ms: u64::try_from(job.created_at).unwrap_or(0),
+            unique_key: job.unique_key.clone(),
+            timeout: job.timeout_ms.map(Duration::from_millis),
+        };
+        let exec = resolved.runner.run(input, services).await;
+        drop(guard);
+        if flags.lost.load(Ordering::Relaxed) {
+            inner.metrics.attempt_ended(&job.job_type, crate::metrics::AttemptEnd::LeaseLost, exec.duration);
+            tracing::warn!("lease lost while the job ran (another daemon may have taken it over); result dropped");
+            return;
+        }
+        if flags.released.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = crate::job::system_now_ms();
+        let plugin_version = Some(exec.plugin_version.clone());
+        let ran = exec.duration;
+        let settlement = match retry::decide(exec.outcome, &job, &resolved.retry, &inner.cfg.retry, now) {
+            Decision::Complete(result) => {
+                tracing::debug!(ran = ?ran, "job completed");
+                Settlement::Complete {
+                    c: Completion {
+                        id: job.id.clone(),
+                        lease: claimed.lease,
+                        result,
+                        logs: exec.logs,
+                        plugin_version,
+                        followups: exec.followups,
+                    },
+                    job_type: job.job_type.clone(),
+                    ran,
+                }
+            }
+            Decision::Fail { error, retry_at } => {
+                if retry_at.is_some() && job.attempt < job.max_attempts {
+                    tracing::info!(error = %error, "attempt failed; will retry");
+                } else {
+                    tracing::info!(error = %error, "job failed");
+                }
+                Settlement::Fail {
+                    f: Failure {
+                        id: job.id.clone(),
+                        lease: claimed.lease,
+                        error,
+                        retry_at,
+                        logs: exec.logs,
+                        plugin_version,
+                    },
+                    job_type: job.job_type.clone(),
+                    ran,
+                }
+            }
+        };
+        if inner.settle_tx.send(settlement).await.is_err() {
+            tracing::warn!("the completer stopped before this job settled; its lease will expire");
+        }
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,266 @@
+//! Conformance cases: the plugin cache (TTL by the clock, increment, namespaces), the event
+//! log (one event per transition, resumable), waking idle workers, health.
+
+use super::*;
+use crate::job::{Clock, JobState, ManualClock};
+use crate::storage::NewEvent;
+
+pub async fn cache_stores_and_deletes_values(s: Backend, _clock: Arc<ManualClock>) {
+    assert_eq!(s.cache_get("plug", "k").await.unwrap(), None);
+    s.cache_set("plug", "k", "v1", None).await.unwrap();
+    assert_eq!(
+        s.cache_get("plug", "k").await.unwrap().as_deref(),
+        Some("v1")
+    );
+    s.cache_set("plug", "k", "v2", None).await.unwrap();
+    assert_eq!(
+        s.cache_get("plug", "k").await.unwrap().as_deref(),
+        Some("v2")
+    );
+    s.cache_set("plug", "empty", "", None).await.unwrap();
+    assert_eq!(
+        s.cache_get("plug", "empty").await.unwrap().as_deref(),
+        Some("")
+    );
+    assert!(s.cache_delete("plug", "k").await.unwrap());
+    assert!(!s.cache_delete("plug", "k").await.unwrap());
+    assert_eq!(s.cache_get("plug", "k").await.unwrap(), None);
+    assert_invalid(s.cache_get("plug", "").await, "cache key must be 1 to");
+    assert_invalid(
+        s.cache_set("", "k", "v", None).await,
+        "cache namespace must be 1 to",
+    );
+}
+
+pub async fn cache_values_expire_with_the_clock(s: Backend, clock: Arc<ManualClock>) {
+    s.cache_set("plug", "short", "x", Some(secs(10)))
+        .await
+        .unwrap();
+    s.cache_set("plug", "forever", "y", None).await.unwrap();
+    clock.advance(secs(9));
+    assert_eq!(
+        s.cache_get("plug", "short").await.unwrap().as_deref(),
+        Some("x")
+    );
+    clock.advance(secs(1));
+    assert_eq!(s.cache_get("plug", "short").await.unwrap(), None);
+    assert!(
+        !s.cache_delete("plug", "short").await.unwrap(),
+        "an expired key is gone"
+    );
+    // Setting again replaces the expiry; None keeps it forever.
+    s.cache_set("plug", "short", "z", Some(secs(10)))
+        .await
+        .unwrap();
+    s.cache_set("plug", "short", "z", None).await.unwrap();
+    clock.advance(secs(1_000 * 3600));
+    assert_eq!(
+        s.cache_get("plug", "short").await.unwrap().as_deref(),
+        Some("z")
+    );
+    assert_eq!(
+        s.cache_get("plug", "forever").await.unwrap().as_deref(),
+        Some("y")
+    );
+}
+
+pub async fn cache_increment_counts_from_zero(s: Backend, clock: Arc<ManualClock>) {
+    assert_eq!(s.cache_increment("plug", "n", 1, None).await.unwrap(), 1);
+    assert_eq!(s.cache_increment("plug", "n", 5, None).await.unwrap(), 6);
+    assert_eq!(s.cache_increment("plug", "n", -8, None).await.unwrap(), -2);
+    assert_eq!(
+        s.cache_get("plug", "n").await.unwrap().as_deref(),
+        Some("-2")
+    );
+    s.cache_set("plug", "word", "abc", None).await.unwrap();
+    assert_invalid(
+        s.cache_increment("plug", "word", 1, None).await,
+        "does not hold an integer",
+    );
+    s.cache_set("plug", "big", &i64::MAX.to_string(), None)
+        .await
+        .unwrap();
+    assert_invalid(s.cache_increment("plug", "big", 1, None).await, "overflow");
+    // A counter keeps the window it started with: later TTLs do not extend it.
+    assert_eq!(
+        s.cache_increment("plug", "rate", 1, Some(secs(10)))
+            .await
+            .unwrap(),
+        1
+    );
+    clock.advance(secs(5));
+    assert_eq!(
+        s.cache_increment("plug", "rate", 1, Some(secs(10)))
+            .await
+            .unwrap(),
+        2
+    );
+    clock.advance(secs(5));
+    assert_eq!(s.cache_get("plug", "rate").await.unwrap(), None);
+    assert_eq!(
+        s.cache_increment("plug", "rate", 1, Some(secs(10)))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+pub async fn cache_namespaces_do_not_mix(s: Backend, _clock: Arc<ManualClock>) {
+    s.cache_set("plug-a", "k", "a", None).await.unwrap();
+    s.cache_set("plug-b", "k", "b", None).await.unwrap();
+    assert_eq!(
+        s.cache_get("plug-a", "k").await.unwrap().as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        s.cache_get("plug-b", "k").await.unwrap().as_deref(),
+        Some("b")
+    );
+    assert!(s.cache_delete("plug-a", "k").await.unwrap());
+    assert_eq!(
+        s.cache_get("plug-b", "k").await.unwrap().as_deref(),
+        Some("b")
+    );
+    assert_eq!(s.cache_increment("plug-a", "k", 2, None).await.unwrap(), 2);
+    assert_eq!(
+        s.cache_get("plug-b", "k").await.unwrap().as_deref(),
+        Some("b")
+    );
+}
+
+pub async fn every_job_transition_writes_an_event(s: Backend, clock: Arc<ManualClock>) {
+    let now = clock.now_ms();
+    let ok = enqueue(&s, job("ev")).await;
+    let c = claim_one(&s, "ev").await;
+    s.set_progress(&c.job.id, &c.lease, 40, Some("reading".into()))
+        .await
+        .unwrap();
+    s.complete(vec![completion(&c)]).await.unwrap();
+    let bad = enqueue(
+        &s,
+        NewJob {
+            max_attempts: 2,
+            ..job("ev")
+        },
+    )
+    .await;
+    let c = claim_one(&s, "ev").await;
+    s.fail(vec![failure(&c, Some(now))]).await.unwrap();
+    s.promote_due().await.unwrap();
+    let c = claim_one(&s, "ev").await;
+    s.fail(vec![failure(&c, Some(now))]).await.unwrap();
+    let gone = enqueue(&s, job("ev")).await;
+    s.cancel(&gone.id).await.unwrap();
+    s.replay(&gone.id).await.unwrap();
+
+    let events = s.events_since(None, 100).await.unwrap();
+    let seen: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e.job_type.as_deref(), Some("ev"));
+            assert_eq!(e.at, now);
+            (
+                e.kind.as_str(),
+                e.job_id.as_deref().unwrap(),
+                e.data["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        ("job.created", ok.id.as_str(), "pending"),
+        ("job.started", ok.id.as_str(), "running"),
+        ("job.progress", ok.id.as_str(), "running"),
+        ("job.completed", ok.id.as_str(), "completed"),
+        ("job.created", bad.id.as_str(), "pending"),
+        ("job.started", bad.id.as_str(), "running"),
+        ("job.retrying", bad.id.as_str(), "retrying"),
+        ("job.started", bad.id.as_str(), "running"),
+        ("job.failed", bad.id.as_str(), "failed"),
+        ("job.created", gone.id.as_str(), "pending"),
+        ("job.cancelled", gone.id.as_str(), "cancelled"),
+        ("job.retrying", gone.id.as_str(), "pending"),
+    ];
+    assert_eq!(seen, want);
+    assert_eq!(events[2].data["percent"], 40);
+    assert_eq!(events[6].data["error"], "boom");
+    assert_eq!(events[8].data["attempt"], 2);
+    assert_eq!(events[11].data["replay"], true);
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "event ids are distinct");
+    // Expired leases write events too.
+    let lost = enqueue(&s, job("ev-lease")).await;
+    claim_one(&s, "ev-lease").await;
+    clock.advance(secs(31));
+    s.reap_expired().await.unwrap();
+    let last = events.last().unwrap().id.clone();
+    let more = s.events_since(Some(&last), 100).await.unwrap();
+    let kinds: Vec<&str> = more.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["job.created", "job.started", "job.retrying"]);
+    assert_eq!(more[2].job_id.as_deref(), Some(lost.id.as_str()));
+    assert_eq!(more[2].data["reason"], "lease_expired");
+    assert_eq!(more[2].data["status"], JobState::Pending.as_str());
+}
+
+pub async fn events_resume_after_an_id(s: Backend, clock: Arc<ManualClock>) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let e = s
+            .publish_event(NewEvent {
+                kind: "plugin.loaded".into(),
+                job_id: None,
+                job_type: None,
+                data: serde_json::json!({ "name": format!("p{i}") }),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (e.kind.as_str(), e.at, e.job_id.as_deref()),
+            ("plugin.loaded", clock.now_ms(), None)
+        );
+        ids.push(e.id);
+    }
+    let all = s.events_since(None, 100).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), ids);
+    assert_eq!(all[3].data["name"], "p3");
+    let some = s.events_since(Some(&ids[1]), 2).await.unwrap();
+    assert_eq!(
+        some.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        &ids[2..4]
+    );
+    assert!(s.events_since(Some(&ids[4]), 10).await.unwrap().is_empty());
+    assert!(s.events_since(None, 0).await.unwrap().is_empty());
+    assert_invalid(
+        s.events_since(Some("not-an-id"), 10).await,
+        "invalid event id",
+    );
+}
+
+pub async fn wait_for_work_wakes_on_new_work(s: Backend, _clock: Arc<ManualClock>) {
+    // Nothing to do: it returns once the timeout is up.
+    tokio::time::timeout(
+        secs(10),
+        s.wait_for_work(std::time::Duration::from_millis(20)),
+    )
+    .await
+    .expect("wait_for_work returns after its timeout");
+    // A waiter sleeping for an hour wakes when a job is enqueued.
+    let waiter = {
+        let s = s.clone();
+        tokio::spawn(async move { s.wait_for_work(secs(3600)).await })
+    };
+    tokio::task::yield_now().await;
+    enqueue(&s, job("wake")).await;
+    tokio::time::timeout(secs(10), waiter)
+        .await
+        .expect("wait_for_work woke on enqueue")
+        .unwrap();
+}
+
+pub async fn ping_and_info_describe_the_backend(s: Backend, _clock: Arc<ManualClock>) {
+    let rtt = s.ping().await.unwrap();
+    assert!(rtt < secs(5), "{rtt:?}");
+    let info = s.info().await.unwrap();
+    assert_eq!(info.backend, s.backend());
+}

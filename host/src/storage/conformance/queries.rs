@@ -1,0 +1,109 @@
+//! Conformance cases: get, list (order, cursor, filters) and stats.
+
+use super::*;
+use crate::job::{JobState, ManualClock};
+use crate::storage::ListFilter;
+
+pub async fn get_returns_none_for_an_unknown_id(s: Backend, _clock: Arc<ManualClock>) {
+    assert!(s.get("no-such-job").await.unwrap().is_none());
+}
+
+pub async fn list_pages_newest_first_with_a_cursor(s: Backend, _clock: Arc<ManualClock>) {
+    let mut ids = Vec::new();
+    for _ in 0..25 {
+        ids.push(enqueue(&s, job("page")).await.id);
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let filter = ListFilter {
+            limit: 10,
+            cursor: cursor.clone(),
+            ..Default::default()
+        };
+        let page = s.list(filter).await.unwrap();
+        pages += 1;
+        assert!(page.jobs.len() <= 10);
+        seen.extend(page.jobs.into_iter().map(|j| j.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+    assert_eq!(seen, ids);
+    assert_eq!(pages, 3);
+    // Limit 0 means the default page size.
+    assert_eq!(s.list(ListFilter::default()).await.unwrap().jobs.len(), 25);
+}
+
+pub async fn list_filters_by_status_and_type(s: Backend, _clock: Arc<ManualClock>) {
+    let a1 = enqueue(&s, job("list-a")).await;
+    let a2 = enqueue(&s, job("list-a")).await;
+    let b1 = enqueue(&s, job("list-b")).await;
+    let c = claim_one(&s, "list-a").await;
+    assert_eq!(c.job.id, a1.id);
+    let list = |status: Option<JobState>, job_type: Option<&str>| {
+        let filter = ListFilter {
+            status,
+            job_type: job_type.map(str::to_owned),
+            ..Default::default()
+        };
+        let s = s.clone();
+        async move {
+            s.list(filter)
+                .await
+                .unwrap()
+                .jobs
+                .into_iter()
+                .map(|j| j.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(None, Some("list-a")).await, [&a2.id, &a1.id]);
+    assert_eq!(list(Some(JobState::Pending), None).await, [&b1.id, &a2.id]);
+    assert_eq!(
+        list(Some(JobState::Pending), Some("list-a")).await,
+        [&a2.id]
+    );
+    assert_eq!(
+        list(Some(JobState::Running), Some("list-a")).await,
+        [&a1.id]
+    );
+    assert!(list(Some(JobState::Failed), None).await.is_empty());
+    assert!(list(None, Some("list-z")).await.is_empty());
+}
+
+pub async fn stats_count_states_per_type(s: Backend, clock: Arc<ManualClock>) {
+    let now = clock.now_ms();
+    enqueue(&s, job("stats-a")).await;
+    clock.advance(secs(3));
+    enqueue(&s, job("stats-a")).await;
+    enqueue(&s, job("stats-a")).await;
+    enqueue(
+        &s,
+        NewJob {
+            run_at: Some(now + 600_000),
+            ..job("stats-a")
+        },
+    )
+    .await;
+    enqueue(&s, job("stats-b")).await;
+    let c = claim_one(&s, "stats-b").await;
+    s.complete(vec![completion(&c)]).await.unwrap();
+    clock.advance(secs(2));
+
+    let stats = s.stats().await.unwrap();
+    let a = &stats.types["stats-a"];
+    assert_eq!(a.counts.get(&JobState::Pending), Some(&3));
+    assert_eq!(a.counts.get(&JobState::Scheduled), Some(&1));
+    assert_eq!(a.counts.get(&JobState::Running).copied().unwrap_or(0), 0);
+    assert_eq!(a.oldest_pending_age_ms, Some(5_000));
+    let b = &stats.types["stats-b"];
+    assert_eq!(b.counts.get(&JobState::Completed), Some(&1));
+    assert_eq!(b.counts.get(&JobState::Pending).copied().unwrap_or(0), 0);
+    assert_eq!(b.oldest_pending_age_ms, None);
+    assert_eq!(stats.types.len(), 2);
+}

@@ -1,0 +1,258 @@
+//! The connection to Redis for each topology, behind one cheap-to-clone handle that
+//! implements redis-rs's async `ConnectionLike` (so `Script::invoke_async` runs on any of
+//! them). Every flavour multiplexes all commands over one connection per node and
+//! reconnects by itself:
+//! - standalone: redis-rs's `ConnectionManager` (reconnects in the background);
+//! - Cluster: redis-rs's cluster connection (follows MOVED/ASK, refreshes slots);
+//! - Sentinel: ours, below: it asks the Sentinels for the master on first use and again
+//!   after any error that means "this is not (or no longer) the master".
+//!
+//! Every command has a response timeout and every connection attempt a connect timeout
+//! (`RedisConfig::timeout`, `connect_timeout`), so a dead server fails calls instead of
+//! hanging the daemon.
+
+use super::config::{Node, RedisConfig, Topology};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, ProtocolVersion,
+    RedisConnectionInfo, RedisError, RedisFuture, RedisResult, Value,
+};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelConn>),
+}
+
+impl Conn {
+    /// Connects (the first connection is made now, so a wrong address fails `open`).
+    pub async fn connect(cfg: &RedisConfig) -> RedisResult<Conn> {
+        match &cfg.topology {
+            Topology::Single { node, db, tls } => {
+                if *tls {
+                    return Err(tls_unsupported());
+                }
+                let client = redis::Client::open(connection_info(cfg, node, *db))?;
+                let manager_cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(cfg.connect_timeout)
+                    .set_response_timeout(cfg.timeout)
+                    // Reconnect attempts back off from 100 ms up to 2 s, 6 tries per outage
+                    // (redis-rs default count); calls fail with an error meanwhile.
+                    .set_max_delay(2_000);
+                Ok(Conn::Single(
+                    ConnectionManager::new_with_config(client, manager_cfg).await?,
+                ))
+            }
+            Topology::Cluster { nodes } => {
+                let infos: Vec<ConnectionInfo> =
+                    nodes.iter().map(|n| connection_info(cfg, n, 0)).collect();
+                let mut builder = redis::cluster::ClusterClientBuilder::new(infos)
+                    .connection_timeout(cfg.connect_timeout)
+                    .response_timeout(cfg.timeout);
+                if let Some(u) = &cfg.username {
+                    builder = builder.username(u.clone());
+                }
+                if let Some(p) = &cfg.password {
+                    builder = builder.password(p.clone());
+                }
+                let client = builder.build()?;
+                Ok(Conn::Cluster(client.get_async_connection().await?))
+            }
+            Topology::Sentinel { .. } => {
+                let conn = SentinelConn {
+                    client: tokio::sync::Mutex::new(sentinel_client(cfg)?),
+                    current: Mutex::new(None),
+                    config: AsyncConnectionConfig::new()
+                        .set_connection_timeout(cfg.connect_timeout)
+                        .set_response_timeout(cfg.timeout),
+                };
+                conn.connection().await?;
+                Ok(Conn::Sentinel(Arc::new(conn)))
+            }
+        }
+    }
+
+    /// `INFO` from the server that holds our keys: in a Cluster, the master of our slot
+    /// (a plain INFO would go to a random node).
+    pub async fn info(&self, slot: u16) -> RedisResult<String> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("server")
+            .arg("clients")
+            .arg("memory")
+            .arg("replication");
+        match self {
+            Conn::Cluster(c) => {
+                let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+                let v = c
+                    .clone()
+                    .route_command(&cmd, RoutingInfo::SingleNode(route))
+                    .await?;
+                redis::from_redis_value(&v)
+            }
+            other => cmd.query_async(&mut other.clone()).await,
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(s) => Box::pin(async move {
+                let mut c = s.connection().await?;
+                let r = c.req_packed_command(cmd).await;
+                s.check(&r);
+                r
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Sentinel(s) => Box::pin(async move {
+                let mut c = s.connection().await?;
+                let r = c.req_packed_commands(cmd, offset, count).await;
+                s.check(&r);
+                r
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(_) => 0,
+            Conn::Sentinel(s) => s
+                .current
+                .lock()
+                .ok()
+                .and_then(|c| c.as_ref().map(|c| c.get_db()))
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// The Sentinel flavour: one multiplexed connection to whichever node the Sentinels call
+/// master, dropped (and looked up again on the next call) after an error that says it is
+/// gone or no longer the master.
+pub struct SentinelConn {
+    /// Asks the Sentinels; locked only while (re)connecting.
+    client: tokio::sync::Mutex<SentinelClient>,
+    /// Written by `connection` (connect) and `check` (forget); read by every call.
+    current: Mutex<Option<MultiplexedConnection>>,
+    config: AsyncConnectionConfig,
+}
+
+impl SentinelConn {
+    fn cached(&self) -> Option<MultiplexedConnection> {
+        self.current.lock().ok().and_then(|c| c.clone())
+    }
+
+    async fn connection(&self) -> RedisResult<MultiplexedConnection> {
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let mut client = self.client.lock().await;
+        // Another call may have connected while this one waited for the lock.
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let c = client
+            .get_async_connection_with_config(&self.config)
+            .await?;
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some(c.clone());
+        }
+        Ok(c)
+    }
+
+    fn check<T>(&self, r: &RedisResult<T>) {
+        if let Err(e) = r {
+            if means_master_lost(e) {
+                if let Ok(mut current) = self.current.lock() {
+                    *current = None;
+                }
+            }
+        }
+    }
+}
+
+/// Errors after which a connection must not be used again: I/O trouble, or a node that is
+/// now a replica (READONLY) or lost its master (MASTERDOWN) after a failover.
+pub fn means_master_lost(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::ReadOnly | ErrorKind::MasterDown | ErrorKind::BusyLoadingError
+        )
+}
+
+pub fn tls_unsupported() -> RedisError {
+    RedisError::from((
+        ErrorKind::InvalidClientConfig,
+        "rediss:// (TLS) is not supported by this build of spool",
+        "use redis:// through a TLS tunnel (stunnel, a service mesh) or a build with TLS"
+            .to_owned(),
+    ))
+}
+
+pub fn connection_info(cfg: &RedisConfig, node: &Node, db: i64) -> ConnectionInfo {
+    ConnectionInfo {
+        addr: ConnectionAddr::Tcp(node.host.clone(), node.port),
+        redis: RedisConnectionInfo {
+            db,
+            username: cfg.username.clone(),
+            password: cfg.password.clone(),
+            protocol: ProtocolVersion::RESP2,
+        },
+    }
+}
+
+/// A Sentinel client for the master of `cfg`'s topology (which must be Sentinel).
+pub fn sentinel_client(cfg: &RedisConfig) -> RedisResult<SentinelClient> {
+    let Topology::Sentinel {
+        sentinels,
+        master,
+        db,
+    } = &cfg.topology
+    else {
+        return Err(RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "not a sentinel url",
+        )));
+    };
+    let addrs = sentinels
+        .iter()
+        .map(|n| ConnectionAddr::Tcp(n.host.clone(), n.port));
+    let mut b = SentinelClientBuilder::new(addrs, master.clone(), SentinelServerType::Master)?
+        .set_client_to_redis_db(*db);
+    if let Some(u) = &cfg.username {
+        b = b.set_client_to_redis_username(u.clone());
+    }
+    if let Some(p) = &cfg.password {
+        b = b.set_client_to_redis_password(p.clone());
+    }
+    if let Some(u) = &cfg.sentinel_username {
+        b = b.set_client_to_sentinel_username(u.clone());
+    }
+    if let Some(p) = &cfg.sentinel_password {
+        b = b.set_client_to_sentinel_password(p.clone());
+    }
+    b.build()
+}

@@ -1,0 +1,34 @@
+-- import.lua: insert jobs exactly as given (spool migrate, fallback replay), skipping ids
+-- that exist and live jobs whose unique key a live job here holds, so running it twice
+-- changes nothing.
+-- ARGV[4..] per job: m (number of field/value pairs), then the pairs (codec.rs format)
+-- Returns how many jobs were inserted. No events: the jobs' history happened elsewhere.
+local i, inserted, wake = 4, 0, false
+while i <= #ARGV do
+  local m = tonumber(ARGV[i])
+  local j = {}
+  for k = 1, m do j[ARGV[i + 2 * k - 1]] = ARGV[i + 2 * k] end
+  i = i + 1 + 2 * m
+  local id = j.id
+  local live = not is_finished(j.status)
+  if id and redis.call('EXISTS', k_job(id)) == 0 and not (live and live_holder(j.unique_key, id)) then
+    if j.status == 'running' then
+      -- Nobody here holds its lease: let the reaper have it now.
+      local exp = tonumber(j.lease_expires_at) or NOW
+      if exp > NOW then exp = NOW end
+      j.lease_expires_at = fmt(exp)
+    end
+    local flat = {}
+    for f, v in pairs(j) do flat[#flat + 1] = f; flat[#flat + 1] = v end
+    redis.call('HSET', k_job(id), unpack(flat))
+    redis.call('ZADD', K_ALL, 0, id)
+    redis.call('ZADD', k_by_type(j.type), 0, id)
+    redis.call('SADD', K_TYPES, j.type)
+    place(id, j, j.status)
+    if live and j.unique_key then redis.call('HSET', K_UNIQUE, j.unique_key, id) end
+    if j.status == 'pending' then wake = true end
+    inserted = inserted + 1
+  end
+end
+if wake then redis.call('PUBLISH', CH_WAKE, 'import') end
+return inserted

@@ -1,0 +1,279 @@
+-- lib.lua: helpers shared by the job scripts; scripts.rs puts this file in front of each one.
+--
+-- Calling convention of every job script:
+--   KEYS[1]  `{prefix}:jobs`. Declared so that EVALSHA is routed to the slot of the `{prefix}`
+--            hash tag; every key a script touches carries that same tag (see keys.rs), so one
+--            script always runs on one Cluster slot.
+--   ARGV[1]  the tagged prefix, e.g. `{spool}`
+--   ARGV[2]  the time source: a skew in ms, added to Redis's own TIME (`clock=redis`, the
+--            default: every daemon agrees on lease times whatever its host clock says; the
+--            skew is 0 in production), or `=<ms>`, the daemon Clock's time, taken as given
+--            (`clock=local`: the conformance suite's ManualClock needs exact times)
+--   ARGV[3]  approximate cap of the events stream (XADD MAXLEN ~)
+--   ARGV[4..] the script's own arguments, documented at its top.
+--
+-- Key layout (all under the tag; the variable part always comes last, so names never collide):
+--   P:job:<id>               hash: the job's fields (codec.rs is the Rust side of the format)
+--   P:jobs                   zset, score 0, by id: every job (lexicographic = creation order)
+--   P:jobs:s:<state>         the same, one state
+--   P:jobs:t:<type>          the same, one type
+--   P:jobs:st:<state>:<type> the same, one state and type (its ZCARD is the stats count)
+--   P:ready:<type>           zset of pending jobs, score = priority * 2^48 + ready time (ms);
+--                            equal scores order by id: FIFO within a priority, O(log n) claim
+--   P:delayed                zset of scheduled and retrying jobs by run_at
+--   P:running                zset of running jobs by lease expiry (the reaper's index)
+--   P:finished:<state>:<type> zset of completed/failed/cancelled jobs by finished_at (retention)
+--   P:unique                 hash unique_key -> id, live jobs only
+--   P:types                  set of job types that have jobs
+--   P:events                 stream, capped, the event log (stream id = event id)
+--   channel P:wake           published when work becomes ready (wait_for_work)
+
+local P = ARGV[1]
+local EVENTS_MAX = ARGV[3]
+local PRIO_SHIFT = 281474976710656 -- 2^48: ready times below it (year 10889), priority above
+
+-- One time for the whole call: every change a script makes shares it.
+local NOW
+if string.sub(ARGV[2], 1, 1) == '=' then
+  NOW = tonumber(string.sub(ARGV[2], 2))
+else
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+end
+
+-- Integers as plain digits (tostring gives 1.7e+12 for big numbers).
+local function fmt(n) return string.format('%.0f', n) end
+
+local K_ALL = P .. ':jobs'
+local K_DELAYED = P .. ':delayed'
+local K_RUNNING = P .. ':running'
+local K_UNIQUE = P .. ':unique'
+local K_TYPES = P .. ':types'
+local K_EVENTS = P .. ':events'
+local CH_WAKE = P .. ':wake'
+local function k_job(id) return P .. ':job:' .. id end
+local function k_ready(t) return P .. ':ready:' .. t end
+local function k_by_state(s) return P .. ':jobs:s:' .. s end
+local function k_by_type(t) return P .. ':jobs:t:' .. t end
+local function k_by_state_type(s, t) return P .. ':jobs:st:' .. s .. ':' .. t end
+local function k_finished(s, t) return P .. ':finished:' .. s .. ':' .. t end
+
+local function is_finished(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end
+
+local function ready_score(priority, ready_at)
+  local t = tonumber(ready_at) or 0
+  if t < 0 then t = 0 elseif t >= PRIO_SHIFT then t = PRIO_SHIFT - 1 end
+  return fmt(tonumber(priority) * PRIO_SHIFT + t)
+end
+
+-- The job's hash as a table, or nil.
+local function load(id)
+  local flat = redis.call('HGETALL', k_job(id))
+  if #flat == 0 then return nil end
+  local j = {}
+  for i = 1, #flat, 2 do j[flat[i]] = flat[i + 1] end
+  return j
+end
+
+-- The job as the flat field list Rust decodes (codec.rs), or false.
+local function dump(id)
+  local flat = redis.call('HGETALL', k_job(id))
+  if #flat == 0 then return false end
+  return flat
+end
+
+-- Adds job `id` to the sets of state `s`. `j` needs type, priority, run_at,
+-- lease_expires_at (running) and finished_at (finished).
+local function place(id, j, s)
+  redis.call('ZADD', k_by_state(s), 0, id)
+  redis.call('ZADD', k_by_state_type(s, j.type), 0, id)
+  if s == 'pending' then
+    redis.call('ZADD', k_ready(j.type), ready_score(j.priority, j.run_at), id)
+  elseif s == 'scheduled' or s == 'retrying' then
+    redis.call('ZADD', K_DELAYED, fmt(tonumber(j.run_at) or NOW), id)
+  elseif s == 'running' then
+    redis.call('ZADD', K_RUNNING, fmt(tonumber(j.lease_expires_at) or NOW), id)
+  elseif is_finished(s) then
+    redis.call('ZADD', k_finished(s, j.type), fmt(tonumber(j.finished_at) or NOW), id)
+  end
+end
+
+-- Removes job `id` of type `t` from the sets of state `s`.
+local function unplace(id, t, s)
+  redis.call('ZREM', k_by_state(s), id)
+  redis.call('ZREM', k_by_state_type(s, t), id)
+  if s == 'pending' then
+    redis.call('ZREM', k_ready(t), id)
+  elseif s == 'scheduled' or s == 'retrying' then
+    redis.call('ZREM', K_DELAYED, id)
+  elseif s == 'running' then
+    redis.call('ZREM', K_RUNNING, id)
+  elseif is_finished(s) then
+    redis.call('ZREM', k_finished(s, t), id)
+  end
+end
+
+-- Moves a loaded job `j` to state `to`, first writing `set` (field -> value, false deletes).
+local function move(id, j, to, set)
+  unplace(id, j.type, j.status)
+  local hset, hdel = { 'status', to }, {}
+  j.status = to
+  for f, v in pairs(set or {}) do
+    if v == false then
+      hdel[#hdel + 1] = f
+      j[f] = nil
+    else
+      hset[#hset + 1] = f
+      hset[#hset + 1] = v
+      j[f] = v
+    end
+  end
+  redis.call('HSET', k_job(id), unpack(hset))
+  if #hdel > 0 then redis.call('HDEL', k_job(id), unpack(hdel)) end
+  place(id, j, to)
+end
+
+-- Unique keys map live jobs only: drop the entry when this job holds it.
+local function release_unique(id, j)
+  if j.unique_key and redis.call('HGET', K_UNIQUE, j.unique_key) == id then
+    redis.call('HDEL', K_UNIQUE, j.unique_key)
+  end
+end
+
+-- RFC 3339 UTC with milliseconds, as job::serde_time::format_rfc3339 writes it (the job
+-- events carry times in that form). Days to civil date: H. Hinnant's `civil_from_days`.
+local function rfc3339(ms)
+  ms = tonumber(ms)
+  local secs = math.floor(ms / 1000)
+  local milli = ms - secs * 1000
+  local days = math.floor(secs / 86400)
+  local sod = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp + 3
+  if mp >= 10 then m = mp - 9 end
+  if m <= 2 then y = y + 1 end
+  if y < 0 or y > 9999 then return fmt(ms) end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
+    math.floor(sod / 3600), math.floor((sod % 3600) / 60), sod % 60, milli)
+end
+
+-- Appends an event; `data` is a table (encoded here) or an already encoded JSON string.
+-- Returns the stream id, which is the event id.
+local function emit(kind, id, t, data)
+  if type(data) ~= 'string' then
+    if data == nil or next(data) == nil then data = '{}' else data = cjson.encode(data) end
+  end
+  return redis.call('XADD', K_EVENTS, 'MAXLEN', '~', EVENTS_MAX, '*',
+    'kind', kind, 'job_id', id or '', 'job_type', t or '', 'at', fmt(NOW), 'data', data)
+end
+
+-- Event data about a job as it is now, as storage/job_events.rs builds it: `status` and
+-- `attempt`, plus `extra`.
+local function job_data(j, extra)
+  local d = { status = j.status, attempt = tonumber(j.attempt) or 0 }
+  for k, v in pairs(extra or {}) do d[k] = v end
+  return d
+end
+
+-- The event of a job whose attempt just ended (job_events.rs attempt_ended): none for a
+-- released job back in `pending`.
+local function attempt_ended_event(id, j, lease_expired)
+  local s, extra, kind = j.status, {}, nil
+  if lease_expired then extra.reason = 'lease_expired' end
+  if s == 'retrying' or s == 'failed' or s == 'pending' then extra.error = j.error or cjson.null end
+  if s == 'retrying' then extra.run_at = rfc3339(j.run_at) end
+  if s == 'completed' then kind = 'job.completed'
+  elseif s == 'failed' then kind = 'job.failed'
+  elseif s == 'cancelled' then kind = 'job.cancelled'
+  elseif s == 'retrying' then kind = 'job.retrying'
+  elseif s == 'pending' and lease_expired then kind = 'job.retrying'
+  else return end
+  emit(kind, id, j.type, job_data(j, extra))
+end
+
+-- Ends the attempt of a leased job `j`: writes `set`, drops the lease, stamps finished_at
+-- and frees the unique key when the job finished, files it under `to`, writes the event.
+local function end_attempt(id, j, to, set, lease_expired)
+  set.lease = false
+  set.worker = false
+  set.lease_expires_at = false
+  if is_finished(to) then set.finished_at = fmt(NOW) end
+  move(id, j, to, set)
+  if is_finished(to) then release_unique(id, j) end
+  attempt_ended_event(id, j, lease_expired)
+end
+
+-- Where a failed attempt goes (job::rules::state_after_failure).
+local function state_after_failure(j, has_retry_at)
+  if j.cancel_requested == '1' then return 'cancelled' end
+  if not has_retry_at or (tonumber(j.attempt) or 0) >= (tonumber(j.max_attempts) or 1) then
+    return 'failed'
+  end
+  return 'retrying'
+end
+
+-- Deletes a job and every index entry. Returns 1, or 0 when it does not exist.
+local function remove_job(id)
+  local j = load(id)
+  if not j then return 0 end
+  unplace(id, j.type, j.status)
+  redis.call('ZREM', K_ALL, id)
+  redis.call('ZREM', k_by_type(j.type), id)
+  release_unique(id, j)
+  redis.call('DEL', k_job(id))
+  return 1
+end
+
+-- The live job holding unique key `key`, other than `id`, or nil.
+local function live_holder(key, id)
+  if not key or key == '' then return nil end
+  local holder = redis.call('HGET', K_UNIQUE, key)
+  if not holder or holder == id then return nil end
+  local hs = redis.call('HGET', k_job(holder), 'status')
+  if hs and not is_finished(hs) then return holder end
+  return nil
+end
+
+-- Inserts a new job from the 9 arguments a[i..i+8]: id, type, payload, priority,
+-- max_attempts, run_at ('' = now), timeout_ms (''), unique_key (''), backoff JSON ('').
+-- Returns created (1/0) and the id of the job the caller gets: the existing job when the id
+-- exists already (a retried call) or a live job holds the unique key.
+local function insert_new(a, i)
+  local id, t, unique = a[i], a[i + 1], a[i + 7]
+  if redis.call('EXISTS', k_job(id)) == 1 then return 0, id end
+  local holder = live_holder(unique, id)
+  if holder then return 0, holder end
+  -- job::rules::initial_state: a run_at in the past means now.
+  local run_at, s = NOW, 'pending'
+  if a[i + 5] ~= '' and tonumber(a[i + 5]) > NOW then
+    run_at, s = tonumber(a[i + 5]), 'scheduled'
+  end
+  local f = { 'id', id, 'type', t, 'payload', a[i + 2], 'priority', a[i + 3], 'status', s,
+    'attempt', '0', 'max_attempts', a[i + 4], 'run_at', fmt(run_at), 'created_at', fmt(NOW),
+    'logs', '[]', 'cancel_requested', '0' }
+  if a[i + 6] ~= '' then f[#f + 1] = 'timeout_ms'; f[#f + 1] = a[i + 6] end
+  if unique ~= '' then f[#f + 1] = 'unique_key'; f[#f + 1] = unique end
+  if a[i + 8] ~= '' then f[#f + 1] = 'backoff'; f[#f + 1] = a[i + 8] end
+  redis.call('HSET', k_job(id), unpack(f))
+  redis.call('ZADD', K_ALL, 0, id)
+  redis.call('ZADD', k_by_type(t), 0, id)
+  redis.call('SADD', K_TYPES, t)
+  place(id, { type = t, priority = a[i + 3], run_at = run_at }, s)
+  if unique ~= '' then redis.call('HSET', K_UNIQUE, unique, id) end
+  emit('job.created', id, t, { status = s, attempt = 0, priority = tonumber(a[i + 3]),
+    run_at = rfc3339(run_at) })
+  return 1, id
+end
+
+-- Lease check shared by every fenced script.
+local function holds_lease(j, token)
+  return j ~= nil and j.status == 'running' and j.lease == token
+end

@@ -1,0 +1,339 @@
+//! Job changes, each run by the writer thread inside its transaction: enqueue, import,
+//! claim, lease renewal, progress, the ends of an attempt, cancel, replay, delete. The
+//! decisions come from `job::rules`; the job events are written in the same transaction.
+
+use super::connection::{OpError, OpResult};
+use super::rows::{self, LEASE_TOKEN, insert_event, insert_job, job_from_row, query_job};
+use super::sql;
+use super::writer::TxCtx;
+use crate::job::{self, CancelAction, Job, JobState, LeaseToken, Millis, NewJob, Progress};
+use crate::storage::job_events;
+use crate::storage::limits;
+use crate::storage::{
+    CancelOutcome, Claimed, Completion, Enqueued, Failure, LeaseStatus, Settled, StorageError,
+};
+use rusqlite::{Connection, params, params_from_iter};
+
+/// Types per claim statement: SQLite allows at most 500 arms in a compound SELECT.
+const MAX_CLAIM_TYPES: usize = 400;
+
+pub(super) fn enqueue(
+    conn: &Connection,
+    ctx: &mut TxCtx,
+    new: NewJob,
+    now: Millis,
+) -> OpResult<Enqueued> {
+    let job = Job::from_new(new, now);
+    if insert_job(conn, &job)? {
+        insert_event(conn, job_events::created(&job), now)?;
+        ctx.wake |= job.status == JobState::Pending;
+        return Ok(Enqueued { job, created: true });
+    }
+    // Ignored: the id exists, or a live job holds the unique key.
+    if let Some(existing) = query_job(conn, sql::JOB_BY_ID, [&job.id])? {
+        return Ok(Enqueued {
+            job: existing,
+            created: false,
+        });
+    }
+    if let Some(key) = &job.unique_key {
+        if let Some(holder) = query_job(conn, sql::LIVE_HOLDER, [key])? {
+            return Ok(Enqueued {
+                job: holder,
+                created: false,
+            });
+        }
+    }
+    Err(StorageError::Internal(format!(
+        "the insert of job `{}` was ignored, yet no job holds its id or unique key",
+        job.id
+    ))
+    .into())
+}
+
+pub(super) fn import(
+    conn: &Connection,
+    ctx: &mut TxCtx,
+    jobs: Vec<Job>,
+    now: Millis,
+) -> OpResult<u64> {
+    let mut inserted = 0;
+    for mut job in jobs {
+        // Nobody holds an imported running job's lease: let the reaper have it.
+        if job.status == JobState::Running {
+            job.lease_expires_at = Some(job.lease_expires_at.unwrap_or(now).min(now));
+        }
+        if job.status.is_finished() && job.finished_at.is_none() {
+            job.finished_at = Some(job.created_at);
+        }
+        if insert_job(conn, &job)? {
+            inserted += 1;
+            ctx.wake |= job.status == JobState::Pending;
+        }
+    }
+    Ok(inserted)
+}
+
+pub(super) fn claim(
+    conn: &Connection,
+    types: &[String],
+    limit: usize,
+    until: Millis,
+    worker: &str,
+    now: Millis,
+) -> OpResult<Vec<Claimed>> {
+    let mut types: Vec<&String> = types.iter().collect();
+    types.sort();
+    types.dedup();
+    let mut claimed = Vec::new();
+    // Past MAX_CLAIM_TYPES types, order holds within each chunk only (hundreds of plugins).
+    for chunk in types.chunks(MAX_CLAIM_TYPES) {
+        let want = limit - claimed.len();
+        if want == 0 {
+            break;
+        }
+        let mut stmt = conn.prepare_cached(&sql::claim(chunk.len()))?;
+        let head: [&dyn rusqlite::ToSql; 4] = [&now, &until, &worker, &want];
+        let args = head
+            .into_iter()
+            .chain(chunk.iter().map(|t| *t as &dyn rusqlite::ToSql));
+        let mut rows = stmt.query(params_from_iter(args))?;
+        let mut batch = Vec::new();
+        while let Some(row) = rows.next()? {
+            let token: String = row.get(LEASE_TOKEN)?;
+            batch.push(Claimed {
+                job: job_from_row(row)?,
+                lease: LeaseToken(token),
+            });
+        }
+        drop(rows);
+        // RETURNING gives no order: put them in claim order.
+        batch.sort_by(|a, b| {
+            (a.job.priority, a.job.run_at, &a.job.id).cmp(&(
+                b.job.priority,
+                b.job.run_at,
+                &b.job.id,
+            ))
+        });
+        for c in &batch {
+            insert_event(conn, job_events::started(&c.job, worker), now)?;
+        }
+        claimed.extend(batch);
+    }
+    Ok(claimed)
+}
+
+pub(super) fn renew(
+    conn: &Connection,
+    leases: &[(String, LeaseToken)],
+    until: Millis,
+) -> OpResult<Vec<LeaseStatus>> {
+    let mut stmt = conn.prepare_cached(sql::RENEW)?;
+    let mut out = Vec::with_capacity(leases.len());
+    for (id, token) in leases {
+        let mut rows = stmt.query(params![until, id, token.0])?;
+        out.push(match rows.next()? {
+            Some(row) if row.get::<_, bool>(0)? => LeaseStatus::CancelRequested,
+            Some(_) => LeaseStatus::Held,
+            None => LeaseStatus::Lost,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn set_progress(
+    conn: &Connection,
+    id: &str,
+    token: &LeaseToken,
+    progress: Progress,
+    now: Millis,
+) -> OpResult<bool> {
+    let params = params![progress.percent, progress.message, id, token.0];
+    let Some(job) = query_job(conn, sql::PROGRESS, params)? else {
+        return Ok(false);
+    };
+    let event = job_events::progress(&job, progress.percent, progress.message.as_deref());
+    insert_event(conn, event, now)?;
+    Ok(true)
+}
+
+/// Completions with their follow-ups (validated by the caller). A lost lease writes
+/// nothing, follow-ups included.
+pub(super) fn complete(
+    conn: &Connection,
+    ctx: &mut TxCtx,
+    done: Vec<Completion>,
+    now: Millis,
+) -> OpResult<Vec<Settled>> {
+    let mut out = Vec::with_capacity(done.len());
+    for c in done {
+        let logs = rows::logs_text(&job::trim_logs(c.logs));
+        let params = params![c.result.get(), logs, c.plugin_version, now, c.id, c.lease.0];
+        let Some(job) = query_job(conn, sql::COMPLETE, params)? else {
+            out.push(Settled::LeaseLost);
+            continue;
+        };
+        if let Some(event) = job_events::attempt_ended(&job, false) {
+            insert_event(conn, event, now)?;
+        }
+        for followup in c.followups {
+            enqueue(conn, ctx, followup, now)?;
+        }
+        out.push(Settled::Moved(JobState::Completed));
+    }
+    Ok(out)
+}
+
+/// Writes the end of an attempt decided in Rust (`job` carries the new state) and its event.
+fn end_attempt(conn: &Connection, job: &Job, now: Millis, lease_expired: bool) -> OpResult<Job> {
+    let finished_at = if job.status.is_finished() {
+        Some(now)
+    } else {
+        None
+    };
+    let params = params![
+        job.status.as_str(),
+        job.run_at,
+        job.attempt,
+        job.error,
+        rows::logs_text(&job.logs),
+        job.plugin_version,
+        finished_at,
+        job.id,
+    ];
+    let stored = query_job(conn, sql::END_ATTEMPT, params)?.ok_or_else(|| {
+        OpError::Storage(StorageError::Internal(format!(
+            "job `{}` vanished mid-transaction",
+            job.id
+        )))
+    })?;
+    if let Some(event) = job_events::attempt_ended(&stored, lease_expired) {
+        insert_event(conn, event, now)?;
+    }
+    Ok(stored)
+}
+
+fn leased(conn: &Connection, id: &str, token: &LeaseToken) -> OpResult<Option<Job>> {
+    query_job(conn, sql::LEASED_JOB, params![id, token.0])
+}
+
+pub(super) fn fail(conn: &Connection, failed: Vec<Failure>, now: Millis) -> OpResult<Vec<Settled>> {
+    let mut out = Vec::with_capacity(failed.len());
+    for f in failed {
+        let Some(mut job) = leased(conn, &f.id, &f.lease)? else {
+            out.push(Settled::LeaseLost);
+            continue;
+        };
+        job.status = job::state_after_failure(
+            job.attempt,
+            job.max_attempts,
+            job.cancel_requested,
+            f.retry_at,
+        );
+        if job.status == JobState::Retrying {
+            job.run_at = f.retry_at.unwrap_or(now);
+        }
+        job.error = Some(f.error);
+        job.logs = job::trim_logs(f.logs);
+        job.plugin_version = f.plugin_version;
+        end_attempt(conn, &job, now, false)?;
+        out.push(Settled::Moved(job.status));
+    }
+    Ok(out)
+}
+
+pub(super) fn release(
+    conn: &Connection,
+    ctx: &mut TxCtx,
+    leases: &[(String, LeaseToken)],
+    now: Millis,
+) -> OpResult<u64> {
+    let mut released = 0;
+    for (id, token) in leases {
+        let Some(mut job) = leased(conn, id, token)? else {
+            continue;
+        };
+        job.status = job::state_after_release(job.cancel_requested);
+        if job.status == JobState::Pending {
+            job.attempt = job.attempt.saturating_sub(1);
+            ctx.wake = true;
+        }
+        end_attempt(conn, &job, now, false)?;
+        released += 1;
+    }
+    Ok(released)
+}
+
+/// Expired leases, up to `chunk`: back to `pending` (attempt counted), `failed` on the
+/// last attempt, or `cancelled` when a cancel was requested.
+pub(super) fn reap(
+    conn: &Connection,
+    ctx: &mut TxCtx,
+    now: Millis,
+    chunk: usize,
+) -> OpResult<(u64, u64, usize)> {
+    let expired = rows::query_jobs(conn, sql::EXPIRED_LEASES, params![now, chunk])?;
+    let (mut requeued, mut failed) = (0, 0);
+    for mut job in expired.iter().cloned() {
+        job.status =
+            job::state_after_lease_expiry(job.attempt, job.max_attempts, job.cancel_requested);
+        match job.status {
+            JobState::Pending => {
+                job.run_at = now;
+                requeued += 1;
+                ctx.wake = true;
+            }
+            JobState::Failed => failed += 1,
+            _ => {}
+        }
+        if job.status != JobState::Cancelled {
+            job.error = Some(job::lease_expired_error(job.attempt));
+        }
+        end_attempt(conn, &job, now, true)?;
+    }
+    Ok((requeued, failed, expired.len()))
+}
+
+pub(super) fn cancel(conn: &Connection, id: &str, now: Millis) -> OpResult<CancelOutcome> {
+    let Some(job) = query_job(conn, sql::JOB_BY_ID, [id])? else {
+        return Ok(CancelOutcome::NotFound);
+    };
+    Ok(match job::cancel_action(job.status) {
+        CancelAction::CancelNow => {
+            let job = query_job(conn, sql::CANCEL_NOW, params![now, id])?.unwrap_or(job);
+            insert_event(conn, job_events::cancelled(&job), now)?;
+            CancelOutcome::Cancelled(job)
+        }
+        CancelAction::RequestStop => {
+            CancelOutcome::Requested(query_job(conn, sql::REQUEST_CANCEL, [id])?.unwrap_or(job))
+        }
+        CancelAction::AlreadyFinished => CancelOutcome::AlreadyFinished(job),
+    })
+}
+
+pub(super) fn replay(
+    conn: &Connection,
+    ctx: &mut TxCtx,
+    id: &str,
+    now: Millis,
+) -> OpResult<Option<Job>> {
+    let Some(job) = query_job(conn, sql::JOB_BY_ID, [id])? else {
+        return Ok(None);
+    };
+    job::check_replay(&job)?;
+    if let Some(key) = &job.unique_key {
+        if let Some(holder) = query_job(conn, sql::LIVE_HOLDER, [key])? {
+            return Err(limits::replay_conflict(id, &holder.id).into());
+        }
+    }
+    let Some(job) = query_job(conn, sql::REPLAY, params![now, id])? else {
+        return Ok(None);
+    };
+    insert_event(conn, job_events::replayed(&job), now)?;
+    ctx.wake = true;
+    Ok(Some(job))
+}
+
+pub(super) fn delete(conn: &Connection, id: &str) -> OpResult<bool> {
+    Ok(conn.prepare_cached(sql::DELETE_JOB)?.execute([id])? > 0)
+}

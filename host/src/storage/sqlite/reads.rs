@@ -1,0 +1,180 @@
+//! Reads, on a small pool of read-only connections (WAL lets them run beside the writer and
+//! see every committed change): get, list, stats, events, cache lookups, health.
+
+use super::connection::{OpResult, open_reader};
+use super::rows::{event_from_row, query_job, query_jobs};
+use super::sql;
+use crate::job::{JobState, MAX_PRIORITY, MIN_PRIORITY, Millis};
+use crate::storage::{
+    BackendInfo, Event, JobPage, ListFilter, Result, Stats, StorageError, StorageOptions, limits,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Read connections, opened on demand and kept up to `opts.read_connections`.
+pub(super) struct Readers {
+    path: PathBuf,
+    opts: StorageOptions,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub(super) fn new(path: PathBuf, opts: StorageOptions) -> Self {
+        Self {
+            path,
+            opts,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on a read connection, off the async threads.
+    pub(super) async fn run<R, F>(self: &Arc<Self>, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> OpResult<R> + Send + 'static,
+    {
+        let readers = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let out = f(&conn).map_err(|e| e.into_storage(&readers.path));
+            readers.put(conn);
+            out
+        })
+        .await
+        .map_err(|e| StorageError::Internal(format!("a sqlite read task failed: {e}")))?
+    }
+
+    fn take(&self) -> Result<Connection> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => open_reader(&self.path, &self.opts),
+        }
+    }
+
+    fn put(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.opts.read_connections.max(1) {
+            idle.push(conn);
+        }
+    }
+}
+
+pub(super) fn get(conn: &Connection, id: &str) -> OpResult<Option<crate::job::Job>> {
+    query_job(conn, sql::JOB_BY_ID, [id])
+}
+
+/// No job id sorts above this (it is the largest Unicode scalar); it stands in for "no
+/// cursor" so one statement serves both.
+const TOP: &str = "\u{10FFFF}";
+
+pub(super) fn list(conn: &Connection, filter: &ListFilter) -> OpResult<JobPage> {
+    let limit = limits::list_limit(filter.limit);
+    let sql = sql::list(filter.status.is_some(), filter.job_type.is_some());
+    let cursor = filter.cursor.as_deref().unwrap_or(TOP);
+    let status = filter.status.map(JobState::as_str);
+    let fetch = limit + 1;
+    // Every variant numbers its parameters alike (?4 is always there), so all four are
+    // bound; SQLite ignores the ones a variant leaves out.
+    let params = params![cursor, status, filter.job_type, fetch];
+    let mut jobs = query_jobs(conn, &sql, params)?;
+    let next_cursor = if jobs.len() > limit {
+        jobs.truncate(limit);
+        jobs.last().map(|j| j.id.clone())
+    } else {
+        None
+    };
+    Ok(JobPage { jobs, next_cursor })
+}
+
+pub(super) fn stats(conn: &Connection, now: Millis) -> OpResult<Stats> {
+    let mut stats = Stats::default();
+    let mut stmt = conn.prepare_cached(sql::STATS_COUNTS)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let job_type: String = row.get(0)?;
+        let status: String = row.get(1)?;
+        let count: u64 = row.get(2)?;
+        let Ok(state) = status.parse::<JobState>() else {
+            continue;
+        };
+        *stats
+            .types
+            .entry(job_type)
+            .or_default()
+            .counts
+            .entry(state)
+            .or_default() += count;
+    }
+    drop(rows);
+    let mut oldest = conn.prepare_cached(sql::OLDEST_PENDING)?;
+    for (job_type, ts) in &mut stats.types {
+        if !ts.counts.contains_key(&JobState::Pending) {
+            continue;
+        }
+        // One index probe per priority beats scanning every pending job.
+        let mut min: Option<Millis> = None;
+        for priority in MIN_PRIORITY..=MAX_PRIORITY {
+            let at: Option<Millis> = oldest.query_row(params![job_type, priority], |r| r.get(0))?;
+            min = match (min, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        ts.oldest_pending_age_ms = min.map(|at| u64::try_from(now - at).unwrap_or(0));
+    }
+    Ok(stats)
+}
+
+pub(super) fn events_since(conn: &Connection, after: i64, limit: usize) -> OpResult<Vec<Event>> {
+    let mut stmt = conn.prepare_cached(sql::EVENTS_SINCE)?;
+    let events = stmt
+        .query_map(params![after, limit], event_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(events)
+}
+
+pub(super) fn cache_get(
+    conn: &Connection,
+    ns: &str,
+    key: &str,
+    now: Millis,
+) -> OpResult<Option<String>> {
+    Ok(conn
+        .prepare_cached(sql::CACHE_GET)?
+        .query_row(params![ns, key, now], |r| r.get(0))
+        .optional()?)
+}
+
+pub(super) fn info(conn: &Connection, path: &std::path::Path) -> OpResult<BackendInfo> {
+    let mut info = BackendInfo {
+        backend: "sqlite".into(),
+        ..BackendInfo::default()
+    };
+    let pragma = |name: &str| -> OpResult<String> {
+        let value: rusqlite::types::Value =
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?;
+        Ok(match value {
+            rusqlite::types::Value::Integer(n) => n.to_string(),
+            rusqlite::types::Value::Text(t) => t,
+            other => format!("{other:?}"),
+        })
+    };
+    info.details
+        .insert("path".into(), path.display().to_string());
+    info.details
+        .insert("sqlite_version".into(), rusqlite::version().to_owned());
+    info.details
+        .insert("schema_version".into(), pragma("user_version")?);
+    info.details
+        .insert("journal_mode".into(), pragma("journal_mode")?);
+    let pages: i64 = pragma("page_count")?.parse().unwrap_or(0);
+    let page_size: i64 = pragma("page_size")?.parse().unwrap_or(0);
+    info.details
+        .insert("size_bytes".into(), (pages * page_size).to_string());
+    let free: i64 = pragma("freelist_count")?.parse().unwrap_or(0);
+    info.details
+        .insert("free_bytes".into(), (free * page_size).to_string());
+    Ok(info)
+}

@@ -1,0 +1,1 @@
+DELETE FROM cache WHERE ns = ?1 AND key = ?2 RETURNING expires_at

@@ -1,0 +1,1 @@
+SELECT type, status, count(*) FROM jobs GROUP BY type, status

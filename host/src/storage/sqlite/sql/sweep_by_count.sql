@@ -1,0 +1,6 @@
+DELETE FROM jobs WHERE rowid IN (
+    SELECT rowid FROM jobs
+    WHERE type = ?1 AND status = ?2 AND status IN ('completed', 'failed', 'cancelled')
+      AND (finished_at, id) <= (?3, ?4)
+    LIMIT ?5
+)

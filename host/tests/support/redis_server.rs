@@ -1,0 +1,375 @@
+//! Throwaway Redis servers for the Redis storage tests: a standalone server, a three-master
+//! Cluster and a master + replica + Sentinel set, each on free loopback ports with its own
+//! temporary folder, never persisting, and killed when the test process ends (even on a
+//! panic or a kill: they get SIGKILL when their parent dies). Never port 6379, never a
+//! FLUSHALL: tests use a fresh key prefix each.
+//!
+//! `SPOOL_TEST_REDIS_URL` points the standalone tests at an existing server instead. When
+//! `redis-server` is missing, `CI=true` makes that a failure; otherwise tests print a loud
+//! skip message and pass.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to answer its first PING (or a Cluster to agree).
+const STARTUP: Duration = Duration::from_secs(20);
+
+/// Processes started here; the reaper thread owns them for the life of the process.
+static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+
+pub fn redis_available() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether to run: true when redis-server exists; false (with a loud message) when it does
+/// not and we are not under CI; a panic under `CI=true`.
+pub fn require_redis(what: &str) -> bool {
+    if redis_available() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what}: `redis-server` is not installed, and CI=true makes Redis tests mandatory");
+    }
+    eprintln!(
+        "\n!!! SKIPPED {what}: `redis-server` is not on PATH. Install Redis (apt install \
+         redis-server) to run the Redis storage tests; under CI=true this is a failure.\n"
+    );
+    false
+}
+
+/// A fresh key prefix, so tests sharing a server never see each other's keys.
+pub fn fresh_prefix(tag: &str) -> String {
+    format!("spooltest-{tag}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A free loopback port (and, when `bus` is set, port + 10000 free too, for Cluster buses).
+pub fn free_port(bus: bool) -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = l.local_addr().expect("local addr").port();
+        if port == 6379 || (bus && port > 55_000) {
+            continue;
+        }
+        if bus && TcpListener::bind(("127.0.0.1", port + 10_000)).is_err() {
+            continue;
+        }
+        return port;
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "spool-redis-test-{name}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("create a temp dir for redis");
+    dir
+}
+
+/// Starts `redis-server` with `args` (a config file path first, if any), tied to this
+/// process's life, and returns its pid.
+fn spawn(args: &[String], dir: &Path) -> u32 {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::File::create(dir.join("stdout.log")).expect("create redis log");
+    let mut cmd = Command::new("redis-server");
+    cmd.args(args).current_dir(dir).stdout(log.try_clone().expect("log")).stderr(log);
+    // SIGKILL the server when the thread that spawned it exits; the spawning thread is the
+    // reaper thread below, which lives until the process ends.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("spawn redis-server");
+    let pid = child.id();
+    CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).push(child);
+    pid
+}
+
+/// Runs `f` on a thread that lives as long as the process, so PDEATHSIG fires only at exit.
+fn on_reaper_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    type Job = Box<dyn FnOnce() + Send>;
+    static REAPER: OnceLock<Mutex<std::sync::mpsc::Sender<Job>>> = OnceLock::new();
+    let sender = REAPER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("redis-reaper".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+                // The channel is never closed (the sender is static): park for good.
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("spawn the reaper thread");
+        Mutex::new(tx)
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    sender
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send(Box::new(move || {
+            let _ = tx.send(f());
+        }))
+        .expect("reaper thread is alive");
+    rx.recv().expect("reaper thread answered")
+}
+
+/// Sends one command in RESP and returns the raw reply text (enough for PING, INFO, ...).
+pub fn command(port: u16, args: &[&str]) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes())?;
+    let mut r = BufReader::new(s);
+    let mut first = String::new();
+    r.read_line(&mut first)?;
+    if let Some(len) = first.strip_prefix('$') {
+        let len: i64 = len.trim().parse().unwrap_or(-1);
+        if len < 0 {
+            return Ok(String::new());
+        }
+        let mut body = vec![0u8; len as usize + 2];
+        r.read_exact(&mut body)?;
+        body.truncate(len as usize);
+        return Ok(String::from_utf8_lossy(&body).into_owned());
+    }
+    Ok(first.trim_end().to_owned())
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + STARTUP;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not happen within {STARTUP:?}");
+}
+
+fn wait_for_ping(port: u16) {
+    wait_until(&format!("redis on port {port} answering PING"), || {
+        command(port, &["PING"]).is_ok_and(|r| r == "+PONG")
+    });
+}
+
+fn base_args(port: u16, dir: &Path) -> Vec<String> {
+    [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        &dir.display().to_string(),
+        "--logfile",
+        "redis.log",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// One standalone server.
+#[derive(Debug, Clone)]
+pub struct Standalone {
+    pub port: u16,
+    pub pid: u32,
+    pub dir: PathBuf,
+}
+
+impl Standalone {
+    pub fn start(extra: &[&str]) -> Standalone {
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        on_reaper_thread(move || {
+            let port = free_port(false);
+            let dir = temp_dir("standalone");
+            let mut args = base_args(port, &dir);
+            args.extend(extra);
+            let pid = spawn(&args, &dir);
+            wait_for_ping(port);
+            Standalone { port, pid, dir }
+        })
+    }
+
+    pub fn url(&self, prefix: &str) -> String {
+        format!("redis://127.0.0.1:{}/?prefix={prefix}&clock=local", self.port)
+    }
+}
+
+/// The standalone server shared by one test binary (or `SPOOL_TEST_REDIS_URL`): the base
+/// URL without options, or None when the tests must be skipped.
+pub fn shared_standalone_url() -> Option<String> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("SPOOL_TEST_REDIS_URL") {
+            return Some(url);
+        }
+        if !require_redis("redis storage tests") {
+            return None;
+        }
+        Some(format!("redis://127.0.0.1:{}", Standalone::start(&[]).port))
+    })
+    .clone()
+}
+
+/// A three-master Cluster (no replicas).
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub ports: Vec<u16>,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        on_reaper_thread(|| {
+            let dir = temp_dir("cluster");
+            let mut ports = Vec::new();
+            while ports.len() < 3 {
+                let p = free_port(true);
+                if !ports.contains(&p) {
+                    ports.push(p);
+                }
+            }
+            for &p in &ports {
+                let node_dir = dir.join(p.to_string());
+                std::fs::create_dir_all(&node_dir).expect("node dir");
+                let mut args = base_args(p, &node_dir);
+                args.extend(
+                    ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"]
+                        .map(str::to_owned),
+                );
+                spawn(&args, &node_dir);
+            }
+            for &p in &ports {
+                wait_for_ping(p);
+            }
+            let mut create = Command::new("redis-cli");
+            create.arg("--cluster").arg("create");
+            for &p in &ports {
+                create.arg(format!("127.0.0.1:{p}"));
+            }
+            let out = create
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .output()
+                .expect("run redis-cli --cluster create");
+            assert!(
+                out.status.success(),
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            for &p in &ports {
+                wait_until(&format!("cluster node {p} reporting cluster_state:ok"), || {
+                    command(p, &["CLUSTER", "INFO"]).is_ok_and(|i| i.contains("cluster_state:ok"))
+                });
+            }
+            Cluster { ports }
+        })
+    }
+
+    pub fn url(&self, prefix: &str) -> String {
+        let nodes: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis+cluster://{}/?prefix={prefix}&clock=local", nodes.join(","))
+    }
+}
+
+/// A master, one replica and one Sentinel watching them as `spoolmaster`.
+#[derive(Debug, Clone)]
+pub struct SentinelSet {
+    pub master: u16,
+    pub replica: u16,
+    pub sentinel: u16,
+}
+
+pub const MASTER_NAME: &str = "spoolmaster";
+
+impl SentinelSet {
+    pub fn start() -> SentinelSet {
+        on_reaper_thread(|| {
+            let dir = temp_dir("sentinel");
+            let (master, replica, sentinel) = (free_port(false), free_port(false), free_port(false));
+            for (port, extra) in [
+                (master, vec![]),
+                (replica, vec!["--replicaof".to_owned(), "127.0.0.1".to_owned(), master.to_string()]),
+            ] {
+                let node_dir = dir.join(port.to_string());
+                std::fs::create_dir_all(&node_dir).expect("node dir");
+                let mut args = base_args(port, &node_dir);
+                args.extend(extra);
+                spawn(&args, &node_dir);
+                wait_for_ping(port);
+            }
+            wait_until("the replica in sync with the master", || {
+                command(replica, &["INFO", "replication"])
+                    .is_ok_and(|i| i.contains("master_link_status:up"))
+            });
+            let sdir = dir.join("sentinel");
+            std::fs::create_dir_all(&sdir).expect("sentinel dir");
+            let conf = sdir.join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {sentinel}\nbind 127.0.0.1\ndir {}\nlogfile sentinel.log\n\
+                     sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 1\n\
+                     sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                     sentinel failover-timeout {MASTER_NAME} 5000\n\
+                     sentinel parallel-syncs {MASTER_NAME} 1\n",
+                    sdir.display()
+                ),
+            )
+            .expect("write sentinel.conf");
+            spawn(&[conf.display().to_string(), "--sentinel".to_owned()], &sdir);
+            wait_for_ping(sentinel);
+            wait_until("the sentinel to know the replica", || {
+                command(sentinel, &["SENTINEL", "REPLICAS", MASTER_NAME])
+                    .is_ok_and(|r| !r.starts_with("*0"))
+            });
+            SentinelSet { master, replica, sentinel }
+        })
+    }
+
+    pub fn url(&self, prefix: &str) -> String {
+        format!("redis+sentinel://127.0.0.1:{}/{MASTER_NAME}?prefix={prefix}&clock=local", self.sentinel)
+    }
+
+    /// The port the Sentinel currently calls master.
+    pub fn current_master(&self) -> Option<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.sentinel)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let req = format!(
+            "*3\r\n$8\r\nSENTINEL\r\n$23\r\nGET-MASTER-ADDR-BY-NAME\r\n${}\r\n{MASTER_NAME}\r\n",
+            MASTER_NAME.len()
+        );
+        s.write_all(req.as_bytes()).ok()?;
+        let mut r = BufReader::new(s);
+        let mut lines = Vec::new();
+        for _ in 0..5 {
+            let mut l = String::new();
+            r.read_line(&mut l).ok()?;
+            lines.push(l.trim_end().to_owned());
+        }
+        lines.get(4)?.parse().ok()
+    }
+}
