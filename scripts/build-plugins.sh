@@ -80,4 +80,9 @@ build_rust() {
 }
 
 build_rust
+# JavaScript, Python and C examples (H6): functions in build-plugins-langs.sh.
+source "$ROOT/scripts/build-plugins-langs.sh"
+build_js
+build_python
+build_c
 echo "plugins installed in $OUT_DIR"

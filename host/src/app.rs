@@ -16,7 +16,10 @@ use crate::job::SystemClock;
 use crate::metrics::Metrics;
 use crate::plugins::{PluginEvent, PluginRegistry, PluginState, WatcherHandle};
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::scheduler::{Maintenance, MaintenanceConfig, Observer, Pool, PoolConfig, PoolDeps, RegistryPlugins, ShutdownReport};
+use crate::scheduler::{
+    Maintenance, MaintenanceConfig, Observer, Pool, PoolConfig, PoolDeps, RegistryPlugins,
+    ShutdownReport,
+};
 use crate::storage::{self, NewEvent, Storage, StorageOptions};
 use anyhow::Context;
 use std::process::ExitCode;
@@ -52,14 +55,21 @@ impl Core {
     pub async fn start(config: Config, opts: CoreOptions) -> anyhow::Result<Core> {
         let opened = storage::open(
             &config.storage,
-            StorageOptions { max_payload_bytes: config.max_payload, ..StorageOptions::default() },
+            StorageOptions {
+                max_payload_bytes: config.max_payload,
+                ..StorageOptions::default()
+            },
             Arc::new(SystemClock),
         )
         .await;
-        let storage = opened.with_context(|| format!("cannot open storage `{}`", redact(&config.storage)))?;
+        let storage =
+            opened.with_context(|| format!("cannot open storage `{}`", redact(&config.storage)))?;
         if !config.plugins.exists() {
             std::fs::create_dir_all(&config.plugins).with_context(|| {
-                format!("cannot create the plugins folder `{}`", config.plugins.display())
+                format!(
+                    "cannot create the plugins folder `{}`",
+                    config.plugins.display()
+                )
             })?;
             tracing::info!(dir = %config.plugins.display(), "created the plugins folder: drop NAME.wasm files into it");
         }
@@ -73,7 +83,10 @@ impl Core {
         let registry = PluginRegistry::new(runtime, config.plugins.clone());
         let metrics = Metrics::new();
         let events = EventHub::new(storage.clone());
-        events.skip_to_end().await.context("cannot read the event log")?;
+        events
+            .skip_to_end()
+            .await
+            .context("cannot read the event log")?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         // Subscribe before the first scan so its plugin.loaded events are published too.
@@ -117,11 +130,25 @@ impl Core {
                 storage.clone(),
                 metrics.clone(),
                 Some(events.clone()),
-                MaintenanceConfig::new(config.lease, config.sweep_interval, config.retention.clone()),
+                MaintenanceConfig::new(
+                    config.lease,
+                    config.sweep_interval,
+                    config.retention.clone(),
+                ),
             );
             tasks.push(tokio::spawn(m.run(stop_rx.clone())));
         }
-        Ok(Core { config, storage, registry, metrics, events, pool, stop, tasks, _watcher: watcher })
+        Ok(Core {
+            config,
+            storage,
+            registry,
+            metrics,
+            events,
+            pool,
+            stop,
+            tasks,
+            _watcher: watcher,
+        })
     }
 
     /// Turns true when shutdown begins.
@@ -159,7 +186,15 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         "starting spool {}",
         env!("CARGO_PKG_VERSION")
     );
-    let core = Core::start(config, CoreOptions { watch: true, maintenance: true, observer: None }).await?;
+    let core = Core::start(
+        config,
+        CoreOptions {
+            watch: true,
+            maintenance: true,
+            observer: None,
+        },
+    )
+    .await?;
     let state = Arc::new(ApiState {
         storage: core.storage.clone(),
         catalog: Arc::new(RegistryCatalog(core.registry.clone())),
@@ -195,7 +230,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "the HTTP server task failed"),
     }
-    tracing::info!(finished = report.finished, released = report.released, "stopped");
+    tracing::info!(
+        finished = report.finished,
+        released = report.released,
+        "stopped"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -238,14 +277,19 @@ impl Catalog for RegistryCatalog {
         self.0.for_type(job_type).is_some()
     }
     fn max_attempts_for(&self, job_type: &str) -> Option<u32> {
-        self.0.for_type(job_type).and_then(|p| p.manifest.retry.max_attempts)
+        self.0
+            .for_type(job_type)
+            .and_then(|p| p.manifest.retry.max_attempts)
     }
     fn plugins(&self) -> serde_json::Value {
         serde_json::to_value(self.0.list()).unwrap_or_default()
     }
     fn counts(&self) -> (u64, u64) {
         let list = self.0.list();
-        let loaded = list.iter().filter(|p| p.state == PluginState::Loaded).count() as u64;
+        let loaded = list
+            .iter()
+            .filter(|p| p.state == PluginState::Loaded)
+            .count() as u64;
         (loaded, list.len() as u64 - loaded)
     }
 }
@@ -270,7 +314,10 @@ async fn forward_plugin_events(
                 hub.poke();
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "plugin events came too fast; some were not recorded");
+                tracing::warn!(
+                    missed = n,
+                    "plugin events came too fast; some were not recorded"
+                );
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
@@ -287,7 +334,12 @@ fn plugin_event(e: &PluginEvent) -> NewEvent {
     if let Some(obj) = data.as_object_mut() {
         obj.remove("event");
     }
-    NewEvent { kind: kind.to_string(), job_id: None, job_type: None, data }
+    NewEvent {
+        kind: kind.to_string(),
+        job_id: None,
+        job_type: None,
+        data,
+    }
 }
 
 /// `host-pid`: which daemon holds a lease (diagnostics only; leases are fenced by token).
@@ -322,14 +374,22 @@ mod tests {
 
     #[test]
     fn redact_hides_passwords_only() {
-        assert_eq!(redact("redis://:s3cret@host:6379/0"), "redis://:***@host:6379/0");
+        assert_eq!(
+            redact("redis://:s3cret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
         assert_eq!(redact("redis://user:pw@host"), "redis://user:***@host");
-        assert_eq!(redact("sqlite://./data/spool.db"), "sqlite://./data/spool.db");
+        assert_eq!(
+            redact("sqlite://./data/spool.db"),
+            "sqlite://./data/spool.db"
+        );
     }
 
     #[test]
     fn plugin_events_become_plugin_kinds() {
-        let e = plugin_event(&PluginEvent::Unloaded { name: "echo".into() });
+        let e = plugin_event(&PluginEvent::Unloaded {
+            name: "echo".into(),
+        });
         assert_eq!(e.kind, "plugin.unloaded");
         assert_eq!(e.data, serde_json::json!({ "name": "echo" }));
     }

@@ -145,7 +145,11 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
     let recorder = Arc::new(Recorder::default());
     let core = Core::start(
         config,
-        CoreOptions { watch: false, maintenance: false, observer: Some(recorder.clone()) },
+        CoreOptions {
+            watch: false,
+            maintenance: false,
+            observer: Some(recorder.clone()),
+        },
     )
     .await?;
     if core.registry.for_type(&args.job_type).is_none() {
@@ -164,7 +168,9 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
             args.job_type,
             crate::app::redact(&storage_url),
             workers,
-            args.rate.map(|r| format!("{r} jobs/s")).unwrap_or_else(|| "burst".into())
+            args.rate
+                .map(|r| format!("{r} jobs/s"))
+                .unwrap_or_else(|| "burst".into())
         );
     }
     let storage = core.storage.clone();
@@ -175,11 +181,16 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
             let mut left = args.jobs;
             while left > 0 {
                 let n = left.min(BATCH);
-                let jobs: Vec<NewJob> = (0..n).map(|_| NewJob::new(&args.job_type, payload.clone())).collect();
+                let jobs: Vec<NewJob> = (0..n)
+                    .map(|_| NewJob::new(&args.job_type, payload.clone()))
+                    .collect();
                 let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
                 let at = Instant::now();
                 recorder.enqueued(&ids, at);
-                storage.enqueue_batch(jobs).await.context("enqueue failed")?;
+                storage
+                    .enqueue_batch(jobs)
+                    .await
+                    .context("enqueue failed")?;
                 left -= n;
             }
             t0.elapsed()
@@ -197,15 +208,23 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         }
     };
     // Generous: a dev build on a busy machine can be 20x slower than the targets.
-    let deadline = Instant::now() + Duration::from_secs(60) + Duration::from_millis(args.jobs as u64 * 2);
+    let deadline =
+        Instant::now() + Duration::from_secs(60) + Duration::from_millis(args.jobs as u64 * 2);
     while recorder.settled.load(Ordering::Relaxed) < args.jobs {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             let done = recorder.settled.load(Ordering::Relaxed);
             core.shutdown(std::future::ready(())).await;
-            bail!("only {done} of {} jobs finished in time; is the plugin failing? see the log", args.jobs);
+            bail!(
+                "only {done} of {} jobs finished in time; is the plugin failing? see the log",
+                args.jobs
+            );
         }
-        let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), recorder.notify.notified()).await;
+        let _ = tokio::time::timeout(
+            left.min(Duration::from_millis(200)),
+            recorder.notify.notified(),
+        )
+        .await;
     }
     let total = t0.elapsed();
     core.shutdown(std::future::ready(())).await;
@@ -213,11 +232,18 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
     let report = Report {
         backend: storage.backend().to_string(),
         storage: crate::app::redact(&storage_url),
-        profile: if cfg!(debug_assertions) { "dev" } else { "release" },
+        profile: if cfg!(debug_assertions) {
+            "dev"
+        } else {
+            "release"
+        },
         job_type: args.job_type.clone(),
         jobs: args.jobs,
         workers,
-        mode: args.rate.map(|r| format!("rate {r}/s")).unwrap_or_else(|| "burst".into()),
+        mode: args
+            .rate
+            .map(|r| format!("rate {r}/s"))
+            .unwrap_or_else(|| "burst".into()),
         seconds: total.as_secs_f64(),
         jobs_per_second: args.jobs as f64 / total.as_secs_f64(),
         enqueue_per_second: args.jobs as f64 / enqueue_done.as_secs_f64().max(1e-9),
@@ -230,7 +256,11 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         print_table(&report);
     }
-    Ok(if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn latencies(r: &Recorder) -> (Vec<Duration>, Vec<Duration>) {
@@ -258,18 +288,38 @@ fn percentiles(mut v: Vec<Duration>) -> Percentiles {
         let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
         v[i].as_secs_f64() * 1000.0
     };
-    Percentiles { p50_ms: at(0.50), p90_ms: at(0.90), p99_ms: at(0.99), max_ms: at(1.0) }
+    Percentiles {
+        p50_ms: at(0.50),
+        p90_ms: at(0.90),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    }
 }
 
 fn print_table(r: &Report) {
     println!("backend        {} ({})", r.backend, r.storage);
     println!("build          {} profile", r.profile);
-    println!("jobs           {} x {} ({}), {} workers", r.jobs, r.job_type, r.mode, r.workers);
-    println!("throughput     {:.0} jobs/s ({:.2} s in all; enqueue {:.0} jobs/s)", r.jobs_per_second, r.seconds, r.enqueue_per_second);
+    println!(
+        "jobs           {} x {} ({}), {} workers",
+        r.jobs, r.job_type, r.mode, r.workers
+    );
+    println!(
+        "throughput     {:.0} jobs/s ({:.2} s in all; enqueue {:.0} jobs/s)",
+        r.jobs_per_second, r.seconds, r.enqueue_per_second
+    );
     println!("failed         {}", r.failed);
-    println!("latency (ms)   {:>9} {:>9} {:>9} {:>9}", "p50", "p90", "p99", "max");
-    for (name, p) in [("enqueue->start", &r.enqueue_to_start), ("enqueue->done", &r.enqueue_to_done)] {
-        println!("{name:<14} {:>9.2} {:>9.2} {:>9.2} {:>9.2}", p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms);
+    println!(
+        "latency (ms)   {:>9} {:>9} {:>9} {:>9}",
+        "p50", "p90", "p99", "max"
+    );
+    for (name, p) in [
+        ("enqueue->start", &r.enqueue_to_start),
+        ("enqueue->done", &r.enqueue_to_done),
+    ] {
+        println!(
+            "{name:<14} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms
+        );
     }
 }
 
@@ -305,7 +355,10 @@ mod tests {
     fn percentiles_pick_nearest_rank() {
         let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
         let p = percentiles(v);
-        assert_eq!((p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms), (50.0, 90.0, 99.0, 100.0));
+        assert_eq!(
+            (p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms),
+            (50.0, 90.0, 99.0, 100.0)
+        );
         assert_eq!(percentiles(Vec::new()).max_ms, 0.0);
     }
 }

@@ -209,14 +209,19 @@ fn parse_time_arg(s: &str) -> Result<String, String> {
 }
 
 fn parse_status_arg(s: &str) -> Result<String, String> {
-    s.parse::<crate::job::JobState>().map(|st| st.as_str().to_string()).map_err(|e| e.to_string())
+    s.parse::<crate::job::JobState>()
+        .map(|st| st.as_str().to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Entry point for `main.rs`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -264,7 +269,8 @@ mod tests {
 
     #[test]
     fn bad_priority_is_a_usage_error() {
-        let e = Cli::try_parse_from(["spool", "submit", "echo", "--priority", "urgent"]).unwrap_err();
+        let e =
+            Cli::try_parse_from(["spool", "submit", "echo", "--priority", "urgent"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("invalid priority `urgent`"), "{e}");
     }
@@ -272,7 +278,13 @@ mod tests {
     #[test]
     fn delay_and_at_conflict() {
         let e = Cli::try_parse_from([
-            "spool", "submit", "echo", "--delay", "1s", "--at", "2030-01-01T00:00:00Z",
+            "spool",
+            "submit",
+            "echo",
+            "--delay",
+            "1s",
+            "--at",
+            "2030-01-01T00:00:00Z",
         ])
         .unwrap_err();
         assert_eq!(e.exit_code(), 2);

@@ -155,7 +155,10 @@ impl RawConfig {
     /// Parse a `spool.toml` text. `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<RawConfig> {
         toml::from_str(text).map_err(|e| {
-            anyhow::anyhow!("config: cannot use `{origin}`: {}", e.to_string().trim_end())
+            anyhow::anyhow!(
+                "config: cannot use `{origin}`: {}",
+                e.to_string().trim_end()
+            )
         })
     }
 
@@ -244,7 +247,13 @@ impl RawConfig {
     /// Check every value and fill in defaults.
     pub fn validate(self) -> anyhow::Result<Config> {
         let storage = self.storage.unwrap_or_else(|| DEFAULT_STORAGE.to_string());
-        let known = ["sqlite://", "memory://", "redis://", "rediss://", "redis+sentinel://"];
+        let known = [
+            "sqlite://",
+            "memory://",
+            "redis://",
+            "rediss://",
+            "redis+sentinel://",
+        ];
         if !known.iter().any(|p| storage.starts_with(p)) && storage != "memory" {
             bail!(
                 "config: `storage` must be a URL such as sqlite://./data/spool.db, memory:// \
@@ -284,9 +293,13 @@ impl RawConfig {
         if max_payload < 2 {
             bail!("config: `max_payload` must be at least 2 bytes (got {max_payload})");
         }
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let cache_dir = self.cache_dir.unwrap_or_else(|| data_dir.join("cache"));
-        let plugins = self.plugins.unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGINS));
+        let plugins = self
+            .plugins
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGINS));
         let job_timeout =
             duration("job_timeout", self.job_timeout.as_deref())?.unwrap_or(DEFAULT_JOB_TIMEOUT);
         if job_timeout.is_zero() {
@@ -300,8 +313,11 @@ impl RawConfig {
             bail!("config: `job_memory` must be at least 1MiB (got {job_memory} bytes)");
         }
         let retry = validate_retry(self.retry)?;
-        let sweep_interval = duration("retention.sweep_interval", self.retention.sweep_interval.as_deref())?
-            .unwrap_or(DEFAULT_SWEEP_INTERVAL);
+        let sweep_interval = duration(
+            "retention.sweep_interval",
+            self.retention.sweep_interval.as_deref(),
+        )?
+        .unwrap_or(DEFAULT_SWEEP_INTERVAL);
         if sweep_interval.is_zero() {
             bail!("config: `retention.sweep_interval` must be longer than 0s");
         }
@@ -336,11 +352,18 @@ impl Config {
             Some(p) => Some(read_file(&p)?),
             None => {
                 let default = Path::new("spool.toml");
-                if default.exists() { Some(read_file(default)?) } else { None }
+                if default.exists() {
+                    Some(read_file(default)?)
+                } else {
+                    None
+                }
             }
         };
         let env = RawConfig::from_env(|k| std::env::var(k).ok())?;
-        file.unwrap_or_default().merge(env).apply_flags(flags).validate()
+        file.unwrap_or_default()
+            .merge(env)
+            .apply_flags(flags)
+            .validate()
     }
 }
 
@@ -352,7 +375,9 @@ fn read_file(path: &Path) -> anyhow::Result<RawConfig> {
 
 /// Twice the cores, at least 4: jobs often wait on host calls, and the pool is cheap.
 pub fn default_workers() -> usize {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     (cores * 2).max(4)
 }
 
@@ -391,7 +416,11 @@ fn validate_retry(raw: RawRetry) -> anyhow::Result<RetryConfig> {
         }
         Some(n) => n as u32,
     };
-    Ok(RetryConfig { backoff_base, backoff_cap, max_attempts })
+    Ok(RetryConfig {
+        backoff_base,
+        backoff_cap,
+        max_attempts,
+    })
 }
 
 fn validate_retention(
@@ -449,9 +478,24 @@ fn apply_limits(
         Ok(Retention { max_age, max_count })
     };
     Ok(TypeRetention {
-        completed: one("completed", &raw.completed_max_age, &raw.completed_max_count, inherit.completed)?,
-        failed: one("failed", &raw.failed_max_age, &raw.failed_max_count, inherit.failed)?,
-        cancelled: one("cancelled", &raw.cancelled_max_age, &raw.cancelled_max_count, inherit.cancelled)?,
+        completed: one(
+            "completed",
+            &raw.completed_max_age,
+            &raw.completed_max_count,
+            inherit.completed,
+        )?,
+        failed: one(
+            "failed",
+            &raw.failed_max_age,
+            &raw.failed_max_count,
+            inherit.failed,
+        )?,
+        cancelled: one(
+            "cancelled",
+            &raw.cancelled_max_age,
+            &raw.cancelled_max_count,
+            inherit.cancelled,
+        )?,
     })
 }
 
@@ -488,7 +532,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     if num.is_empty() {
         return Err("it does not start with a number".into());
     }
-    let n: u64 = num.parse().map_err(|_| "the number is too large".to_string())?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| "the number is too large".to_string())?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" => 1000,
@@ -497,9 +543,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mib" | "m" => 1024 * 1024,
         "gb" => 1000 * 1000 * 1000,
         "gib" | "g" => 1024 * 1024 * 1024,
-        other => return Err(format!("unknown unit `{other}` (use B, KiB, MiB, GiB, KB, MB or GB)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| "the size is too large".to_string())
+    n.checked_mul(mult)
+        .ok_or_else(|| "the size is too large".to_string())
 }
 
 fn size(key: &str, v: &SizeValue) -> anyhow::Result<u64> {
@@ -507,7 +558,9 @@ fn size(key: &str, v: &SizeValue) -> anyhow::Result<u64> {
         SizeValue::Bytes(n) if *n < 0 => bail!("config: `{key}` must not be negative (got {n})"),
         SizeValue::Bytes(n) => Ok(*n as u64),
         SizeValue::Text(s) => parse_size(s).map_err(|why| {
-            anyhow::anyhow!("config: `{key}` must be a size like 1048576 or \"1MiB\" (got {s:?}: {why})")
+            anyhow::anyhow!(
+                "config: `{key}` must be a size like 1048576 or \"1MiB\" (got {s:?}: {why})"
+            )
         }),
     }
 }
@@ -522,8 +575,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: BTreeMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -548,10 +603,17 @@ mod tests {
 
     #[test]
     fn later_layers_win_over_earlier_ones() {
-        let file = RawConfig::from_toml("workers = 3\nlease = \"10s\"\nlisten = \"127.0.0.1:1\"", "f")
-            .unwrap();
-        let env = RawConfig::from_env(env(&[("SPOOL_WORKERS", "5"), ("SPOOL_LEASE", "7s")])).unwrap();
-        let flags = FlagOverrides { workers: Some(9), ..Default::default() };
+        let file = RawConfig::from_toml(
+            "workers = 3\nlease = \"10s\"\nlisten = \"127.0.0.1:1\"",
+            "f",
+        )
+        .unwrap();
+        let env =
+            RawConfig::from_env(env(&[("SPOOL_WORKERS", "5"), ("SPOOL_LEASE", "7s")])).unwrap();
+        let flags = FlagOverrides {
+            workers: Some(9),
+            ..Default::default()
+        };
         let c = file.merge(env).apply_flags(flags).validate().unwrap();
         assert_eq!(c.workers, 9);
         assert_eq!(c.lease, Duration::from_secs(7));
@@ -574,15 +636,22 @@ mod tests {
 
     #[test]
     fn bad_duration_names_the_key_and_the_value() {
-        let e = validate("[retry]\nbackoff_base = \"fast\"").unwrap_err().to_string();
-        assert!(e.contains("`retry.backoff_base`") && e.contains("\"fast\""), "{e}");
+        let e = validate("[retry]\nbackoff_base = \"fast\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`retry.backoff_base`") && e.contains("\"fast\""),
+            "{e}"
+        );
         let e = validate("lease = \"30\"").unwrap_err().to_string();
         assert!(e.contains("`lease`") && e.contains("no unit"), "{e}");
     }
 
     #[test]
     fn non_loopback_listen_needs_a_token() {
-        let e = validate("listen = \"0.0.0.0:7878\"").unwrap_err().to_string();
+        let e = validate("listen = \"0.0.0.0:7878\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("refusing to listen on 0.0.0.0:7878"), "{e}");
         let c = validate("listen = \"0.0.0.0:7878\"\napi_token = \"s3cret\"").unwrap();
         assert_eq!(c.api_token.as_deref(), Some("s3cret"));
@@ -591,10 +660,18 @@ mod tests {
     #[test]
     fn sizes_accept_integers_and_units() {
         assert_eq!(validate("max_payload = 2048").unwrap().max_payload, 2048);
-        assert_eq!(validate("max_payload = \"2KiB\"").unwrap().max_payload, 2048);
+        assert_eq!(
+            validate("max_payload = \"2KiB\"").unwrap().max_payload,
+            2048
+        );
         assert_eq!(parse_size("1MB").unwrap(), 1_000_000);
-        let e = validate("max_payload = \"2 parsecs\"").unwrap_err().to_string();
-        assert!(e.contains("`max_payload`") && e.contains("unknown unit"), "{e}");
+        let e = validate("max_payload = \"2 parsecs\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`max_payload`") && e.contains("unknown unit"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -604,20 +681,29 @@ mod tests {
              [retention.types.thumb]\ncompleted_max_count = 10\n",
         )
         .unwrap();
-        assert_eq!(c.retention.completed.max_age, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            c.retention.completed.max_age,
+            Some(Duration::from_secs(3600))
+        );
         assert_eq!(c.retention.failed.max_count, None);
         let thumb = &c.retention.per_type["thumb"];
         assert_eq!(thumb.completed.max_count, Some(10));
         assert_eq!(thumb.completed.max_age, Some(Duration::from_secs(3600)));
-        let e = validate("[retention.types.x]\nfailed_max_count = -1").unwrap_err().to_string();
+        let e = validate("[retention.types.x]\nfailed_max_count = -1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`retention.types.x.failed_max_count`"), "{e}");
     }
 
     #[test]
     fn bad_env_values_name_the_variable() {
-        let e = RawConfig::from_env(env(&[("SPOOL_WORKERS", "many")])).unwrap_err().to_string();
+        let e = RawConfig::from_env(env(&[("SPOOL_WORKERS", "many")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SPOOL_WORKERS"), "{e}");
-        let e = RawConfig::from_env(env(&[("SPOOL_API_TOKEN", "")])).unwrap_err().to_string();
+        let e = RawConfig::from_env(env(&[("SPOOL_API_TOKEN", "")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty"), "{e}");
     }
 

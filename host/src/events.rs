@@ -27,7 +27,12 @@ pub struct EventHub {
 impl EventHub {
     pub fn new(storage: Arc<dyn Storage>) -> Arc<EventHub> {
         let (tx, _) = broadcast::channel(CHANNEL);
-        Arc::new(EventHub { storage, tx, poke: Notify::new(), cursor: Mutex::new(None) })
+        Arc::new(EventHub {
+            storage,
+            tx,
+            poke: Notify::new(),
+            cursor: Mutex::new(None),
+        })
     }
 
     /// Something was written: look for new events now.
@@ -51,7 +56,10 @@ impl EventHub {
         let mut cursor = self.cursor.lock().await;
         let mut skipped = 0;
         loop {
-            let page = self.storage.events_since(cursor.as_deref(), 10 * PAGE).await?;
+            let page = self
+                .storage
+                .events_since(cursor.as_deref(), 10 * PAGE)
+                .await?;
             skipped += page.len() as u64;
             match page.last() {
                 Some(e) => *cursor = Some(e.id.clone()),
@@ -132,8 +140,9 @@ impl EventFilter {
             return false;
         }
         if let Some(k) = &self.kind {
-            let prefix_match =
-                e.kind.len() > k.len() && e.kind.starts_with(k.as_str()) && e.kind.as_bytes()[k.len()] == b'.';
+            let prefix_match = e.kind.len() > k.len()
+                && e.kind.starts_with(k.as_str())
+                && e.kind.as_bytes()[k.len()] == b'.';
             if e.kind != *k && !prefix_match {
                 return false;
             }
@@ -159,11 +168,18 @@ mod tests {
 
     #[test]
     fn filter_matches_job_type_and_kind_prefix() {
-        let f = EventFilter { kind: Some("job".into()), ..Default::default() };
+        let f = EventFilter {
+            kind: Some("job".into()),
+            ..Default::default()
+        };
         assert!(f.matches(&ev("job.completed", Some("a"), Some("echo"))));
         assert!(!f.matches(&ev("plugin.loaded", None, None)));
         assert!(!f.matches(&ev("jobs.x", None, None)));
-        let f = EventFilter { job_id: Some("a".into()), job_type: Some("echo".into()), kind: None };
+        let f = EventFilter {
+            job_id: Some("a".into()),
+            job_type: Some("echo".into()),
+            kind: None,
+        };
         assert!(f.matches(&ev("job.started", Some("a"), Some("echo"))));
         assert!(!f.matches(&ev("job.started", Some("b"), Some("echo"))));
         assert!(!f.matches(&ev("plugin.loaded", None, None)));

@@ -65,7 +65,8 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     match execution.outcome {
         Outcome::Success(result) => {
             if !execution.followups.is_empty() {
-                let _ = writeln!(stderr, "(a daemon would enqueue these {} follow-up jobs now)", execution.followups.len());
+                let n = execution.followups.len();
+                let _ = writeln!(stderr, "(a daemon would now enqueue {n} follow-up job{})", if n == 1 { "" } else { "s" });
             }
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", result.get()).context("cannot write the result to stdout")?;

@@ -32,8 +32,12 @@ pub const STORAGE_ERRORS: &str = "spool_storage_errors_total";
 /// Upper bounds (seconds) of the job duration histogram: wasm jobs take from tens of
 /// microseconds (no-op) to the default 30 s timeout.
 const DURATION_BUCKETS: [f64; 16] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
 ];
+
+/// Picks one counter of a type's counters (for rendering them in a loop).
+type CounterField = fn(&TypeCounters) -> &AtomicU64;
 
 #[derive(Default)]
 struct TypeCounters {
@@ -61,7 +65,8 @@ impl Histogram {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -178,63 +183,153 @@ impl Metrics {
             .read()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        let per_type: [(&str, &str, fn(&TypeCounters) -> &AtomicU64); 7] = [
-            (JOBS_ENQUEUED, "Jobs enqueued through this daemon.", |c| &c.enqueued),
-            (JOBS_STARTED, "Attempts started by this daemon.", |c| &c.started),
-            (JOBS_COMPLETED, "Attempts that completed their job.", |c| &c.completed),
-            (JOBS_FAILED, "Attempts that moved their job to failed (dead letter).", |c| &c.failed),
-            (JOBS_RETRIED, "Attempts that failed and scheduled a retry.", |c| &c.retried),
-            (JOBS_CANCELLED, "Running jobs stopped because a user cancelled them.", |c| &c.cancelled),
-            (JOBS_LEASE_LOST, "Attempts whose result was dropped: the lease was lost.", |c| {
-                &c.lease_lost
+        let per_type: [(&str, &str, CounterField); 7] = [
+            (JOBS_ENQUEUED, "Jobs enqueued through this daemon.", |c| {
+                &c.enqueued
             }),
+            (JOBS_STARTED, "Attempts started by this daemon.", |c| {
+                &c.started
+            }),
+            (JOBS_COMPLETED, "Attempts that completed their job.", |c| {
+                &c.completed
+            }),
+            (
+                JOBS_FAILED,
+                "Attempts that moved their job to failed (dead letter).",
+                |c| &c.failed,
+            ),
+            (
+                JOBS_RETRIED,
+                "Attempts that failed and scheduled a retry.",
+                |c| &c.retried,
+            ),
+            (
+                JOBS_CANCELLED,
+                "Running jobs stopped because a user cancelled them.",
+                |c| &c.cancelled,
+            ),
+            (
+                JOBS_LEASE_LOST,
+                "Attempts whose result was dropped: the lease was lost.",
+                |c| &c.lease_lost,
+            ),
         ];
         for (name, help, field) in per_type {
             header(&mut out, name, help, "counter");
             for (t, c) in &types {
-                let _ = writeln!(out, "{name}{{type=\"{}\"}} {}", escape(t), field(c).load(Ordering::Relaxed));
+                let _ = writeln!(
+                    out,
+                    "{name}{{type=\"{}\"}} {}",
+                    escape(t),
+                    field(c).load(Ordering::Relaxed)
+                );
             }
         }
-        header(&mut out, JOB_DURATION, "How long attempts ran in their plugin.", "histogram");
+        header(
+            &mut out,
+            JOB_DURATION,
+            "How long attempts ran in their plugin.",
+            "histogram",
+        );
         for (t, c) in &types {
             let t = escape(t);
             let mut cumulative = 0;
             for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
                 cumulative += c.duration.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(out, "{JOB_DURATION}_bucket{{type=\"{t}\",le=\"{bound}\"}} {cumulative}");
+                let _ = writeln!(
+                    out,
+                    "{JOB_DURATION}_bucket{{type=\"{t}\",le=\"{bound}\"}} {cumulative}"
+                );
             }
             let count = c.duration.count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{JOB_DURATION}_bucket{{type=\"{t}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                out,
+                "{JOB_DURATION}_bucket{{type=\"{t}\",le=\"+Inf\"}} {count}"
+            );
             let sum = c.duration.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
             let _ = writeln!(out, "{JOB_DURATION}_sum{{type=\"{t}\"}} {sum}");
             let _ = writeln!(out, "{JOB_DURATION}_count{{type=\"{t}\"}} {count}");
         }
         if let Some(stats) = &snap.stats {
-            header(&mut out, QUEUE_DEPTH, "Jobs in storage by type and status.", "gauge");
+            header(
+                &mut out,
+                QUEUE_DEPTH,
+                "Jobs in storage by type and status.",
+                "gauge",
+            );
             for (t, ts) in &stats.types {
                 for (state, n) in &ts.counts {
                     let status = serde_json::to_value(state)
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_string))
                         .unwrap_or_default();
-                    let _ = writeln!(out, "{QUEUE_DEPTH}{{type=\"{}\",status=\"{status}\"}} {n}", escape(t));
+                    let _ = writeln!(
+                        out,
+                        "{QUEUE_DEPTH}{{type=\"{}\",status=\"{status}\"}} {n}",
+                        escape(t)
+                    );
                 }
             }
-            header(&mut out, OLDEST_PENDING_AGE, "Age of the oldest ready job per type.", "gauge");
+            header(
+                &mut out,
+                OLDEST_PENDING_AGE,
+                "Age of the oldest ready job per type.",
+                "gauge",
+            );
             for (t, ts) in &stats.types {
                 let age = ts.oldest_pending_age_ms.unwrap_or(0) as f64 / 1000.0;
                 let _ = writeln!(out, "{OLDEST_PENDING_AGE}{{type=\"{}\"}} {age}", escape(t));
             }
         }
         let gauges = [
-            (WORKERS, "Job slots of this daemon.", "gauge", self.workers.load(Ordering::Relaxed)),
-            (WORKERS_BUSY, "Job slots running a job.", "gauge", self.workers_busy.load(Ordering::Relaxed)),
-            (LEASES_REAPED, "Expired leases returned to the queue.", "counter", self.reaped.load(Ordering::Relaxed)),
-            (JOBS_PROMOTED, "Scheduled or retrying jobs made ready.", "counter", self.promoted.load(Ordering::Relaxed)),
-            (JOBS_SWEPT, "Finished jobs deleted by retention.", "counter", self.swept.load(Ordering::Relaxed)),
-            (STORAGE_ERRORS, "Storage calls that failed in background tasks.", "counter", self.storage_errors.load(Ordering::Relaxed)),
-            (PLUGINS_LOADED, "Plugins loaded.", "gauge", snap.plugins_loaded),
-            (PLUGINS_FAILED, "Plugin files that failed to load.", "gauge", snap.plugins_failed),
+            (
+                WORKERS,
+                "Job slots of this daemon.",
+                "gauge",
+                self.workers.load(Ordering::Relaxed),
+            ),
+            (
+                WORKERS_BUSY,
+                "Job slots running a job.",
+                "gauge",
+                self.workers_busy.load(Ordering::Relaxed),
+            ),
+            (
+                LEASES_REAPED,
+                "Expired leases returned to the queue.",
+                "counter",
+                self.reaped.load(Ordering::Relaxed),
+            ),
+            (
+                JOBS_PROMOTED,
+                "Scheduled or retrying jobs made ready.",
+                "counter",
+                self.promoted.load(Ordering::Relaxed),
+            ),
+            (
+                JOBS_SWEPT,
+                "Finished jobs deleted by retention.",
+                "counter",
+                self.swept.load(Ordering::Relaxed),
+            ),
+            (
+                STORAGE_ERRORS,
+                "Storage calls that failed in background tasks.",
+                "counter",
+                self.storage_errors.load(Ordering::Relaxed),
+            ),
+            (
+                PLUGINS_LOADED,
+                "Plugins loaded.",
+                "gauge",
+                snap.plugins_loaded,
+            ),
+            (
+                PLUGINS_FAILED,
+                "Plugin files that failed to load.",
+                "gauge",
+                snap.plugins_failed,
+            ),
         ];
         for (name, help, kind, value) in gauges {
             header(&mut out, name, help, kind);
@@ -251,7 +346,9 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
 
 /// Label values escape backslash, double quote and newline.
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -265,9 +362,18 @@ mod tests {
         m.attempt_ended("echo", AttemptEnd::Completed, Duration::from_millis(2));
         m.attempt_ended("echo", AttemptEnd::Retried, Duration::from_millis(20));
         let text = m.render(&Snapshot::default());
-        assert!(text.contains("spool_jobs_enqueued_total{type=\"echo\"} 3"), "{text}");
-        assert!(text.contains("spool_jobs_completed_total{type=\"echo\"} 1"), "{text}");
-        assert!(text.contains("spool_jobs_retried_total{type=\"echo\"} 1"), "{text}");
+        assert!(
+            text.contains("spool_jobs_enqueued_total{type=\"echo\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spool_jobs_completed_total{type=\"echo\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spool_jobs_retried_total{type=\"echo\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("spool_job_duration_seconds_bucket{type=\"echo\",le=\"0.0025\"} 1"));
         assert!(text.contains("spool_job_duration_seconds_bucket{type=\"echo\",le=\"+Inf\"} 2"));
         assert!(text.contains("spool_job_duration_seconds_count{type=\"echo\"} 2"));

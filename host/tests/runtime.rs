@@ -269,14 +269,17 @@ async fn load_errors_say_what_is_wrong() {
     let e = rt.load("cut", &cut, Default::default()).await.unwrap_err();
     assert!(matches!(e.failure(), Some(LoadFailure::Corrupt(_))), "{e}");
 
-    // A component of another world: an empty component exports nothing.
-    let other = dir.path().join("other.wasm");
-    std::fs::write(&other, b"\0asm\x0d\0\x01\0").unwrap();
-    let e = rt.load("other", &other, Default::default()).await.unwrap_err();
-    assert!(
-        e.to_string().contains("it does not export `spool:plugin/handler@0.1.0`") && e.to_string().contains("spool-sdk 0.1"),
-        "{e}"
-    );
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runtime_support/fixtures");
+    let e = rt.load("other", &fixtures.join("other-world.wasm"), Default::default()).await.unwrap_err();
+    assert!(matches!(e.failure(), Some(LoadFailure::WrongWorld(_))), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("it does not export `spool:plugin/handler@0.1.0` (it exports `hello`); rebuild it with spool-sdk 0.1"), "{msg}");
+
+    let e = rt.load("sig", &fixtures.join("wrong-signature.wasm"), Default::default()).await.unwrap_err();
+    assert!(e.to_string().contains("its `handle` export has another signature"), "{e}");
+
+    let e = rt.load("net", &fixtures.join("unknown-import.wasm"), Default::default()).await.unwrap_err();
+    assert_eq!(e.failure(), Some(&LoadFailure::UnknownImport("wasi:http/outgoing-handler@0.2.0".into())), "{e}");
 
     let e = rt.load("missing", &dir.path().join("missing.wasm"), Default::default()).await.unwrap_err();
     assert!(matches!(e.failure(), Some(LoadFailure::Read(_))), "{e}");

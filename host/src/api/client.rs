@@ -22,7 +22,11 @@ pub enum ClientError {
     NoDaemon(String),
     /// The daemon answered with an error.
     #[error("{message} ({status} {code})")]
-    Api { status: u16, code: String, message: String },
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("{0:#}")]
     Other(anyhow::Error),
 }
@@ -36,7 +40,9 @@ pub struct Answer {
 impl Answer {
     pub fn json(&self) -> Result<Value, ClientError> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            ClientError::Other(anyhow::anyhow!("the daemon sent something that is not JSON: {e}"))
+            ClientError::Other(anyhow::anyhow!(
+                "the daemon sent something that is not JSON: {e}"
+            ))
         })
     }
     pub fn text(&self) -> String {
@@ -54,13 +60,20 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Client { base, token: token.filter(|t| !t.is_empty()), http })
+        Ok(Client {
+            base,
+            token: token.filter(|t| !t.is_empty()),
+            http,
+        })
     }
 
     /// `SPOOL_URL` (default http://127.0.0.1:7878) and `SPOOL_TOKEN`.
     pub fn from_env() -> anyhow::Result<Client> {
         let url = std::env::var("SPOOL_URL").ok().filter(|u| !u.is_empty());
-        Client::new(url.as_deref().unwrap_or(DEFAULT_URL), std::env::var("SPOOL_TOKEN").ok())
+        Client::new(
+            url.as_deref().unwrap_or(DEFAULT_URL),
+            std::env::var("SPOOL_TOKEN").ok(),
+        )
     }
 
     pub fn base(&self) -> &str {
@@ -94,19 +107,31 @@ impl Client {
     }
 
     pub async fn get(&self, path: &str) -> Result<Answer, ClientError> {
-        self.send(self.request(reqwest::Method::GET, path).timeout(Duration::from_secs(60))).await
+        self.send(
+            self.request(reqwest::Method::GET, path)
+                .timeout(Duration::from_secs(60)),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, body: Option<Vec<u8>>) -> Result<Answer, ClientError> {
-        let mut rb = self.request(reqwest::Method::POST, path).timeout(Duration::from_secs(60));
+        let mut rb = self
+            .request(reqwest::Method::POST, path)
+            .timeout(Duration::from_secs(60));
         if let Some(b) = body {
-            rb = rb.header(reqwest::header::CONTENT_TYPE, "application/json").body(b);
+            rb = rb
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
         }
         self.send(rb).await
     }
 
     pub async fn delete(&self, path: &str) -> Result<Answer, ClientError> {
-        self.send(self.request(reqwest::Method::DELETE, path).timeout(Duration::from_secs(60))).await
+        self.send(
+            self.request(reqwest::Method::DELETE, path)
+                .timeout(Duration::from_secs(60)),
+        )
+        .await
     }
 
     /// Open the SSE stream (no overall timeout); the caller reads `bytes_stream()`.
@@ -134,13 +159,20 @@ impl Client {
 fn api_error(status: u16, body: &[u8]) -> ClientError {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let err = parsed.as_ref().and_then(|v| v.get("error"));
-    let code = err.and_then(|e| e.get("code")).and_then(Value::as_str).unwrap_or("http_error");
+    let code = err
+        .and_then(|e| e.get("code"))
+        .and_then(Value::as_str)
+        .unwrap_or("http_error");
     let message = err
         .and_then(|e| e.get("message"))
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
-    ClientError::Api { status, code: code.to_string(), message }
+    ClientError::Api {
+        status,
+        code: code.to_string(),
+        message,
+    }
 }
 
 /// Percent-encode one query or path component.
@@ -229,7 +261,10 @@ mod tests {
 
     #[test]
     fn api_errors_carry_the_daemons_message() {
-        let e = api_error(404, br#"{"error":{"code":"not_found","message":"no job with id `x`"}}"#);
+        let e = api_error(
+            404,
+            br#"{"error":{"code":"not_found","message":"no job with id `x`"}}"#,
+        );
         assert_eq!(e.to_string(), "no job with id `x` (404 not_found)");
         let e = api_error(502, b"bad gateway");
         assert_eq!(e.to_string(), "bad gateway (502 http_error)");

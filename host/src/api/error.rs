@@ -18,11 +18,19 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no job with id `{id}`"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no job with id `{id}`"),
+        )
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -55,10 +63,16 @@ impl From<StorageError> for ApiError {
                 };
                 Self::new(status, "invalid_request", m)
             }
-            e @ StorageError::Unavailable(_) => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e.to_string())
-            }
-            e => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", e.to_string()),
+            e @ StorageError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                e.to_string(),
+            ),
+            e => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                e.to_string(),
+            ),
         }
     }
 }

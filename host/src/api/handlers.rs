@@ -52,7 +52,11 @@ fn body_or_error(body: Result<Bytes, BytesRejection>, headers: &HeaderMap) -> Ap
                 ),
             )
         } else {
-            ApiError::new(status, "bad_body", format!("cannot read the request body: {rejection}"))
+            ApiError::new(
+                status,
+                "bad_body",
+                format!("cannot read the request body: {rejection}"),
+            )
         }
     })
 }
@@ -75,7 +79,11 @@ pub async fn submit(
     let job = types::parse_submit(&body, defaults(&state, &attempts))?;
     let job_type = job.job_type.clone();
     let enqueued = state.storage.enqueue(job).await?;
-    let status = if enqueued.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if enqueued.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     if enqueued.created {
         state.metrics.enqueued(&job_type, 1);
         state.events.poke();
@@ -106,7 +114,11 @@ pub async fn submit_batch(
         state.events.poke();
     }
     let views: Vec<JobView> = results.into_iter().map(|e| view(&state, e)).collect();
-    let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(json!({ "created": created, "jobs": views }))).into_response())
 }
 
@@ -114,7 +126,11 @@ pub async fn get_job(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobView>> {
-    let job = state.storage.get(&id).await?.ok_or_else(|| ApiError::not_found(&id))?;
+    let job = state
+        .storage
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&id))?;
     let handled = state.catalog.handles(&job.job_type);
     Ok(Json(JobView::new(job, handled)))
 }
@@ -141,7 +157,10 @@ pub async fn list_jobs(
     })?;
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => Some(s.parse::<JobState>().map_err(|e| ApiError::bad_request(e.to_string()))?),
+        Some(s) => Some(
+            s.parse::<JobState>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
     };
     let limit = match q.limit.as_deref() {
         None | Some("") => DEFAULT_LIST,
@@ -259,7 +278,11 @@ pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_j
     let note = (!unhandled.is_empty()).then(|| {
         format!(
             "no loaded plugin handles {}: those jobs wait until a plugin for them is loaded",
-            unhandled.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+            unhandled
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     });
     Ok(Json(json!({

@@ -36,7 +36,10 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
         }
         Err(_) => {
             unhealthy = true;
-            problems.push(format!("storage did not answer a ping within {}s", PROBE_TIMEOUT.as_secs()));
+            problems.push(format!(
+                "storage did not answer a ping within {}s",
+                PROBE_TIMEOUT.as_secs()
+            ));
             json!({ "ok": false, "error": "ping timed out" })
         }
     };
@@ -62,7 +65,9 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
     };
     let (loaded, failed) = state.catalog.counts();
     if failed > 0 {
-        problems.push(format!("{failed} plugin file(s) failed to load: see GET /api/v1/plugins"));
+        problems.push(format!(
+            "{failed} plugin file(s) failed to load: see GET /api/v1/plugins"
+        ));
     }
     let stopping = *state.stop.borrow();
     let status = if stopping {
@@ -98,6 +103,17 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         _ => None,
     };
     let (plugins_loaded, plugins_failed) = state.catalog.counts();
-    let text = state.metrics.render(&Snapshot { stats, plugins_loaded, plugins_failed });
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    let text = state.metrics.render(&Snapshot {
+        stats,
+        plugins_loaded,
+        plugins_failed,
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }

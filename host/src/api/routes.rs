@@ -25,10 +25,18 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let api = Router::new()
         .route(
             "/jobs",
-            post(handlers::submit).get(handlers::list_jobs).layer(DefaultBodyLimit::max(single)),
+            post(handlers::submit)
+                .get(handlers::list_jobs)
+                .layer(DefaultBodyLimit::max(single)),
         )
-        .route("/jobs/batch", post(handlers::submit_batch).layer(DefaultBodyLimit::max(batch)))
-        .route("/jobs/{id}", get(handlers::get_job).delete(handlers::delete_job))
+        .route(
+            "/jobs/batch",
+            post(handlers::submit_batch).layer(DefaultBodyLimit::max(batch)),
+        )
+        .route(
+            "/jobs/{id}",
+            get(handlers::get_job).delete(handlers::delete_job),
+        )
         .route("/jobs/{id}/retry", post(handlers::retry_job))
         .route("/jobs/{id}/cancel", post(handlers::cancel_job))
         .route("/stats", get(handlers::stats))
@@ -48,7 +56,11 @@ async fn api_not_found(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "no_route",
-        format!("no API route {} {}: see DESIGN.md for the routes", req.method(), req.uri().path()),
+        format!(
+            "no API route {} {}: see DESIGN.md for the routes",
+            req.method(),
+            req.uri().path()
+        ),
     )
 }
 
@@ -65,8 +77,14 @@ async fn require_token(State(state): State<Arc<ApiState>>, req: Request, next: N
     let Some(expected) = state.api_token.as_deref() else {
         return next.run(req).await;
     };
-    let given = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let token = given.and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let token = given.and_then(|v| {
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+    });
     match token {
         Some(t) if constant_time_eq(t.trim().as_bytes(), expected.as_bytes()) => next.run(req).await,
         Some(_) => ApiError::new(
@@ -101,9 +119,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
     use anyhow::Context;
     let listener = TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr}: is another daemon running there? pick another with --listen")
+        format!(
+            "cannot listen on {addr}: is another daemon running there? pick another with --listen"
+        )
     })?;
-    let local = listener.local_addr().context("cannot read the bound address")?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     Ok((listener, local))
 }
 
@@ -113,7 +135,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = router(state);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 

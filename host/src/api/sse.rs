@@ -71,7 +71,11 @@ struct Seen {
 
 impl Seen {
     fn new() -> Self {
-        Self { order: VecDeque::new(), set: HashSet::new(), active: false }
+        Self {
+            order: VecDeque::new(),
+            set: HashSet::new(),
+            active: false,
+        }
     }
     fn remember(&mut self, id: &str) {
         self.active = true;
@@ -141,12 +145,18 @@ async fn catch_up(
     tx: &Tx,
 ) -> bool {
     loop {
-        let page = match state.storage.events_since(last.as_deref(), CATCH_UP_PAGE).await {
+        let page = match state
+            .storage
+            .events_since(last.as_deref(), CATCH_UP_PAGE)
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read events for an SSE client; closing it");
                 let msg = serde_json::json!({"error": {"code": "storage_error", "message": e.to_string()}});
-                let _ = tx.send(Ok(SseEvent::default().event("error").data(msg.to_string()))).await;
+                let _ = tx
+                    .send(Ok(SseEvent::default().event("error").data(msg.to_string())))
+                    .await;
                 return false;
             }
         };
@@ -166,7 +176,10 @@ async fn catch_up(
 
 async fn send(tx: &Tx, event: &Event) -> bool {
     let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
-    let sse = SseEvent::default().id(event.id.clone()).event(event.kind.clone()).data(data);
+    let sse = SseEvent::default()
+        .id(event.id.clone())
+        .event(event.kind.clone())
+        .data(data);
     tx.send(Ok(sse)).await.is_ok()
 }
 

@@ -20,7 +20,10 @@ pub struct BadRequest {
 
 impl BadRequest {
     fn invalid(message: impl Into<String>) -> Self {
-        Self { code: "invalid_request", message: message.into() }
+        Self {
+            code: "invalid_request",
+            message: message.into(),
+        }
     }
 }
 
@@ -67,14 +70,13 @@ struct RawBackoff {
     jitter: Option<Jitter>,
 }
 
+/// `{"jobs": [...]}`. (A bare array is read directly: serde's untagged enums buffer their
+/// input, which cannot hold borrowed raw values.)
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum RawBatch<'a> {
-    Wrapped {
-        #[serde(borrow)]
-        jobs: Vec<&'a RawValue>,
-    },
-    Bare(#[serde(borrow)] Vec<&'a RawValue>),
+#[serde(deny_unknown_fields)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    jobs: Vec<&'a RawValue>,
 }
 
 /// Parse the body of `POST /api/v1/jobs`.
@@ -88,14 +90,18 @@ pub fn parse_submit(body: &[u8], d: SubmitDefaults<'_>) -> Result<NewJob, BadReq
 pub fn parse_batch(body: &[u8], d: SubmitDefaults<'_>) -> Result<Vec<NewJob>, BadRequest> {
     let text = body_text(body)?;
     let _: &RawValue = serde_json::from_str(text).map_err(malformed)?;
-    let batch: RawBatch = serde_json::from_str(text).map_err(|_| {
+    let shape = || {
         BadRequest::invalid("a batch must be {\"jobs\": [job, ...]} or a JSON array of jobs")
-    })?;
-    let jobs = match batch {
-        RawBatch::Wrapped { jobs } | RawBatch::Bare(jobs) => jobs,
+    };
+    let jobs: Vec<&RawValue> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text).map_err(|_| shape())?
+    } else {
+        serde_json::from_str::<RawBatch>(text).map_err(|_| shape())?.jobs
     };
     if jobs.is_empty() {
-        return Err(BadRequest::invalid("the batch is empty: send at least one job"));
+        return Err(BadRequest::invalid(
+            "the batch is empty: send at least one job",
+        ));
     }
     if jobs.len() > MAX_BATCH {
         return Err(BadRequest::invalid(format!(
@@ -123,7 +129,10 @@ fn body_text(body: &[u8]) -> Result<&str, BadRequest> {
 }
 
 fn malformed(e: serde_json::Error) -> BadRequest {
-    BadRequest { code: "bad_json", message: format!("malformed JSON in the request body: {e}") }
+    BadRequest {
+        code: "bad_json",
+        message: format!("malformed JSON in the request body: {e}"),
+    }
 }
 
 fn submit_from_raw(raw: &RawValue, d: SubmitDefaults<'_>, at: &str) -> Result<NewJob, BadRequest> {
@@ -178,7 +187,12 @@ fn submit_from_raw(raw: &RawValue, d: SubmitDefaults<'_>, at: &str) -> Result<Ne
             let text = match serde_json::from_str::<serde_json::Value>(v.get()) {
                 Ok(serde_json::Value::String(s)) => s,
                 Ok(serde_json::Value::Number(n)) => n.to_string(),
-                _ => return Err(bad(format!("`run_at` must be an RFC 3339 time (got {})", v.get()))),
+                _ => {
+                    return Err(bad(format!(
+                        "`run_at` must be an RFC 3339 time (got {})",
+                        v.get()
+                    )));
+                }
             };
             Some(job::serde_time::parse_time(&text).map_err(|e| bad(format!("`run_at`: {e}")))?)
         }
@@ -233,7 +247,9 @@ fn submit_from_raw(raw: &RawValue, d: SubmitDefaults<'_>, at: &str) -> Result<Ne
                     .map_err(|why| bad(format!("`backoff.cap` (got {c:?}): {why}")))?,
             };
             let policy = BackoffPolicy::new(base, cap).with_jitter(b.jitter.unwrap_or_default());
-            policy.validate().map_err(|e| bad(format!("`backoff`: {e}")))?;
+            policy
+                .validate()
+                .map_err(|e| bad(format!("`backoff`: {e}")))?;
             Some(policy)
         }
     };
@@ -248,7 +264,8 @@ fn submit_from_raw(raw: &RawValue, d: SubmitDefaults<'_>, at: &str) -> Result<Ne
         unique_key,
         backoff,
     };
-    new.validate(d.max_payload).map_err(|e| bad(e.to_string()))?;
+    new.validate(d.max_payload)
+        .map_err(|e| bad(e.to_string()))?;
     Ok(new)
 }
 
@@ -264,7 +281,10 @@ fn string_field(name: &str, v: &RawValue) -> Result<String, String> {
 
 fn duration_field(name: &str, v: &RawValue) -> Result<std::time::Duration, String> {
     let text = serde_json::from_str::<String>(v.get()).map_err(|_| {
-        format!("`{name}` must be a duration string like \"30s\", \"5m\" or \"24h\" (got {})", clip(v.get()))
+        format!(
+            "`{name}` must be a duration string like \"30s\", \"5m\" or \"24h\" (got {})",
+            clip(v.get())
+        )
     })?;
     parse_duration(&text).map_err(|why| format!("`{name}` (got {text:?}): {why}"))
 }
@@ -306,7 +326,12 @@ impl JobView {
                 job.job_type, job.job_type
             )
         });
-        Self { job, handled, created: None, note }
+        Self {
+            job,
+            handled,
+            created: None,
+            note,
+        }
     }
 }
 
@@ -356,25 +381,37 @@ mod tests {
         let j = parse_submit(br#"{"type":"echo","priority":7,"run_at":null}"#, d()).unwrap();
         assert_eq!(j.priority, 7);
         let j = parse_submit(br#"{"type":"flaky"}"#, d()).unwrap();
-        assert_eq!(j.max_attempts, 9, "the plugin's max_attempts applies when none is asked");
+        assert_eq!(
+            j.max_attempts, 9,
+            "the plugin's max_attempts applies when none is asked"
+        );
     }
 
     #[test]
     fn malformed_json_says_where() {
         let e = err(r#"{"type": "echo", "#);
         assert_eq!(e.code, "bad_json");
-        assert!(e.message.contains("malformed JSON") && e.message.contains("line 1"), "{e:?}");
+        assert!(
+            e.message.contains("malformed JSON") && e.message.contains("line 1"),
+            "{e:?}"
+        );
         assert_eq!(err("").code, "bad_json");
     }
 
     #[test]
     fn wrong_types_name_the_field() {
         let e = err(r#"{"type": 12}"#);
-        assert!(e.message.contains("`type` must be a string (got 12)"), "{e:?}");
+        assert!(
+            e.message.contains("`type` must be a string (got 12)"),
+            "{e:?}"
+        );
         let e = err(r#"{"type": "echo", "max_attempts": "three"}"#);
         assert!(e.message.contains("`max_attempts`"), "{e:?}");
         let e = err(r#"{"type": "echo", "delay": 30}"#);
-        assert!(e.message.contains("`delay` must be a duration string"), "{e:?}");
+        assert!(
+            e.message.contains("`delay` must be a duration string"),
+            "{e:?}"
+        );
         let e = err(r#"[1,2]"#);
         assert!(e.message.contains("must be a JSON object"), "{e:?}");
     }
@@ -382,7 +419,10 @@ mod tests {
     #[test]
     fn unknown_priority_and_fields_are_refused() {
         let e = err(r#"{"type": "echo", "priority": "urgent"}"#);
-        assert!(e.message.contains("`priority`: invalid priority `urgent`"), "{e:?}");
+        assert!(
+            e.message.contains("`priority`: invalid priority `urgent`"),
+            "{e:?}"
+        );
         let e = err(r#"{"type": "echo", "priority": 11}"#);
         assert!(e.message.contains("invalid priority `11`"), "{e:?}");
         let e = err(r#"{"type": "echo", "prio": 1}"#);
@@ -394,7 +434,10 @@ mod tests {
         let big = format!(r#"{{"type": "echo", "payload": "{}"}}"#, "x".repeat(200));
         let e = err(&big);
         assert_eq!(e.code, "payload_too_large");
-        assert!(e.message.contains("202 bytes") && e.message.contains("limit of 100"), "{e:?}");
+        assert!(
+            e.message.contains("202 bytes") && e.message.contains("limit of 100"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -422,6 +465,9 @@ mod tests {
         assert!(text.contains(r#""payload":{"z":1,"a":2}"#), "{text}");
         assert!(text.contains(r#""handled":false"#), "{text}");
         assert!(text.contains(r#""type":"echo""#), "{text}");
-        assert!(text.contains("no loaded plugin handles type `echo`"), "{text}");
+        assert!(
+            text.contains("no loaded plugin handles type `echo`"),
+            "{text}"
+        );
     }
 }

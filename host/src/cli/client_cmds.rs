@@ -74,7 +74,9 @@ async fn submit(client: &Client, args: SubmitArgs, json: bool) -> Res {
     };
     let payload: Box<serde_json::value::RawValue> =
         serde_json::value::RawValue::from_string(payload_text.trim().to_string()).map_err(|e| {
-            other(format!("the payload is not valid JSON: {e}; quote it, e.g. '{{\"name\": \"x\"}}'"))
+            other(format!(
+                "the payload is not valid JSON: {e}; quote it, e.g. '{{\"name\": \"x\"}}'"
+            ))
         })?;
     let mut body = json!({ "type": args.job_type });
     if let Some(p) = args.priority {
@@ -108,9 +110,16 @@ async fn submit(client: &Client, args: SubmitArgs, json: bool) -> Res {
         if json {
             print_json(&job);
         } else if answer.status == 200 {
-            println!("exists {id} (unique key held by a {} job)", s(&job, "status"));
+            println!(
+                "exists {id} (unique key held by a {} job)",
+                s(&job, "status")
+            );
         } else {
-            println!("submitted {id} ({}, {})", s(&job, "type"), s(&job, "status"));
+            println!(
+                "submitted {id} ({}, {})",
+                s(&job, "type"),
+                s(&job, "status")
+            );
             if let Some(note) = job.get("note").and_then(Value::as_str) {
                 eprintln!("note: {note}");
             }
@@ -126,18 +135,28 @@ async fn submit(client: &Client, args: SubmitArgs, json: bool) -> Res {
         print_json(&done);
     } else if status == "completed" {
         let result = done.get("result").cloned().unwrap_or(Value::Null);
-        println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result).unwrap_or_default()
+        );
     } else {
         eprintln!("job {id} {status}: {}", s(&done, "error"));
     }
-    Ok(if status == "completed" { ExitCode::SUCCESS } else { ExitCode::from(EXIT_JOB_FAILED) })
+    Ok(if status == "completed" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_JOB_FAILED)
+    })
 }
 
 /// Poll until the job is completed, failed or cancelled (20 ms at first, then up to 500 ms).
 async fn wait_for_job(client: &Client, id: &str) -> Result<Value, ClientError> {
     let mut pause = Duration::from_millis(20);
     loop {
-        let job = client.get(&format!("/api/v1/jobs/{}", encode(id))).await?.json()?;
+        let job = client
+            .get(&format!("/api/v1/jobs/{}", encode(id)))
+            .await?
+            .json()?;
         if matches!(s(&job, "status"), "completed" | "failed" | "cancelled") {
             return Ok(job);
         }
@@ -167,7 +186,10 @@ fn describe_job(j: &Value) -> String {
     line("type", s(j, "type").into());
     line("status", s(j, "status").into());
     line("priority", n(j, "priority"));
-    line("attempt", format!("{} of {}", n(j, "attempt"), n(j, "max_attempts")));
+    line(
+        "attempt",
+        format!("{} of {}", n(j, "attempt"), n(j, "max_attempts")),
+    );
     line("created", s(j, "created_at").into());
     line("run at", s(j, "run_at").into());
     line("started", s(j, "started_at").into());
@@ -175,13 +197,22 @@ fn describe_job(j: &Value) -> String {
     line("unique key", s(j, "unique_key").into());
     line("plugin", s(j, "plugin_version").into());
     if let Some(p) = j.get("progress").filter(|p| !p.is_null()) {
-        line("progress", format!("{}% {}", n(p, "percent"), s(p, "message")).trim().to_string());
+        line(
+            "progress",
+            format!("{}% {}", n(p, "percent"), s(p, "message"))
+                .trim()
+                .to_string(),
+        );
     }
     line("error", s(j, "error").into());
     line("note", s(j, "note").into());
     line("payload", compact(j.get("payload")));
     line("result", compact(j.get("result")));
-    if let Some(logs) = j.get("logs").and_then(Value::as_array).filter(|l| !l.is_empty()) {
+    if let Some(logs) = j
+        .get("logs")
+        .and_then(Value::as_array)
+        .filter(|l| !l.is_empty())
+    {
         out.push_str("logs:\n");
         for l in logs {
             out.push_str(&format!("  {}\n", l.as_str().unwrap_or("")));
@@ -215,7 +246,12 @@ async fn list_jobs(client: &Client, args: JobsArgs, json: bool) -> Res {
     }
     let page = answer.json()?;
     let mut t = Table::new(&["ID", "TYPE", "STATUS", "PRI", "ATTEMPT", "CREATED", "ERROR"]);
-    for j in page.get("jobs").and_then(Value::as_array).into_iter().flatten() {
+    for j in page
+        .get("jobs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         t.row(vec![
             s(j, "id").into(),
             s(j, "type").into(),
@@ -238,7 +274,9 @@ async fn list_jobs(client: &Client, args: JobsArgs, json: bool) -> Res {
 }
 
 async fn job_action(client: &Client, id: &str, action: &str, json: bool) -> Res {
-    let answer = client.post(&format!("/api/v1/jobs/{}/{action}", encode(id)), None).await?;
+    let answer = client
+        .post(&format!("/api/v1/jobs/{}/{action}", encode(id)), None)
+        .await?;
     if json {
         println!("{}", answer.text());
         return Ok(ExitCode::SUCCESS);
@@ -253,7 +291,9 @@ async fn job_action(client: &Client, id: &str, action: &str, json: bool) -> Res 
 }
 
 async fn delete(client: &Client, id: &str, json: bool) -> Res {
-    client.delete(&format!("/api/v1/jobs/{}", encode(id))).await?;
+    client
+        .delete(&format!("/api/v1/jobs/{}", encode(id)))
+        .await?;
     if json {
         println!("{}", json!({ "deleted": id }));
     } else {
@@ -262,8 +302,15 @@ async fn delete(client: &Client, id: &str, json: bool) -> Res {
     Ok(ExitCode::SUCCESS)
 }
 
-const STATES: [&str; 7] =
-    ["pending", "scheduled", "running", "retrying", "completed", "failed", "cancelled"];
+const STATES: [&str; 7] = [
+    "pending",
+    "scheduled",
+    "running",
+    "retrying",
+    "completed",
+    "failed",
+    "cancelled",
+];
 
 async fn stats(client: &Client, json: bool) -> Res {
     let answer = client.get("/api/v1/stats").await?;
@@ -273,18 +320,25 @@ async fn stats(client: &Client, json: bool) -> Res {
     }
     let v = answer.json()?;
     let mut header = vec!["TYPE"];
-    header.extend(STATES.iter().map(|s| *s));
+    header.extend(STATES.iter().copied());
     header.extend(["OLDEST PENDING", "HANDLED"]);
     let mut t = Table::new(&header);
     let count = |counts: Option<&Value>, st: &str| {
-        counts.and_then(|c| c.get(st)).and_then(Value::as_u64).unwrap_or(0).to_string()
+        counts
+            .and_then(|c| c.get(st))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .to_string()
     };
     if let Some(types) = v.get("types").and_then(Value::as_object) {
         for (name, ts) in types {
             let mut row = vec![name.clone()];
             row.extend(STATES.iter().map(|st| count(ts.get("counts"), st)));
             let age = ts.get("oldest_pending_age_ms").and_then(Value::as_u64);
-            row.push(age.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_default());
+            row.push(
+                age.map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+                    .unwrap_or_default(),
+            );
             let handled = ts.get("handled").and_then(Value::as_bool).unwrap_or(false);
             row.push(if handled { "yes" } else { "NO PLUGIN" }.into());
             t.row(row);
@@ -307,9 +361,12 @@ async fn health(client: &Client, json: bool) -> Res {
     // 503 still carries the health report: read it instead of failing on the status.
     let v = match client.get("/health").await {
         Ok(a) => a.json()?,
-        Err(ClientError::Api { status: 503, message, .. }) => {
-            serde_json::from_str(&message).unwrap_or_else(|_| json!({ "status": "unhealthy", "problems": [message] }))
-        }
+        Err(ClientError::Api {
+            status: 503,
+            message,
+            ..
+        }) => serde_json::from_str(&message)
+            .unwrap_or_else(|_| json!({ "status": "unhealthy", "problems": [message] })),
         Err(e) => return Err(e),
     };
     let status = s(&v, "status").to_string();
@@ -318,7 +375,9 @@ async fn health(client: &Client, json: bool) -> Res {
     } else {
         println!("status   {status}");
         let latency = v.pointer("/storage/latency_ms").and_then(Value::as_f64);
-        let ping = latency.map(|l| format!(" (ping {l:.2} ms)")).unwrap_or_default();
+        let ping = latency
+            .map(|l| format!(" (ping {l:.2} ms)"))
+            .unwrap_or_default();
         println!("backend  {}{ping}", s(&v, "backend"));
         if let Some(q) = v.get("queue").and_then(Value::as_object) {
             let parts: Vec<String> = STATES
@@ -328,16 +387,29 @@ async fn health(client: &Client, json: bool) -> Res {
             println!("queue    {}", parts.join(", "));
         }
         if let Some(p) = v.get("plugins") {
-            println!("plugins  {} loaded, {} failed", n(p, "loaded"), n(p, "failed"));
+            println!(
+                "plugins  {} loaded, {} failed",
+                n(p, "loaded"),
+                n(p, "failed")
+            );
         }
         if let Some(w) = v.get("workers") {
             println!("workers  {} busy of {}", n(w, "busy"), n(w, "total"));
         }
-        for p in v.get("problems").and_then(Value::as_array).into_iter().flatten() {
+        for p in v
+            .get("problems")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             println!("problem  {}", p.as_str().unwrap_or(""));
         }
     }
-    Ok(if status == "healthy" || status == "degraded" { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if status == "healthy" || status == "degraded" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn plugins(client: &Client, json: bool) -> Res {
@@ -348,7 +420,12 @@ async fn plugins(client: &Client, json: bool) -> Res {
     }
     let v = answer.json()?;
     let mut t = Table::new(&["NAME", "VERSION", "STATE", "TYPES", "ERROR"]);
-    for p in v.get("plugins").and_then(Value::as_array).into_iter().flatten() {
+    for p in v
+        .get("plugins")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let types: Vec<&str> = p
             .get("types")
             .and_then(Value::as_array)
@@ -381,7 +458,11 @@ async fn events(client: &Client, args: EventsArgs, json: bool) -> Res {
     if let Some(k) = &args.kind {
         q.push(format!("kind={}", encode(k)));
     }
-    let query = if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) };
+    let query = if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    };
     let mut last_id = args.after.clone();
     let mut failures = 0u32;
     loop {
@@ -404,7 +485,10 @@ async fn events(client: &Client, args: EventsArgs, json: bool) -> Res {
             let Ok(chunk) = chunk else { break };
             for msg in parser.feed(&chunk) {
                 if msg.event.as_deref() == Some("error") {
-                    return Err(other(format!("the daemon ended the event stream: {}", msg.data)));
+                    return Err(other(format!(
+                        "the daemon ended the event stream: {}",
+                        msg.data
+                    )));
                 }
                 if msg.id.is_some() {
                     last_id = msg.id.clone();
@@ -433,7 +517,11 @@ fn print_event(data: &str, json: bool) {
         _ => String::new(),
     };
     let data = compact(e.get("data"));
-    let data = if data == "{}" { String::new() } else { clip(&data, 120) };
+    let data = if data == "{}" {
+        String::new()
+    } else {
+        clip(&data, 120)
+    };
     let line = format!(
         "{at}  {:<14}  {:<12}  {}  {data}",
         s(&e, "kind"),

@@ -8,7 +8,10 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: &[&str]) -> Self {
-        Self { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+        Self {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -63,7 +66,10 @@ mod tests {
         let mut t = Table::new(&["ID", "STATUS"]);
         t.row(vec!["a".into(), "completed".into()]);
         t.row(vec!["long-id".into(), "x".into()]);
-        assert_eq!(t.render(), "ID       STATUS\na        completed\nlong-id  x\n");
+        assert_eq!(
+            t.render(),
+            "ID       STATUS\na        completed\nlong-id  x\n"
+        );
     }
 
     #[test]

@@ -189,21 +189,21 @@ fn compile_failure(e: &wasmtime::Error) -> LoadFailure {
     }
 }
 
-/// `instantiate_pre` failed: name the first import we do not provide.
+/// `instantiate_pre` failed: name the import we do not provide.
 fn link_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -> LoadFailure {
-    let ty = component.component_type();
-    for (name, _) in ty.imports(engine) {
-        let ours = name.starts_with("spool:plugin/") && name.ends_with("@0.1.0");
-        let wasi = name.starts_with("wasi:") && name.contains("@0.2.");
-        if !ours && !wasi {
-            return LoadFailure::UnknownImport(name.to_string());
-        }
-    }
     let msg = one_line(&format!("{e:#}"));
     // "component imports instance `wasi:http/types@0.2.4`, but a matching implementation
-    // was not found in the linker": take the name between the first backticks.
-    if let Some(name) = msg.split('`').nth(1) {
+    // was not found in the linker": the name is between the first backticks.
+    if msg.contains("import")
+        && let Some(name) = msg.split('`').nth(1)
+    {
         return LoadFailure::UnknownImport(name.to_string());
+    }
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        if !(name.starts_with("spool:plugin/") && name.ends_with("@0.1.0")) && !name.starts_with("wasi:") {
+            return LoadFailure::UnknownImport(name.to_string());
+        }
     }
     LoadFailure::Compile(msg)
 }

@@ -160,7 +160,7 @@ fn classify(
             // Only the trap itself (not the wasm backtrace around it) keeps the message on
             // one line; the stderr tail carries a panic's own message.
             let what = match error.downcast_ref::<Trap>() {
-                Some(trap) => format!("wasm trap: {trap}"),
+                Some(trap) => trap.to_string(),
                 None => one_line(&format!("{error:#}")),
             };
             let message = match log.stderr_summary() {

@@ -133,6 +133,10 @@ impl JobLog {
     fn output_line(&mut self, stream: Stream, bytes: &[u8]) {
         let text = String::from_utf8_lossy(bytes);
         let text = text.trim_end_matches('\r');
+        // Blank lines (Rust's panic message starts with one) are noise in a job's log.
+        if text.trim().is_empty() {
+            return;
+        }
         match stream {
             Stream::Stdout => self.push(LogLevel::Info, "stdout", text),
             Stream::Stderr => {

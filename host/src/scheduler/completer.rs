@@ -34,11 +34,19 @@ pub(super) async fn run(inner: Arc<PoolInner>, mut rx: mpsc::Receiver<Settlement
         for s in buf.drain(..) {
             match s {
                 Settlement::Complete { c, job_type, ran } => {
-                    done_meta.push(Meta { id: c.id.clone(), job_type, ran });
+                    done_meta.push(Meta {
+                        id: c.id.clone(),
+                        job_type,
+                        ran,
+                    });
                     done.push(c);
                 }
                 Settlement::Fail { f, job_type, ran } => {
-                    failed_meta.push(Meta { id: f.id.clone(), job_type, ran });
+                    failed_meta.push(Meta {
+                        id: f.id.clone(),
+                        job_type,
+                        ran,
+                    });
                     failed.push(f);
                 }
                 Settlement::Close(tx) => close = Some(tx),
@@ -70,7 +78,9 @@ async fn complete(inner: &PoolInner, batch: Vec<Completion>, meta: Vec<Meta>) {
         }
         Err(StorageError::InvalidInput(why)) => {
             // The result itself was refused (too large, say): the attempt fails for good.
-            let Some(c) = batch.into_iter().next() else { return };
+            let Some(c) = batch.into_iter().next() else {
+                return;
+            };
             let f = Failure {
                 id: c.id,
                 lease: c.lease,

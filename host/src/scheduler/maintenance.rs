@@ -52,7 +52,12 @@ impl Maintenance {
         events: Option<Arc<EventHub>>,
         cfg: MaintenanceConfig,
     ) -> Self {
-        Self { storage, metrics, events, cfg }
+        Self {
+            storage,
+            metrics,
+            events,
+            cfg,
+        }
     }
 
     fn poke(&self, changed: bool) {
@@ -75,7 +80,11 @@ impl Maintenance {
         let n = r.requeued + r.failed;
         self.metrics.reaped(n);
         if n > 0 {
-            tracing::info!(requeued = r.requeued, failed = r.failed, "returned jobs whose lease expired (their daemon stopped or hung)");
+            tracing::info!(
+                requeued = r.requeued,
+                failed = r.failed,
+                "returned jobs whose lease expired (their daemon stopped or hung)"
+            );
         }
         self.poke(n > 0);
         Ok(r)

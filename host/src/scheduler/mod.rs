@@ -120,8 +120,16 @@ pub(crate) struct Held {
 
 /// One finished attempt on its way to storage.
 pub(crate) enum Settlement {
-    Complete { c: crate::storage::Completion, job_type: String, ran: Duration },
-    Fail { f: crate::storage::Failure, job_type: String, ran: Duration },
+    Complete {
+        c: crate::storage::Completion,
+        job_type: String,
+        ran: Duration,
+    },
+    Fail {
+        f: crate::storage::Failure,
+        job_type: String,
+        ran: Duration,
+    },
     /// Everything sent before this is settled: reply and stop.
     Close(tokio::sync::oneshot::Sender<()>),
 }
@@ -200,7 +208,14 @@ impl Pool {
         let completer = tokio::spawn(completer::run(inner.clone(), settle_rx));
         let renewer = tokio::spawn(renewer::run(inner.clone(), renewer_rx));
         let poller = tokio::spawn(poller::run(inner.clone(), stop_rx));
-        Pool { inner, stop, poller, renewer, completer, renewer_stop }
+        Pool {
+            inner,
+            stop,
+            poller,
+            renewer,
+            completer,
+            renewer_stop,
+        }
     }
 
     /// Tell a job running here to stop (a user cancelled it). False when it is not here.
@@ -232,7 +247,13 @@ impl Pool {
             }
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.inner.settle_tx.send(Settlement::Close(tx)).await.is_ok() {
+        if self
+            .inner
+            .settle_tx
+            .send(Settlement::Close(tx))
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
         let _ = self.completer.await;

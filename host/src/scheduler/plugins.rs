@@ -56,7 +56,10 @@ impl Plugins for RegistryPlugins {
             version: plugin.version.clone(),
             max_concurrency: plugin.manifest.max_concurrency,
             retry: plugin.manifest.retry.clone(),
-            runner: Arc::new(PluginRunner { runtime: self.registry.runtime().clone(), plugin }),
+            runner: Arc::new(PluginRunner {
+                runtime: self.registry.runtime().clone(),
+                plugin,
+            }),
         })
     }
 

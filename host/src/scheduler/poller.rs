@@ -112,7 +112,9 @@ async fn claim_round(
         match g.max_concurrency {
             None => unlimited.extend(g.types.iter().cloned()),
             Some(max) => {
-                let n = plugin_permits(inner, &g.name, max).available_permits().min(free);
+                let n = plugin_permits(inner, &g.name, max)
+                    .available_permits()
+                    .min(free);
                 if n == 0 {
                     continue;
                 }
@@ -129,7 +131,11 @@ async fn claim_round(
     Ok(started)
 }
 
-async fn claim(inner: &PoolInner, types: Vec<String>, n: usize) -> Result<Vec<Claimed>, StorageError> {
+async fn claim(
+    inner: &PoolInner,
+    types: Vec<String>,
+    n: usize,
+) -> Result<Vec<Claimed>, StorageError> {
     let req = ClaimRequest {
         types,
         limit: n.min(MAX_CLAIM),
@@ -147,7 +153,11 @@ async fn claim(inner: &PoolInner, types: Vec<String>, n: usize) -> Result<Vec<Cl
 
 /// Start a worker per claimed job. A job whose plugin vanished since the claim (or whose
 /// plugin has no permit left after a reload lowered its limit) is given back at once.
-async fn start_jobs(inner: &Arc<PoolInner>, claimed: Vec<Claimed>, tasks: &mut JoinSet<()>) -> usize {
+async fn start_jobs(
+    inner: &Arc<PoolInner>,
+    claimed: Vec<Claimed>,
+    tasks: &mut JoinSet<()>,
+) -> usize {
     let mut give_back: Vec<(String, LeaseToken)> = Vec::new();
     let mut started = 0;
     for c in claimed {
@@ -160,7 +170,13 @@ async fn start_jobs(inner: &Arc<PoolInner>, claimed: Vec<Claimed>, tasks: &mut J
             continue;
         };
         let flags = Arc::new(JobFlags::default());
-        inner.held().insert(c.job.id.clone(), Held { lease: c.lease.clone(), flags: flags.clone() });
+        inner.held().insert(
+            c.job.id.clone(),
+            Held {
+                lease: c.lease.clone(),
+                flags: flags.clone(),
+            },
+        );
         let guard = SlotGuard::new(inner.clone(), c.job.id.clone(), permits);
         tasks.spawn(worker::run(inner.clone(), c, resolved, flags, guard));
         started += 1;
@@ -173,11 +189,18 @@ async fn start_jobs(inner: &Arc<PoolInner>, claimed: Vec<Claimed>, tasks: &mut J
     started
 }
 
-fn take_permits(inner: &PoolInner, r: &Resolved) -> Option<(OwnedSemaphorePermit, Option<OwnedSemaphorePermit>)> {
+fn take_permits(
+    inner: &PoolInner,
+    r: &Resolved,
+) -> Option<(OwnedSemaphorePermit, Option<OwnedSemaphorePermit>)> {
     let slot = inner.slots.clone().try_acquire_owned().ok()?;
     let plugin = match r.max_concurrency {
         None => None,
-        Some(max) => Some(plugin_permits(inner, &r.plugin, max).try_acquire_owned().ok()?),
+        Some(max) => Some(
+            plugin_permits(inner, &r.plugin, max)
+                .try_acquire_owned()
+                .ok()?,
+        ),
     };
     Some((slot, plugin))
 }
@@ -220,11 +243,19 @@ pub(super) async fn drain(
     while tasks.join_next().await.is_some() {}
     let released = leases.len();
     match inner.storage.release(&leases).await {
-        Ok(n) => tracing::info!(released = n, "stopped unfinished jobs and gave them back to the queue"),
-        Err(e) => tracing::warn!(error = %e, jobs = released, "cannot release unfinished jobs; they return when their leases expire"),
+        Ok(n) => tracing::info!(
+            released = n,
+            "stopped unfinished jobs and gave them back to the queue"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = released, "cannot release unfinished jobs; they return when their leases expire")
+        }
     }
     if let Some(events) = &inner.events {
         events.poke();
     }
-    ShutdownReport { finished: running.saturating_sub(released), released }
+    ShutdownReport {
+        finished: running.saturating_sub(released),
+        released,
+    }
 }

@@ -50,7 +50,10 @@ pub(super) async fn renew_once(inner: &PoolInner) -> crate::storage::Result<Rene
         .collect();
     let mut counts = Renewed::default();
     for chunk in snapshot.chunks(CHUNK) {
-        let pairs: Vec<(String, LeaseToken)> = chunk.iter().map(|(i, l, _)| (i.clone(), l.clone())).collect();
+        let pairs: Vec<(String, LeaseToken)> = chunk
+            .iter()
+            .map(|(i, l, _)| (i.clone(), l.clone()))
+            .collect();
         let statuses = inner.storage.renew_leases(&pairs, inner.cfg.lease).await?;
         for ((id, _, flags), status) in chunk.iter().zip(statuses) {
             match status {

@@ -42,11 +42,27 @@ impl DaemonServices {
         flags: Arc<JobFlags>,
         events: Option<Arc<EventHub>>,
     ) -> Self {
-        Self { storage, ns, job_id, lease, flags, events, progress: Arc::default() }
+        Self {
+            storage,
+            ns,
+            job_id,
+            lease,
+            flags,
+            events,
+            progress: Arc::default(),
+        }
     }
 
     async fn write_progress(&self, percent: u8, message: Option<String>) {
-        write_progress(&self.storage, &self.job_id, &self.lease, &self.events, percent, message).await;
+        write_progress(
+            &self.storage,
+            &self.job_id,
+            &self.lease,
+            &self.events,
+            percent,
+            message,
+        )
+        .await;
     }
 }
 
@@ -79,15 +95,26 @@ impl JobServices for DaemonServices {
     }
 
     async fn cache_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), String> {
-        self.storage.cache_set(&self.ns, key, value, ttl).await.map_err(err)
+        self.storage
+            .cache_set(&self.ns, key, value, ttl)
+            .await
+            .map_err(err)
     }
 
     async fn cache_delete(&self, key: &str) -> Result<bool, String> {
         self.storage.cache_delete(&self.ns, key).await.map_err(err)
     }
 
-    async fn cache_increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String> {
-        self.storage.cache_increment(&self.ns, key, delta, ttl).await.map_err(err)
+    async fn cache_increment(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, String> {
+        self.storage
+            .cache_increment(&self.ns, key, delta, ttl)
+            .await
+            .map_err(err)
     }
 
     async fn progress(&self, percent: u8, message: Option<String>) {

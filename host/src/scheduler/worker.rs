@@ -26,7 +26,11 @@ impl SlotGuard {
         permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
     ) -> Self {
         inner.metrics.worker_busy(true);
-        Self { inner, job_id, _permits: permits }
+        Self {
+            inner,
+            job_id,
+            _permits: permits,
+        }
     }
 }
 
@@ -47,7 +51,8 @@ pub(super) async fn run(
     guard: SlotGuard,
 ) {
     let job = claimed.job;
-    let span = tracing::info_span!("job", job_id = %job.id, r#type = %job.job_type, attempt = job.attempt);
+    let span =
+        tracing::info_span!("job", job_id = %job.id, r#type = %job.job_type, attempt = job.attempt);
     async move {
         inner.metrics.started(&job.job_type);
         if let Some(o) = &inner.observer {

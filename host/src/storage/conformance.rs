@@ -26,7 +26,7 @@ pub use queries::*;
 pub use retention::*;
 
 use super::{ClaimRequest, Claimed, Completion, Failure, Storage, StorageError};
-use crate::job::{Job, ManualClock, Millis, NewJob};
+use crate::job::{Clock, Job, ManualClock, Millis, NewJob};
 use serde_json::value::RawValue;
 use std::future::Future;
 use std::sync::Arc;

@@ -11,6 +11,8 @@ mod maintenance;
 mod reads;
 mod rows;
 mod sql;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use super::limits::{self, check_cache_key, check_cache_value};

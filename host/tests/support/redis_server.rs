@@ -84,7 +84,10 @@ fn spawn(args: &[String], dir: &Path) -> u32 {
     use std::os::unix::process::CommandExt;
     let log = std::fs::File::create(dir.join("stdout.log")).expect("create redis log");
     let mut cmd = Command::new("redis-server");
-    cmd.args(args).current_dir(dir).stdout(log.try_clone().expect("log")).stderr(log);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
     // SIGKILL the server when the thread that spawned it exits; the spawning thread is the
     // reaper thread below, which lives until the process ends.
     unsafe {
@@ -95,7 +98,10 @@ fn spawn(args: &[String], dir: &Path) -> u32 {
     }
     let child = cmd.spawn().expect("spawn redis-server");
     let pid = child.id();
-    CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).push(child);
+    CHILDREN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(child);
     pid
 }
 
@@ -215,7 +221,10 @@ impl Standalone {
     }
 
     pub fn url(&self, prefix: &str) -> String {
-        format!("redis://127.0.0.1:{}/?prefix={prefix}&clock=local", self.port)
+        format!(
+            "redis://127.0.0.1:{}/?prefix={prefix}&clock=local",
+            self.port
+        )
     }
 }
 
@@ -257,8 +266,15 @@ impl Cluster {
                 std::fs::create_dir_all(&node_dir).expect("node dir");
                 let mut args = base_args(p, &node_dir);
                 args.extend(
-                    ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"]
-                        .map(str::to_owned),
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "5000",
+                    ]
+                    .map(str::to_owned),
                 );
                 spawn(&args, &node_dir);
             }
@@ -281,17 +297,28 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             );
             for &p in &ports {
-                wait_until(&format!("cluster node {p} reporting cluster_state:ok"), || {
-                    command(p, &["CLUSTER", "INFO"]).is_ok_and(|i| i.contains("cluster_state:ok"))
-                });
+                wait_until(
+                    &format!("cluster node {p} reporting cluster_state:ok"),
+                    || {
+                        command(p, &["CLUSTER", "INFO"])
+                            .is_ok_and(|i| i.contains("cluster_state:ok"))
+                    },
+                );
             }
             Cluster { ports }
         })
     }
 
     pub fn url(&self, prefix: &str) -> String {
-        let nodes: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        format!("redis+cluster://{}/?prefix={prefix}&clock=local", nodes.join(","))
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!(
+            "redis+cluster://{}/?prefix={prefix}&clock=local",
+            nodes.join(",")
+        )
     }
 }
 
@@ -309,10 +336,18 @@ impl SentinelSet {
     pub fn start() -> SentinelSet {
         on_reaper_thread(|| {
             let dir = temp_dir("sentinel");
-            let (master, replica, sentinel) = (free_port(false), free_port(false), free_port(false));
+            let (master, replica, sentinel) =
+                (free_port(false), free_port(false), free_port(false));
             for (port, extra) in [
                 (master, vec![]),
-                (replica, vec!["--replicaof".to_owned(), "127.0.0.1".to_owned(), master.to_string()]),
+                (
+                    replica,
+                    vec![
+                        "--replicaof".to_owned(),
+                        "127.0.0.1".to_owned(),
+                        master.to_string(),
+                    ],
+                ),
             ] {
                 let node_dir = dir.join(port.to_string());
                 std::fs::create_dir_all(&node_dir).expect("node dir");
@@ -340,18 +375,28 @@ impl SentinelSet {
                 ),
             )
             .expect("write sentinel.conf");
-            spawn(&[conf.display().to_string(), "--sentinel".to_owned()], &sdir);
+            spawn(
+                &[conf.display().to_string(), "--sentinel".to_owned()],
+                &sdir,
+            );
             wait_for_ping(sentinel);
             wait_until("the sentinel to know the replica", || {
                 command(sentinel, &["SENTINEL", "REPLICAS", MASTER_NAME])
                     .is_ok_and(|r| !r.starts_with("*0"))
             });
-            SentinelSet { master, replica, sentinel }
+            SentinelSet {
+                master,
+                replica,
+                sentinel,
+            }
         })
     }
 
     pub fn url(&self, prefix: &str) -> String {
-        format!("redis+sentinel://127.0.0.1:{}/{MASTER_NAME}?prefix={prefix}&clock=local", self.sentinel)
+        format!(
+            "redis+sentinel://127.0.0.1:{}/{MASTER_NAME}?prefix={prefix}&clock=local",
+            self.sentinel
+        )
     }
 
     /// The port the Sentinel currently calls master.

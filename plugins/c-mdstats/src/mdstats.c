@@ -13,44 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-void *md_xmalloc(size_t size) {
-    void *p = malloc(size ? size : 1);
-    if (!p) {
-        abort();
-    }
-    return p;
-}
-
-void md_buf_push(md_buf *buf, const char *bytes, size_t len) {
-    if (buf->len + len + 1 > buf->cap) {
-        size_t cap = buf->cap ? buf->cap : 64;
-        while (cap < buf->len + len + 1) {
-            cap *= 2;
-        }
-        char *data = realloc(buf->data, cap);
-        if (!data) {
-            abort();
-        }
-        buf->data = data;
-        buf->cap = cap;
-    }
-    memcpy(buf->data + buf->len, bytes, len);
-    buf->len += len;
-    buf->data[buf->len] = '\0';
-}
-
-void md_buf_push_str(md_buf *buf, const char *text) { md_buf_push(buf, text, strlen(text)); }
-
-void md_buf_push_char(md_buf *buf, char c) { md_buf_push(buf, &c, 1); }
-
-void md_buf_free(md_buf *buf) {
-    free(buf->data);
-    buf->data = NULL;
-    buf->len = buf->cap = 0;
-}
-
 static char *dup_n(const char *text, size_t len) {
-    char *copy = md_xmalloc(len + 1);
+    char *copy = sp_xmalloc(len + 1);
     memcpy(copy, text, len);
     copy[len] = '\0';
     return copy;
@@ -168,12 +132,12 @@ static span strip_block_markers(span s) {
 }
 
 // The text of inline markup: code spans, emphasis, links and escapes reduced to their words.
-static void inline_text(span s, md_buf *out) {
+static void inline_text(span s, sp_buf *out) {
     size_t i = 0;
     while (i < s.n) {
         char c = s.p[i];
         if (c == '\\' && i + 1 < s.n && is_ascii_punct((unsigned char)s.p[i + 1])) {
-            md_buf_push_char(out, s.p[i + 1]);
+            sp_buf_push_char(out, s.p[i + 1]);
             i += 2;
         } else if (c == '`') {
             size_t run = 1;
@@ -195,10 +159,10 @@ static void inline_text(span s, md_buf *out) {
                 }
             }
             if (!found) {
-                md_buf_push(out, s.p + i, run);
+                sp_buf_push(out, s.p + i, run);
                 i += run;
             } else {
-                md_buf_push(out, s.p + i + run, close - (i + run));
+                sp_buf_push(out, s.p + i + run, close - (i + run));
                 i = close + run;
             }
         } else if (c == '*' || c == '_' || c == '~') {
@@ -214,7 +178,7 @@ static void inline_text(span s, md_buf *out) {
                                is_word_char((unsigned char)after)) &&
                              !(c == '~' && run == 1);
             if (!delimiter) {
-                md_buf_push(out, s.p + i, run);
+                sp_buf_push(out, s.p + i, run);
             }
             i += run;
         } else if (c == '!' && i + 1 < s.n && s.p[i + 1] == '[') {
@@ -227,7 +191,7 @@ static void inline_text(span s, md_buf *out) {
                 i += 1;
             }
         } else {
-            md_buf_push_char(out, c);
+            sp_buf_push_char(out, c);
             i += 1;
         }
     }
@@ -248,26 +212,26 @@ static size_t count_words(const char *text, size_t len) {
 }
 
 char *md_slug(const char *text) {
-    md_buf out = {0};
-    md_buf_push(&out, "", 0);
+    sp_buf out = {0};
+    sp_buf_push(&out, "", 0);
     for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
         if (is_word_char(*c)) {
-            md_buf_push_char(&out, (char)((*c >= 'A' && *c <= 'Z') ? *c + ('a' - 'A') : *c));
+            sp_buf_push_char(&out, (char)((*c >= 'A' && *c <= 'Z') ? *c + ('a' - 'A') : *c));
         } else if (out.len && out.data[out.len - 1] != '-') {
-            md_buf_push_char(&out, '-');
+            sp_buf_push_char(&out, '-');
         }
     }
     while (out.len && out.data[out.len - 1] == '-') {
         out.data[--out.len] = '\0';
     }
     if (!out.len) {
-        md_buf_push_str(&out, "section");
+        sp_buf_push_str(&out, "section");
     }
     return out.data;
 }
 
 // Parse an ATX heading (`^ {0,3}#{1,6}([ \t]+content)?[ \t]*$`). Returns its level or 0.
-static int parse_heading(span line, md_buf *text, char **explicit_id) {
+static int parse_heading(span line, sp_buf *text, char **explicit_id) {
     int indent = skip_indent(line);
     if (indent < 0) {
         return 0;
@@ -320,12 +284,12 @@ static int parse_heading(span line, md_buf *text, char **explicit_id) {
             }
         }
     }
-    md_buf raw = {0};
-    md_buf_push(&raw, "", 0);
+    sp_buf raw = {0};
+    sp_buf_push(&raw, "", 0);
     inline_text(content, &raw);
     span clean = trim((span){raw.data, raw.len});
-    md_buf_push(text, clean.p, clean.n);
-    md_buf_free(&raw);
+    sp_buf_push(text, clean.p, clean.n);
+    sp_buf_free(&raw);
     return level;
 }
 
@@ -345,14 +309,14 @@ static void assign_ids(md_heading *headings, size_t count, bool *explicit) {
             continue;
         }
         char *base = md_slug(headings[i].text);
-        md_buf candidate = {0};
-        md_buf_push_str(&candidate, base);
+        sp_buf candidate = {0};
+        sp_buf_push_str(&candidate, base);
         for (unsigned n = 1; id_taken(headings, count, candidate.data); n++) {
             char suffix[16];
             snprintf(suffix, sizeof suffix, "-%u", n);
             candidate.len = 0;
-            md_buf_push_str(&candidate, base);
-            md_buf_push_str(&candidate, suffix);
+            sp_buf_push_str(&candidate, base);
+            sp_buf_push_str(&candidate, suffix);
         }
         headings[i].id = candidate.data;
         free(base);
@@ -361,8 +325,8 @@ static void assign_ids(md_heading *headings, size_t count, bool *explicit) {
 
 void md_analyze(const char *source, size_t len, md_stats *out) {
     size_t cap = 8;
-    md_heading *headings = md_xmalloc(cap * sizeof *headings);
-    bool *explicit = md_xmalloc(cap * sizeof *explicit);
+    md_heading *headings = sp_xmalloc(cap * sizeof *headings);
+    bool *explicit = sp_xmalloc(cap * sizeof *explicit);
     size_t count = 0;
     size_t words = 0;
     char fence_char = 0;
@@ -406,8 +370,8 @@ void md_analyze(const char *source, size_t len, md_stats *out) {
         if (is_thematic_break(line)) {
             continue;
         }
-        md_buf text = {0};
-        md_buf_push(&text, "", 0);
+        sp_buf text = {0};
+        sp_buf_push(&text, "", 0);
         char *id = NULL;
         int level = parse_heading(line, &text, &id);
         if (level) {
@@ -429,7 +393,7 @@ void md_analyze(const char *source, size_t len, md_stats *out) {
         }
         inline_text(line, &text);
         words += count_words(text.data, text.len);
-        md_buf_free(&text);
+        sp_buf_free(&text);
     }
     assign_ids(headings, count, explicit);
     free(explicit);
@@ -448,46 +412,24 @@ void md_stats_free(md_stats *stats) {
     stats->heading_count = 0;
 }
 
-void md_json_string(md_buf *out, const char *text, size_t len) {
-    md_buf_push_char(out, '"');
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c == '"' || c == '\\') {
-            md_buf_push_char(out, '\\');
-            md_buf_push_char(out, (char)c);
-        } else if (c == '\n') {
-            md_buf_push_str(out, "\\n");
-        } else if (c == '\t') {
-            md_buf_push_str(out, "\\t");
-        } else if (c < 0x20) {
-            char esc[8];
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            md_buf_push_str(out, esc);
-        } else {
-            md_buf_push_char(out, (char)c);
-        }
-    }
-    md_buf_push_char(out, '"');
-}
-
-void md_stats_to_json(const md_stats *stats, md_buf *out) {
+void md_stats_to_json(const md_stats *stats, sp_buf *out) {
     char number[32];
     snprintf(number, sizeof number, "%zu", stats->words);
-    md_buf_push_str(out, "{\"words\":");
-    md_buf_push_str(out, number);
-    md_buf_push_str(out, ",\"headings\":[");
+    sp_buf_push_str(out, "{\"words\":");
+    sp_buf_push_str(out, number);
+    sp_buf_push_str(out, ",\"headings\":[");
     for (size_t i = 0; i < stats->heading_count; i++) {
         const md_heading *h = &stats->headings[i];
         snprintf(number, sizeof number, "%d", h->level);
-        md_buf_push_str(out, i ? ",{\"level\":" : "{\"level\":");
-        md_buf_push_str(out, number);
-        md_buf_push_str(out, ",\"text\":");
-        md_json_string(out, h->text, strlen(h->text));
-        md_buf_push_str(out, ",\"id\":");
-        md_json_string(out, h->id, strlen(h->id));
-        md_buf_push_char(out, '}');
+        sp_buf_push_str(out, i ? ",{\"level\":" : "{\"level\":");
+        sp_buf_push_str(out, number);
+        sp_buf_push_str(out, ",\"text\":");
+        sp_json_string(out, h->text, strlen(h->text));
+        sp_buf_push_str(out, ",\"id\":");
+        sp_json_string(out, h->id, strlen(h->id));
+        sp_buf_push_char(out, '}');
     }
-    md_buf_push_str(out, "]}");
+    sp_buf_push_str(out, "]}");
 }
 
 unsigned long long md_fnv1a64(const char *bytes, size_t len) {

@@ -6,19 +6,7 @@
 
 #include <stddef.h>
 
-// Growable byte buffer; `data` is always NUL-terminated. Allocation failure aborts (in a
-// plugin that is a trap: the host fails the attempt and its retry policy applies).
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-} md_buf;
-
-void md_buf_push(md_buf *buf, const char *bytes, size_t len);
-void md_buf_push_str(md_buf *buf, const char *text);
-void md_buf_push_char(md_buf *buf, char c);
-void md_buf_free(md_buf *buf);
-void *md_xmalloc(size_t size);
+#include "json.h"
 
 typedef struct {
     int level;  // 1 to 6
@@ -37,10 +25,7 @@ void md_analyze(const char *source, size_t len, md_stats *out);
 void md_stats_free(md_stats *stats);
 
 // Append `{"words":N,"headings":[{"level":L,"text":"...","id":"..."},...]}` to `out`.
-void md_stats_to_json(const md_stats *stats, md_buf *out);
-
-// Append `text` (`len` bytes) to `out` as a JSON string literal, quotes included.
-void md_json_string(md_buf *out, const char *text, size_t len);
+void md_stats_to_json(const md_stats *stats, sp_buf *out);
 
 // Lowercase letters and digits, with runs of anything else turned into one `-`
 // ("section" when nothing is left). Returns a malloc'd string.

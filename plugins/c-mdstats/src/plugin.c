@@ -18,7 +18,7 @@
 
 #include "handler.h"
 #include "mdstats.h"
-#include "payload.h"
+#include "json.h"
 
 // Bump when the result for the same source changes, so old cache entries are not served.
 #define CACHE_KEY_VERSION "v1"
@@ -70,12 +70,12 @@ static bool cache_ttl_ms(uint64_t *ttl_ms, char *bad, size_t bad_size) {
 }
 
 static bool run(const handler_job_t *job, handler_string_t *ret, handler_job_error_t *err) {
-    md_buf markdown = {0};
-    switch (md_payload_string((const char *)job->payload.ptr, job->payload.len, "markdown", &markdown)) {
-    case PAYLOAD_FOUND:
+    sp_buf markdown = {0};
+    switch (sp_json_get_string((const char *)job->payload.ptr, job->payload.len, "markdown", &markdown)) {
+    case JSON_FIELD_FOUND:
         break;
     default:
-        md_buf_free(&markdown);
+        sp_buf_free(&markdown);
         return fail(err, "the payload needs a `markdown` string, such as {\"markdown\": \"# Title\"}");
     }
 
@@ -93,11 +93,11 @@ static bool run(const handler_job_t *job, handler_string_t *ret, handler_job_err
         if (hit.is_some && hit.val.len >= 2 && hit.val.ptr[0] == '{' && hit.val.ptr[hit.val.len - 1] == '}') {
             log_line(SPOOL_PLUGIN_LOG_LEVEL_INFO, "cache hit for %zu bytes of markdown", markdown.len);
             report(100, "served from the cache");
-            md_buf out = {0};
-            md_buf_push(&out, (const char *)hit.val.ptr, hit.val.len - 1);
-            md_buf_push_str(&out, ",\"cached\":true}");
+            sp_buf out = {0};
+            sp_buf_push(&out, (const char *)hit.val.ptr, hit.val.len - 1);
+            sp_buf_push_str(&out, ",\"cached\":true}");
             handler_option_string_free(&hit);
-            md_buf_free(&markdown);
+            sp_buf_free(&markdown);
             ret->ptr = (uint8_t *)out.data;
             ret->len = out.len;
             return true;
@@ -114,16 +114,16 @@ static bool run(const handler_job_t *job, handler_string_t *ret, handler_job_err
     md_analyze(markdown.data, markdown.len, &stats);
     log_line(SPOOL_PLUGIN_LOG_LEVEL_INFO, "analysed %zu bytes of markdown: %zu words, %zu headings",
              markdown.len, stats.words, stats.heading_count);
-    md_buf json = {0};
+    sp_buf json = {0};
     md_stats_to_json(&stats, &json);
     md_stats_free(&stats);
-    md_buf_free(&markdown);
+    sp_buf_free(&markdown);
 
     report(90, "storing in the cache");
     uint64_t ttl_ms;
     char bad[80];
     if (!cache_ttl_ms(&ttl_ms, bad, sizeof bad)) {
-        md_buf_free(&json);
+        sp_buf_free(&json);
         char message[160];
         snprintf(message, sizeof message,
                  "config `cache_ttl_secs` must be a whole number of seconds (got \"%s\")", bad);
@@ -139,7 +139,7 @@ static bool run(const handler_job_t *job, handler_string_t *ret, handler_job_err
 
     // Replace the closing `}` with `,"cached":false}`.
     json.len--;
-    md_buf_push_str(&json, ",\"cached\":false}");
+    sp_buf_push_str(&json, ",\"cached\":false}");
     ret->ptr = (uint8_t *)json.data;
     ret->len = json.len;
     return true;

@@ -2,7 +2,7 @@
 //! log (one event per transition, resumable), waking idle workers, health.
 
 use super::*;
-use crate::job::{Clock, JobState, ManualClock};
+use crate::job::{JobState, ManualClock};
 use crate::storage::NewEvent;
 
 pub async fn cache_stores_and_deletes_values(s: Backend, _clock: Arc<ManualClock>) {

@@ -2,7 +2,7 @@
 //! late results, release, progress, and many claimers at once.
 
 use super::*;
-use crate::job::{Clock, JobState, ManualClock};
+use crate::job::{JobState, ManualClock};
 use crate::storage::{LeaseStatus, Settled};
 use std::collections::HashSet;
 
@@ -27,7 +27,16 @@ pub async fn claim_orders_by_priority_then_ready_time_then_id(s: Backend, clock:
         .into_iter()
         .map(|c| c.job.id)
         .collect();
-    assert_eq!(got, [&ids[1], &ids[4], &ids[0], &ids[2], &ids[3]]);
+    assert_eq!(
+        got,
+        [
+            ids[1].as_str(),
+            ids[4].as_str(),
+            ids[0].as_str(),
+            ids[2].as_str(),
+            ids[3].as_str()
+        ]
+    );
 
     // Ready time beats id: `a` is older but became ready after `b`.
     let t0 = clock.now_ms();
@@ -90,13 +99,13 @@ pub async fn claim_takes_only_the_requested_types_up_to_the_limit(
         .into_iter()
         .map(|c| c.job.id)
         .collect();
-    assert_eq!(got, [&b1.id, &a2.id]);
+    assert_eq!(got, [b1.id.as_str(), a2.id.as_str()]);
     let got: Vec<String> = claim(&s, &["type-b", "type-a"], 5)
         .await
         .into_iter()
         .map(|c| c.job.id)
         .collect();
-    assert_eq!(got, [&a1.id]);
+    assert_eq!(got, [a1.id.as_str()]);
     assert_eq!(claim(&s, &["type-c"], 5).await.len(), 1);
 }
 
@@ -251,7 +260,7 @@ pub async fn late_results_are_fenced_after_reap_and_reclaim(s: Backend, clock: A
         s.fail(vec![failure(&new, None)]).await.unwrap(),
         [Settled::LeaseLost]
     );
-    assert_eq!(get(&s, &j.id).await.status, JobState::Completed);
+    assert_eq!(get(&s, j.id.as_str()).await.status, JobState::Completed);
 }
 
 pub async fn release_returns_jobs_without_counting_the_attempt(
@@ -281,7 +290,7 @@ pub async fn release_returns_jobs_without_counting_the_attempt(
         .map(|c| c.job.id)
         .collect();
     assert_eq!(order, [a.id.clone(), b.id.clone()]);
-    assert_eq!(get(&s, &a.id).await.attempt, 1);
+    assert_eq!(get(&s, a.id.as_str()).await.attempt, 1);
 }
 
 pub async fn progress_is_recorded_for_the_lease_holder_only(s: Backend, _clock: Arc<ManualClock>) {

@@ -2,8 +2,8 @@
 //! import.
 
 use super::*;
+use crate::job::DEFAULT_MAX_PAYLOAD_BYTES;
 use crate::job::{self, JobState, ManualClock};
-use crate::job::{Clock, DEFAULT_MAX_PAYLOAD_BYTES};
 use crate::storage::ListFilter;
 
 pub async fn enqueue_stores_a_pending_job_with_defaults(s: Backend, clock: Arc<ManualClock>) {

@@ -2,7 +2,7 @@
 //! failure), scheduling, cancel in each state, replay and delete.
 
 use super::*;
-use crate::job::{Clock, JobState, ManualClock};
+use crate::job::{JobState, ManualClock};
 use crate::storage::{CancelOutcome, LeaseStatus, Settled};
 
 pub async fn completion_records_result_logs_and_version(s: Backend, clock: Arc<ManualClock>) {

@@ -62,15 +62,21 @@ pub async fn list_filters_by_status_and_type(s: Backend, _clock: Arc<ManualClock
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(list(None, Some("list-a")).await, [&a2.id, &a1.id]);
-    assert_eq!(list(Some(JobState::Pending), None).await, [&b1.id, &a2.id]);
+    assert_eq!(
+        list(None, Some("list-a")).await,
+        [a2.id.as_str(), a1.id.as_str()]
+    );
+    assert_eq!(
+        list(Some(JobState::Pending), None).await,
+        [b1.id.as_str(), a2.id.as_str()]
+    );
     assert_eq!(
         list(Some(JobState::Pending), Some("list-a")).await,
-        [&a2.id]
+        [a2.id.as_str()]
     );
     assert_eq!(
         list(Some(JobState::Running), Some("list-a")).await,
-        [&a1.id]
+        [a1.id.as_str()]
     );
     assert!(list(Some(JobState::Failed), None).await.is_empty());
     assert!(list(None, Some("list-z")).await.is_empty());

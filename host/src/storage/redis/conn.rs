@@ -43,9 +43,11 @@ impl Conn {
                 let manager_cfg = ConnectionManagerConfig::new()
                     .set_connection_timeout(cfg.connect_timeout)
                     .set_response_timeout(cfg.timeout)
-                    // Reconnect attempts back off from 100 ms up to 2 s, 6 tries per outage
-                    // (redis-rs default count); calls fail with an error meanwhile.
-                    .set_max_delay(2_000);
+                    // Two quick retries per (re)connect: a daemon whose Redis is down at
+                    // startup says so within a second; later, every failing command
+                    // triggers a new reconnect in the background anyway.
+                    .set_number_of_retries(2)
+                    .set_max_delay(1_000);
                 Ok(Conn::Single(
                     ConnectionManager::new_with_config(client, manager_cfg).await?,
                 ))

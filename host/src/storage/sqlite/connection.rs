@@ -125,6 +125,10 @@ pub(super) fn open_writer(path: &Path, opts: &StorageOptions) -> Result<Connecti
     )
     .map_err(map)?;
     migrate(&conn, path, sql::MIGRATIONS)?;
+    // Take the write lock once, so a file another process keeps locked is reported now,
+    // with its name, rather than on the first enqueue.
+    conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
+        .map_err(map)?;
     Ok(conn)
 }
 

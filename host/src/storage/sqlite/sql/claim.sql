@@ -1,4 +1,4 @@
--- Lease the best ready jobs: ?1 now, ?2 lease expiry, ?3 worker, ?4 limit. /*ready*/ is
+-- Lease the best ready jobs: ?1 now, ?2 lease expiry, ?3 worker, ?4 limit. The ready marker is
 -- replaced by the UNION ALL of one claim_ready.sql arm per type (?5, ?6, ...), so that each
 -- type is read from the jobs_ready index in order: O(log n + limit) per type.
 UPDATE jobs

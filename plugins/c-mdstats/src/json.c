@@ -1,10 +1,71 @@
-// Reading one string field of a JSON payload, in plain C. The host has already checked that
-// the payload is valid JSON, so this scanner only needs to find the field and decode its
-// string (escapes, including \uXXXX surrogate pairs, become UTF-8).
-#include "payload.h"
+// Small JSON helpers for Spool plugins in plain C (C11, libc only): a growable buffer, reading
+// one string field of a JSON object payload, and writing JSON string literals. The host has
+// already checked that a payload is valid JSON, so the reader only needs to find the field and
+// decode its string (escapes, including \uXXXX surrogate pairs, become UTF-8).
+#include "json.h"
 
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+void *sp_xmalloc(size_t size) {
+    void *p = malloc(size ? size : 1);
+    if (!p) {
+        abort();
+    }
+    return p;
+}
+
+void sp_buf_push(sp_buf *buf, const char *bytes, size_t len) {
+    if (buf->len + len + 1 > buf->cap) {
+        size_t cap = buf->cap ? buf->cap : 64;
+        while (cap < buf->len + len + 1) {
+            cap *= 2;
+        }
+        char *data = realloc(buf->data, cap);
+        if (!data) {
+            abort();
+        }
+        buf->data = data;
+        buf->cap = cap;
+    }
+    memcpy(buf->data + buf->len, bytes, len);
+    buf->len += len;
+    buf->data[buf->len] = '\0';
+}
+
+void sp_buf_push_str(sp_buf *buf, const char *text) { sp_buf_push(buf, text, strlen(text)); }
+
+void sp_buf_push_char(sp_buf *buf, char c) { sp_buf_push(buf, &c, 1); }
+
+void sp_buf_free(sp_buf *buf) {
+    free(buf->data);
+    buf->data = NULL;
+    buf->len = buf->cap = 0;
+}
+
+void sp_json_string(sp_buf *out, const char *text, size_t len) {
+    sp_buf_push_char(out, '"');
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '"' || c == '\\') {
+            sp_buf_push_char(out, '\\');
+            sp_buf_push_char(out, (char)c);
+        } else if (c == '\n') {
+            sp_buf_push_str(out, "\\n");
+        } else if (c == '\t') {
+            sp_buf_push_str(out, "\\t");
+        } else if (c < 0x20) {
+            char esc[8];
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            sp_buf_push_str(out, esc);
+        } else {
+            sp_buf_push_char(out, (char)c);
+        }
+    }
+    sp_buf_push_char(out, '"');
+}
 
 typedef struct {
     const char *p;
@@ -35,7 +96,7 @@ static int hex4(const char *p) {
     return value;
 }
 
-static void push_utf8(md_buf *out, unsigned long cp) {
+static void push_utf8(sp_buf *out, unsigned long cp) {
     char bytes[4];
     size_t n;
     if (cp < 0x80) {
@@ -57,11 +118,11 @@ static void push_utf8(md_buf *out, unsigned long cp) {
         bytes[3] = (char)(0x80 | (cp & 0x3F));
         n = 4;
     }
-    md_buf_push(out, bytes, n);
+    sp_buf_push(out, bytes, n);
 }
 
 // At a `"`: decode the string into `out` (when not NULL) and move past it.
-static bool read_string(cursor *c, md_buf *out) {
+static bool read_string(cursor *c, sp_buf *out) {
     if (c->p >= c->end || *c->p != '"') {
         return false;
     }
@@ -73,7 +134,7 @@ static bool read_string(cursor *c, md_buf *out) {
                 c->p++;
             }
             if (out) {
-                md_buf_push(out, start, (size_t)(c->p - start));
+                sp_buf_push(out, start, (size_t)(c->p - start));
             }
             continue;
         }
@@ -155,30 +216,30 @@ static bool skip_value(cursor *c) {
     return true;
 }
 
-payload_field md_payload_string(const char *json, size_t len, const char *key, md_buf *out) {
+sp_json_field sp_json_get_string(const char *json, size_t len, const char *key, sp_buf *out) {
     cursor c = {json, json + len};
     skip_ws(&c);
     if (c.p >= c.end || *c.p != '{') {
-        return PAYLOAD_NOT_AN_OBJECT;
+        return JSON_FIELD_NOT_AN_OBJECT;
     }
     c.p++;
-    payload_field result = PAYLOAD_MISSING;
+    sp_json_field result = JSON_FIELD_MISSING;
     for (;;) {
         skip_ws(&c);
         if (c.p < c.end && *c.p == '}') {
             return result;
         }
-        md_buf name = {0};
-        md_buf_push(&name, "", 0);
+        sp_buf name = {0};
+        sp_buf_push(&name, "", 0);
         if (!read_string(&c, &name)) {
-            md_buf_free(&name);
-            return PAYLOAD_NOT_AN_OBJECT;
+            sp_buf_free(&name);
+            return JSON_FIELD_NOT_AN_OBJECT;
         }
         bool wanted = strcmp(name.data, key) == 0 && name.len == strlen(key);
-        md_buf_free(&name);
+        sp_buf_free(&name);
         skip_ws(&c);
         if (c.p >= c.end || *c.p != ':') {
-            return PAYLOAD_NOT_AN_OBJECT;
+            return JSON_FIELD_NOT_AN_OBJECT;
         }
         c.p++;
         skip_ws(&c);
@@ -186,19 +247,19 @@ payload_field md_payload_string(const char *json, size_t len, const char *key, m
             // The last duplicate wins, as in most JSON parsers.
             if (c.p < c.end && *c.p == '"') {
                 out->len = 0;
-                md_buf_push(out, "", 0);
+                sp_buf_push(out, "", 0);
                 if (!read_string(&c, out)) {
-                    return PAYLOAD_NOT_AN_OBJECT;
+                    return JSON_FIELD_NOT_AN_OBJECT;
                 }
-                result = PAYLOAD_FOUND;
+                result = JSON_FIELD_FOUND;
             } else {
                 if (!skip_value(&c)) {
-                    return PAYLOAD_NOT_AN_OBJECT;
+                    return JSON_FIELD_NOT_AN_OBJECT;
                 }
-                result = PAYLOAD_NOT_A_STRING;
+                result = JSON_FIELD_NOT_A_STRING;
             }
         } else if (!skip_value(&c)) {
-            return PAYLOAD_NOT_AN_OBJECT;
+            return JSON_FIELD_NOT_AN_OBJECT;
         }
         skip_ws(&c);
         if (c.p < c.end && *c.p == ',') {

@@ -1,0 +1,258 @@
+//! SQLite-only behaviour: files that are not ours, damaged or locked, schema versions and
+//! migrations, and the query plans that keep claims O(log n).
+
+use super::connection::{self, APPLICATION_ID};
+use super::{SqliteStorage, sql};
+use crate::job::{Clock, SystemClock};
+use crate::storage::{Storage, StorageError, StorageOptions};
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+fn quick() -> StorageOptions {
+    StorageOptions {
+        busy_timeout: Duration::from_millis(100),
+        ..StorageOptions::default()
+    }
+}
+
+async fn open(path: &Path) -> Result<SqliteStorage, StorageError> {
+    SqliteStorage::open(path, quick(), clock()).await
+}
+
+fn user_version(path: &Path) -> i64 {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_file_gets_the_latest_schema_and_our_application_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    drop(open(&path).await.unwrap());
+    assert_eq!(user_version(&path), sql::MIGRATIONS.len() as i64);
+    let conn = Connection::open(&path).unwrap();
+    let app: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(app, APPLICATION_ID);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn a_file_from_a_newer_spool_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("newer.db");
+    drop(open(&path).await.unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    let err = open(&path).await.unwrap_err();
+    assert!(matches!(err, StorageError::Corrupt(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(
+        message.contains("schema version 99, newer than this spool understands (1)"),
+        "{message}"
+    );
+    assert!(message.contains("upgrade spool"), "{message}");
+    assert_eq!(user_version(&path), 99);
+}
+
+#[test]
+fn migrations_run_in_order_and_resume_after_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let conn = Connection::open(&path).unwrap();
+    let m1 = "CREATE TABLE t (a INTEGER);";
+    let m2 = "ALTER TABLE t ADD COLUMN b TEXT DEFAULT 'x';";
+    connection::migrate(&conn, &path, &[m1]).unwrap();
+    conn.execute("INSERT INTO t (a) VALUES (7)", []).unwrap();
+    assert_eq!(user_version(&path), 1);
+    // A later release opens the older file: only the new migration runs.
+    connection::migrate(&conn, &path, &[m1, m2]).unwrap();
+    assert_eq!(user_version(&path), 2);
+    let (a, b): (i64, String) = conn
+        .query_row("SELECT a, b FROM t", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!((a, b.as_str()), (7, "x"));
+    // A failing migration is rolled back and leaves the version where it was.
+    let bad = "CREATE TABLE u (a); CREATE TABLE t (a);";
+    let err = connection::migrate(&conn, &path, &[m1, m2, bad]).unwrap_err();
+    assert!(
+        err.to_string().contains("schema migration 3 failed"),
+        "{err}"
+    );
+    assert_eq!(user_version(&path), 2);
+    let u: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'u'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(u, 0);
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "these are my notes, not a database\n".repeat(200)).unwrap();
+    let err = open(&path).await.unwrap_err();
+    assert!(matches!(err, StorageError::Corrupt(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("`{}` is not a SQLite database", path.display())),
+        "{message}"
+    );
+    assert!(
+        message.contains("point the storage url at another file"),
+        "{message}"
+    );
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("these are my notes")
+    );
+}
+
+#[tokio::test]
+async fn a_database_of_another_application_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE invoices (id INTEGER);")
+        .unwrap();
+    let message = open(&path).await.unwrap_err().to_string();
+    assert!(
+        message.contains("is a SQLite database of another application"),
+        "{message}"
+    );
+    assert_eq!(user_version(&path), 0);
+}
+
+#[tokio::test]
+async fn a_locked_database_is_reported_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.db");
+    drop(open(&path).await.unwrap());
+    let holder = Connection::open(&path).unwrap();
+    holder
+        .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+        .unwrap();
+    let err = open(&path).await.unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!(
+            "`{}` is locked by another process",
+            path.display()
+        )),
+        "{message}"
+    );
+    holder
+        .execute_batch("COMMIT; PRAGMA locking_mode = NORMAL;")
+        .unwrap();
+    drop(holder);
+    assert!(open(&path).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_damaged_file_says_so_and_names_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.db");
+    {
+        let s: Arc<dyn Storage> = Arc::new(open(&path).await.unwrap());
+        let jobs = (0..2_000)
+            .map(|_| crate::storage::conformance::job("damage"))
+            .collect();
+        s.enqueue_batch(jobs).await.unwrap();
+    }
+    // Fold the WAL in, then scribble over the middle of the file (not the header).
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 16_384] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let err = match open(&path).await {
+        Err(e) => e,
+        Ok(s) => s.stats().await.unwrap_err(),
+    };
+    assert!(matches!(err, StorageError::Corrupt(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("`{}` is damaged", path.display())),
+        "{message}"
+    );
+    assert!(message.contains(".recover"), "{message}");
+}
+
+/// `EXPLAIN QUERY PLAN` lines of a statement.
+fn plan(conn: &Connection, sql: &str) -> String {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let count = stmt.parameter_count();
+    let params: Vec<rusqlite::types::Value> = (0..count)
+        .map(|_| rusqlite::types::Value::Integer(1))
+        .collect();
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(params), |r| {
+            r.get::<_, String>(3)
+        })
+        .unwrap();
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn hot_statements_use_their_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.db");
+    drop(open(&path).await.unwrap());
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("ANALYZE").unwrap();
+    for (sql, index) in [
+        (sql::claim(1), "jobs_ready"),
+        (sql::claim(3), "jobs_ready"),
+        (sql::PROMOTE_DUE.to_owned(), "jobs_due"),
+        (sql::EXPIRED_LEASES.to_owned(), "jobs_leased"),
+        (sql::LIVE_HOLDER.to_owned(), "jobs_unique_live"),
+        (sql::SWEEP_BY_AGE.to_owned(), "jobs_finished"),
+        (sql::SWEEP_BY_COUNT.to_owned(), "jobs_finished"),
+        (sql::COUNT_BOUNDARY.to_owned(), "jobs_finished"),
+        (sql::FINISHED_TYPES.to_owned(), "jobs_finished"),
+        (sql::OLDEST_PENDING.to_owned(), "jobs_ready"),
+        (sql::list(true, false), "jobs_by_status"),
+        (sql::list(true, true), "jobs_by_type"),
+    ] {
+        let plan = plan(&conn, &sql);
+        assert!(
+            plan.contains(index),
+            "want {index} in the plan of\n{sql}\n---\n{plan}"
+        );
+        // Claims must never sort all pending jobs or scan the table.
+        if index == "jobs_ready" {
+            assert!(
+                !plan.contains("SCAN jobs\n") && !plan.ends_with("SCAN jobs"),
+                "{plan}"
+            );
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The storage conformance suite against `memory://`.
+//! Run: `cargo test -p spool-host --features testing --test storage_memory`.
+#![cfg(feature = "testing")]
+
+use spool_host::job::ManualClock;
+use spool_host::storage::memory::MemoryStorage;
+use spool_host::storage::{Storage, StorageOptions};
+use std::sync::Arc;
+
+async fn memory_factory(clock: Arc<ManualClock>) -> Arc<dyn Storage> {
+    Arc::new(MemoryStorage::new(StorageOptions::default(), clock))
+}
+
+spool_host::conformance_tests!(memory_factory);
