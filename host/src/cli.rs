@@ -62,6 +62,8 @@ pub enum Command {
     /// Run one job through a plugin, with the daemon's limits and host imports, and print the
     /// result JSON (for plugin authors; no queue, cache in memory, follow-up jobs printed)
     Exec(ExecArgs),
+    /// Create a plugin project in Rust, JavaScript, Python or C (builds with ./build.sh)
+    New(crate::scaffold::NewArgs),
     /// Measure throughput and latency of an in-process daemon core with `echo` jobs
     Bench(BenchArgs),
 }
@@ -233,6 +235,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Daemon(args) => crate::app::run(args).await,
             Command::Exec(args) => crate::exec::run(args).await,
+            Command::New(args) => crate::scaffold::run(args),
             Command::Bench(args) => crate::bench::run(args, json).await,
             client => client_cmds::run(client, json).await,
         }

@@ -36,23 +36,35 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         ..RuntimeConfig::default()
     })?;
     let plugin = runtime.load(&name, wasm, manifest).await?;
-    let job_type = args.job_type.clone().unwrap_or_else(|| plugin.types[0].clone());
+    let job_type = args
+        .job_type
+        .clone()
+        .unwrap_or_else(|| plugin.types[0].clone());
     let input = JobInput {
         id: job::new_job_id(),
         job_type,
         payload,
         attempt: 1,
-        max_attempts: plugin.manifest.retry.max_attempts.unwrap_or(job::DEFAULT_MAX_ATTEMPTS),
+        max_attempts: plugin
+            .manifest
+            .retry
+            .max_attempts
+            .unwrap_or(job::DEFAULT_MAX_ATTEMPTS),
         priority: job::DEFAULT_PRIORITY,
         created_at_ms: job::system_now_ms().max(0) as u64,
         unique_key: None,
         timeout,
     };
-    let execution = runtime.execute(&plugin, input, Arc::new(ExecServices::default())).await;
+    let execution = runtime
+        .execute(&plugin, input, Arc::new(ExecServices::default()))
+        .await;
 
     let mut stderr = std::io::stderr().lock();
     for f in &execution.followups {
-        let delay = f.run_at.map(|at| format!(", runs at {at} ms")).unwrap_or_default();
+        let delay = f
+            .run_at
+            .map(|at| format!(", runs at {at} ms"))
+            .unwrap_or_default();
         let _ = writeln!(
             stderr,
             "follow-up job {} (type `{}`, priority {}{delay}): {}",
@@ -66,7 +78,11 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         Outcome::Success(result) => {
             if !execution.followups.is_empty() {
                 let n = execution.followups.len();
-                let _ = writeln!(stderr, "(a daemon would now enqueue {n} follow-up job{})", if n == 1 { "" } else { "s" });
+                let _ = writeln!(
+                    stderr,
+                    "(a daemon would now enqueue {n} follow-up job{})",
+                    if n == 1 { "" } else { "s" }
+                );
             }
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", result.get()).context("cannot write the result to stdout")?;
@@ -74,12 +90,20 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         }
         other => {
             let line = match other {
-                Outcome::Retry { error, after: Some(after) } => {
-                    format!("job failed (retry after {}): {error}", humantime::format_duration(after))
+                Outcome::Retry {
+                    error,
+                    after: Some(after),
+                } => {
+                    format!(
+                        "job failed (retry after {}): {error}",
+                        humantime::format_duration(after)
+                    )
                 }
                 Outcome::Retry { error, after: None } => format!("job failed (retry): {error}"),
                 Outcome::Fail { error } => format!("job failed (fail, no retry): {error}"),
-                Outcome::Crashed { error, kind } => format!("job failed ({}): {error}", kind.as_str()),
+                Outcome::Crashed { error, kind } => {
+                    format!("job failed ({}): {error}", kind.as_str())
+                }
                 Outcome::Success(_) => unreachable!("handled above"),
             };
             let _ = writeln!(stderr, "error: {}", line.replace('\n', " "));
@@ -93,16 +117,28 @@ fn plugin_name(wasm: &Path) -> anyhow::Result<String> {
         .and_then(|s| s.to_str())
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-        .ok_or_else(|| anyhow!("`{}` is not a plugin file name; pass a path such as `plugins/echo.wasm`", wasm.display()))
+        .ok_or_else(|| {
+            anyhow!(
+                "`{}` is not a plugin file name; pass a path such as `plugins/echo.wasm`",
+                wasm.display()
+            )
+        })
 }
 
 fn read_manifest(wasm: &Path, name: &str) -> anyhow::Result<Manifest> {
     let toml = wasm.with_extension("toml");
     match std::fs::read_to_string(&toml) {
-        Ok(text) => Manifest::parse(&text)
-            .map_err(|e| anyhow!("failed to load plugin `{name}` from `{}`: {e}", toml.display())),
+        Ok(text) => Manifest::parse(&text).map_err(|e| {
+            anyhow!(
+                "failed to load plugin `{name}` from `{}`: {e}",
+                toml.display()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
-        Err(e) => bail!("failed to load plugin `{name}` from `{}`: cannot read it: {e}", toml.display()),
+        Err(e) => bail!(
+            "failed to load plugin `{name}` from `{}`: cannot read it: {e}",
+            toml.display()
+        ),
     }
 }
 
@@ -112,13 +148,17 @@ fn read_payload(arg: Option<&str>) -> anyhow::Result<String> {
         None => "{}".to_string(),
         Some("-") => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("cannot read the payload from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read the payload from stdin")?;
             s
         }
         Some(s) => s.to_string(),
     };
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
-        bail!("the payload is not valid JSON: {e}; pass JSON such as '{{\"name\": \"x\"}}' or `-` to read stdin");
+        bail!(
+            "the payload is not valid JSON: {e}; pass JSON such as '{{\"name\": \"x\"}}' or `-` to read stdin"
+        );
     }
     Ok(text)
 }
@@ -151,22 +191,35 @@ impl JobServices for ExecServices {
         Ok(self.cache().get(key).map(|(v, _)| v.clone()))
     }
     async fn cache_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), String> {
-        self.cache().insert(key.to_string(), (value.to_string(), ttl.map(|t| Instant::now() + t)));
+        self.cache().insert(
+            key.to_string(),
+            (value.to_string(), ttl.map(|t| Instant::now() + t)),
+        );
         Ok(())
     }
     async fn cache_delete(&self, key: &str) -> Result<bool, String> {
         Ok(self.cache().remove(key).is_some())
     }
-    async fn cache_increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String> {
+    async fn cache_increment(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, String> {
         let mut c = self.cache();
         let (old, expiry) = match c.get(key) {
             Some((v, exp)) => {
-                let n = v.trim().parse::<i64>().map_err(|_| format!("cache key `{key}` does not hold an integer"))?;
+                let n = v
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| format!("cache key `{key}` does not hold an integer"))?;
                 (n, *exp)
             }
             None => (0, ttl.map(|t| Instant::now() + t)),
         };
-        let new = old.checked_add(delta).ok_or_else(|| format!("cache key `{key}` would overflow"))?;
+        let new = old
+            .checked_add(delta)
+            .ok_or_else(|| format!("cache key `{key}` would overflow"))?;
         c.insert(key.to_string(), (new.to_string(), expiry));
         Ok(new)
     }

@@ -15,5 +15,6 @@ pub mod job;
 pub mod metrics;
 pub mod plugins;
 pub mod runtime;
+pub mod scaffold;
 pub mod scheduler;
 pub mod storage;

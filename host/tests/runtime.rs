@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn load(rt: &Runtime, name: &str) -> Arc<spool_host::plugins::LoadedPlugin> {
-    rt.load(name, &plugin_path(name), manifest_of(name)).await.unwrap_or_else(|e| panic!("{e}"))
+    rt.load(name, &plugin_path(name), manifest_of(name))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn success(outcome: &Outcome) -> serde_json::Value {
@@ -35,7 +37,13 @@ async fn echo_returns_its_payload_unchanged() {
     let echo = load(&rt, "echo").await;
     assert_eq!(echo.types, vec!["echo"]);
     assert_eq!(echo.version.len(), 12);
-    let ex = rt.execute(&echo, input("echo", r#"{"a": [1, 2]}"#), Arc::new(NoServices)).await;
+    let ex = rt
+        .execute(
+            &echo,
+            input("echo", r#"{"a": [1, 2]}"#),
+            Arc::new(NoServices),
+        )
+        .await;
     match &ex.outcome {
         Outcome::Success(raw) => assert_eq!(raw.get(), r#"{"a": [1, 2]}"#),
         other => panic!("{other:?}"),
@@ -50,7 +58,9 @@ async fn loop_is_stopped_at_its_manifest_timeout() {
     let looper = load(&rt, "loop-forever").await;
     assert_eq!(looper.manifest.timeout, Some(Duration::from_secs(2)));
     let start = Instant::now();
-    let ex = rt.execute(&looper, input("loop-forever", "{}"), Arc::new(NoServices)).await;
+    let ex = rt
+        .execute(&looper, input("loop-forever", "{}"), Arc::new(NoServices))
+        .await;
     let took = start.elapsed();
     let (kind, error) = crash(&ex.outcome);
     assert_eq!(kind, CrashKind::Timeout);
@@ -67,8 +77,15 @@ async fn a_job_timeout_overrides_the_manifest() {
     job.timeout = Some(Duration::from_millis(300));
     let start = Instant::now();
     let ex = rt.execute(&looper, job, Arc::new(NoServices)).await;
-    assert_eq!(crash(&ex.outcome), (CrashKind::Timeout, "job timed out after 300ms"));
-    assert!(start.elapsed() < Duration::from_millis(600), "{:?}", start.elapsed());
+    assert_eq!(
+        crash(&ex.outcome),
+        (CrashKind::Timeout, "job timed out after 300ms")
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,27 +97,48 @@ async fn a_guest_sleeping_in_a_host_call_is_stopped_at_its_timeout() {
     let start = Instant::now();
     let ex = rt.execute(&slow, job, Arc::new(NoServices)).await;
     assert_eq!(crash(&ex.outcome).0, CrashKind::Timeout);
-    assert!(start.elapsed() < Duration::from_millis(700), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_hog_gets_a_clean_out_of_memory_error() {
     let rt = runtime();
     let hog = load(&rt, "memory-hog").await;
-    let ex = rt.execute(&hog, input("memory-hog", "{}"), Arc::new(NoServices)).await;
+    let ex = rt
+        .execute(&hog, input("memory-hog", "{}"), Arc::new(NoServices))
+        .await;
     let (kind, error) = crash(&ex.outcome);
     assert_eq!(kind, CrashKind::OutOfMemory, "{error}");
-    assert!(error.starts_with("out of memory: the plugin asked for "), "{error}");
+    assert!(
+        error.starts_with("out of memory: the plugin asked for "),
+        "{error}"
+    );
     assert!(error.ends_with(" MiB, its limit is 64 MiB"), "{error}");
     assert!(ex.peak_memory <= 64 << 20);
 
     // A guest that handles the failure itself and asks for a retry is still out of memory.
-    let ex = rt.execute(&hog, input("memory-hog", r#"{"graceful": true}"#), Arc::new(NoServices)).await;
+    let ex = rt
+        .execute(
+            &hog,
+            input("memory-hog", r#"{"graceful": true}"#),
+            Arc::new(NoServices),
+        )
+        .await;
     let (kind, error) = crash(&ex.outcome);
     assert_eq!(kind, CrashKind::OutOfMemory, "{error}");
 
     // Under the cap it succeeds.
-    let ex = rt.execute(&hog, input("memory-hog", r#"{"max_mib": 8}"#), Arc::new(NoServices)).await;
+    let ex = rt
+        .execute(
+            &hog,
+            input("memory-hog", r#"{"max_mib": 8}"#),
+            Arc::new(NoServices),
+        )
+        .await;
     assert_eq!(success(&ex.outcome)["allocated_mib"], 8);
 }
 
@@ -108,21 +146,37 @@ async fn memory_hog_gets_a_clean_out_of_memory_error() {
 async fn a_panic_message_reaches_the_error() {
     let rt = runtime();
     let panic = load(&rt, "panic").await;
-    let ex = rt.execute(&panic, input("panic", r#"{"msg": "kaboom 42"}"#), Arc::new(NoServices)).await;
+    let ex = rt
+        .execute(
+            &panic,
+            input("panic", r#"{"msg": "kaboom 42"}"#),
+            Arc::new(NoServices),
+        )
+        .await;
     let (kind, error) = crash(&ex.outcome);
     assert_eq!(kind, CrashKind::Trap);
     assert!(error.contains("fixture panic: kaboom 42"), "{error}");
     assert!(error.contains("wasm trap"), "{error}");
     assert!(!error.contains('\n'), "{error}");
     assert!(!error.contains("RUST_BACKTRACE"), "{error}");
-    assert!(ex.logs.iter().any(|l| l.starts_with("[stderr]") && l.contains("kaboom 42")), "{:?}", ex.logs);
+    assert!(
+        ex.logs
+            .iter()
+            .any(|l| l.starts_with("[stderr]") && l.contains("kaboom 42")),
+        "{:?}",
+        ex.logs
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_survives_every_bad_plugin_and_then_runs_echo() {
     let rt = runtime();
     let mut bad = Vec::new();
-    for (name, payload) in [("loop-forever", "{}"), ("memory-hog", "{}"), ("panic", "{}")] {
+    for (name, payload) in [
+        ("loop-forever", "{}"),
+        ("memory-hog", "{}"),
+        ("panic", "{}"),
+    ] {
         let p = load(&rt, name).await;
         let mut job = input(name, payload);
         job.timeout = Some(Duration::from_millis(500));
@@ -133,12 +187,18 @@ async fn the_host_survives_every_bad_plugin_and_then_runs_echo() {
     }
     for handle in bad {
         let ex = handle.await.expect("the runtime never panics");
-        assert!(matches!(ex.outcome, Outcome::Crashed { .. }), "{:?}", ex.outcome);
+        assert!(
+            matches!(ex.outcome, Outcome::Crashed { .. }),
+            "{:?}",
+            ex.outcome
+        );
     }
     let echo = load(&rt, "echo").await;
     for i in 0..20 {
         let payload = format!("{{\"i\":{i}}}");
-        let ex = rt.execute(&echo, input("echo", &payload), Arc::new(NoServices)).await;
+        let ex = rt
+            .execute(&echo, input("echo", &payload), Arc::new(NoServices))
+            .await;
         assert_eq!(success(&ex.outcome)["i"], i);
     }
     assert_eq!(rt.instances_in_use(), 0);
@@ -151,14 +211,23 @@ async fn echo_jobs_keep_running_while_a_loop_spins() {
     let echo = load(&rt, "echo").await;
     let spinning = tokio::spawn({
         let rt = rt.clone();
-        async move { rt.execute(&looper, input("loop-forever", "{}"), Arc::new(NoServices)).await }
+        async move {
+            rt.execute(&looper, input("loop-forever", "{}"), Arc::new(NoServices))
+                .await
+        }
     });
     let start = Instant::now();
     for _ in 0..200 {
-        let ex = rt.execute(&echo, input("echo", "1"), Arc::new(NoServices)).await;
+        let ex = rt
+            .execute(&echo, input("echo", "1"), Arc::new(NoServices))
+            .await;
         assert!(matches!(ex.outcome, Outcome::Success(_)));
     }
-    assert!(start.elapsed() < Duration::from_secs(2), "echo starved: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "echo starved: {:?}",
+        start.elapsed()
+    );
     assert!(!spinning.is_finished(), "the loop should still be running");
     spinning.abort();
 }
@@ -167,7 +236,13 @@ async fn echo_jobs_keep_running_while_a_loop_spins() {
 async fn retry_and_fail_errors_are_passed_on() {
     let rt = runtime();
     let flaky = load(&rt, "flaky").await;
-    let ex = rt.execute(&flaky, input("flaky", r#"{"fail_times": 1, "retry_after_ms": 250}"#), Arc::new(NoServices)).await;
+    let ex = rt
+        .execute(
+            &flaky,
+            input("flaky", r#"{"fail_times": 1, "retry_after_ms": 250}"#),
+            Arc::new(NoServices),
+        )
+        .await;
     match ex.outcome {
         Outcome::Retry { after, .. } => assert_eq!(after, Some(Duration::from_millis(250))),
         other => panic!("{other:?}"),
@@ -178,11 +253,23 @@ async fn retry_and_fail_errors_are_passed_on() {
     assert_eq!(success(&ex.outcome)["attempt"], 2);
 
     let always = load(&rt, "always-retry").await;
-    let ex = rt.execute(&always, input("always-retry", "{}"), Arc::new(NoServices)).await;
-    assert!(matches!(ex.outcome, Outcome::Retry { .. }), "{:?}", ex.outcome);
+    let ex = rt
+        .execute(&always, input("always-retry", "{}"), Arc::new(NoServices))
+        .await;
+    assert!(
+        matches!(ex.outcome, Outcome::Retry { .. }),
+        "{:?}",
+        ex.outcome
+    );
 
     let fail = load(&rt, "fail-permanent").await;
-    let ex = rt.execute(&fail, input("fail-permanent", r#"{"msg": "bad input"}"#), Arc::new(NoServices)).await;
+    let ex = rt
+        .execute(
+            &fail,
+            input("fail-permanent", r#"{"msg": "bad input"}"#),
+            Arc::new(NoServices),
+        )
+        .await;
     match ex.outcome {
         Outcome::Fail { error } => assert!(error.contains("bad input"), "{error}"),
         other => panic!("{other:?}"),
@@ -195,23 +282,50 @@ async fn host_imports_reach_the_job_services() {
     let services = TestServices::new();
 
     let cache = load(&rt, "cache-user").await;
-    let first = rt.execute(&cache, input("cache-user", r#"{"key": "k"}"#), services.clone()).await;
+    let first = rt
+        .execute(
+            &cache,
+            input("cache-user", r#"{"key": "k"}"#),
+            services.clone(),
+        )
+        .await;
     assert_eq!(success(&first.outcome)["count"], 1);
-    let second = rt.execute(&cache, input("cache-user", r#"{"key": "k"}"#), services.clone()).await;
+    let second = rt
+        .execute(
+            &cache,
+            input("cache-user", r#"{"key": "k"}"#),
+            services.clone(),
+        )
+        .await;
     let second = success(&second.outcome);
     assert_eq!(second["count"], 2);
     assert_eq!(second["previous"], "seen 1 times");
 
     let config = load(&rt, "config-echo").await;
-    let ex = rt.execute(&config, input("config-echo", "{}"), services.clone()).await;
+    let ex = rt
+        .execute(&config, input("config-echo", "{}"), services.clone())
+        .await;
     let v = success(&ex.outcome);
     assert_eq!(v["greeting"], "hello from config-echo.toml");
     assert_eq!(v["answer"], "42");
 
     let slow = load(&rt, "slow").await;
-    let ex = rt.execute(&slow, input("slow", r#"{"ms": 40, "step_ms": 10}"#), services.clone()).await;
-    assert!(matches!(ex.outcome, Outcome::Success(_)), "{:?}", ex.outcome);
-    assert!(!services.progress.lock().unwrap().is_empty(), "slow reports progress");
+    let ex = rt
+        .execute(
+            &slow,
+            input("slow", r#"{"ms": 40, "step_ms": 10}"#),
+            services.clone(),
+        )
+        .await;
+    assert!(
+        matches!(ex.outcome, Outcome::Success(_)),
+        "{:?}",
+        ex.outcome
+    );
+    assert!(
+        !services.progress.lock().unwrap().is_empty(),
+        "slow reports progress"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,7 +333,14 @@ async fn followups_are_collected_with_ids() {
     let rt = runtime();
     let followup = load(&rt, "followup").await;
     let ex = rt
-        .execute(&followup, input("followup", r#"{"type": "echo", "payload": {"x": 1}, "priority": 2}"#), Arc::new(NoServices))
+        .execute(
+            &followup,
+            input(
+                "followup",
+                r#"{"type": "echo", "payload": {"x": 1}, "priority": 2}"#,
+            ),
+            Arc::new(NoServices),
+        )
         .await;
     let v = success(&ex.outcome);
     assert_eq!(ex.followups.len(), 1);
@@ -230,7 +351,13 @@ async fn followups_are_collected_with_ids() {
     assert_eq!(f.payload.get(), r#"{"x":1}"#);
 
     // A bad priority is refused by the host; the plugin sees the error.
-    let ex = rt.execute(&followup, input("followup", r#"{"priority": 11}"#), Arc::new(NoServices)).await;
+    let ex = rt
+        .execute(
+            &followup,
+            input("followup", r#"{"priority": 11}"#),
+            Arc::new(NoServices),
+        )
+        .await;
     assert!(ex.followups.is_empty());
     let error = ex.outcome.error().unwrap_or_default().to_string();
     assert!(error.contains("invalid priority"), "{:?}", ex.outcome);
@@ -242,9 +369,19 @@ async fn a_cancelled_job_stops() {
     let slow = load(&rt, "slow").await;
     let services = TestServices::new();
     services.cancel();
-    let ex = rt.execute(&slow, input("slow", r#"{"ms": 10000, "step_ms": 20}"#), services).await;
+    let ex = rt
+        .execute(
+            &slow,
+            input("slow", r#"{"ms": 10000, "step_ms": 20}"#),
+            services,
+        )
+        .await;
     // `slow` notices cancelled() and fails by itself.
-    assert!(matches!(ex.outcome, Outcome::Fail { .. }), "{:?}", ex.outcome);
+    assert!(
+        matches!(ex.outcome, Outcome::Fail { .. }),
+        "{:?}",
+        ex.outcome
+    );
     assert!(ex.duration < Duration::from_secs(2));
 }
 
@@ -254,13 +391,23 @@ async fn load_errors_say_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, "not wasm at all").unwrap();
-    let e = rt.load("junk", &junk, Default::default()).await.unwrap_err();
+    let e = rt
+        .load("junk", &junk, Default::default())
+        .await
+        .unwrap_err();
     assert_eq!(e.failure(), Some(&LoadFailure::NotWasm));
-    assert!(e.to_string().starts_with("failed to load plugin `junk` from `"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("failed to load plugin `junk` from `"),
+        "{e}"
+    );
 
     let core = dir.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
-    let e = rt.load("core", &core, Default::default()).await.unwrap_err();
+    let e = rt
+        .load("core", &core, Default::default())
+        .await
+        .unwrap_err();
     assert_eq!(e.failure(), Some(&LoadFailure::CoreModule), "{e}");
 
     let bytes = std::fs::read(plugin_path("echo")).unwrap();
@@ -269,42 +416,99 @@ async fn load_errors_say_what_is_wrong() {
     let e = rt.load("cut", &cut, Default::default()).await.unwrap_err();
     assert!(matches!(e.failure(), Some(LoadFailure::Corrupt(_))), "{e}");
 
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runtime_support/fixtures");
-    let e = rt.load("other", &fixtures.join("other-world.wasm"), Default::default()).await.unwrap_err();
-    assert!(matches!(e.failure(), Some(LoadFailure::WrongWorld(_))), "{e}");
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runtime_support/fixtures");
+    let e = rt
+        .load(
+            "other",
+            &fixtures.join("other-world.wasm"),
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.failure(), Some(LoadFailure::WrongWorld(_))),
+        "{e}"
+    );
     let msg = e.to_string();
     assert!(msg.contains("it does not export `spool:plugin/handler@0.1.0` (it exports `hello`); rebuild it with spool-sdk 0.1"), "{msg}");
 
-    let e = rt.load("sig", &fixtures.join("wrong-signature.wasm"), Default::default()).await.unwrap_err();
-    assert!(e.to_string().contains("its `handle` export has another signature"), "{e}");
+    let e = rt
+        .load(
+            "sig",
+            &fixtures.join("wrong-signature.wasm"),
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("its `handle` export has another signature"),
+        "{e}"
+    );
 
-    let e = rt.load("net", &fixtures.join("unknown-import.wasm"), Default::default()).await.unwrap_err();
-    assert_eq!(e.failure(), Some(&LoadFailure::UnknownImport("wasi:http/outgoing-handler@0.2.0".into())), "{e}");
+    let e = rt
+        .load(
+            "net",
+            &fixtures.join("unknown-import.wasm"),
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.failure(),
+        Some(&LoadFailure::UnknownImport(
+            "wasi:http/outgoing-handler@0.2.0".into()
+        )),
+        "{e}"
+    );
 
-    let e = rt.load("missing", &dir.path().join("missing.wasm"), Default::default()).await.unwrap_err();
+    let e = rt
+        .load(
+            "missing",
+            &dir.path().join("missing.wasm"),
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(e.failure(), Some(LoadFailure::Read(_))), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compiled_plugins_are_cached_on_disk() {
     let cache = tempfile::tempdir().unwrap();
-    let cfg = || RuntimeConfig { cache_dir: Some(cache.path().to_path_buf()), max_instances: 8, ..Default::default() };
+    let cfg = || RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        max_instances: 8,
+        ..Default::default()
+    };
     let bytes = std::fs::read(plugin_path("echo")).unwrap();
     let path = plugin_path("echo");
 
     let rt = Runtime::new(cfg()).unwrap();
-    let (_, source) = rt.load_bytes("echo", &path, bytes.clone(), Default::default()).await.unwrap();
+    let (_, source) = rt
+        .load_bytes("echo", &path, bytes.clone(), Default::default())
+        .await
+        .unwrap();
     assert_eq!(source, CompileSource::CompiledAndCached);
-    let files: Vec<_> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let files: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].to_string_lossy().ends_with(".cwasm"));
 
     // A "restart": a new runtime loads it without compiling, and it runs.
     drop(rt);
     let rt = Runtime::new(cfg()).unwrap();
-    let (echo, source) = rt.load_bytes("echo", &path, bytes.clone(), Default::default()).await.unwrap();
+    let (echo, source) = rt
+        .load_bytes("echo", &path, bytes.clone(), Default::default())
+        .await
+        .unwrap();
     assert_eq!(source, CompileSource::Cache);
-    let ex = rt.execute(&echo, input("echo", "[1]"), Arc::new(NoServices)).await;
+    let ex = rt
+        .execute(&echo, input("echo", "[1]"), Arc::new(NoServices))
+        .await;
     assert!(matches!(ex.outcome, Outcome::Success(_)));
 
     // A broken cache file is replaced, not trusted.
@@ -312,7 +516,10 @@ async fn compiled_plugins_are_cached_on_disk() {
     let len = std::fs::metadata(&file).unwrap().len();
     std::fs::write(cache.path().join("x.tmp"), b"").unwrap();
     std::fs::rename(cache.path().join("x.tmp"), &file).unwrap();
-    let (_, source) = rt.load_bytes("echo", &path, bytes, Default::default()).await.unwrap();
+    let (_, source) = rt
+        .load_bytes("echo", &path, bytes, Default::default())
+        .await
+        .unwrap();
     assert_eq!(source, CompileSource::CompiledAndCached);
     assert_eq!(std::fs::metadata(&file).unwrap().len(), len);
 }
@@ -322,7 +529,17 @@ async fn guest_log_lines_are_kept_with_the_job() {
     let rt = runtime();
     let hog = load(&rt, "memory-hog").await;
     let services = TestServices::new();
-    let ex = rt.execute(&hog, input("memory-hog", r#"{"max_mib": 2}"#), services.clone()).await;
-    assert!(ex.logs.iter().any(|l| l == "[info] allocated 2 MiB"), "{:?}", ex.logs);
+    let ex = rt
+        .execute(
+            &hog,
+            input("memory-hog", r#"{"max_mib": 2}"#),
+            services.clone(),
+        )
+        .await;
+    assert!(
+        ex.logs.iter().any(|l| l == "[info] allocated 2 MiB"),
+        "{:?}",
+        ex.logs
+    );
     assert_eq!(*services.lines.lock().unwrap(), ex.logs);
 }

@@ -14,8 +14,13 @@ fn spool() -> PathBuf {
 
 fn exec(args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(spool());
-    cmd.arg("exec").args(args).env("RUST_BACKTRACE", "1").env_remove("SPOOL_LOG");
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("exec")
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("SPOOL_LOG");
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("run spool");
     let mut input = child.stdin.take().unwrap();
     if let Some(s) = stdin {
@@ -34,15 +39,26 @@ fn one_error_line(out: &Output, code: i32) -> String {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
     assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert_eq!(errors.len(), 1, "stderr: {stderr}");
-    assert!(!stderr.contains("panicked at") || stderr.contains("[stderr]"), "{stderr}");
-    assert!(!stderr.contains("stack backtrace") && !stderr.contains("Stack backtrace"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked at") || stderr.contains("[stderr]"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("stack backtrace") && !stderr.contains("Stack backtrace"),
+        "{stderr}"
+    );
     errors[0].to_string()
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runtime_support/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/runtime_support/fixtures")
+        .join(name)
 }
 
 fn arg(p: &Path) -> &str {
@@ -66,19 +82,33 @@ fn echo_prints_the_result_on_stdout() {
 #[test]
 fn manifest_config_logs_and_followups_are_shown() {
     let out = exec(&[arg(&plugin_path("config-echo"))], None);
-    assert_eq!(text(&out.stdout), "{\"answer\":\"42\",\"greeting\":\"hello from config-echo.toml\"}\n");
+    assert_eq!(
+        text(&out.stdout),
+        "{\"answer\":\"42\",\"greeting\":\"hello from config-echo.toml\"}\n"
+    );
 
-    let out = exec(&[arg(&plugin_path("followup")), r#"{"type": "echo"}"#], None);
+    let out = exec(
+        &[arg(&plugin_path("followup")), r#"{"type": "echo"}"#],
+        None,
+    );
     assert_eq!(out.status.code(), Some(0));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("follow-up job ") && stderr.contains("(type `echo`, priority 5)"), "{stderr}");
+    assert!(
+        stderr.contains("follow-up job ") && stderr.contains("(type `echo`, priority 5)"),
+        "{stderr}"
+    );
     assert!(text(&out.stdout).contains("followup_id"));
 }
 
 #[test]
 fn a_missing_file_is_one_line() {
     let line = one_error_line(&exec(&["/nonexistent/nope.wasm"], None), 1);
-    assert!(line.starts_with("error: failed to load plugin `nope` from `/nonexistent/nope.wasm`: cannot read it"), "{line}");
+    assert!(
+        line.starts_with(
+            "error: failed to load plugin `nope` from `/nonexistent/nope.wasm`: cannot read it"
+        ),
+        "{line}"
+    );
 }
 
 #[test]
@@ -92,7 +122,10 @@ fn files_that_are_not_plugins_are_one_line() {
     let core = dir.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
     let line = one_error_line(&exec(&[arg(&core)], None), 1);
-    assert!(line.contains("it is a core WebAssembly module, not a component"), "{line}");
+    assert!(
+        line.contains("it is a core WebAssembly module, not a component"),
+        "{line}"
+    );
 
     let line = one_error_line(&exec(&[arg(&fixture("other-world.wasm"))], None), 1);
     assert!(
@@ -104,31 +137,64 @@ fn files_that_are_not_plugins_are_one_line() {
 #[test]
 fn a_malformed_payload_says_where() {
     let line = one_error_line(&exec(&[arg(&plugin_path("echo")), r#"{"a": 1,}"#], None), 1);
-    assert!(line.starts_with("error: the payload is not valid JSON: "), "{line}");
+    assert!(
+        line.starts_with("error: the payload is not valid JSON: "),
+        "{line}"
+    );
     assert!(line.contains("line 1 column 9"), "{line}");
 }
 
 #[test]
 fn job_failures_say_what_happened() {
-    let line = one_error_line(&exec(&[arg(&plugin_path("fail-permanent")), r#"{"msg": "bad"}"#], None), 2);
-    assert!(line.starts_with("error: job failed (fail, no retry): "), "{line}");
+    let line = one_error_line(
+        &exec(
+            &[arg(&plugin_path("fail-permanent")), r#"{"msg": "bad"}"#],
+            None,
+        ),
+        2,
+    );
+    assert!(
+        line.starts_with("error: job failed (fail, no retry): "),
+        "{line}"
+    );
 
     let line = one_error_line(&exec(&[arg(&plugin_path("always-retry"))], None), 2);
     assert!(line.starts_with("error: job failed (retry): "), "{line}");
 
-    let line = one_error_line(&exec(&[arg(&plugin_path("panic")), r#"{"msg": "oh no"}"#], None), 2);
-    assert!(line.starts_with("error: job failed (trap): ") && line.contains("fixture panic: oh no"), "{line}");
+    let line = one_error_line(
+        &exec(&[arg(&plugin_path("panic")), r#"{"msg": "oh no"}"#], None),
+        2,
+    );
+    assert!(
+        line.starts_with("error: job failed (trap): ") && line.contains("fixture panic: oh no"),
+        "{line}"
+    );
 
-    let line = one_error_line(&exec(&[arg(&plugin_path("loop-forever")), "--timeout", "300ms"], None), 2);
-    assert_eq!(line, "error: job failed (timeout): job timed out after 300ms");
+    let line = one_error_line(
+        &exec(
+            &[arg(&plugin_path("loop-forever")), "--timeout", "300ms"],
+            None,
+        ),
+        2,
+    );
+    assert_eq!(
+        line,
+        "error: job failed (timeout): job timed out after 300ms"
+    );
 
     let line = one_error_line(&exec(&[arg(&plugin_path("memory-hog"))], None), 2);
-    assert!(line.starts_with("error: job failed (out_of_memory): out of memory: the plugin asked for "), "{line}");
+    assert!(
+        line.starts_with("error: job failed (out_of_memory): out of memory: the plugin asked for "),
+        "{line}"
+    );
     assert!(line.ends_with("its limit is 64 MiB"), "{line}");
 }
 
 #[test]
 fn a_bad_timeout_flag_is_one_line() {
-    let line = one_error_line(&exec(&[arg(&plugin_path("echo")), "--timeout", "soon"], None), 1);
+    let line = one_error_line(
+        &exec(&[arg(&plugin_path("echo")), "--timeout", "soon"], None),
+        1,
+    );
     assert!(line.contains("`--timeout` must be a duration"), "{line}");
 }

@@ -20,7 +20,10 @@ fn copy_plugin(name: &str, dir: &Path, as_name: &str) {
 
 /// Replace a file the way deploy tools should: write a dot-temp file, then rename it.
 fn write_atomically(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().unwrap().to_string_lossy()));
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
@@ -38,12 +41,17 @@ fn failed_error(e: &PluginEvent) -> &str {
 
 async fn version_of(registry: &PluginRegistry) -> String {
     let plugin = registry.for_type("version").expect("version is loaded");
-    let ex = registry.runtime().execute(&plugin, input("version", "{}"), Arc::new(NoServices)).await;
+    let ex = registry
+        .runtime()
+        .execute(&plugin, input("version", "{}"), Arc::new(NoServices))
+        .await;
     match ex.outcome {
-        Outcome::Success(raw) => serde_json::from_str::<serde_json::Value>(raw.get()).unwrap()["version"]
-            .as_str()
-            .unwrap()
-            .to_string(),
+        Outcome::Success(raw) => {
+            serde_json::from_str::<serde_json::Value>(raw.get()).unwrap()["version"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -53,7 +61,11 @@ async fn load_all_loads_plugins_and_reports_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     copy_plugin("echo", dir.path(), "echo");
     copy_plugin("config-echo", dir.path(), "config-echo");
-    std::fs::copy(plugins_dir().join("config-echo.toml"), dir.path().join("config-echo.toml")).unwrap();
+    std::fs::copy(
+        plugins_dir().join("config-echo.toml"),
+        dir.path().join("config-echo.toml"),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("garbage.wasm"), "definitely not wasm").unwrap();
     std::fs::write(dir.path().join(".hidden.wasm"), "ignored").unwrap();
     std::fs::write(dir.path().join("echo.wasm.part"), "ignored").unwrap();
@@ -67,7 +79,10 @@ async fn load_all_loads_plugins_and_reports_bad_files() {
     let garbage = &list[2];
     assert_eq!(garbage.state, PluginState::Failed);
     let error = garbage.error.as_deref().unwrap();
-    assert!(error.starts_with("failed to load plugin `garbage` from `"), "{error}");
+    assert!(
+        error.starts_with("failed to load plugin `garbage` from `"),
+        "{error}"
+    );
     assert!(error.contains("it is not a WebAssembly file"), "{error}");
     assert_eq!(list[1].state, PluginState::Loaded);
     assert_eq!(list[1].version.as_deref().map(str::len), Some(12));
@@ -94,9 +109,15 @@ async fn replacing_a_plugin_while_jobs_run_finishes_every_job() {
     let deadline = Instant::now() + WAIT;
     let mut results: Vec<(usize, bool, Result<String, String>)> = Vec::new();
     while launched < 200 || swapped_at.is_none_or(|s| launched < s + 50) {
-        assert!(Instant::now() < deadline, "the reload did not happen within {WAIT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the reload did not happen within {WAIT:?}"
+        );
         if launched == 100 {
-            write_atomically(&dir.path().join("version.toml"), b"[config]\nversion = \"v2\"\n");
+            write_atomically(
+                &dir.path().join("version.toml"),
+                b"[config]\nversion = \"v2\"\n",
+            );
         }
         if swapped_at.is_none() {
             while let Ok(e) = rx.try_recv() {
@@ -110,11 +131,15 @@ async fn replacing_a_plugin_while_jobs_run_finishes_every_job() {
         let rt = registry.runtime().clone();
         let n = launched;
         jobs.spawn(async move {
-            let ex = rt.execute(&plugin, input("version", "{}"), Arc::new(NoServices)).await;
+            let ex = rt
+                .execute(&plugin, input("version", "{}"), Arc::new(NoServices))
+                .await;
             let result = match ex.outcome {
-                Outcome::Success(raw) => {
-                    Ok(serde_json::from_str::<serde_json::Value>(raw.get()).unwrap()["version"].as_str().unwrap().to_string())
-                }
+                Outcome::Success(raw) => Ok(serde_json::from_str::<serde_json::Value>(raw.get())
+                    .unwrap()["version"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()),
                 other => Err(format!("{other:?}")),
             };
             (n, after_swap, result)
@@ -130,7 +155,9 @@ async fn replacing_a_plugin_while_jobs_run_finishes_every_job() {
     assert_eq!(results.len(), launched);
     assert!(launched >= 200);
     for (n, after_swap, result) in &results {
-        let v = result.as_ref().unwrap_or_else(|e| panic!("job {n} failed: {e}"));
+        let v = result
+            .as_ref()
+            .unwrap_or_else(|e| panic!("job {n} failed: {e}"));
         if *n < 100 {
             assert_eq!(v, "v1", "job {n} started before the change");
         }
@@ -139,7 +166,10 @@ async fn replacing_a_plugin_while_jobs_run_finishes_every_job() {
         }
     }
     // A job pinned to the old version before the swap still runs the old version.
-    let ex = registry.runtime().execute(&old, input("version", "{}"), Arc::new(NoServices)).await;
+    let ex = registry
+        .runtime()
+        .execute(&old, input("version", "{}"), Arc::new(NoServices))
+        .await;
     match ex.outcome {
         Outcome::Success(raw) => assert_eq!(raw.get(), r#"{"version":"v1"}"#),
         other => panic!("{other:?}"),
@@ -147,8 +177,17 @@ async fn replacing_a_plugin_while_jobs_run_finishes_every_job() {
 
     // A different .wasm under the same name is a new plugin version.
     let before = registry.for_type("version").unwrap().version.clone();
-    write_atomically(&dir.path().join("version.wasm"), &std::fs::read(plugin_path("config-echo")).unwrap());
-    let e = wait_for_event(&mut rx, WAIT, "the reload of version.wasm", is_loaded("version")).await;
+    write_atomically(
+        &dir.path().join("version.wasm"),
+        &std::fs::read(plugin_path("config-echo")).unwrap(),
+    );
+    let e = wait_for_event(
+        &mut rx,
+        WAIT,
+        "the reload of version.wasm",
+        is_loaded("version"),
+    )
+    .await;
     match e {
         PluginEvent::Loaded { version, .. } => assert_ne!(version, before),
         _ => unreachable!(),
@@ -168,10 +207,19 @@ async fn bad_files_are_reported_and_the_old_version_keeps_serving() {
 
     // Garbage written over the plugin in place.
     std::fs::write(&wasm, "oops, a text file").unwrap();
-    let e = wait_for_event(&mut rx, WAIT, "a failure for garbage", |e| matches!(e, PluginEvent::Failed { .. })).await;
+    let e = wait_for_event(&mut rx, WAIT, "a failure for garbage", |e| {
+        matches!(e, PluginEvent::Failed { .. })
+    })
+    .await;
     let error = failed_error(&e);
-    assert!(error.starts_with("failed to load plugin `version` from `"), "{error}");
-    assert!(error.contains("version.wasm`: it is not a WebAssembly file"), "{error}");
+    assert!(
+        error.starts_with("failed to load plugin `version` from `"),
+        "{error}"
+    );
+    assert!(
+        error.contains("version.wasm`: it is not a WebAssembly file"),
+        "{error}"
+    );
     assert!(!error.contains('\n'));
     assert_eq!(registry.for_type("version").unwrap().version, good);
     assert_eq!(version_of(&registry).await, "v1");
@@ -179,30 +227,70 @@ async fn bad_files_are_reported_and_the_old_version_keeps_serving() {
     // A copy cut short (a deploy that died half-way).
     let bytes = std::fs::read(plugin_path("config-echo")).unwrap();
     std::fs::write(&wasm, &bytes[..bytes.len() / 3]).unwrap();
-    let e = wait_for_event(&mut rx, WAIT, "a failure for a truncated copy", |e| matches!(e, PluginEvent::Failed { .. })).await;
-    assert!(failed_error(&e).contains("it is truncated or corrupt"), "{e:?}");
+    let e = wait_for_event(&mut rx, WAIT, "a failure for a truncated copy", |e| {
+        matches!(e, PluginEvent::Failed { .. })
+    })
+    .await;
+    assert!(
+        failed_error(&e).contains("it is truncated or corrupt"),
+        "{e:?}"
+    );
     assert_eq!(registry.for_type("version").unwrap().version, good);
-    let status = registry.list().into_iter().find(|s| s.name == "version").unwrap();
+    let status = registry
+        .list()
+        .into_iter()
+        .find(|s| s.name == "version")
+        .unwrap();
     assert_eq!(status.state, PluginState::Loaded);
-    assert!(status.error.as_deref().unwrap_or_default().contains("truncated"), "{status:?}");
+    assert!(
+        status
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("truncated"),
+        "{status:?}"
+    );
 
     // A component of another world.
-    let other = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runtime_support/fixtures/other-world.wasm");
+    let other = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/runtime_support/fixtures/other-world.wasm");
     write_atomically(&wasm, &std::fs::read(other).unwrap());
-    let e = wait_for_event(&mut rx, WAIT, "a failure for another world", |e| matches!(e, PluginEvent::Failed { .. })).await;
-    assert!(failed_error(&e).contains("it does not export `spool:plugin/handler@0.1.0`"), "{e:?}");
+    let e = wait_for_event(&mut rx, WAIT, "a failure for another world", |e| {
+        matches!(e, PluginEvent::Failed { .. })
+    })
+    .await;
+    assert!(
+        failed_error(&e).contains("it does not export `spool:plugin/handler@0.1.0`"),
+        "{e:?}"
+    );
     assert_eq!(version_of(&registry).await, "v1");
 
     // The good file again: loaded, the failure is cleared.
     write_atomically(&wasm, &std::fs::read(plugin_path("version")).unwrap());
-    wait_for_event(&mut rx, WAIT, "the good file loading again", is_loaded("version")).await;
-    let status = registry.list().into_iter().find(|s| s.name == "version").unwrap();
+    wait_for_event(
+        &mut rx,
+        WAIT,
+        "the good file loading again",
+        is_loaded("version"),
+    )
+    .await;
+    let status = registry
+        .list()
+        .into_iter()
+        .find(|s| s.name == "version")
+        .unwrap();
     assert_eq!(status.error, None);
 
     // A new garbage file is reported on its own and changes nothing else.
     std::fs::write(dir.path().join("junk.wasm"), [0u8; 64]).unwrap();
-    let e = wait_for_event(&mut rx, WAIT, "a failure for junk.wasm", |e| matches!(e, PluginEvent::Failed { .. })).await;
-    assert!(matches!(&e, PluginEvent::Failed { name, .. } if name == "junk"), "{e:?}");
+    let e = wait_for_event(&mut rx, WAIT, "a failure for junk.wasm", |e| {
+        matches!(e, PluginEvent::Failed { .. })
+    })
+    .await;
+    assert!(
+        matches!(&e, PluginEvent::Failed { name, .. } if name == "junk"),
+        "{e:?}"
+    );
     assert_eq!(registry.types(), vec!["version"]);
 }
 
@@ -217,12 +305,23 @@ async fn deleting_a_plugin_unloads_it() {
     let _watcher = registry.spawn_watcher().unwrap();
     let pinned = registry.for_type("echo").unwrap();
     std::fs::remove_file(dir.path().join("echo.wasm")).unwrap();
-    let e = wait_for_event(&mut rx, WAIT, "echo unloading", |e| matches!(e, PluginEvent::Unloaded { .. })).await;
-    assert_eq!(e, PluginEvent::Unloaded { name: "echo".into() });
+    let e = wait_for_event(&mut rx, WAIT, "echo unloading", |e| {
+        matches!(e, PluginEvent::Unloaded { .. })
+    })
+    .await;
+    assert_eq!(
+        e,
+        PluginEvent::Unloaded {
+            name: "echo".into()
+        }
+    );
     assert!(registry.for_type("echo").is_none());
     assert_eq!(registry.types(), vec!["version"]);
     // A job that had already pinned it still runs.
-    let ex = registry.runtime().execute(&pinned, input("echo", "7"), Arc::new(NoServices)).await;
+    let ex = registry
+        .runtime()
+        .execute(&pinned, input("echo", "7"), Arc::new(NoServices))
+        .await;
     assert!(matches!(ex.outcome, Outcome::Success(_)));
 }
 
@@ -237,27 +336,60 @@ async fn manifests_are_strict_and_a_bad_one_keeps_the_old_version() {
     let toml = dir.path().join("version.toml");
 
     write_atomically(&toml, b"colour = \"red\"\n");
-    let e = wait_for_event(&mut rx, WAIT, "a failure for an unknown key", |e| matches!(e, PluginEvent::Failed { .. })).await;
+    let e = wait_for_event(&mut rx, WAIT, "a failure for an unknown key", |e| {
+        matches!(e, PluginEvent::Failed { .. })
+    })
+    .await;
     let error = failed_error(&e);
-    assert!(error.contains("version.toml`: unknown key `colour`"), "{error}");
+    assert!(
+        error.contains("version.toml`: unknown key `colour`"),
+        "{error}"
+    );
 
     write_atomically(&toml, b"timeout = \"soon\"\n");
-    let e = wait_for_event(&mut rx, WAIT, "a failure for a bad duration", |e| matches!(e, PluginEvent::Failed { .. })).await;
-    assert!(failed_error(&e).contains("`timeout` must be a duration such as \"30s\""), "{e:?}");
+    let e = wait_for_event(&mut rx, WAIT, "a failure for a bad duration", |e| {
+        matches!(e, PluginEvent::Failed { .. })
+    })
+    .await;
+    assert!(
+        failed_error(&e).contains("`timeout` must be a duration such as \"30s\""),
+        "{e:?}"
+    );
 
     write_atomically(&toml, b"memory = \"a lot\"\n");
-    let e = wait_for_event(&mut rx, WAIT, "a failure for a bad size", |e| matches!(e, PluginEvent::Failed { .. })).await;
-    assert!(failed_error(&e).contains("`memory` must be a size such as \"64MiB\""), "{e:?}");
+    let e = wait_for_event(&mut rx, WAIT, "a failure for a bad size", |e| {
+        matches!(e, PluginEvent::Failed { .. })
+    })
+    .await;
+    assert!(
+        failed_error(&e).contains("`memory` must be a size such as \"64MiB\""),
+        "{e:?}"
+    );
     assert_eq!(version_of(&registry).await, "v1");
 
     write_atomically(&toml, b"timeout = \"5s\"\n[config]\nversion = \"v3\"\n");
-    wait_for_event(&mut rx, WAIT, "the fixed manifest loading", is_loaded("version")).await;
+    wait_for_event(
+        &mut rx,
+        WAIT,
+        "the fixed manifest loading",
+        is_loaded("version"),
+    )
+    .await;
     assert_eq!(version_of(&registry).await, "v3");
-    assert_eq!(registry.for_type("version").unwrap().manifest.timeout, Some(Duration::from_secs(5)));
+    assert_eq!(
+        registry.for_type("version").unwrap().manifest.timeout,
+        Some(Duration::from_secs(5))
+    );
 
     // Deleting the manifest reloads with defaults.
     std::fs::remove_file(&toml).unwrap();
-    wait_for_event(&mut rx, WAIT, "the reload without a manifest", is_loaded("version")).await;
+    wait_for_event(
+        &mut rx,
+        WAIT,
+        "the reload without a manifest",
+        is_loaded("version"),
+    )
+    .await;
     assert_eq!(version_of(&registry).await, "v1");
 }
 
@@ -266,12 +398,18 @@ async fn two_plugins_cannot_claim_one_type() {
     let dir = tempfile::tempdir().unwrap();
     for name in ["a", "b"] {
         copy_plugin("echo", dir.path(), name);
-        std::fs::write(dir.path().join(format!("{name}.toml")), "types = [\"shared\", \"only-NAME\"]\n".replace("NAME", name))
-            .unwrap();
+        std::fs::write(
+            dir.path().join(format!("{name}.toml")),
+            "types = [\"shared\", \"only-NAME\"]\n".replace("NAME", name),
+        )
+        .unwrap();
     }
     let registry = PluginRegistry::new(runtime(), dir.path().to_path_buf());
     let events = registry.load_all().await;
-    assert!(matches!(&events[0], PluginEvent::Loaded { name, .. } if name == "a"), "{events:?}");
+    assert!(
+        matches!(&events[0], PluginEvent::Loaded { name, .. } if name == "a"),
+        "{events:?}"
+    );
     let error = failed_error(&events[1]);
     assert!(
         error.contains("failed to load plugin `b`")
@@ -284,8 +422,16 @@ async fn two_plugins_cannot_claim_one_type() {
     // Once `a` is gone, `b` gets its turn.
     std::fs::remove_file(dir.path().join("a.wasm")).unwrap();
     let events = registry.reconcile("a").await;
-    assert!(events.contains(&PluginEvent::Unloaded { name: "a".into() }), "{events:?}");
-    assert!(events.iter().any(|e| matches!(e, PluginEvent::Loaded { name, .. } if name == "b")), "{events:?}");
+    assert!(
+        events.contains(&PluginEvent::Unloaded { name: "a".into() }),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, PluginEvent::Loaded { name, .. } if name == "b")),
+        "{events:?}"
+    );
     assert_eq!(registry.for_type("shared").unwrap().name, "b");
 }
 
@@ -308,5 +454,9 @@ async fn the_polling_rescan_finds_changes_without_inotify() {
 async fn watching_a_missing_folder_is_an_error() {
     let registry = PluginRegistry::new(runtime(), "/nonexistent/spool-plugins".into());
     let e = registry.spawn_watcher().unwrap_err();
-    assert!(e.to_string().starts_with("cannot watch the plugins folder `/nonexistent/spool-plugins`"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("cannot watch the plugins folder `/nonexistent/spool-plugins`"),
+        "{e}"
+    );
 }

@@ -36,6 +36,8 @@ fn defaults<'a>(
 /// The body, or a JSON error that says why it could not be read (413 with the sizes).
 fn body_or_error(body: Result<Bytes, BytesRejection>, headers: &HeaderMap) -> ApiResult<Bytes> {
     body.map_err(|rejection| {
+        // The rest of the body stays unread, so this connection cannot carry another request:
+        // the error response says `Connection: close` (see `error.rs`).
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             let size = headers

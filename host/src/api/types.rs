@@ -90,13 +90,14 @@ pub fn parse_submit(body: &[u8], d: SubmitDefaults<'_>) -> Result<NewJob, BadReq
 pub fn parse_batch(body: &[u8], d: SubmitDefaults<'_>) -> Result<Vec<NewJob>, BadRequest> {
     let text = body_text(body)?;
     let _: &RawValue = serde_json::from_str(text).map_err(malformed)?;
-    let shape = || {
-        BadRequest::invalid("a batch must be {\"jobs\": [job, ...]} or a JSON array of jobs")
-    };
+    let shape =
+        || BadRequest::invalid("a batch must be {\"jobs\": [job, ...]} or a JSON array of jobs");
     let jobs: Vec<&RawValue> = if text.trim_start().starts_with('[') {
         serde_json::from_str(text).map_err(|_| shape())?
     } else {
-        serde_json::from_str::<RawBatch>(text).map_err(|_| shape())?.jobs
+        serde_json::from_str::<RawBatch>(text)
+            .map_err(|_| shape())?
+            .jobs
     };
     if jobs.is_empty() {
         return Err(BadRequest::invalid(

@@ -34,14 +34,30 @@ pub(crate) async fn read_plugin(dir: &Path, name: &str) -> Result<Option<PluginF
     let wasm = match tokio::fs::read(&wasm_path).await {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(LoadError::plugin(name, &wasm_path, LoadFailure::Read(e.to_string()))),
+        Err(e) => {
+            return Err(LoadError::plugin(
+                name,
+                &wasm_path,
+                LoadFailure::Read(e.to_string()),
+            ));
+        }
     };
     let manifest_text = match tokio::fs::read(&toml_path).await {
         Ok(b) => Some(String::from_utf8(b).map_err(|_| {
-            LoadError::plugin(name, &toml_path, LoadFailure::Manifest("it is not UTF-8 text".into()))
+            LoadError::plugin(
+                name,
+                &toml_path,
+                LoadFailure::Manifest("it is not UTF-8 text".into()),
+            )
         })?),
         Err(e) if e.kind() == ErrorKind::NotFound => None,
-        Err(e) => return Err(LoadError::plugin(name, &toml_path, LoadFailure::Read(e.to_string()))),
+        Err(e) => {
+            return Err(LoadError::plugin(
+                name,
+                &toml_path,
+                LoadFailure::Read(e.to_string()),
+            ));
+        }
     };
     let mut h = Sha256::new();
     h.update((wasm.len() as u64).to_le_bytes());
@@ -49,16 +65,22 @@ pub(crate) async fn read_plugin(dir: &Path, name: &str) -> Result<Option<PluginF
     if let Some(t) = &manifest_text {
         h.update(t.as_bytes());
     }
-    Ok(Some(PluginFiles { wasm_path, toml_path, wasm, manifest_text, fingerprint: h.finalize().into() }))
+    Ok(Some(PluginFiles {
+        wasm_path,
+        toml_path,
+        wasm,
+        manifest_text,
+        fingerprint: h.finalize().into(),
+    }))
 }
 
 impl PluginFiles {
     pub(crate) fn manifest(&self, name: &str) -> Result<Manifest, LoadError> {
         match &self.manifest_text {
             None => Ok(Manifest::default()),
-            Some(text) => {
-                Manifest::parse(text).map_err(|msg| LoadError::plugin(name, &self.toml_path, LoadFailure::Manifest(msg)))
-            }
+            Some(text) => Manifest::parse(text).map_err(|msg| {
+                LoadError::plugin(name, &self.toml_path, LoadFailure::Manifest(msg))
+            }),
         }
     }
 }
@@ -79,6 +101,10 @@ pub(crate) fn list_names(dir: &Path) -> std::io::Result<BTreeSet<String>> {
 pub(crate) type Stamp = (Option<(SystemTime, u64)>, Option<(SystemTime, u64)>);
 
 pub(crate) fn stamp(dir: &Path, name: &str) -> Stamp {
-    let one = |p: PathBuf| std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+    let one = |p: PathBuf| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+    };
     (one(wasm_path(dir, name)), one(toml_path(dir, name)))
 }

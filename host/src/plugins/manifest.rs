@@ -40,7 +40,11 @@ pub struct RetryPolicy {
 impl Manifest {
     /// The job types, defaulting to the plugin's name.
     pub fn types_or(&self, name: &str) -> Vec<String> {
-        if self.types.is_empty() { vec![name.to_string()] } else { self.types.clone() }
+        if self.types.is_empty() {
+            vec![name.to_string()]
+        } else {
+            self.types.clone()
+        }
     }
 
     /// Parse a manifest. The error is the message only (no file name): the caller wraps it.
@@ -52,7 +56,9 @@ impl Manifest {
                 "types" => m.types = parse_types(value)?,
                 "timeout" => m.timeout = Some(parse_duration("timeout", value)?),
                 "memory" => m.memory = Some(parse_memory(value)?),
-                "max_concurrency" => m.max_concurrency = Some(parse_count("max_concurrency", value)?),
+                "max_concurrency" => {
+                    m.max_concurrency = Some(parse_count("max_concurrency", value)?)
+                }
                 "allowed_hosts" => {
                     m.allowed_hosts = parse_string_list("allowed_hosts", value)?;
                     if !m.allowed_hosts.is_empty() {
@@ -68,7 +74,15 @@ impl Manifest {
     }
 }
 
-const TOP_KEYS: &[&str] = &["types", "timeout", "memory", "max_concurrency", "allowed_hosts", "retry", "config"];
+const TOP_KEYS: &[&str] = &[
+    "types",
+    "timeout",
+    "memory",
+    "max_concurrency",
+    "allowed_hosts",
+    "retry",
+    "config",
+];
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff_base", "backoff_cap"];
 
 fn unknown_key(key: &str, known: &[&str]) -> String {
@@ -77,7 +91,9 @@ fn unknown_key(key: &str, known: &[&str]) -> String {
 }
 
 fn syntax_error(text: &str, e: &toml::de::Error) -> String {
-    let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
     let msg = e.message().trim().replace('\n', " ");
     match line {
         Some(line) => format!("invalid TOML at line {line}: {msg}"),
@@ -95,11 +111,16 @@ fn shown(value: &Value) -> String {
 fn parse_types(value: &Value) -> Result<Vec<String>, String> {
     let types = parse_string_list("types", value)?;
     if types.is_empty() {
-        return Err("`types` must list at least one job type (or be left out to use the plugin's name)".into());
+        return Err(
+            "`types` must list at least one job type (or be left out to use the plugin's name)"
+                .into(),
+        );
     }
     for t in &types {
         if t.is_empty() || t.len() > 200 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("`types` entries must be non-empty names without spaces (got {t:?})"));
+            return Err(format!(
+                "`types` entries must be non-empty names without spaces (got {t:?})"
+            ));
         }
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -113,21 +134,34 @@ fn parse_types(value: &Value) -> Result<Vec<String>, String> {
 
 fn parse_string_list(key: &str, value: &Value) -> Result<Vec<String>, String> {
     let Value::Array(items) = value else {
-        return Err(format!("`{key}` must be a list of strings (got {})", shown(value)));
+        return Err(format!(
+            "`{key}` must be a list of strings (got {})",
+            shown(value)
+        ));
     };
     items
         .iter()
         .map(|v| match v {
             Value::String(s) => Ok(s.clone()),
-            other => Err(format!("`{key}` must be a list of strings (got {})", shown(other))),
+            other => Err(format!(
+                "`{key}` must be a list of strings (got {})",
+                shown(other)
+            )),
         })
         .collect()
 }
 
 /// "30s", "500ms", "5m", "1h 30m"; zero is refused.
 pub fn parse_duration(key: &str, value: &Value) -> Result<Duration, String> {
-    let bad = || format!("`{key}` must be a duration such as \"30s\" or \"500ms\" (got {})", shown(value));
-    let Value::String(s) = value else { return Err(bad()) };
+    let bad = || {
+        format!(
+            "`{key}` must be a duration such as \"30s\" or \"500ms\" (got {})",
+            shown(value)
+        )
+    };
+    let Value::String(s) = value else {
+        return Err(bad());
+    };
     let d = humantime::parse_duration(s.trim()).map_err(|_| bad())?;
     if d.is_zero() {
         return Err(format!("`{key}` must be longer than zero (got {s:?})"));
@@ -138,23 +172,37 @@ pub fn parse_duration(key: &str, value: &Value) -> Result<Duration, String> {
 fn parse_count(key: &str, value: &Value) -> Result<u32, String> {
     match value {
         Value::Integer(n) if *n >= 1 && *n <= u32::MAX as i64 => Ok(*n as u32),
-        other => Err(format!("`{key}` must be a whole number of at least 1 (got {})", shown(other))),
+        other => Err(format!(
+            "`{key}` must be a whole number of at least 1 (got {})",
+            shown(other)
+        )),
     }
 }
 
 /// "64MiB", "512KiB", "1GiB", "64MB" (decimal), or an integer number of bytes.
 fn parse_memory(value: &Value) -> Result<u64, String> {
-    let bad = || format!("`memory` must be a size such as \"64MiB\" (got {})", shown(value));
+    let bad = || {
+        format!(
+            "`memory` must be a size such as \"64MiB\" (got {})",
+            shown(value)
+        )
+    };
     let bytes = match value {
         Value::Integer(n) if *n > 0 => *n as u64,
         Value::String(s) => parse_size(s).ok_or_else(bad)?,
         _ => return Err(bad()),
     };
     if bytes < (1 << 20) {
-        return Err(format!("`memory` must be at least 1MiB (got {})", shown(value)));
+        return Err(format!(
+            "`memory` must be at least 1MiB (got {})",
+            shown(value)
+        ));
     }
     if bytes > MAX_MEMORY {
-        return Err(format!("`memory` must be at most 4GiB (got {})", shown(value)));
+        return Err(format!(
+            "`memory` must be at most 4GiB (got {})",
+            shown(value)
+        ));
     }
     Ok(bytes)
 }
@@ -179,7 +227,10 @@ fn parse_size(s: &str) -> Option<u64> {
 
 fn parse_retry(value: &Value) -> Result<RetryPolicy, String> {
     let Value::Table(t) = value else {
-        return Err(format!("`retry` must be a table such as `[retry]` (got {})", shown(value)));
+        return Err(format!(
+            "`retry` must be a table such as `[retry]` (got {})",
+            shown(value)
+        ));
     };
     let mut r = RetryPolicy::default();
     for (key, v) in t {
@@ -200,7 +251,10 @@ fn parse_retry(value: &Value) -> Result<RetryPolicy, String> {
 
 fn parse_config(value: &Value) -> Result<BTreeMap<String, String>, String> {
     let Value::Table(t) = value else {
-        return Err(format!("`config` must be a table such as `[config]` (got {})", shown(value)));
+        return Err(format!(
+            "`config` must be a table such as `[config]` (got {})",
+            shown(value)
+        ));
     };
     t.iter()
         .map(|(k, v)| match v {

@@ -52,11 +52,21 @@ impl std::fmt::Debug for LoadedPlugin {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum PluginEvent {
-    Loaded { name: String, version: String, types: Vec<String> },
-    Unloaded { name: String },
+    Loaded {
+        name: String,
+        version: String,
+        types: Vec<String>,
+    },
+    Unloaded {
+        name: String,
+    },
     /// The file could not be loaded; the previous version (if any) keeps serving.
     /// `error` is one line in STYLE.md form.
-    Failed { name: String, path: PathBuf, error: String },
+    Failed {
+        name: String,
+        path: PathBuf,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,14 +97,22 @@ pub struct PluginStatus {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
     #[error("failed to load plugin `{name}` from `{}`: {reason}", path.display())]
-    Plugin { name: String, path: PathBuf, reason: LoadFailure },
+    Plugin {
+        name: String,
+        path: PathBuf,
+        reason: LoadFailure,
+    },
     #[error("cannot watch the plugins folder `{}`: {reason}", dir.display())]
     Watch { dir: PathBuf, reason: String },
 }
 
 impl LoadError {
     pub(crate) fn plugin(name: &str, path: impl Into<PathBuf>, reason: LoadFailure) -> Self {
-        LoadError::Plugin { name: name.to_string(), path: path.into(), reason }
+        LoadError::Plugin {
+            name: name.to_string(),
+            path: path.into(),
+            reason,
+        }
     }
 
     /// The failure reason, when this is about one plugin.
@@ -119,16 +137,22 @@ pub enum LoadFailure {
         "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 with spool-sdk 0.1"
     )]
     CoreModule,
-    #[error("it is truncated or corrupt ({0}); a file still being copied is loaded again once the copy completes")]
+    #[error(
+        "it is truncated or corrupt ({0}); a file still being copied is loaded again once the copy completes"
+    )]
     Corrupt(String),
     #[error("it does not export `{WORLD}`{0}; rebuild it with spool-sdk 0.1")]
     WrongWorld(String),
-    #[error("it imports `{0}`, which this host does not provide (plugins get `spool:plugin/*@0.1.0` and WASI 0.2 without files or network); rebuild it with spool-sdk 0.1")]
+    #[error(
+        "it imports `{0}`, which this host does not provide (plugins get `spool:plugin/*@0.1.0` and WASI 0.2 without files or network); rebuild it with spool-sdk 0.1"
+    )]
     UnknownImport(String),
     /// A bad `NAME.toml`; the message names the key.
     #[error("{0}")]
     Manifest(String),
-    #[error("job type `{job_type}` is already handled by plugin `{other}`; remove it from one of the manifests")]
+    #[error(
+        "job type `{job_type}` is already handled by plugin `{other}`; remove it from one of the manifests"
+    )]
     TypeConflict { job_type: String, other: String },
     #[error("cannot compile it: {0}")]
     Compile(String),
@@ -150,7 +174,11 @@ pub(crate) fn plugin_name_of(path: &std::path::Path) -> Option<(String, FileKind
         "toml" => FileKind::Manifest,
         _ => return None,
     };
-    if stem.is_empty() || !stem.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+    if stem.is_empty()
+        || !stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
         return None;
     }
     Some((stem.to_string(), kind))
@@ -169,8 +197,14 @@ mod tests {
 
     #[test]
     fn plugin_names_come_from_wasm_and_toml_files_only() {
-        assert_eq!(plugin_name_of(Path::new("p/resize.wasm")), Some(("resize".into(), FileKind::Wasm)));
-        assert_eq!(plugin_name_of(Path::new("p/resize.toml")), Some(("resize".into(), FileKind::Manifest)));
+        assert_eq!(
+            plugin_name_of(Path::new("p/resize.wasm")),
+            Some(("resize".into(), FileKind::Wasm))
+        );
+        assert_eq!(
+            plugin_name_of(Path::new("p/resize.toml")),
+            Some(("resize".into(), FileKind::Manifest))
+        );
         assert_eq!(plugin_name_of(Path::new("p/.resize.wasm")), None);
         assert_eq!(plugin_name_of(Path::new("p/resize.wasm.tmp")), None);
         assert_eq!(plugin_name_of(Path::new("p/resize.wasm~")), None);

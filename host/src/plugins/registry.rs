@@ -7,7 +7,9 @@
 //! it finishes on the old version; a file that fails to load leaves the old version serving.
 
 use super::loader::{self, Stamp};
-use super::{LoadError, LoadFailure, LoadedPlugin, PluginEvent, PluginState, PluginStatus, WatcherHandle};
+use super::{
+    LoadError, LoadFailure, LoadedPlugin, PluginEvent, PluginState, PluginStatus, WatcherHandle,
+};
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -29,7 +31,10 @@ impl Snapshot {
             Some(p) => by_name.insert(name.to_string(), p),
             None => by_name.remove(name),
         };
-        let by_type = by_name.values().flat_map(|p| p.types.iter().map(move |t| (t.clone(), p.clone()))).collect();
+        let by_type = by_name
+            .values()
+            .flat_map(|p| p.types.iter().map(move |t| (t.clone(), p.clone())))
+            .collect();
         Snapshot { by_name, by_type }
     }
 }
@@ -65,7 +70,9 @@ pub struct PluginRegistry {
 
 impl std::fmt::Debug for PluginRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginRegistry").field("dir", &self.inner.dir).finish_non_exhaustive()
+        f.debug_struct("PluginRegistry")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -179,8 +186,13 @@ impl PluginRegistry {
         let mut work = vec![name.to_string()];
         let mut retried = BTreeSet::new();
         while let Some(name) = work.pop() {
-            let Some(event) = self.reconcile_one(&mut book, &name).await else { continue };
-            if matches!(event, PluginEvent::Loaded { .. } | PluginEvent::Unloaded { .. }) {
+            let Some(event) = self.reconcile_one(&mut book, &name).await else {
+                continue;
+            };
+            if matches!(
+                event,
+                PluginEvent::Loaded { .. } | PluginEvent::Unloaded { .. }
+            ) {
                 for blocked in self.conflicted() {
                     if blocked != name && retried.insert(blocked.clone()) {
                         book.fingerprints.remove(&blocked);
@@ -203,7 +215,8 @@ impl PluginRegistry {
 
     async fn reconcile_one(&self, book: &mut Book, name: &str) -> Option<PluginEvent> {
         let dir = &self.inner.dir;
-        book.stamps.insert(name.to_string(), loader::stamp(dir, name));
+        book.stamps
+            .insert(name.to_string(), loader::stamp(dir, name));
         let files = match loader::read_plugin(dir, name).await {
             Ok(Some(files)) => files,
             Ok(None) => {
@@ -217,28 +230,42 @@ impl PluginRegistry {
         if book.fingerprints.get(name) == Some(&files.fingerprint) {
             return None;
         }
-        book.fingerprints.insert(name.to_string(), files.fingerprint);
+        book.fingerprints
+            .insert(name.to_string(), files.fingerprint);
         let manifest = match files.manifest(name) {
             Ok(m) => m,
             Err(e) => return Some(self.failed(name, e)),
         };
-        let (plugin, _) =
-            match self.inner.runtime.load_bytes(name, &files.wasm_path, files.wasm, manifest).await {
-                Ok(loaded) => loaded,
-                Err(e) => return Some(self.failed(name, e)),
-            };
+        let (plugin, _) = match self
+            .inner
+            .runtime
+            .load_bytes(name, &files.wasm_path, files.wasm, manifest)
+            .await
+        {
+            Ok(loaded) => loaded,
+            Err(e) => return Some(self.failed(name, e)),
+        };
         let current = self.inner.current.load();
         for t in &plugin.types {
             if let Some(other) = current.by_type.get(t)
                 && other.name != name
             {
-                let reason = LoadFailure::TypeConflict { job_type: t.clone(), other: other.name.clone() };
-                let path = files.toml_path.exists().then_some(&files.toml_path).unwrap_or(&files.wasm_path);
+                let reason = LoadFailure::TypeConflict {
+                    job_type: t.clone(),
+                    other: other.name.clone(),
+                };
+                let path = files
+                    .toml_path
+                    .exists()
+                    .then_some(&files.toml_path)
+                    .unwrap_or(&files.wasm_path);
                 return Some(self.failed(name, LoadError::plugin(name, path, reason)));
             }
         }
         // Single writer (the `writer` lock), so load + store cannot lose an update.
-        self.inner.current.store(Arc::new(current.with(name, Some(plugin.clone()))));
+        self.inner
+            .current
+            .store(Arc::new(current.with(name, Some(plugin.clone()))));
         lock(&self.inner.failed).remove(name);
         tracing::info!(plugin = name, version = %plugin.version, types = ?plugin.types, "plugin loaded");
         Some(self.emit(PluginEvent::Loaded {
@@ -253,7 +280,9 @@ impl PluginRegistry {
         current.by_name.get(name)?;
         self.inner.current.store(Arc::new(current.with(name, None)));
         tracing::info!(plugin = name, "plugin unloaded");
-        Some(self.emit(PluginEvent::Unloaded { name: name.to_string() }))
+        Some(self.emit(PluginEvent::Unloaded {
+            name: name.to_string(),
+        }))
     }
 
     fn failed(&self, name: &str, error: LoadError) -> PluginEvent {
@@ -263,8 +292,18 @@ impl PluginRegistry {
         };
         let message = error.to_string();
         tracing::warn!(plugin = name, "{message}");
-        lock(&self.inner.failed).insert(name.to_string(), Failure { error, path: path.clone() });
-        self.emit(PluginEvent::Failed { name: name.to_string(), path, error: message })
+        lock(&self.inner.failed).insert(
+            name.to_string(),
+            Failure {
+                error,
+                path: path.clone(),
+            },
+        );
+        self.emit(PluginEvent::Failed {
+            name: name.to_string(),
+            path,
+            error: message,
+        })
     }
 
     fn emit(&self, event: PluginEvent) -> PluginEvent {

@@ -28,7 +28,9 @@ pub struct WatcherHandle {
 
 impl std::fmt::Debug for WatcherHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatcherHandle").field("inotify", &self._watcher.is_some()).finish()
+        f.debug_struct("WatcherHandle")
+            .field("inotify", &self._watcher.is_some())
+            .finish()
     }
 }
 
@@ -46,7 +48,10 @@ enum Message {
 pub(crate) fn spawn(registry: PluginRegistry) -> Result<WatcherHandle, LoadError> {
     let dir = registry.dir().to_path_buf();
     if !dir.is_dir() {
-        return Err(LoadError::Watch { dir, reason: "it is not a folder; create it or pass another `--plugins`".into() });
+        return Err(LoadError::Watch {
+            dir,
+            reason: "it is not a folder; create it or pass another `--plugins`".into(),
+        });
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let handler = move |event: notify::Result<Event>| match event {
@@ -80,7 +85,10 @@ pub(crate) fn spawn(registry: PluginRegistry) -> Result<WatcherHandle, LoadError
         }
     };
     let task = tokio::spawn(run(registry, rx));
-    Ok(WatcherHandle { _watcher: watcher, task })
+    Ok(WatcherHandle {
+        _watcher: watcher,
+        task,
+    })
 }
 
 fn is_complete_change(kind: &EventKind) -> bool {

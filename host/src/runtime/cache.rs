@@ -28,16 +28,22 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl ArtifactCache {
     pub(crate) fn open(dir: &Path, engine: &Engine) -> Result<Self, RuntimeError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| RuntimeError::CacheDir { dir: dir.to_path_buf(), reason: e.to_string() })?;
+        std::fs::create_dir_all(dir).map_err(|e| RuntimeError::CacheDir {
+            dir: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = hex::encode(&hasher.0.finalize()[..8]);
-        Ok(Self { dir: dir.to_path_buf(), engine_key })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            engine_key,
+        })
     }
 
     pub(crate) fn path_for(&self, digest: &[u8; 32]) -> PathBuf {
-        self.dir.join(format!("{}-{}.cwasm", hex::encode(digest), self.engine_key))
+        self.dir
+            .join(format!("{}-{}.cwasm", hex::encode(digest), self.engine_key))
     }
 
     /// Blocking: load the cached artifact, or compile and cache it. A cached file that fails
@@ -55,7 +61,9 @@ impl ArtifactCache {
             // compatibility hash, and wasmtime checks the header again.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(c) => return Ok((c, CompileSource::Cache)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "ignoring a broken compiled-plugin cache file; compiling again"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "ignoring a broken compiled-plugin cache file; compiling again")
+                }
             }
         }
         let artifact = engine.precompile_component(wasm)?;
@@ -63,9 +71,13 @@ impl ArtifactCache {
             // SAFETY: we wrote this file from `precompile_component` a moment ago.
             Ok(()) => match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(c) => return Ok((c, CompileSource::CompiledAndCached)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cannot map the compiled plugin just written"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cannot map the compiled plugin just written")
+                }
             },
-            Err(e) => tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the compiled-plugin cache; continuing without it"),
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the compiled-plugin cache; continuing without it")
+            }
         }
         // SAFETY: `artifact` comes from `precompile_component` on this engine.
         let c = unsafe { Component::deserialize(engine, &artifact)? };
@@ -76,7 +88,9 @@ impl ArtifactCache {
     fn store(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let tmp = self.dir.join(format!(
             ".{}.{}.{}.tmp",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("artifact"),
             std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));

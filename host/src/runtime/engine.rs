@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Epoch tick: the resolution of timeouts and how often a spinning guest yields to tokio.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -42,7 +42,8 @@ impl RuntimeInner {
         let max = cfg.max_instances.max(1);
         let engine = build_engine(max)?;
         let mut linker = Linker::<JobState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         Handler::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let cache = match &cfg.cache_dir {
@@ -51,11 +52,19 @@ impl RuntimeInner {
         };
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), ticker_stop.clone())?;
-        Ok(Self { engine, linker, slots: Arc::new(Semaphore::new(max as usize)), cfg, cache, ticker_stop })
+        Ok(Self {
+            engine,
+            linker,
+            slots: Arc::new(Semaphore::new(max as usize)),
+            cfg,
+            cache,
+            ticker_stop,
+        })
     }
 
     pub(crate) fn instances_in_use(&self) -> u32 {
-        (self.cfg.max_instances.max(1) as usize).saturating_sub(self.slots.available_permits()) as u32
+        (self.cfg.max_instances.max(1) as usize).saturating_sub(self.slots.available_permits())
+            as u32
     }
 
     /// Check the header, compile (or load from cache) on a blocking thread, pre-link, and
@@ -71,7 +80,8 @@ impl RuntimeInner {
         check_header(&bytes).map_err(fail)?;
         if !manifest.allowed_hosts.is_empty() {
             return Err(fail(LoadFailure::Manifest(
-                "`allowed_hosts` must be empty: spool 0.1 gives plugins no network access yet".into(),
+                "`allowed_hosts` must be empty: spool 0.1 gives plugins no network access yet"
+                    .into(),
             )));
         }
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
@@ -82,18 +92,29 @@ impl RuntimeInner {
             None => Component::new(&engine, &bytes).map(|c| (c, CompileSource::Compiled)),
         })
         .await
-        .map_err(|e| fail(LoadFailure::Compile(format!("the compiler thread failed: {e}"))))?;
+        .map_err(|e| {
+            fail(LoadFailure::Compile(format!(
+                "the compiler thread failed: {e}"
+            )))
+        })?;
         let (component, source) = compiled.map_err(|e| fail(compile_failure(&e)))?;
 
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| fail(link_failure(&self.engine, &component, &e)))?;
-        let pre = HandlerPre::new(pre).map_err(|e| fail(export_failure(&self.engine, &component, &e)))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| fail(link_failure(&self.engine, &component, &e)))?;
+        let pre =
+            HandlerPre::new(pre).map_err(|e| fail(export_failure(&self.engine, &component, &e)))?;
 
         let types = manifest.types_or(name);
         let code = PluginCode {
             pre,
             config: Arc::new(manifest.config.clone()),
             timeout: manifest.timeout.unwrap_or(self.cfg.default_timeout),
-            memory: manifest.memory.unwrap_or(self.cfg.default_memory).min(MAX_MEMORY),
+            memory: manifest
+                .memory
+                .unwrap_or(self.cfg.default_memory)
+                .min(MAX_MEMORY),
         };
         let plugin = LoadedPlugin {
             name: name.to_string(),
@@ -172,7 +193,9 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadFailure> {
     match bytes[6..8] {
         [1, 0] => Ok(()),
         [0, 0] => Err(LoadFailure::CoreModule),
-        _ => Err(LoadFailure::Corrupt("unknown WebAssembly binary version".into())),
+        _ => Err(LoadFailure::Corrupt(
+            "unknown WebAssembly binary version".into(),
+        )),
     }
 }
 
@@ -182,7 +205,10 @@ pub(crate) fn one_line(s: &str) -> String {
 
 fn compile_failure(e: &wasmtime::Error) -> LoadFailure {
     let msg = one_line(&format!("{e:#}"));
-    if msg.contains("end-of-file") || msg.contains("out of bounds") || msg.contains("unexpected end") {
+    if msg.contains("end-of-file")
+        || msg.contains("out of bounds")
+        || msg.contains("unexpected end")
+    {
         LoadFailure::Corrupt(msg)
     } else {
         LoadFailure::Compile(msg)
@@ -201,7 +227,9 @@ fn link_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -> 
     }
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
-        if !(name.starts_with("spool:plugin/") && name.ends_with("@0.1.0")) && !name.starts_with("wasi:") {
+        if !(name.starts_with("spool:plugin/") && name.ends_with("@0.1.0"))
+            && !name.starts_with("wasi:")
+        {
             return LoadFailure::UnknownImport(name.to_string());
         }
     }
@@ -213,7 +241,10 @@ fn export_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| format!("`{n}`")).collect();
     let detail = if ty.get_export(engine, "handle").is_some() {
-        format!(" (its `handle` export has another signature: {})", one_line(&format!("{e:#}")))
+        format!(
+            " (its `handle` export has another signature: {})",
+            one_line(&format!("{e:#}"))
+        )
     } else if exports.is_empty() {
         " (it exports nothing)".to_string()
     } else {
@@ -229,7 +260,10 @@ mod tests {
     #[test]
     fn headers_tell_components_from_modules_and_junk() {
         assert_eq!(check_header(b"hello world"), Err(LoadFailure::NotWasm));
-        assert_eq!(check_header(b"\0asm\x01\0\0\0"), Err(LoadFailure::CoreModule));
+        assert_eq!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(LoadFailure::CoreModule)
+        );
         assert_eq!(check_header(b"\0asm\x0d\0\x01\0"), Ok(()));
         assert_eq!(check_header(b"\0asm"), Err(LoadFailure::NotWasm));
     }

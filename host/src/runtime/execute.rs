@@ -38,52 +38,13 @@ pub(crate) async fn execute(
     let _slot = inner.slots.acquire().await.ok();
     let code = &plugin.code;
     let timeout = input.timeout.unwrap_or(code.timeout);
-    let trace = inner.cfg.trace_guest_logs.then(|| TraceNames { plugin: plugin.name.clone(), job_id: input.id.clone() });
-    let log = Arc::new(Mutex::new(JobLog::new(services.clone(), trace)));
-    let wasi = WasiCtx::builder()
-        .stdout(CapturePipe { stream: Stream::Stdout, log: log.clone() })
-        .stderr(CapturePipe { stream: Stream::Stderr, log: log.clone() })
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build();
-    let start = Instant::now();
-    let state = JobState {
-        wasi,
-        table: ResourceTable::new(),
-        limiter: MemoryLimiter::new(code.memory),
-        deadline: Deadline::new(start, timeout),
-        stop: None,
-        services: services.clone(),
-        config: code.config.clone(),
-        log: log.clone(),
-        followups: Vec::new(),
-    };
-    let mut store = Store::new(&inner.engine, state);
-    store.limiter(|s| &mut s.limiter);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|mut cx| {
-        let st = cx.data_mut();
-        let cancelled = st.services.cancelled();
-        Ok(match st.deadline.check(Instant::now(), cancelled) {
-            Some(reason) => {
-                st.stop = Some(reason);
-                UpdateDeadline::Interrupt
-            }
-            // Yield every tick so a spinning guest shares its worker thread.
-            None => UpdateDeadline::Yield(1),
-        })
+    let trace = inner.cfg.trace_guest_logs.then(|| TraceNames {
+        plugin: plugin.name.clone(),
+        job_id: input.id.clone(),
     });
-    let job = Job {
-        id: input.id,
-        job_type: input.job_type,
-        payload: input.payload,
-        attempt: input.attempt,
-        max_attempts: input.max_attempts,
-        priority: input.priority,
-        created_at_ms: input.created_at_ms,
-        unique_key: input.unique_key,
-    };
+    let start = Instant::now();
+    let (mut store, log) = new_store(inner, plugin, timeout, start, services.clone(), trace);
+    let job = guest_job(input);
 
     let result: CallResult = {
         let call = async {
@@ -108,7 +69,117 @@ pub(crate) async fn execute(
     let logs = log.take_lines();
     drop(log);
     drop(store);
-    Execution { outcome, logs, followups, duration, plugin_version: plugin.version.clone(), peak_memory }
+    Execution {
+        outcome,
+        logs,
+        followups,
+        duration,
+        plugin_version: plugin.version.clone(),
+        peak_memory,
+    }
+}
+
+fn guest_job(input: JobInput) -> Job {
+    Job {
+        id: input.id,
+        job_type: input.job_type,
+        payload: input.payload,
+        attempt: input.attempt,
+        max_attempts: input.max_attempts,
+        priority: input.priority,
+        created_at_ms: input.created_at_ms,
+        unique_key: input.unique_key,
+    }
+}
+
+/// A fresh `Store` for one job: WASI with captured stdout/stderr and nothing else, the memory
+/// limiter, and the epoch callback.
+fn new_store(
+    inner: &RuntimeInner,
+    plugin: &LoadedPlugin,
+    timeout: Duration,
+    start: Instant,
+    services: Arc<dyn JobServices>,
+    trace: Option<TraceNames>,
+) -> (Store<JobState>, Arc<Mutex<JobLog>>) {
+    let code = &plugin.code;
+    let log = Arc::new(Mutex::new(JobLog::new(services.clone(), trace)));
+    let wasi = WasiCtx::builder()
+        .stdout(CapturePipe {
+            stream: Stream::Stdout,
+            log: log.clone(),
+        })
+        .stderr(CapturePipe {
+            stream: Stream::Stderr,
+            log: log.clone(),
+        })
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let state = JobState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter::new(code.memory),
+        deadline: Deadline::new(start, timeout),
+        stop: None,
+        services,
+        config: code.config.clone(),
+        log: log.clone(),
+        followups: Vec::new(),
+    };
+    let mut store = Store::new(&inner.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut cx| {
+        let st = cx.data_mut();
+        let cancelled = st.services.cancelled();
+        Ok(match st.deadline.check(Instant::now(), cancelled) {
+            Some(reason) => {
+                st.stop = Some(reason);
+                UpdateDeadline::Interrupt
+            }
+            // Yield every tick so a spinning guest shares its worker thread.
+            None => UpdateDeadline::Yield(1),
+        })
+    });
+    (store, log)
+}
+
+/// Where one job's time goes, summed over `iterations` jobs: store setup, instantiation, the
+/// call, and dropping the store (which returns the instance slot to the pool). For the
+/// benchmark only.
+pub(crate) async fn phase_times(
+    inner: &RuntimeInner,
+    plugin: &LoadedPlugin,
+    input: &JobInput,
+    iterations: u32,
+) -> wasmtime::Result<[Duration; 4]> {
+    let mut t = [Duration::ZERO; 4];
+    let services: Arc<dyn JobServices> = Arc::new(super::NoServices);
+    for _ in 0..iterations {
+        let job = guest_job(input.clone());
+        let a = Instant::now();
+        let (mut store, _log) = new_store(
+            inner,
+            plugin,
+            plugin.code.timeout,
+            a,
+            services.clone(),
+            None,
+        );
+        let b = Instant::now();
+        let handler = plugin.code.pre.instantiate_async(&mut store).await?;
+        let c = Instant::now();
+        let _ = handler.call_handle(&mut store, &job).await?;
+        let d = Instant::now();
+        drop(store);
+        let e = Instant::now();
+        for (slot, took) in t.iter_mut().zip([b - a, c - b, d - c, e - d]) {
+            *slot += took;
+        }
+    }
+    Ok(t)
 }
 
 /// Stops a job the epoch callback cannot reach: one blocked in a host call (sleep, a slow
@@ -133,9 +204,13 @@ fn classify(
 ) -> Outcome {
     let crashed = |kind, error: String| Outcome::Crashed { error, kind };
     let stopped = |reason| match reason {
-        StopReason::Timeout => {
-            crashed(CrashKind::Timeout, format!("job timed out after {}", humantime::format_duration(timeout)))
-        }
+        StopReason::Timeout => crashed(
+            CrashKind::Timeout,
+            format!(
+                "job timed out after {}",
+                humantime::format_duration(timeout)
+            ),
+        ),
         StopReason::Cancelled => crashed(
             CrashKind::Cancelled,
             format!(
@@ -184,14 +259,17 @@ fn classify(
                 Ok(raw) => Outcome::Success(raw),
                 Err(e) => crashed(
                     CrashKind::InvalidResult,
-                    format!("the plugin returned a result that is not valid JSON ({e}); return JSON text, `null` for nothing"),
+                    format!(
+                        "the plugin returned a result that is not valid JSON ({e}); return JSON text, `null` for nothing"
+                    ),
                 ),
             }
         }
         Ok(Ok(Err(_))) if limiter.refused().is_some() => out_of_memory(),
-        Ok(Ok(Err(JobError::Retry(info)))) => {
-            Outcome::Retry { error: info.message, after: info.after_ms.map(Duration::from_millis) }
-        }
+        Ok(Ok(Err(JobError::Retry(info)))) => Outcome::Retry {
+            error: info.message,
+            after: info.after_ms.map(Duration::from_millis),
+        },
         Ok(Ok(Err(JobError::Fail(error)))) => Outcome::Fail { error },
     }
 }

@@ -61,7 +61,10 @@ pub(crate) struct JobState {
 
 impl WasiView for JobState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -88,7 +91,13 @@ pub(crate) enum Stream {
 
 impl JobLog {
     pub(crate) fn new(services: Arc<dyn JobServices>, trace: Option<TraceNames>) -> Self {
-        Self { lines: VecDeque::new(), stderr_tail: VecDeque::new(), partial: [Vec::new(), Vec::new()], services, trace }
+        Self {
+            lines: VecDeque::new(),
+            stderr_tail: VecDeque::new(),
+            partial: [Vec::new(), Vec::new()],
+            services,
+            trace,
+        }
     }
 
     pub(crate) fn lock(log: &Mutex<JobLog>) -> MutexGuard<'_, JobLog> {
@@ -251,7 +260,11 @@ impl Pollable for CapturePipe {
 }
 
 impl tokio::io::AsyncWrite for CapturePipe {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.write_bytes(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -296,22 +309,33 @@ impl cache::Host for JobState {
     }
 
     async fn set(&mut self, key: String, value: String, ttl_ms: Option<u64>) -> Result<(), String> {
-        self.services.cache_set(&key, &value, ttl_ms.map(Duration::from_millis)).await
+        self.services
+            .cache_set(&key, &value, ttl_ms.map(Duration::from_millis))
+            .await
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, String> {
         self.services.cache_delete(&key).await
     }
 
-    async fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<i64, String> {
-        self.services.cache_increment(&key, delta, ttl_ms.map(Duration::from_millis)).await
+    async fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> Result<i64, String> {
+        self.services
+            .cache_increment(&key, delta, ttl_ms.map(Duration::from_millis))
+            .await
     }
 }
 
 impl enqueue::Host for JobState {
     async fn enqueue(&mut self, job: types::NewJob) -> Result<String, String> {
         if self.followups.len() >= MAX_FOLLOWUPS {
-            return Err(format!("a job may enqueue at most {MAX_FOLLOWUPS} follow-up jobs"));
+            return Err(format!(
+                "a job may enqueue at most {MAX_FOLLOWUPS} follow-up jobs"
+            ));
         }
         let new = validate_followup(job, crate::job::system_now_ms())?;
         let id = new.id.clone();
@@ -330,7 +354,8 @@ impl config::Host for JobState {
 /// `NewJob` with a fresh id.
 pub(crate) fn validate_followup(job: types::NewJob, now_ms: i64) -> Result<NewJob, String> {
     let invalid = |e: job::JobError| format!("invalid follow-up job: {e}");
-    let payload = job::parse_payload(&job.payload, job::DEFAULT_MAX_PAYLOAD_BYTES).map_err(invalid)?;
+    let payload =
+        job::parse_payload(&job.payload, job::DEFAULT_MAX_PAYLOAD_BYTES).map_err(invalid)?;
     let run_at = match job.delay_ms {
         Some(0) | None => None,
         Some(ms) => Some(now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))),
@@ -346,7 +371,8 @@ pub(crate) fn validate_followup(job: types::NewJob, now_ms: i64) -> Result<NewJo
         unique_key: job.unique_key,
         backoff: None,
     };
-    new.validate(job::DEFAULT_MAX_PAYLOAD_BYTES).map_err(invalid)?;
+    new.validate(job::DEFAULT_MAX_PAYLOAD_BYTES)
+        .map_err(invalid)?;
     Ok(new)
 }
 
@@ -365,7 +391,10 @@ mod tests {
         l.write(Stream::Stdout, b"lo\nwor");
         l.write(Stream::Stderr, b"oops\n");
         l.finish();
-        assert_eq!(l.take_lines(), vec!["[stdout] hello", "[stderr] oops", "[stdout] wor"]);
+        assert_eq!(
+            l.take_lines(),
+            vec!["[stdout] hello", "[stderr] oops", "[stdout] wor"]
+        );
     }
 
     #[test]

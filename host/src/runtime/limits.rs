@@ -20,7 +20,13 @@ pub(crate) struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub(crate) fn new(limit: u64) -> Self {
-        Self { limit, total: 0, peak: 0, last_approved: 0, refused: None }
+        Self {
+            limit,
+            total: 0,
+            peak: 0,
+            last_approved: 0,
+            refused: None,
+        }
     }
 
     pub(crate) fn peak(&self) -> u64 {
@@ -50,12 +56,21 @@ fn mib(bytes: u64, round_up: bool) -> String {
     if bytes < MIB && bytes % 1024 == 0 {
         return format!("{} KiB", bytes / 1024);
     }
-    let n = if round_up { bytes.div_ceil(MIB) } else { bytes / MIB };
+    let n = if round_up {
+        bytes.div_ceil(MIB)
+    } else {
+        bytes / MIB
+    };
     format!("{n} MiB")
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let delta = desired.saturating_sub(current) as u64;
         let wanted = self.total.saturating_add(delta);
         if wanted > self.limit {
@@ -77,7 +92,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(())
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // Tables are bounded by the pooling allocator's slot size; nothing more to add.
         Ok(desired <= 1_000_000)
     }
@@ -99,7 +119,10 @@ pub(crate) struct Deadline {
 
 impl Deadline {
     pub(crate) fn new(start: Instant, timeout: Duration) -> Self {
-        Self { deadline: start + timeout, cancel_seen: None }
+        Self {
+            deadline: start + timeout,
+            cancel_seen: None,
+        }
     }
 
     /// Called every epoch tick (and by the watchdog): should the job stop now?
@@ -130,14 +153,18 @@ mod tests {
         assert!(!l.memory_growing(20 << 20, 30 << 20, None).unwrap());
         assert_eq!(l.refused(), Some(70 << 20));
         assert_eq!(l.peak(), 60 << 20);
-        assert_eq!(l.message(), "out of memory: the plugin asked for 70 MiB, its limit is 64 MiB");
+        assert_eq!(
+            l.message(),
+            "out of memory: the plugin asked for 70 MiB, its limit is 64 MiB"
+        );
     }
 
     #[test]
     fn limiter_forgets_growth_that_wasmtime_then_failed() {
         let mut l = MemoryLimiter::new(64 << 20);
         assert!(l.memory_growing(0, 60 << 20, None).unwrap());
-        l.memory_grow_failed(wasmtime::format_err!("pool slot too small")).unwrap();
+        l.memory_grow_failed(wasmtime::format_err!("pool slot too small"))
+            .unwrap();
         assert!(l.memory_growing(0, 60 << 20, None).unwrap());
         assert_eq!(l.refused(), None);
     }
@@ -147,7 +174,10 @@ mod tests {
         let start = Instant::now();
         let mut d = Deadline::new(start, Duration::from_secs(2));
         assert_eq!(d.check(start + Duration::from_millis(1999), false), None);
-        assert_eq!(d.check(start + Duration::from_secs(2), false), Some(StopReason::Timeout));
+        assert_eq!(
+            d.check(start + Duration::from_secs(2), false),
+            Some(StopReason::Timeout)
+        );
     }
 
     #[test]
@@ -155,6 +185,12 @@ mod tests {
         let start = Instant::now();
         let mut d = Deadline::new(start, Duration::from_secs(60));
         assert_eq!(d.check(start + Duration::from_secs(1), true), None);
-        assert_eq!(d.check(start + Duration::from_secs(1) + crate::runtime::CANCEL_GRACE, true), Some(StopReason::Cancelled));
+        assert_eq!(
+            d.check(
+                start + Duration::from_secs(1) + crate::runtime::CANCEL_GRACE,
+                true
+            ),
+            Some(StopReason::Cancelled)
+        );
     }
 }

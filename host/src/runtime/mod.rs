@@ -75,7 +75,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("config", &self.inner.cfg).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("config", &self.inner.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -102,7 +104,12 @@ pub trait JobServices: Send + Sync {
     async fn cache_get(&self, key: &str) -> Result<Option<String>, String>;
     async fn cache_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), String>;
     async fn cache_delete(&self, key: &str) -> Result<bool, String>;
-    async fn cache_increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String>;
+    async fn cache_increment(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, String>;
     async fn progress(&self, percent: u8, message: Option<String>);
     /// Polled by the guest's `cancelled()` and by the runtime: once true, the runtime stops the
     /// job after `CANCEL_GRACE` (Outcome::Crashed{kind: Cancelled}).
@@ -121,13 +128,23 @@ impl JobServices for NoServices {
     async fn cache_get(&self, _key: &str) -> Result<Option<String>, String> {
         Err("no cache is available here".into())
     }
-    async fn cache_set(&self, _key: &str, _value: &str, _ttl: Option<Duration>) -> Result<(), String> {
+    async fn cache_set(
+        &self,
+        _key: &str,
+        _value: &str,
+        _ttl: Option<Duration>,
+    ) -> Result<(), String> {
         Err("no cache is available here".into())
     }
     async fn cache_delete(&self, _key: &str) -> Result<bool, String> {
         Err("no cache is available here".into())
     }
-    async fn cache_increment(&self, _key: &str, _delta: i64, _ttl: Option<Duration>) -> Result<i64, String> {
+    async fn cache_increment(
+        &self,
+        _key: &str,
+        _delta: i64,
+        _ttl: Option<Duration>,
+    ) -> Result<i64, String> {
         Err("no cache is available here".into())
     }
     async fn progress(&self, _percent: u8, _message: Option<String>) {}
@@ -156,7 +173,10 @@ pub enum Outcome {
     /// Validated JSON.
     Success(Box<RawValue>),
     /// The plugin asked to be retried.
-    Retry { error: String, after: Option<Duration> },
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
     /// The plugin failed permanently.
     Fail { error: String },
     /// Host-detected failure; the retry policy applies.
@@ -168,7 +188,9 @@ impl Outcome {
     pub fn error(&self) -> Option<&str> {
         match self {
             Outcome::Success(_) => None,
-            Outcome::Retry { error, .. } | Outcome::Fail { error } | Outcome::Crashed { error, .. } => Some(error),
+            Outcome::Retry { error, .. }
+            | Outcome::Fail { error }
+            | Outcome::Crashed { error, .. } => Some(error),
         }
     }
 }
@@ -218,7 +240,9 @@ pub enum CompileSource {
 
 impl Runtime {
     pub fn new(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
-        Ok(Runtime { inner: Arc::new(engine::RuntimeInner::new(cfg)?) })
+        Ok(Runtime {
+            inner: Arc::new(engine::RuntimeInner::new(cfg)?),
+        })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -226,11 +250,18 @@ impl Runtime {
     }
 
     /// Compile (or load from cache) and pre-link; the compile runs on `spawn_blocking`.
-    pub async fn load(&self, name: &str, wasm: &Path, manifest: Manifest) -> Result<Arc<LoadedPlugin>, LoadError> {
+    pub async fn load(
+        &self,
+        name: &str,
+        wasm: &Path,
+        manifest: Manifest,
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
         let bytes = tokio::fs::read(wasm)
             .await
             .map_err(|e| LoadError::plugin(name, wasm, LoadFailure::Read(e.to_string())))?;
-        self.load_bytes(name, wasm, bytes, manifest).await.map(|(p, _)| p)
+        self.load_bytes(name, wasm, bytes, manifest)
+            .await
+            .map(|(p, _)| p)
     }
 
     /// `load` for bytes already read (the registry hashes them first, so it must compile
@@ -246,8 +277,27 @@ impl Runtime {
     }
 
     /// One job in a fresh instance with the plugin's limits. Never panics, never fails the host.
-    pub async fn execute(&self, plugin: &LoadedPlugin, input: JobInput, services: Arc<dyn JobServices>) -> Execution {
+    pub async fn execute(
+        &self,
+        plugin: &LoadedPlugin,
+        input: JobInput,
+        services: Arc<dyn JobServices>,
+    ) -> Execution {
         execute::execute(&self.inner, plugin, input, services).await
+    }
+
+    /// Where a job's time goes (store setup, instantiate, call, drop), summed over
+    /// `iterations` runs of `input`. For the benchmark; not a stable API.
+    #[doc(hidden)]
+    pub async fn phase_times(
+        &self,
+        plugin: &LoadedPlugin,
+        input: &JobInput,
+        iterations: u32,
+    ) -> Result<[Duration; 4], String> {
+        execute::phase_times(&self.inner, plugin, input, iterations)
+            .await
+            .map_err(|e| format!("{e:#}"))
     }
 
     /// Pooling allocator occupancy, for `/metrics`.
@@ -255,4 +305,3 @@ impl Runtime {
         self.inner.instances_in_use()
     }
 }
-

@@ -2,7 +2,7 @@
 //! things with the same messages (and write nothing).
 
 use super::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Result, StorageError};
-use crate::job::{self, Job, NewJob};
+use crate::job::{self, Job, JobState, Millis, NewJob};
 
 /// Longest cache namespace or key, in bytes.
 pub const MAX_CACHE_KEY_LEN: usize = 1024;
@@ -41,6 +41,22 @@ pub(crate) fn check_imported(jobs: &[Job]) -> Result<()> {
             })?;
     }
     Ok(())
+}
+
+/// Files an imported job like any other: `finished_at` is set exactly when it is finished
+/// (SQLite's indexes rely on that), and a running job's lease has already run out (nobody
+/// here holds it), so the reaper returns it to the queue.
+pub(crate) fn normalize_imported(job: &mut Job, now: Millis) {
+    if job.status.is_finished() {
+        job.finished_at.get_or_insert(job.created_at);
+    } else {
+        job.finished_at = None;
+    }
+    if job.status == JobState::Running {
+        job.lease_expires_at = Some(job.lease_expires_at.unwrap_or(now).min(now));
+    } else {
+        job.lease_expires_at = None;
+    }
 }
 
 pub(crate) fn list_limit(limit: usize) -> usize {

@@ -26,7 +26,11 @@ pub fn plugins_dir() -> PathBuf {
 
 pub fn plugin_path(name: &str) -> PathBuf {
     let p = plugins_dir().join(format!("{name}.wasm"));
-    assert!(p.is_file(), "plugin `{}` is missing: run scripts/build-plugins.sh", p.display());
+    assert!(
+        p.is_file(),
+        "plugin `{}` is missing: run scripts/build-plugins.sh",
+        p.display()
+    );
     p
 }
 
@@ -39,8 +43,12 @@ pub fn manifest_of(name: &str) -> Manifest {
 }
 
 pub fn runtime() -> Runtime {
-    Runtime::new(RuntimeConfig { max_instances: 64, trace_guest_logs: false, ..RuntimeConfig::default() })
-        .expect("runtime")
+    Runtime::new(RuntimeConfig {
+        max_instances: 64,
+        trace_guest_logs: false,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
 }
 
 pub fn input(job_type: &str, payload: &str) -> JobInput {
@@ -80,14 +88,24 @@ impl JobServices for TestServices {
     async fn cache_get(&self, key: &str) -> Result<Option<String>, String> {
         Ok(self.cache.lock().unwrap().get(key).cloned())
     }
-    async fn cache_set(&self, key: &str, value: &str, _ttl: Option<Duration>) -> Result<(), String> {
+    async fn cache_set(
+        &self,
+        key: &str,
+        value: &str,
+        _ttl: Option<Duration>,
+    ) -> Result<(), String> {
         self.cache.lock().unwrap().insert(key.into(), value.into());
         Ok(())
     }
     async fn cache_delete(&self, key: &str) -> Result<bool, String> {
         Ok(self.cache.lock().unwrap().remove(key).is_some())
     }
-    async fn cache_increment(&self, key: &str, delta: i64, _ttl: Option<Duration>) -> Result<i64, String> {
+    async fn cache_increment(
+        &self,
+        key: &str,
+        delta: i64,
+        _ttl: Option<Duration>,
+    ) -> Result<i64, String> {
         let mut c = self.cache.lock().unwrap();
         let n = c.get(key).map(|v| v.parse::<i64>().unwrap()).unwrap_or(0) + delta;
         c.insert(key.into(), n.to_string());
@@ -126,13 +144,20 @@ pub async fn wait_for_event(
 }
 
 /// Poll `check` until it returns Some, up to `within`.
-pub async fn eventually<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub async fn eventually<T>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -5,7 +5,8 @@
 // lists, task lists, block quotes, thematic breaks, fenced code blocks (not counted), code
 // spans, emphasis, strikethrough, links and images (their text counts), backslash escapes.
 // Not covered: setext headings, indented code blocks, raw HTML and entities. Text is UTF-8
-// bytes: every byte >= 0x80 counts as a letter, and only ASCII letters are lowercased in ids.
+// bytes: every byte >= 0x80 counts as a letter, and only ASCII and Latin-1 letters are
+// lowercased in ids.
 #include "mdstats.h"
 
 #include <stdbool.h>
@@ -215,7 +216,12 @@ char *md_slug(const char *text) {
     sp_buf out = {0};
     sp_buf_push(&out, "", 0);
     for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
-        if (is_word_char(*c)) {
+        if (c[0] == 0xC3 && c[1] >= 0x80 && c[1] <= 0x9E && c[1] != 0x97) {
+            // Latin-1 capitals U+00C0-U+00DE (but not U+00D7, the multiplication sign).
+            sp_buf_push_char(&out, (char)0xC3);
+            sp_buf_push_char(&out, (char)(c[1] + 0x20));
+            c++;
+        } else if (is_word_char(*c)) {
             sp_buf_push_char(&out, (char)((*c >= 'A' && *c <= 'Z') ? *c + ('a' - 'A') : *c));
         } else if (out.len && out.data[out.len - 1] != '-') {
             sp_buf_push_char(&out, '-');

@@ -59,10 +59,10 @@ impl State {
             }
             _ => {}
         }
-        if let Some(key) = &job.unique_key {
-            if self.unique.get(key) == Some(&job.id) {
-                self.unique.remove(key);
-            }
+        if let Some(key) = &job.unique_key
+            && self.unique.get(key) == Some(&job.id)
+        {
+            self.unique.remove(key);
         }
         Some(entry)
     }
@@ -143,10 +143,7 @@ impl State {
         if job.status.is_live() && self.live_holder(job.unique_key.as_ref()).is_some() {
             return false;
         }
-        // Nobody holds the lease of an imported running job: let the reaper have it.
-        if job.status == JobState::Running {
-            job.lease_expires_at = Some(job.lease_expires_at.unwrap_or(now).min(now));
-        }
+        limits::normalize_imported(&mut job, now);
         self.put(Entry { job, lease: None });
         true
     }

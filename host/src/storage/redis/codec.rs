@@ -290,10 +290,10 @@ mod tests {
             error: Some("boom".into()),
             logs: vec!["a".into(), "b".into()],
             plugin_version: Some("1.0".into()),
-            backoff: Some(BackoffPolicy {
-                base_ms: 10,
-                cap_ms: 100,
-            }),
+            backoff: Some(BackoffPolicy::new(
+                std::time::Duration::from_millis(10),
+                std::time::Duration::from_millis(100),
+            )),
             lease_expires_at: Some(1_700_000_030_000),
             cancel_requested: true,
         }

@@ -159,7 +159,12 @@ pub fn parse(url: &str) -> Result<RedisConfig, StorageError> {
                 cfg.clock = match v.as_str() {
                     "redis" => ClockSource::Redis,
                     "local" => ClockSource::Local,
-                    _ => return Err(bad(&shown, format!("option `clock` must be `redis` or `local` (got `{v}`)"))),
+                    _ => {
+                        return Err(bad(
+                            &shown,
+                            format!("option `clock` must be `redis` or `local` (got `{v}`)"),
+                        ));
+                    }
                 }
             }
             "sentinel_username" => cfg.sentinel_username = Some(v),
@@ -352,7 +357,10 @@ mod tests {
         assert_eq!(c.prefix, "spool");
         assert_eq!(c.timeout, Duration::from_secs(5));
         assert_eq!(c.clock, ClockSource::Redis);
-        assert_eq!(parse("redis://h?clock=local").unwrap().clock, ClockSource::Local);
+        assert_eq!(
+            parse("redis://h?clock=local").unwrap().clock,
+            ClockSource::Local
+        );
         assert!(parse("redis://h?clock=sundial").is_err());
     }
 

@@ -40,13 +40,22 @@ impl Conn {
                     return Err(tls_unsupported());
                 }
                 let client = redis::Client::open(connection_info(cfg, node, *db))?;
+                // One plain attempt first: the manager retries with backoff (seconds), and a
+                // daemon whose Redis is down at startup should say so at once.
+                let probe = AsyncConnectionConfig::new()
+                    .set_connection_timeout(cfg.connect_timeout)
+                    .set_response_timeout(cfg.timeout);
+                drop(
+                    client
+                        .get_multiplexed_async_connection_with_config(&probe)
+                        .await?,
+                );
                 let manager_cfg = ConnectionManagerConfig::new()
                     .set_connection_timeout(cfg.connect_timeout)
                     .set_response_timeout(cfg.timeout)
-                    // Two quick retries per (re)connect: a daemon whose Redis is down at
-                    // startup says so within a second; later, every failing command
+                    // A few retries per outage; after them every failing command
                     // triggers a new reconnect in the background anyway.
-                    .set_number_of_retries(2)
+                    .set_number_of_retries(3)
                     .set_max_delay(1_000);
                 Ok(Conn::Single(
                     ConnectionManager::new_with_config(client, manager_cfg).await?,
@@ -184,12 +193,11 @@ impl SentinelConn {
     }
 
     fn check<T>(&self, r: &RedisResult<T>) {
-        if let Err(e) = r {
-            if means_master_lost(e) {
-                if let Ok(mut current) = self.current.lock() {
-                    *current = None;
-                }
-            }
+        if let Err(e) = r
+            && means_master_lost(e)
+            && let Ok(mut current) = self.current.lock()
+        {
+            *current = None;
         }
     }
 }

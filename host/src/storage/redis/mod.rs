@@ -225,7 +225,9 @@ impl RedisStorage {
         key: &str,
     ) -> redis::ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
-        inv.key(self.keys.cache(ns, key)).key(self.keys.cache_expiry()).arg(self.time_arg());
+        inv.key(self.keys.cache(ns, key))
+            .key(self.keys.cache_expiry())
+            .arg(self.time_arg());
         inv
     }
 
@@ -237,13 +239,18 @@ impl RedisStorage {
         }
         let cursor = self.cache_cursor.load(Ordering::Relaxed);
         let mut cmd = redis::cmd("HSCAN");
-        cmd.arg(self.keys.cache_expiry()).arg(cursor).arg("COUNT").arg(BATCH);
+        cmd.arg(self.keys.cache_expiry())
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(BATCH);
         let (next, flat): (u64, Vec<String>) = self.query(&cmd).await?;
         self.cache_cursor.store(next, Ordering::Relaxed);
         let fields: Vec<&String> = flat.iter().step_by(2).collect();
         if !fields.is_empty() {
             let mut inv = scripts::CACHE_PURGE.prepare_invoke();
-            inv.key(self.keys.cache_expiry()).arg(self.time_arg()).arg(fields);
+            inv.key(self.keys.cache_expiry())
+                .arg(self.time_arg())
+                .arg(fields);
             self.run(&inv).await?;
         }
         Ok(())
@@ -713,7 +720,10 @@ impl Storage for RedisStorage {
         check_cache_key(ns, key)?;
         check_cache_value(value, self.opts.max_payload_bytes)?;
         let mut inv = self.cache_script(&scripts::CACHE_SET, ns, key);
-        inv.arg(value).arg(ttl.map(|t| millis_i64(t).max(1).to_string()).unwrap_or_default());
+        inv.arg(value).arg(
+            ttl.map(|t| millis_i64(t).max(1).to_string())
+                .unwrap_or_default(),
+        );
         self.run(&inv).await?;
         Ok(())
     }

@@ -36,13 +36,13 @@ pub(super) fn enqueue(
             created: false,
         });
     }
-    if let Some(key) = &job.unique_key {
-        if let Some(holder) = query_job(conn, sql::LIVE_HOLDER, [key])? {
-            return Ok(Enqueued {
-                job: holder,
-                created: false,
-            });
-        }
+    if let Some(key) = &job.unique_key
+        && let Some(holder) = query_job(conn, sql::LIVE_HOLDER, [key])?
+    {
+        return Ok(Enqueued {
+            job: holder,
+            created: false,
+        });
     }
     Err(StorageError::Internal(format!(
         "the insert of job `{}` was ignored, yet no job holds its id or unique key",
@@ -59,13 +59,7 @@ pub(super) fn import(
 ) -> OpResult<u64> {
     let mut inserted = 0;
     for mut job in jobs {
-        // Nobody holds an imported running job's lease: let the reaper have it.
-        if job.status == JobState::Running {
-            job.lease_expires_at = Some(job.lease_expires_at.unwrap_or(now).min(now));
-        }
-        if job.status.is_finished() && job.finished_at.is_none() {
-            job.finished_at = Some(job.created_at);
-        }
+        limits::normalize_imported(&mut job, now);
         if insert_job(conn, &job)? {
             inserted += 1;
             ctx.wake |= job.status == JobState::Pending;
@@ -321,10 +315,10 @@ pub(super) fn replay(
         return Ok(None);
     };
     job::check_replay(&job)?;
-    if let Some(key) = &job.unique_key {
-        if let Some(holder) = query_job(conn, sql::LIVE_HOLDER, [key])? {
-            return Err(limits::replay_conflict(id, &holder.id).into());
-        }
+    if let Some(key) = &job.unique_key
+        && let Some(holder) = query_job(conn, sql::LIVE_HOLDER, [key])?
+    {
+        return Err(limits::replay_conflict(id, &holder.id).into());
     }
     let Some(job) = query_job(conn, sql::REPLAY, params![now, id])? else {
         return Ok(None);

@@ -185,12 +185,10 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn WriteOp>>, path: &Path) -> bo
             finishes.push(Box::new(Aborted(op)));
             continue;
         }
-        if !single {
-            if let Err(e) = conn.execute_batch("SAVEPOINT op") {
-                broken = Some(sql_error(path, &e));
-                finishes.push(Box::new(Aborted(op)));
-                continue;
-            }
+        if !single && let Err(e) = conn.execute_batch("SAVEPOINT op") {
+            broken = Some(sql_error(path, &e));
+            finishes.push(Box::new(Aborted(op)));
+            continue;
         }
         // A panic is a bug; it fails this request (its reply is dropped), not the thread.
         let (ok, finish) = match catch_unwind(AssertUnwindSafe(|| op.run(conn, &mut ctx, path))) {

@@ -1,5 +1,8 @@
 -- Schema version 1: jobs, the event log and the plugin cache.
 -- Times are milliseconds since the Unix epoch. Statuses are the lowercase state names.
+-- `finished_at IS NOT NULL` exactly when the job is finished (completed, failed, cancelled).
+-- Partial indexes say "finished" and "live" that way, or with `=`/`OR`: a predicate with an
+-- IN list is evaluated per updated row at a cost that made completions 6x slower.
 
 CREATE TABLE jobs (
     id               TEXT    NOT NULL UNIQUE,
@@ -31,15 +34,15 @@ CREATE TABLE jobs (
 -- Claim: the best pending jobs of one type, in claim order, in O(log n).
 CREATE INDEX jobs_ready ON jobs (type, priority, run_at, id) WHERE status = 'pending';
 -- Promotion of scheduled and retrying jobs.
-CREATE INDEX jobs_due ON jobs (run_at) WHERE status IN ('scheduled', 'retrying');
+CREATE INDEX jobs_due ON jobs (run_at) WHERE status = 'scheduled' OR status = 'retrying';
 -- The reaper: expired leases.
 CREATE INDEX jobs_leased ON jobs (lease_expires_at) WHERE status = 'running';
 -- A unique key is held by at most one live job.
 CREATE UNIQUE INDEX jobs_unique_live ON jobs (unique_key)
-    WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'running', 'retrying');
+    WHERE unique_key IS NOT NULL AND finished_at IS NULL;
 -- Retention: finished jobs per type and state, oldest first.
 CREATE INDEX jobs_finished ON jobs (type, status, finished_at, id)
-    WHERE status IN ('completed', 'failed', 'cancelled');
+    WHERE finished_at IS NOT NULL;
 -- Listing newest first by status, or by type (and status); counting for stats.
 CREATE INDEX jobs_by_status ON jobs (status, id);
 CREATE INDEX jobs_by_type ON jobs (type, status, id);

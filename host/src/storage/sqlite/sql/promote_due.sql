@@ -2,6 +2,6 @@
 UPDATE jobs SET status = 'pending'
 WHERE rowid IN (
     SELECT rowid FROM jobs
-    WHERE status IN ('scheduled', 'retrying') AND run_at <= ?1
+    WHERE (status = 'scheduled' OR status = 'retrying') AND run_at <= ?1
     ORDER BY run_at LIMIT ?2
 )
