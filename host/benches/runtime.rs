@@ -74,6 +74,14 @@ fn echo_job(c: &mut Criterion) {
     rt.block_on(runtime.phase_times(&echo, &echo_input(), 2000))
         .expect("warm-up");
     let n = 5000;
+    eprintln!(
+        "pooling allocator: PAGEMAP_SCAN {}",
+        if spool_host::runtime::pagemap_scan_available() {
+            "available (used)"
+        } else {
+            "unavailable (madvise fallback)"
+        }
+    );
     let phases = rt
         .block_on(runtime.phase_times(&echo, &echo_input(), n))
         .expect("phases");

@@ -35,6 +35,8 @@ pub struct CoreOptions {
     pub watch: bool,
     /// Run promote/reap/sweep.
     pub maintenance: bool,
+    /// Tail the event log for live SSE streams.
+    pub live_events: bool,
     pub observer: Option<Arc<dyn Observer>>,
 }
 
@@ -79,6 +81,7 @@ impl Core {
             default_timeout: config.job_timeout,
             default_memory: config.job_memory,
             trace_guest_logs: true,
+            ..RuntimeConfig::default()
         })?;
         let registry = PluginRegistry::new(runtime, config.plugins.clone());
         let metrics = Metrics::new();
@@ -108,7 +111,9 @@ impl Core {
         } else {
             None
         };
-        tasks.push(tokio::spawn(events.clone().run(stop_rx.clone())));
+        if opts.live_events {
+            tasks.push(tokio::spawn(events.clone().run(stop_rx.clone())));
+        }
         let pool = Pool::start(
             PoolDeps {
                 storage: storage.clone(),
@@ -191,6 +196,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         CoreOptions {
             watch: true,
             maintenance: true,
+            live_events: true,
             observer: None,
         },
     )

@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -119,15 +119,12 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         .storage
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", scratch.path.join("bench.db").display()));
-    let plugins = args.plugins.clone();
-    if !plugins.join(format!("{}.wasm", args.job_type)).exists() && args.job_type == "echo" {
-        bail!(
-            "no `echo.wasm` in `{}`: run scripts/build-plugins.sh, or point --plugins at a folder holding it",
-            plugins.display()
-        );
-    }
+    let plugins = select_plugin(&args.plugins, &args.job_type, &scratch.path)?;
+    let payload = RawValue::from_string(args.payload.trim().to_string())
+        .map_err(|e| anyhow::anyhow!("--payload is not valid JSON: {e}"))?;
     let raw = RawConfig {
-        cache_dir: Some(scratch.path.join("cache")),
+        // Compiled plugins are cached by content hash: share them between bench runs.
+        cache_dir: Some(std::env::temp_dir().join("spool-bench-cache")),
         data_dir: Some(scratch.path.clone()),
         ..RawConfig::default()
     }
@@ -137,17 +134,14 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         workers: args.workers.map(|w| w as i64),
         ..FlagOverrides::default()
     });
-    let mut config = raw.validate()?;
-    // Reuse the compiled-plugin cache of a normal run when there is one.
-    if PathBuf::from("data/cache").is_dir() {
-        config.cache_dir = PathBuf::from("data/cache");
-    }
+    let config = raw.validate()?;
     let recorder = Arc::new(Recorder::default());
     let core = Core::start(
         config,
         CoreOptions {
             watch: false,
             maintenance: false,
+            live_events: false,
             observer: Some(recorder.clone()),
         },
     )
@@ -156,7 +150,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         core.shutdown(std::future::ready(())).await;
         bail!(
             "no plugin in `{}` handles job type `{}`: run scripts/build-plugins.sh or pass --plugins",
-            plugins.display(),
+            args.plugins.display(),
             args.job_type
         );
     }
@@ -174,7 +168,6 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     let storage = core.storage.clone();
-    let payload = RawValue::from_string(r#"{"bench":true}"#.to_string())?;
     let t0 = Instant::now();
     let enqueue_done = match args.rate {
         None => {
@@ -321,6 +314,32 @@ fn print_table(r: &Report) {
             p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms
         );
     }
+}
+
+/// The plugins folder to load: a scratch folder holding only `TYPE.wasm` (and `TYPE.toml`)
+/// when the given folder has them, so a bench does not compile every plugin there (some take
+/// many seconds); else the given folder as it is.
+fn select_plugin(dir: &Path, job_type: &str, scratch: &Path) -> anyhow::Result<PathBuf> {
+    let wasm = dir.join(format!("{job_type}.wasm"));
+    if !wasm.exists() {
+        if !dir.is_dir() {
+            bail!(
+                "no plugins folder `{}`: run scripts/build-plugins.sh, or pass --plugins",
+                dir.display()
+            );
+        }
+        return Ok(dir.to_path_buf());
+    }
+    let only = scratch.join("plugins");
+    std::fs::create_dir_all(&only)?;
+    std::fs::copy(&wasm, only.join(format!("{job_type}.wasm")))
+        .with_context(|| format!("cannot copy `{}`", wasm.display()))?;
+    let toml = dir.join(format!("{job_type}.toml"));
+    if toml.exists() {
+        std::fs::copy(&toml, only.join(format!("{job_type}.toml")))
+            .with_context(|| format!("cannot copy `{}`", toml.display()))?;
+    }
+    Ok(only)
 }
 
 /// A temporary folder for the default database and cache, removed on drop.

@@ -64,7 +64,8 @@ pub enum Command {
     Exec(ExecArgs),
     /// Create a plugin project in Rust, JavaScript, Python or C (builds with ./build.sh)
     New(crate::scaffold::NewArgs),
-    /// Measure throughput and latency of an in-process daemon core with `echo` jobs
+    /// Measure throughput and latency of an in-process daemon core (storage, plugins and the
+    /// real worker pool; no HTTP) running `echo` jobs
     Bench(BenchArgs),
 }
 
@@ -180,7 +181,8 @@ pub struct BenchArgs {
     /// Storage URL (default: a fresh SQLite file in a temporary folder)
     #[arg(long)]
     pub storage: Option<String>,
-    /// Folder holding echo.wasm
+    /// Folder holding the plugin (only TYPE.wasm and TYPE.toml are loaded when present;
+    /// otherwise the whole folder)
     #[arg(long, default_value = "target/plugins")]
     pub plugins: PathBuf,
     /// Jobs to run
@@ -195,6 +197,9 @@ pub struct BenchArgs {
     /// Job type to run (a plugin in --plugins must handle it)
     #[arg(long = "type", default_value = "echo")]
     pub job_type: String,
+    /// The payload of every job (JSON)
+    #[arg(long, default_value = r#"{"bench":true}"#)]
+    pub payload: String,
 }
 
 fn parse_priority_arg(s: &str) -> Result<u8, String> {

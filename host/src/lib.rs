@@ -13,6 +13,7 @@ pub mod events;
 pub mod exec;
 pub mod job;
 pub mod metrics;
+pub mod migrate;
 pub mod plugins;
 pub mod runtime;
 pub mod scaffold;

@@ -386,6 +386,63 @@ async fn a_cancelled_job_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_job_that_ignores_it_is_stopped_after_the_grace_period() {
+    let rt = Runtime::new(RuntimeConfig {
+        max_instances: 8,
+        cancel_grace: Duration::from_millis(200),
+        trace_guest_logs: false,
+        ..Default::default()
+    })
+    .unwrap();
+    // Spinning in wasm: the epoch callback stops it.
+    let looper = load(&rt, "loop-forever").await;
+    let services = TestServices::new();
+    services.cancel();
+    let start = Instant::now();
+    let ex = rt
+        .execute(&looper, input("loop-forever", "{}"), services)
+        .await;
+    assert_eq!(
+        crash(&ex.outcome),
+        (
+            CrashKind::Cancelled,
+            "job was cancelled and the plugin did not stop within 200ms"
+        )
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // Asleep in a host call, told to stop after it started: the watchdog stops it.
+    let slow = load(&rt, "slow").await;
+    let services = TestServices::new();
+    let start = Instant::now();
+    let canceller = tokio::spawn({
+        let services = services.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            services.cancel();
+        }
+    });
+    let ex = rt
+        .execute(
+            &slow,
+            input("slow", r#"{"ms": 60000, "step_ms": 60000}"#),
+            services,
+        )
+        .await;
+    canceller.await.unwrap();
+    assert_eq!(crash(&ex.outcome).0, CrashKind::Cancelled);
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_errors_say_what_is_wrong() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();

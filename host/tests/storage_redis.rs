@@ -73,6 +73,18 @@ where
     panic!("{what}: not within {limit:?}");
 }
 
+/// Consumes any wake-up already signalled and checks that no other one is pending, so that
+/// a wake-up seen afterwards was caused by what the test does next.
+async fn drain_wake_ups(s: &Backend) {
+    s.wait_for_work(Duration::from_millis(1)).await;
+    let idle = tokio::time::timeout(
+        Duration::from_millis(300),
+        s.wait_for_work(Duration::from_secs(3600)),
+    )
+    .await;
+    assert!(idle.is_err(), "woke with nothing to do");
+}
+
 async fn raw(base: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(base)
         .expect("client")
@@ -330,6 +342,10 @@ async fn several_daemons_share_one_queue_and_all_wake() {
         })
         .await;
     }
+    for d in &daemons[1..] {
+        drain_wake_ups(d).await;
+    }
+    // No need to wait for the waiters to start: a signal that finds no waiter leaves a permit.
     let waiters: Vec<_> = daemons[1..]
         .iter()
         .map(|d| {
@@ -341,7 +357,6 @@ async fn several_daemons_share_one_queue_and_all_wake() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(50)).await; // let the waiters start waiting
     daemons[0].enqueue(job("shared")).await.unwrap();
     for w in waiters {
         let waited = tokio::time::timeout(Duration::from_secs(10), w)
@@ -368,6 +383,61 @@ async fn several_daemons_share_one_queue_and_all_wake() {
         claimed += got.len();
     }
     assert_eq!(claimed, 21);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_crash_and_restart_is_survived_by_calls_and_wake_ups() {
+    if !redis_server::require_redis("redis restart test") {
+        return;
+    }
+    let mut server = redis_server::Standalone::start(&[]);
+    let url = format!("redis://127.0.0.1:{}/?prefix=spool&timeout=2s", server.port);
+    let a = open(&url, Arc::new(SystemClock)).await;
+    let b = open(&url, Arc::new(SystemClock)).await;
+    let subscribed = |s: &Backend| {
+        let s = s.clone();
+        async move {
+            s.info()
+                .await
+                .is_ok_and(|i| i.details.get("wake_subscription").map(String::as_str) == Some("up"))
+        }
+    };
+    eventually("b subscribed", Duration::from_secs(10), || subscribed(&b)).await;
+
+    server.crash_and_restart();
+    // Calls fail while it is down and work again once it is back, without reopening.
+    eventually(
+        "a enqueues again after the restart",
+        Duration::from_secs(20),
+        || {
+            let a = a.clone();
+            async move { a.enqueue(job("restart")).await.is_ok() }
+        },
+    )
+    .await;
+    eventually(
+        "b's wake-up subscription restored",
+        Duration::from_secs(20),
+        || subscribed(&b),
+    )
+    .await;
+    // b wakes for work that a enqueued: only the restored subscription can tell it.
+    drain_wake_ups(&b).await;
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move { b.wait_for_work(Duration::from_secs(3600)).await })
+    };
+    a.enqueue(job("restart")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("b woke")
+        .unwrap();
+    assert_eq!(
+        storage::conformance::claim(&b, &["restart"], 10)
+            .await
+            .len(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

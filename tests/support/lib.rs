@@ -351,7 +351,7 @@ impl Daemon {
             .as_array()
             .expect("jobs")
             .iter()
-            .map(|j| id_of(j))
+            .map(id_of)
             .collect()
     }
 

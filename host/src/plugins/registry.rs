@@ -254,11 +254,12 @@ impl PluginRegistry {
                     job_type: t.clone(),
                     other: other.name.clone(),
                 };
-                let path = files
-                    .toml_path
-                    .exists()
-                    .then_some(&files.toml_path)
-                    .unwrap_or(&files.wasm_path);
+                // The types come from the manifest when there is one.
+                let path = if files.manifest_text.is_some() {
+                    &files.toml_path
+                } else {
+                    &files.wasm_path
+                };
                 return Some(self.failed(name, LoadError::plugin(name, path, reason)));
             }
         }

@@ -142,7 +142,7 @@ fn build_engine(max: u32) -> Result<Engine, RuntimeError> {
         .total_memories(max.saturating_mul(2))
         .total_tables(max.saturating_mul(4))
         .total_stacks(max)
-        .total_core_instances(max.saturating_mul(8))
+        .total_core_instances(max.saturating_mul(16))
         .max_memories_per_component(8)
         .max_tables_per_component(32)
         .max_core_instances_per_component(64)
@@ -227,9 +227,8 @@ fn link_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -> 
     }
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
-        if !(name.starts_with("spool:plugin/") && name.ends_with("@0.1.0"))
-            && !name.starts_with("wasi:")
-        {
+        let ours = name.starts_with("spool:plugin/") && name.ends_with("@0.1.0");
+        if !ours && !name.starts_with("wasi:") {
             return LoadFailure::UnknownImport(name.to_string());
         }
     }

@@ -54,7 +54,7 @@ pub(crate) async fn execute(
         tokio::select! {
             biased;
             r = call => Ok(r),
-            reason = watchdog(Deadline::new(start, timeout + WATCHDOG_SLACK), services) => Err(reason),
+            reason = watchdog(Deadline::new(start, timeout + WATCHDOG_SLACK, inner.cfg.cancel_grace + WATCHDOG_SLACK), services) => Err(reason),
         }
     };
     let duration = start.elapsed();
@@ -65,7 +65,14 @@ pub(crate) async fn execute(
     let peak_memory = state.limiter.peak();
     let mut log = JobLog::lock(&log);
     log.finish();
-    let outcome = classify(result, stop, &state.limiter, &log, timeout);
+    let outcome = classify(
+        result,
+        stop,
+        &state.limiter,
+        &log,
+        timeout,
+        inner.cfg.cancel_grace,
+    );
     let logs = log.take_lines();
     drop(log);
     drop(store);
@@ -121,7 +128,7 @@ fn new_store(
         wasi,
         table: ResourceTable::new(),
         limiter: MemoryLimiter::new(code.memory),
-        deadline: Deadline::new(start, timeout),
+        deadline: Deadline::new(start, timeout, inner.cfg.cancel_grace),
         stop: None,
         services,
         config: code.config.clone(),
@@ -201,6 +208,7 @@ fn classify(
     limiter: &MemoryLimiter,
     log: &JobLog,
     timeout: Duration,
+    cancel_grace: Duration,
 ) -> Outcome {
     let crashed = |kind, error: String| Outcome::Crashed { error, kind };
     let stopped = |reason| match reason {
@@ -215,7 +223,7 @@ fn classify(
             CrashKind::Cancelled,
             format!(
                 "job was cancelled and the plugin did not stop within {}",
-                humantime::format_duration(super::CANCEL_GRACE)
+                humantime::format_duration(cancel_grace)
             ),
         ),
     };
@@ -271,5 +279,59 @@ fn classify(
             after: info.after_ms.map(Duration::from_millis),
         },
         Ok(Ok(Err(JobError::Fail(error)))) => Outcome::Fail { error },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify_ok(result: &str) -> Outcome {
+        let log = JobLog::new(Arc::new(super::super::NoServices), None);
+        let limiter = MemoryLimiter::new(64 << 20);
+        let t = Duration::from_secs(1);
+        classify(Ok(Ok(Ok(result.to_string()))), None, &limiter, &log, t, t)
+    }
+
+    #[test]
+    fn a_result_that_is_not_json_is_an_invalid_result() {
+        match classify_ok("not json") {
+            Outcome::Crashed {
+                kind: CrashKind::InvalidResult,
+                error,
+            } => {
+                assert!(
+                    error.starts_with("the plugin returned a result that is not valid JSON"),
+                    "{error}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        match classify_ok(" {\"ok\": true} ") {
+            Outcome::Success(raw) => assert_eq!(raw.get(), "{\"ok\": true}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refused_grow_turns_a_guest_error_into_out_of_memory() {
+        let log = JobLog::new(Arc::new(super::super::NoServices), None);
+        let mut limiter = MemoryLimiter::new(64 << 20);
+        use wasmtime::ResourceLimiter;
+        assert!(!limiter.memory_growing(0, 100 << 20, None).unwrap());
+        let t = Duration::from_secs(1);
+        let error = JobError::Fail("malloc failed".into());
+        match classify(Ok(Ok(Err(error))), None, &limiter, &log, t, t) {
+            Outcome::Crashed {
+                kind: CrashKind::OutOfMemory,
+                error,
+            } => {
+                assert_eq!(
+                    error,
+                    "out of memory: the plugin asked for 100 MiB, its limit is 64 MiB"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -53,7 +53,7 @@ impl MemoryLimiter {
 /// below one MiB.
 fn mib(bytes: u64, round_up: bool) -> String {
     const MIB: u64 = 1 << 20;
-    if bytes < MIB && bytes % 1024 == 0 {
+    if bytes < MIB && bytes.is_multiple_of(1024) {
         return format!("{} KiB", bytes / 1024);
     }
     let n = if round_up {
@@ -114,13 +114,15 @@ pub(crate) enum StopReason {
 #[derive(Debug)]
 pub(crate) struct Deadline {
     pub(crate) deadline: Instant,
+    cancel_grace: Duration,
     cancel_seen: Option<Instant>,
 }
 
 impl Deadline {
-    pub(crate) fn new(start: Instant, timeout: Duration) -> Self {
+    pub(crate) fn new(start: Instant, timeout: Duration, cancel_grace: Duration) -> Self {
         Self {
             deadline: start + timeout,
+            cancel_grace,
             cancel_seen: None,
         }
     }
@@ -132,7 +134,7 @@ impl Deadline {
         }
         if cancelled {
             let seen = *self.cancel_seen.get_or_insert(now);
-            if now >= seen + super::CANCEL_GRACE {
+            if now >= seen + self.cancel_grace {
                 return Some(StopReason::Cancelled);
             }
         }
@@ -172,7 +174,7 @@ mod tests {
     #[test]
     fn deadline_stops_at_timeout() {
         let start = Instant::now();
-        let mut d = Deadline::new(start, Duration::from_secs(2));
+        let mut d = Deadline::new(start, Duration::from_secs(2), Duration::from_secs(5));
         assert_eq!(d.check(start + Duration::from_millis(1999), false), None);
         assert_eq!(
             d.check(start + Duration::from_secs(2), false),
@@ -183,13 +185,10 @@ mod tests {
     #[test]
     fn deadline_stops_a_cancelled_job_after_the_grace_period() {
         let start = Instant::now();
-        let mut d = Deadline::new(start, Duration::from_secs(60));
+        let mut d = Deadline::new(start, Duration::from_secs(60), Duration::from_secs(5));
         assert_eq!(d.check(start + Duration::from_secs(1), true), None);
         assert_eq!(
-            d.check(
-                start + Duration::from_secs(1) + crate::runtime::CANCEL_GRACE,
-                true
-            ),
+            d.check(start + Duration::from_secs(6), true),
             Some(StopReason::Cancelled)
         );
     }

@@ -27,7 +27,8 @@ pub use host_api::LogLevel;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default memory cap, summed over all linear memories of one instance.
 pub const DEFAULT_MEMORY: u64 = 64 << 20;
-/// How long a job told to stop (`cancelled()` true) may keep running before it is interrupted.
+/// Default time a job told to stop (`cancelled()` true) may keep running before it is
+/// interrupted.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct RuntimeConfig {
     /// Send guest log lines and stdout/stderr to `tracing` (target `spool::plugin`) as well
     /// as to `JobServices::log`. `spool exec` turns this off and prints them itself.
     pub trace_guest_logs: bool,
+    /// How long a job told to stop may keep running before it is interrupted.
+    pub cancel_grace: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -53,6 +56,7 @@ impl Default for RuntimeConfig {
             default_timeout: DEFAULT_TIMEOUT,
             default_memory: DEFAULT_MEMORY,
             trace_guest_logs: true,
+            cancel_grace: CANCEL_GRACE,
         }
     }
 }
@@ -112,7 +116,7 @@ pub trait JobServices: Send + Sync {
     ) -> Result<i64, String>;
     async fn progress(&self, percent: u8, message: Option<String>);
     /// Polled by the guest's `cancelled()` and by the runtime: once true, the runtime stops the
-    /// job after `CANCEL_GRACE` (Outcome::Crashed{kind: Cancelled}).
+    /// job after `RuntimeConfig::cancel_grace` (Outcome::Crashed{kind: Cancelled}).
     fn cancelled(&self) -> bool;
     /// Called for every line the job logs (guest `log` calls and stdout/stderr lines), as it
     /// happens. The same lines end up in `Execution::logs`. Default: nothing.

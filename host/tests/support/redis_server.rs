@@ -204,6 +204,7 @@ pub struct Standalone {
     pub port: u16,
     pub pid: u32,
     pub dir: PathBuf,
+    args: Vec<String>,
 }
 
 impl Standalone {
@@ -216,8 +217,32 @@ impl Standalone {
             args.extend(extra);
             let pid = spawn(&args, &dir);
             wait_for_ping(port);
-            Standalone { port, pid, dir }
+            Standalone {
+                port,
+                pid,
+                dir,
+                args,
+            }
         })
+    }
+
+    /// Kills the server with SIGKILL (a crash) and starts a new, empty one on the same port.
+    pub fn crash_and_restart(&mut self) {
+        // SAFETY: plain kill(2) on a pid this process spawned.
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+        }
+        let port = self.port;
+        wait_until(
+            &format!("the killed redis on port {port} to go away"),
+            || TcpStream::connect(("127.0.0.1", port)).is_err(),
+        );
+        let (args, dir) = (self.args.clone(), self.dir.clone());
+        self.pid = on_reaper_thread(move || {
+            let pid = spawn(&args, &dir);
+            wait_for_ping(port);
+            pid
+        });
     }
 
     pub fn url(&self, prefix: &str) -> String {

@@ -163,13 +163,15 @@ pub(super) fn complete(
     for c in done {
         let logs = rows::logs_text(&job::trim_logs(c.logs));
         let params = params![c.result.get(), logs, c.plugin_version, now, c.id, c.lease.0];
-        let Some(job) = query_job(conn, sql::COMPLETE, params)? else {
+        let mut stmt = conn.prepare_cached(sql::COMPLETE)?;
+        let mut rows = stmt.query(params)?;
+        let Some(row) = rows.next()? else {
             out.push(Settled::LeaseLost);
             continue;
         };
-        if let Some(event) = job_events::attempt_ended(&job, false) {
-            insert_event(conn, event, now)?;
-        }
+        let (job_type, attempt): (String, u32) = (row.get(0)?, row.get(1)?);
+        drop(rows);
+        insert_event(conn, job_events::completed(&c.id, &job_type, attempt), now)?;
         for followup in c.followups {
             enqueue(conn, ctx, followup, now)?;
         }

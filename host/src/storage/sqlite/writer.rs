@@ -167,7 +167,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, path: &Path, work
 /// One transaction for the whole batch. Returns whether it committed and asked to wake
 /// workers.
 fn run_batch(conn: &Connection, batch: Vec<Box<dyn WriteOp>>, path: &Path) -> bool {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let err = sql_error(path, &e);
         for op in batch {
             op.abort(err.clone());
@@ -185,7 +185,7 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn WriteOp>>, path: &Path) -> bo
             finishes.push(Box::new(Aborted(op)));
             continue;
         }
-        if !single && let Err(e) = conn.execute_batch("SAVEPOINT op") {
+        if !single && let Err(e) = exec(conn, "SAVEPOINT op") {
             broken = Some(sql_error(path, &e));
             finishes.push(Box::new(Aborted(op)));
             continue;
@@ -203,11 +203,11 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn WriteOp>>, path: &Path) -> bo
             failed_alone = !ok;
         } else {
             let end = if ok {
-                "RELEASE op"
+                exec(conn, "RELEASE op")
             } else {
-                "ROLLBACK TO op; RELEASE op"
+                exec(conn, "ROLLBACK TO op").and_then(|()| exec(conn, "RELEASE op"))
             };
-            if let Err(e) = conn.execute_batch(end) {
+            if let Err(e) = end {
                 broken = Some(sql_error(path, &e));
             }
         }
@@ -219,7 +219,7 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn WriteOp>>, path: &Path) -> bo
         rollback(conn, path);
         Err(err)
     } else {
-        conn.execute_batch("COMMIT").map_err(|e| {
+        exec(conn, "COMMIT").map_err(|e| {
             let err = sql_error(path, &e);
             rollback(conn, path);
             err
@@ -230,6 +230,13 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn WriteOp>>, path: &Path) -> bo
         finish.finish(commit.as_ref().err());
     }
     committed && ctx.wake
+}
+
+/// Runs a transaction-control statement, prepared once: parsing these for every batch was
+/// a measurable share of a small transaction.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 fn rollback(conn: &Connection, path: &Path) {
