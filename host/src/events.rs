@@ -2,7 +2,9 @@
 //! each change, so every daemon sharing a storage sees every job's events); the `EventHub` tails
 //! it and broadcasts each new event in order to the SSE streams of this daemon. Writers in this
 //! process `poke` the hub so live events go out at once; a short timer catches writes made by
-//! other daemons.
+//! other daemons. While nobody listens the hub only moves its cursor, once a second, so a busy
+//! daemon does not read back every event it writes; a new subscriber wakes it at once (and may
+//! see up to a second of events from just before it connected).
 
 use crate::storage::{Event, Storage};
 use std::sync::Arc;
@@ -15,11 +17,15 @@ const PAGE: usize = 1000;
 const CHANNEL: usize = 8192;
 /// How often to look for events written by other daemons when nobody pokes.
 const IDLE_POLL: Duration = Duration::from_millis(250);
+/// How often the cursor moves while nobody listens.
+const UNWATCHED_POLL: Duration = Duration::from_secs(1);
 
 pub struct EventHub {
     storage: Arc<dyn Storage>,
     tx: broadcast::Sender<Arc<Event>>,
     poke: Notify,
+    /// A subscriber arrived: catch up now even if nobody was listening.
+    subscribed: Notify,
     /// The last event broadcast (or skipped at startup). Written only by `run_once`.
     cursor: Mutex<Option<String>>,
 }
@@ -31,6 +37,7 @@ impl EventHub {
             storage,
             tx,
             poke: Notify::new(),
+            subscribed: Notify::new(),
             cursor: Mutex::new(None),
         })
     }
@@ -42,7 +49,9 @@ impl EventHub {
 
     /// Every event broadcast from now on, in storage order.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.tx.subscribe()
+        let rx = self.tx.subscribe();
+        self.subscribed.notify_one();
+        rx
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -95,6 +104,14 @@ impl EventHub {
             }
             match self.run_once().await {
                 Ok(n) if n == PAGE => continue,
+                Ok(_) if self.tx.receiver_count() == 0 => {
+                    failing = false;
+                    tokio::select! {
+                        _ = self.subscribed.notified() => {}
+                        _ = tokio::time::sleep(UNWATCHED_POLL) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
                 Ok(_) => {
                     failing = false;
                     tokio::select! {
@@ -116,6 +133,18 @@ impl EventHub {
             }
         }
     }
+}
+
+/// The order of two event ids, when both have a known form: decimal integers (SQLite, memory)
+/// or Redis stream ids (`MILLIS-SEQ`). None when either is something else.
+pub fn compare_event_ids(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+    fn key(id: &str) -> Option<(u64, u64)> {
+        match id.split_once('-') {
+            None => Some((id.parse().ok()?, 0)),
+            Some((ms, seq)) => Some((ms.parse().ok()?, seq.parse().ok()?)),
+        }
+    }
+    Some(key(a)?.cmp(&key(b)?))
 }
 
 /// Which events an SSE client wants.
@@ -164,6 +193,15 @@ mod tests {
             at: 0,
             data: serde_json::json!({}),
         }
+    }
+
+    #[test]
+    fn event_ids_compare_as_numbers_or_stream_ids() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_event_ids("9", "10"), Some(Less));
+        assert_eq!(compare_event_ids("1700-2", "1700-10"), Some(Less));
+        assert_eq!(compare_event_ids("1701-0", "1700-10"), Some(Greater));
+        assert_eq!(compare_event_ids("x", "1"), None);
     }
 
     #[test]

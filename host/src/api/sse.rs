@@ -4,11 +4,12 @@
 //! Without `Last-Event-ID` (or `?after=`) a client gets events from now on. With one, it first
 //! reads the stored events after that id, then switches to the live broadcast. The broadcast
 //! subscription is taken *before* the catch-up read, so nothing written in between is missed;
-//! events seen in both are dropped by id (both come in storage order). A client that falls too
-//! far behind the broadcast goes back to reading storage from its last id.
+//! events seen in both are dropped: by id order (ids are integers or Redis stream ids), or for
+//! ids of another form by remembering the catch-up's ids. A client that falls too far behind
+//! the broadcast goes back to reading storage from its last id.
 
 use super::ApiState;
-use crate::events::EventFilter;
+use crate::events::{EventFilter, compare_event_ids};
 use crate::storage::Event;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -116,7 +117,7 @@ async fn stream_events(state: Arc<ApiState>, filter: EventFilter, resume: Option
             _ = stop.changed() => return,
             got = live.recv() => match got {
                 Ok(event) => {
-                    if seen.already_sent(&event.id) {
+                    if already_sent(&last, &mut seen, &event.id) {
                         continue;
                     }
                     last = Some(event.id.clone());
@@ -134,6 +135,17 @@ async fn stream_events(state: Arc<ApiState>, filter: EventFilter, resume: Option
             },
         }
     }
+}
+
+/// Whether a broadcast event was already delivered: by id order where ids have a known form,
+/// else by the ids the last catch-up delivered.
+fn already_sent(last: &Option<String>, seen: &mut Seen, id: &str) -> bool {
+    if let Some(last) = last
+        && let Some(order) = compare_event_ids(id, last)
+    {
+        return order != std::cmp::Ordering::Greater;
+    }
+    seen.already_sent(id)
 }
 
 /// Read stored events after `last` until none are left. False when the client is gone.

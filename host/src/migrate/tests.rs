@@ -7,6 +7,7 @@ use crate::job::{ManualClock, NewJob};
 use crate::storage::memory::MemoryStorage;
 use crate::storage::{ClaimRequest, StorageOptions};
 use serde_json::value::RawValue;
+use std::time::Duration;
 
 fn store(clock: &Arc<ManualClock>) -> Arc<dyn Storage> {
     Arc::new(MemoryStorage::new(StorageOptions::default(), clock.clone()))

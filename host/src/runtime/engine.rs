@@ -157,8 +157,9 @@ fn build_engine(max: u32) -> Result<Engine, RuntimeError> {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
-        // We use the classic fiber-based async (p2), not component-model async: skipping its
-        // per-store bookkeeping makes each job cheaper.
+        // Jobs use the fiber-based async of WASI p2, not component-model async (which this
+        // build does not compile in); said explicitly so that enabling that feature later does
+        // not quietly add its per-store bookkeeping to every job.
         .concurrency_support(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))

@@ -2,14 +2,22 @@
 //! the free slots, and for a plugin with `max_concurrency`, up to its free permits), start a
 //! worker for each, and otherwise sleep until storage signals work, a slot frees, a plugin
 //! comes or goes, or shutdown begins. Never busy-polls. `drain` is the end of a shutdown.
+//!
+//! Prefetch: when every slot is busy and jobs are short, claiming one job per freed slot
+//! costs a storage round trip (a write transaction on SQLite) per job. So the poller keeps a
+//! small buffer of claimed jobs ready to start: about `PREFETCH_WINDOW` worth of work at the
+//! recent start rate (none at all for slow jobs), refilled in one claim when half empty.
+//! Buffered jobs hold leases (the renewer renews them) and go back to the queue at once on
+//! shutdown. Plugins with a concurrency limit are never prefetched.
 
 use super::worker::{self, SlotGuard};
 use super::{Held, JobFlags, PoolInner, Resolved, ShutdownReport};
 use crate::job::LeaseToken;
 use crate::storage::{ClaimRequest, Claimed, StorageError};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio::task::JoinSet;
 
@@ -18,41 +26,77 @@ const MAX_CLAIM: usize = 256;
 /// Idle pollers look again after this long even without a signal (jobs made ready by another
 /// daemon's promotion only reach us through storage).
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// How much work (at the recent start rate) the prefetch buffer aims to hold: enough to keep
+/// slots busy across a claim round trip, small enough not to hoard work other daemons could do.
+const PREFETCH_WINDOW: Duration = Duration::from_millis(5);
+/// The start rate is measured over windows this long.
+const RATE_WINDOW: Duration = Duration::from_millis(200);
+
+/// A claimed job waiting for a free slot.
+struct Ready {
+    claimed: Claimed,
+    resolved: Resolved,
+    flags: Arc<JobFlags>,
+}
+
+struct Poller {
+    inner: Arc<PoolInner>,
+    tasks: JoinSet<()>,
+    buffer: VecDeque<Ready>,
+    /// Jobs started in the current rate window, when it began, and the smoothed rate (jobs/s).
+    window_starts: u64,
+    window_began: Instant,
+    rate: f64,
+}
 
 /// Runs until `stop`; returns the still-running workers for `drain`.
 pub(super) async fn run(inner: Arc<PoolInner>, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
-    let mut tasks = JoinSet::new();
     let mut plugin_events = Some(inner.plugins.subscribe());
+    let mut p = Poller {
+        inner,
+        tasks: JoinSet::new(),
+        buffer: VecDeque::new(),
+        window_starts: 0,
+        window_began: Instant::now(),
+        rate: 0.0,
+    };
     let mut failing = false;
     loop {
-        reap_finished(&mut tasks);
+        p.reap_finished();
         if *stop.borrow() {
-            return tasks;
+            p.give_back_buffer().await;
+            return p.tasks;
         }
-        let free = inner.slots.available_permits();
-        if free == 0 {
+        p.start_buffered();
+        let free = p.inner.slots.available_permits();
+        let refill = p.refill_wanted();
+        if free == 0 && refill == 0 {
             tokio::select! {
-                _ = inner.freed.notified() => {}
+                _ = p.inner.freed.notified() => {}
                 _ = stop.changed() => {}
             }
             continue;
         }
-        match claim_round(&inner, free, &mut tasks).await {
-            Ok(n) if n > 0 => {
+        match p.claim_round(free, refill).await {
+            Ok(n) if n > 0 => failing = false,
+            Ok(_) if free == 0 => {
                 failing = false;
-                continue;
+                tokio::select! {
+                    _ = p.inner.freed.notified() => {}
+                    _ = stop.changed() => {}
+                }
             }
             Ok(_) => {
                 failing = false;
                 tokio::select! {
-                    _ = inner.storage.wait_for_work(IDLE_WAIT) => {}
-                    _ = inner.freed.notified() => {}
+                    _ = p.inner.storage.wait_for_work(IDLE_WAIT) => {}
+                    _ = p.inner.freed.notified() => {}
                     closed = plugin_change(&mut plugin_events) => if closed { plugin_events = None },
                     _ = stop.changed() => {}
                 }
             }
             Err(e) => {
-                inner.metrics.storage_error();
+                p.inner.metrics.storage_error();
                 if !failing {
                     tracing::warn!(error = %e, "cannot claim jobs; retrying every second");
                     failing = true;
@@ -74,7 +118,7 @@ async fn plugin_change(rx: &mut Option<broadcast::Receiver<crate::plugins::Plugi
     }
 }
 
-fn reap_finished(tasks: &mut JoinSet<()>) {
+fn reap(tasks: &mut JoinSet<()>) {
     while let Some(done) = tasks.try_join_next() {
         if let Err(e) = done
             && e.is_panic()
@@ -97,96 +141,168 @@ fn plugin_permits(inner: &PoolInner, plugin: &str, max: u32) -> Arc<Semaphore> {
     }
 }
 
-/// One round of claims; returns how many jobs started.
-async fn claim_round(
-    inner: &Arc<PoolInner>,
-    mut free: usize,
-    tasks: &mut JoinSet<()>,
-) -> Result<usize, StorageError> {
-    let groups = inner.plugins.groups();
-    let mut started = 0;
-    let mut unlimited = Vec::new();
-    // Limited plugins first: they take at most their own permits, so they cannot starve the
-    // rest, while the rest could take every slot from them.
-    for g in &groups {
-        match g.max_concurrency {
-            None => unlimited.extend(g.types.iter().cloned()),
-            Some(max) => {
-                let n = plugin_permits(inner, &g.name, max)
-                    .available_permits()
-                    .min(free);
-                if n == 0 {
-                    continue;
+impl Poller {
+    fn reap_finished(&mut self) {
+        reap(&mut self.tasks);
+    }
+
+    /// How many jobs the buffer should hold now (0 for slow jobs or a quiet queue).
+    fn prefetch_target(&mut self) -> usize {
+        let elapsed = self.window_began.elapsed();
+        if elapsed >= RATE_WINDOW {
+            let rate = self.window_starts as f64 / elapsed.as_secs_f64();
+            self.rate = 0.5 * self.rate + 0.5 * rate;
+            self.window_starts = 0;
+            self.window_began = Instant::now();
+        }
+        ((self.rate * PREFETCH_WINDOW.as_secs_f64()) as usize).min(MAX_CLAIM)
+    }
+
+    /// Jobs to claim for the buffer: refill it to the target once it is half empty.
+    fn refill_wanted(&mut self) -> usize {
+        let target = self.prefetch_target();
+        if self.buffer.len() <= target / 2 {
+            target - self.buffer.len()
+        } else {
+            0
+        }
+    }
+
+    /// One round of claims; returns how many jobs started or were buffered.
+    async fn claim_round(&mut self, mut free: usize, refill: usize) -> Result<usize, StorageError> {
+        let groups = self.inner.plugins.groups();
+        let mut got_total = 0;
+        let mut unlimited = Vec::new();
+        // Limited plugins first: they take at most their own permits, so they cannot starve
+        // the rest, while the rest could take every slot from them.
+        for g in &groups {
+            match g.max_concurrency {
+                None => unlimited.extend(g.types.iter().cloned()),
+                Some(max) => {
+                    let n = plugin_permits(&self.inner, &g.name, max)
+                        .available_permits()
+                        .min(free);
+                    if n == 0 {
+                        continue;
+                    }
+                    let got = self.claim(g.types.clone(), n).await?;
+                    free -= got.len().min(free);
+                    got_total += got.len();
+                    self.start_or_buffer(got).await;
                 }
-                let got = claim(inner, g.types.clone(), n).await?;
-                free -= got.len().min(free);
-                started += start_jobs(inner, got, tasks).await;
+            }
+        }
+        if !unlimited.is_empty() && free + refill > 0 {
+            let got = self.claim(unlimited, free + refill).await?;
+            got_total += got.len();
+            self.start_or_buffer(got).await;
+        }
+        Ok(got_total)
+    }
+
+    async fn claim(&self, types: Vec<String>, n: usize) -> Result<Vec<Claimed>, StorageError> {
+        let req = ClaimRequest {
+            types,
+            limit: n.min(MAX_CLAIM),
+            lease: self.inner.cfg.lease,
+            worker: self.inner.cfg.worker_id.clone(),
+        };
+        let claimed = self.inner.storage.claim(req).await?;
+        if !claimed.is_empty()
+            && let Some(events) = &self.inner.events
+        {
+            events.poke();
+        }
+        Ok(claimed)
+    }
+
+    /// Start each claimed job if a slot (and plugin permit) is free, else buffer it. A job
+    /// whose plugin vanished since the claim is given back at once.
+    async fn start_or_buffer(&mut self, claimed: Vec<Claimed>) {
+        let mut give_back: Vec<(String, LeaseToken)> = Vec::new();
+        for c in claimed {
+            let Some(resolved) = self.inner.plugins.resolve(&c.job.job_type) else {
+                give_back.push((c.job.id.clone(), c.lease.clone()));
+                continue;
+            };
+            let flags = Arc::new(JobFlags::default());
+            let held = Held {
+                lease: c.lease.clone(),
+                flags: flags.clone(),
+            };
+            self.inner.held().insert(c.job.id.clone(), held);
+            let ready = Ready {
+                claimed: c,
+                resolved,
+                flags,
+            };
+            match take_permits(&self.inner, &ready.resolved) {
+                Some(permits) => self.start(ready, permits),
+                None if ready.resolved.max_concurrency.is_none() => self.buffer.push_back(ready),
+                // A reload lowered the plugin's limit since the claim.
+                None => {
+                    self.inner.held().remove(&ready.claimed.job.id);
+                    give_back.push((ready.claimed.job.id.clone(), ready.claimed.lease.clone()));
+                }
+            }
+        }
+        release(&self.inner, &give_back, "their plugin is gone").await;
+    }
+
+    /// Start buffered jobs while slots are free; drop those whose lease was lost meanwhile.
+    fn start_buffered(&mut self) {
+        while let Some(ready) = self.buffer.pop_front() {
+            if ready.flags.lost.load(Ordering::Relaxed) {
+                self.inner.held().remove(&ready.claimed.job.id);
+                continue;
+            }
+            match take_permits(&self.inner, &ready.resolved) {
+                Some(permits) => self.start(ready, permits),
+                None => {
+                    self.buffer.push_front(ready);
+                    return;
+                }
             }
         }
     }
-    if !unlimited.is_empty() && free > 0 {
-        let got = claim(inner, unlimited, free).await?;
-        started += start_jobs(inner, got, tasks).await;
+
+    fn start(
+        &mut self,
+        ready: Ready,
+        permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+    ) {
+        self.window_starts += 1;
+        let guard = SlotGuard::new(self.inner.clone(), ready.claimed.job.id.clone(), permits);
+        self.tasks.spawn(worker::run(
+            self.inner.clone(),
+            ready.claimed,
+            ready.resolved,
+            ready.flags,
+            guard,
+        ));
     }
-    Ok(started)
+
+    /// Shutdown: buffered jobs never started; they go back to the queue at once.
+    async fn give_back_buffer(&mut self) {
+        let leases: Vec<(String, LeaseToken)> = self
+            .buffer
+            .drain(..)
+            .map(|r| {
+                self.inner.held().remove(&r.claimed.job.id);
+                (r.claimed.job.id.clone(), r.claimed.lease.clone())
+            })
+            .collect();
+        release(&self.inner, &leases, "shutdown began before they started").await;
+    }
 }
 
-async fn claim(
-    inner: &PoolInner,
-    types: Vec<String>,
-    n: usize,
-) -> Result<Vec<Claimed>, StorageError> {
-    let req = ClaimRequest {
-        types,
-        limit: n.min(MAX_CLAIM),
-        lease: inner.cfg.lease,
-        worker: inner.cfg.worker_id.clone(),
-    };
-    let claimed = inner.storage.claim(req).await?;
-    if !claimed.is_empty()
-        && let Some(events) = &inner.events
-    {
-        events.poke();
+async fn release(inner: &PoolInner, leases: &[(String, LeaseToken)], why: &str) {
+    if leases.is_empty() {
+        return;
     }
-    Ok(claimed)
-}
-
-/// Start a worker per claimed job. A job whose plugin vanished since the claim (or whose
-/// plugin has no permit left after a reload lowered its limit) is given back at once.
-async fn start_jobs(
-    inner: &Arc<PoolInner>,
-    claimed: Vec<Claimed>,
-    tasks: &mut JoinSet<()>,
-) -> usize {
-    let mut give_back: Vec<(String, LeaseToken)> = Vec::new();
-    let mut started = 0;
-    for c in claimed {
-        let Some(resolved) = inner.plugins.resolve(&c.job.job_type) else {
-            give_back.push((c.job.id.clone(), c.lease.clone()));
-            continue;
-        };
-        let Some(permits) = take_permits(inner, &resolved) else {
-            give_back.push((c.job.id.clone(), c.lease.clone()));
-            continue;
-        };
-        let flags = Arc::new(JobFlags::default());
-        inner.held().insert(
-            c.job.id.clone(),
-            Held {
-                lease: c.lease.clone(),
-                flags: flags.clone(),
-            },
-        );
-        let guard = SlotGuard::new(inner.clone(), c.job.id.clone(), permits);
-        tasks.spawn(worker::run(inner.clone(), c, resolved, flags, guard));
-        started += 1;
+    if let Err(e) = inner.storage.release(leases).await {
+        tracing::warn!(error = %e, jobs = leases.len(), "cannot give back jobs ({why}); they return when their leases expire");
     }
-    if !give_back.is_empty()
-        && let Err(e) = inner.storage.release(&give_back).await
-    {
-        tracing::warn!(error = %e, jobs = give_back.len(), "cannot give back jobs whose plugin is gone; their leases will expire");
-    }
-    started
 }
 
 fn take_permits(
@@ -212,16 +328,18 @@ pub(super) async fn drain(
     mut tasks: JoinSet<()>,
     hurry: impl std::future::Future<Output = ()>,
 ) -> ShutdownReport {
-    reap_finished(&mut tasks);
+    reap(&mut tasks);
     let running = tasks.len();
-    if running > 0 {
-        tracing::info!(running, grace = ?inner.cfg.shutdown_grace, "waiting for running jobs to finish");
+    if running == 0 {
+        return ShutdownReport::default();
     }
+    tracing::info!(running, grace = ?inner.cfg.shutdown_grace, "waiting for running jobs to finish");
     let deadline = tokio::time::sleep(inner.cfg.shutdown_grace);
     tokio::pin!(deadline);
     tokio::pin!(hurry);
     loop {
         tokio::select! {
+            biased;
             next = tasks.join_next() => if next.is_none() {
                 return ShutdownReport { finished: running, released: 0 };
             },

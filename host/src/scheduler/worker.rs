@@ -5,7 +5,7 @@
 use super::retry::{self, Decision};
 use super::services::DaemonServices;
 use super::{JobFlags, PoolInner, Resolved, Settlement};
-use crate::runtime::JobInput;
+use crate::runtime::{CrashKind, Execution, JobInput, Outcome};
 use crate::storage::{Claimed, Completion, Failure};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -77,7 +77,22 @@ pub(super) async fn run(
             unique_key: job.unique_key.clone(),
             timeout: job.timeout_ms.map(Duration::from_millis),
         };
-        let exec = resolved.runner.run(input, services).await;
+        // A buffered job cancelled before it started never reaches the plugin.
+        let exec = if flags.cancelled() {
+            Execution {
+                outcome: Outcome::Crashed {
+                    error: "cancelled before it started".into(),
+                    kind: CrashKind::Cancelled,
+                },
+                logs: Vec::new(),
+                followups: Vec::new(),
+                duration: Duration::ZERO,
+                plugin_version: resolved.version.clone(),
+                peak_memory: 0,
+            }
+        } else {
+            resolved.runner.run(input, services).await
+        };
         drop(guard);
         if flags.lost.load(Ordering::Relaxed) {
             inner.metrics.attempt_ended(&job.job_type, crate::metrics::AttemptEnd::LeaseLost, exec.duration);

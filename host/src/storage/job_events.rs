@@ -56,12 +56,16 @@ pub(crate) fn started(job: &Job, worker: &str) -> NewEvent {
     job_event(STARTED, job, json!({ "worker": worker }))
 }
 
-pub(crate) fn progress(job: &Job, percent: u8, message: Option<&str>) -> NewEvent {
-    job_event(
-        PROGRESS,
-        job,
-        json!({ "percent": percent, "message": message }),
-    )
+/// `job.progress` of a running job (from the fields a progress update reads back).
+pub(crate) fn progress(
+    id: &str,
+    job_type: &str,
+    attempt: u32,
+    percent: u8,
+    message: Option<&str>,
+) -> NewEvent {
+    let extra = json!({ "percent": percent, "message": message });
+    event_of(PROGRESS, id, job_type, JobState::Running, attempt, extra)
 }
 
 /// The event for a job whose attempt just ended (complete, fail, release or lease expiry),

@@ -9,7 +9,9 @@
 //! - `Event::at` serialises as an RFC 3339 string, like the job's times (see `job.rs`).
 //! - `job::BackoffPolicy` gained `jitter` (serde default `full`); `job::JobError` and the
 //!   pure rules in `job::rules` are new.
-//! - `DEFAULT_LIST_LIMIT`, `MAX_LIST_LIMIT`, `DEFAULT_MAX_EVENTS`.
+//! - `DEFAULT_LIST_LIMIT`, `MAX_LIST_LIMIT`, `DEFAULT_MAX_EVENTS`, `RetentionPolicy::rule_for`.
+//! - `limits` (the input checks every backend shares), `loadgen` (benchmark load, behind the
+//!   `testing` feature like `conformance`), `sqlite::SqliteStorage::holding`.
 //!
 //! Rules every backend follows (the conformance suite checks each):
 //! - Enqueue is idempotent by id: an existing id returns that job with `created: false`, as
@@ -401,7 +403,9 @@ pub trait Storage: Send + Sync + 'static {
         percent: u8,
         message: Option<String>,
     ) -> Result<bool>;
-    /// Finish attempts successfully, in one transaction where the backend has them.
+    /// Finish attempts successfully, in one transaction where the backend has them. The
+    /// follow-ups of all completions are validated first: one invalid follow-up is
+    /// `InvalidInput` and nothing is written (the caller should fail that job instead).
     async fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>>;
     /// Record failed attempts: `retrying` (with `run_at = retry_at`) while attempts remain,
     /// else `failed`.
@@ -420,7 +424,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Return jobs whose lease expired to `pending`, counting the attempt (the claim already
     /// counted it); a job on its last attempt goes to `failed`.
     async fn reap_expired(&self) -> Result<Reaped>;
-    /// Delete finished jobs past the policy; bounded work per call. Returns how many.
+    /// Delete finished jobs past the policy (a job finished exactly `max_age` ago goes);
+    /// bounded work per call. Also trims the event log to `StorageOptions::max_events` and
+    /// drops expired cache entries. Returns how many jobs were deleted.
     async fn sweep_retention(&self, policy: &RetentionPolicy) -> Result<u64>;
     async fn stats(&self) -> Result<Stats>;
 

@@ -3,7 +3,14 @@
 //! (`writer.rs`); a few read connections (`reads.rs`); claims in one `UPDATE ... RETURNING`
 //! over a partial index (`sql/claim.sql`); a versioned schema (`connection.rs`,
 //! `schema/*.sql`). Several daemons may share one file on one host; each has its own
-//! writer, and SQLite's file lock (with the busy timeout) orders them.
+//! writer, and SQLite's file lock (with the busy timeout) orders them; a daemon's idle
+//! `wait_for_work` is woken by its own writes only, so another daemon's enqueues are seen
+//! at the caller's poll timeout.
+//!
+//! Durability: `synchronous=NORMAL` in WAL mode. A change is acknowledged after `COMMIT`,
+//! when it is in the WAL file; a killed process (kill -9, OOM, crash) loses nothing
+//! acknowledged (tests/storage_sqlite.rs kills a child mid-stream to check), a power cut may
+//! lose the last commits since the previous checkpoint.
 
 mod connection;
 mod jobs;

@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-command -v node >/dev/null && command -v npm >/dev/null \
-    || { echo "build: Node.js and npm are needed (for example: apt-get install nodejs npm)" >&2; exit 1; }
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "build: Node.js and npm are needed (for example: apt-get install nodejs npm)" >&2
+    exit 1
+fi
 # `npm install --no-save` rather than `npm ci`: the lock file lacks some other platforms'
 # optional binaries, which makes `npm ci` refuse it.
 if [[ ! -f node_modules/.installed || package-lock.json -nt node_modules/.installed ]]; then

@@ -59,6 +59,8 @@ class WitWorld(wit_world.WitWorld):
                 return json.dumps({**json.loads(hit), "cached": True}, ensure_ascii=False)
         except Err as e:
             log.log(log.Level.WARN, f"{e.value}; analysing without the cache")
+        except ValueError as e:
+            log.log(log.Level.WARN, f"ignoring a cache entry that is not JSON ({e})")
 
         progress.report(30, "analysing")
         stats = analyze(markdown)

@@ -230,7 +230,9 @@ impl State {
             percent,
             message: message.clone(),
         });
-        let event = job_events::progress(&entry.job, percent, message.as_deref());
+        let job = &entry.job;
+        let event =
+            job_events::progress(&job.id, &job.job_type, job.attempt, percent, message.as_deref());
         self.push_event(event, now);
         true
     }

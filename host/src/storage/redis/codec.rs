@@ -263,6 +263,28 @@ pub fn event_from_entry(v: Value) -> Result<Event, StorageError> {
     })
 }
 
+/// The first stream id after `after` (XRANGE's start is inclusive; `(id` needs Redis 6.2).
+/// Accepts `ms-seq` stream ids and bare integers (read as `n-0`).
+pub fn next_stream_id(after: &str) -> Result<String, StorageError> {
+    let bad = || {
+        StorageError::InvalidInput(format!(
+            "invalid event id `{}`: resume from an id this storage handed out",
+            after.escape_debug()
+        ))
+    };
+    let (ms, seq) = match after.trim().split_once('-') {
+        Some((ms, seq)) => (
+            ms.parse::<u64>().map_err(|_| bad())?,
+            seq.parse::<u64>().map_err(|_| bad())?,
+        ),
+        None => (after.trim().parse::<u64>().map_err(|_| bad())?, 0),
+    };
+    Ok(match seq.checked_add(1) {
+        Some(s) => format!("{ms}-{s}"),
+        None => format!("{}-0", ms.checked_add(1).ok_or_else(bad)?),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +343,16 @@ mod tests {
             job_from_fields(fields),
             Err(StorageError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn resuming_starts_right_after_the_given_event() {
+        assert_eq!(
+            next_stream_id("1700000000000-4").unwrap(),
+            "1700000000000-5"
+        );
+        assert_eq!(next_stream_id("7").unwrap(), "7-1");
+        assert_eq!(next_stream_id(&format!("5-{}", u64::MAX)).unwrap(), "6-0");
+        assert!(next_stream_id("abc").is_err());
     }
 }

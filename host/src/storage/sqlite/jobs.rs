@@ -12,7 +12,7 @@ use crate::storage::limits;
 use crate::storage::{
     CancelOutcome, Claimed, Completion, Enqueued, Failure, LeaseStatus, Settled, StorageError,
 };
-use rusqlite::{Connection, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 /// Types per claim statement: SQLite allows at most 500 arms in a compound SELECT.
 const MAX_CLAIM_TYPES: usize = 400;
@@ -143,10 +143,15 @@ pub(super) fn set_progress(
     now: Millis,
 ) -> OpResult<bool> {
     let params = params![progress.percent, progress.message, id, token.0];
-    let Some(job) = query_job(conn, sql::PROGRESS, params)? else {
+    let read_back: Option<(String, u32)> = conn
+        .prepare_cached(sql::PROGRESS)?
+        .query_row(params, |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((job_type, attempt)) = read_back else {
         return Ok(false);
     };
-    let event = job_events::progress(&job, progress.percent, progress.message.as_deref());
+    let message = progress.message.as_deref();
+    let event = job_events::progress(id, &job_type, attempt, progress.percent, message);
     insert_event(conn, event, now)?;
     Ok(true)
 }

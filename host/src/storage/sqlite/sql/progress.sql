@@ -1,3 +1,3 @@
 UPDATE jobs SET progress_percent = ?1, progress_message = ?2
 WHERE id = ?3 AND status = 'running' AND lease_token = ?4
-RETURNING *
+RETURNING type, attempt

@@ -1,0 +1,561 @@
+//! The `Storage` trait on Redis: each method validates its input (the same checks as every
+//! backend, `storage::limits`), runs one script (or a plain single-key command) and reads
+//! the reply. Maintenance methods loop over bounded script calls.
+
+use super::codec::{
+    self, as_array, as_int, as_string, job_from_value, next_stream_id, required_job,
+};
+use super::health::server_warnings;
+use super::{BATCH, IMPORT_BATCH, MAX_CLAIM, RedisStorage, SWEEP_BUDGET, keys, scripts};
+use crate::job::{self, Job, JobState, LeaseToken, NewJob, millis_i64};
+use crate::storage::limits::{self, check_cache_key, check_cache_value};
+use crate::storage::{
+    BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
+    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
+    Storage, StorageError, TypeStats,
+};
+use async_trait::async_trait;
+use redis::Value;
+use std::time::{Duration, Instant};
+
+fn lease_pairs(leases: &[(String, LeaseToken)]) -> Vec<&str> {
+    leases
+        .iter()
+        .flat_map(|(id, t)| [id.as_str(), t.0.as_str()])
+        .collect()
+}
+
+#[async_trait]
+impl Storage for RedisStorage {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        let mut out = self.enqueue_batch(vec![job]).await?;
+        out.pop()
+            .ok_or_else(|| StorageError::Internal("redis enqueued nothing".into()))
+    }
+
+    async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        limits::check_new_jobs(&jobs, self.opts.max_payload_bytes)?;
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.job_script(&scripts::ENQUEUE);
+        inv.arg(jobs.len());
+        for j in &jobs {
+            inv.arg(&codec::new_job_args(j)[..]);
+        }
+        let mut out = Vec::with_capacity(jobs.len());
+        for item in as_array(self.run(&inv).await?, "enqueue")? {
+            let mut it = as_array(item, "enqueue item")?.into_iter();
+            let (Some(created), Some(job)) = (it.next(), it.next()) else {
+                return Err(StorageError::Internal(
+                    "short enqueue reply from redis".into(),
+                ));
+            };
+            out.push(Enqueued {
+                created: as_int(&created, "enqueue")? == 1,
+                job: required_job(job, "enqueue")?,
+            });
+        }
+        if out.iter().any(|e| e.created) {
+            self.signal.signal();
+        }
+        Ok(out)
+    }
+
+    async fn import_jobs(&self, jobs: Vec<Job>) -> Result<u64> {
+        limits::check_imported(&jobs)?;
+        let mut inserted = 0;
+        for chunk in jobs.chunks(IMPORT_BATCH) {
+            let mut inv = self.job_script(&scripts::IMPORT);
+            for job in chunk {
+                let fields = codec::job_to_fields(job);
+                inv.arg(fields.len());
+                for (k, v) in fields {
+                    inv.arg(k).arg(v);
+                }
+            }
+            inserted += as_int(&self.run(&inv).await?, "import")? as u64;
+        }
+        if inserted > 0 {
+            self.signal.signal();
+        }
+        Ok(inserted)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>> {
+        let v: Value = self
+            .query(redis::cmd("HGETALL").arg(self.keys.job(id)))
+            .await?;
+        job_from_value(v)
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<JobPage> {
+        let limit = limits::list_limit(filter.limit);
+        let index = self
+            .keys
+            .list_index(filter.status, filter.job_type.as_deref());
+        let mut inv = self.job_script(&scripts::LIST);
+        inv.arg(index)
+            .arg(filter.cursor.as_deref().unwrap_or(""))
+            .arg(limit);
+        let mut items = as_array(self.run(&inv).await?, "list")?.into_iter();
+        let more = items.next().map(|v| as_int(&v, "list")).transpose()? == Some(1);
+        let jobs = items
+            .map(|v| required_job(v, "list"))
+            .collect::<Result<Vec<_>>>()?;
+        let next_cursor = if more {
+            jobs.last().map(|j| j.id.clone())
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next_cursor })
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        let mut inv = self.job_script(&scripts::DELETE);
+        inv.arg(id);
+        Ok(as_int(&self.run(&inv).await?, "delete")? == 1)
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
+        let mut types: Vec<&str> = Vec::with_capacity(req.types.len());
+        for t in &req.types {
+            if !types.contains(&t.as_str()) {
+                types.push(t);
+            }
+        }
+        let limit = req.limit.min(MAX_CLAIM);
+        if types.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.job_script(&scripts::CLAIM);
+        inv.arg(millis_i64(req.lease))
+            .arg(&req.worker)
+            .arg(limit)
+            .arg(types.len())
+            .arg(&types[..]);
+        for _ in 0..limit {
+            inv.arg(job::new_lease_token().0);
+        }
+        as_array(self.run(&inv).await?, "claim")?
+            .into_iter()
+            .map(|v| self.claimed_from(v))
+            .collect()
+    }
+
+    async fn renew_leases(
+        &self,
+        leases: &[(String, LeaseToken)],
+        lease: Duration,
+    ) -> Result<Vec<LeaseStatus>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.job_script(&scripts::RENEW);
+        inv.arg(millis_i64(lease)).arg(lease_pairs(leases));
+        as_array(self.run(&inv).await?, "renew")?
+            .iter()
+            .map(|v| {
+                Ok(match as_int(v, "renew")? {
+                    1 => LeaseStatus::Held,
+                    2 => LeaseStatus::CancelRequested,
+                    _ => LeaseStatus::Lost,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_progress(
+        &self,
+        id: &str,
+        lease: &LeaseToken,
+        percent: u8,
+        message: Option<String>,
+    ) -> Result<bool> {
+        let percent = percent.min(100);
+        let progress = codec::json(&job::Progress {
+            percent,
+            message: message.clone(),
+        });
+        let mut inv = self.job_script(&scripts::PROGRESS);
+        inv.arg(id)
+            .arg(&lease.0)
+            .arg(progress)
+            .arg(percent)
+            .arg(message.as_deref().unwrap_or(""))
+            .arg(if message.is_some() { "1" } else { "0" });
+        Ok(as_int(&self.run(&inv).await?, "progress")? == 1)
+    }
+
+    async fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>> {
+        let followups: Vec<NewJob> = done.iter().flat_map(|c| c.followups.clone()).collect();
+        limits::check_new_jobs(&followups, self.opts.max_payload_bytes)?;
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.job_script(&scripts::COMPLETE);
+        inv.arg(done.len());
+        for c in done {
+            inv.arg(c.id)
+                .arg(c.lease.0)
+                .arg(c.result.get())
+                .arg(codec::json(&job::trim_logs(c.logs)))
+                .arg(c.plugin_version.unwrap_or_default())
+                .arg(c.followups.len());
+            for f in &c.followups {
+                inv.arg(&codec::new_job_args(f)[..]);
+            }
+        }
+        let codes = as_array(self.run(&inv).await?, "complete")?;
+        if !followups.is_empty() {
+            self.signal.signal();
+        }
+        codes
+            .iter()
+            .map(|v| {
+                Ok(match as_int(v, "complete")? {
+                    1 => Settled::Moved(JobState::Completed),
+                    _ => Settled::LeaseLost,
+                })
+            })
+            .collect()
+    }
+
+    async fn fail(&self, failed: Vec<Failure>) -> Result<Vec<Settled>> {
+        if failed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.job_script(&scripts::FAIL);
+        inv.arg(failed.len());
+        for f in failed {
+            inv.arg(f.id)
+                .arg(f.lease.0)
+                .arg(f.error)
+                .arg(f.retry_at.map(|t| t.to_string()).unwrap_or_default())
+                .arg(codec::json(&job::trim_logs(f.logs)))
+                .arg(f.plugin_version.unwrap_or_default());
+        }
+        as_array(self.run(&inv).await?, "fail")?
+            .iter()
+            .map(|v| {
+                Ok(match as_int(v, "fail")? {
+                    1 => Settled::Moved(JobState::Retrying),
+                    2 => Settled::Moved(JobState::Failed),
+                    3 => Settled::Moved(JobState::Cancelled),
+                    _ => Settled::LeaseLost,
+                })
+            })
+            .collect()
+    }
+
+    async fn release(&self, leases: &[(String, LeaseToken)]) -> Result<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = self.job_script(&scripts::RELEASE);
+        inv.arg(lease_pairs(leases));
+        let released = as_int(&self.run(&inv).await?, "release")? as u64;
+        if released > 0 {
+            self.signal.signal();
+        }
+        Ok(released)
+    }
+
+    async fn cancel(&self, id: &str) -> Result<CancelOutcome> {
+        let mut inv = self.job_script(&scripts::CANCEL);
+        inv.arg(id);
+        let mut it = as_array(self.run(&inv).await?, "cancel")?.into_iter();
+        let code = it
+            .next()
+            .map(|v| as_int(&v, "cancel"))
+            .transpose()?
+            .unwrap_or(0);
+        let job = it.next().map(job_from_value).transpose()?.flatten();
+        Ok(match (code, job) {
+            (1, Some(j)) => CancelOutcome::Cancelled(j),
+            (2, Some(j)) => CancelOutcome::Requested(j),
+            (3, Some(j)) => CancelOutcome::AlreadyFinished(j),
+            _ => CancelOutcome::NotFound,
+        })
+    }
+
+    async fn replay(&self, id: &str) -> Result<Option<Job>> {
+        let mut inv = self.job_script(&scripts::REPLAY);
+        inv.arg(id);
+        let mut it = as_array(self.run(&inv).await?, "replay")?.into_iter();
+        let code = it
+            .next()
+            .map(|v| as_int(&v, "replay"))
+            .transpose()?
+            .unwrap_or(0);
+        let rest = it.next().unwrap_or(Value::Nil);
+        match code {
+            1 => {
+                self.signal.signal();
+                Ok(Some(required_job(rest, "replay")?))
+            }
+            2 => {
+                let job = required_job(rest, "replay")?;
+                job::check_replay(&job)?;
+                Err(StorageError::Internal(format!(
+                    "redis refused to replay job `{id}`"
+                )))
+            }
+            3 => Err(limits::replay_conflict(id, &as_string(&rest, "replay")?)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn promote_due(&self) -> Result<u64> {
+        let promoted = self
+            .run_batches(&scripts::PROMOTE, &[], u64::MAX, |v| {
+                let n = as_int(&v, "promote")? as u64;
+                Ok((n, n >= BATCH as u64))
+            })
+            .await?;
+        if promoted > 0 {
+            self.signal.signal();
+        }
+        Ok(promoted)
+    }
+
+    async fn reap_expired(&self) -> Result<Reaped> {
+        let mut reaped = Reaped::default();
+        let extra = [self.lease_error.0.clone(), self.lease_error.1.clone()];
+        self.run_batches(&scripts::REAP, &extra, u64::MAX, |v| {
+            let r = as_array(v, "reap")?;
+            let n = |i: usize| {
+                r.get(i)
+                    .map(|v| as_int(v, "reap"))
+                    .transpose()
+                    .map(|n| n.unwrap_or(0) as u64)
+            };
+            reaped.requeued += n(0)?;
+            reaped.failed += n(1)?;
+            let scanned = n(2)?;
+            Ok((scanned, scanned >= BATCH as u64))
+        })
+        .await?;
+        if reaped.requeued > 0 {
+            self.signal.signal();
+        }
+        Ok(reaped)
+    }
+
+    async fn sweep_retention(&self, policy: &RetentionPolicy) -> Result<u64> {
+        let mut types: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.types()))
+            .await?;
+        types.sort();
+        let mut deleted = 0u64;
+        'types: for t in &types {
+            for state in [JobState::Completed, JobState::Failed, JobState::Cancelled] {
+                let rule = policy.rule_for(t, state);
+                let age = rule
+                    .max_age
+                    .map(|a| millis_i64(a).to_string())
+                    .unwrap_or_default();
+                let count = rule.max_count.map(|c| c.to_string()).unwrap_or_default();
+                let extra = [t.clone(), keys::state_name(state).to_owned(), age, count];
+                deleted += self
+                    .run_batches(&scripts::SWEEP, &extra, SWEEP_BUDGET - deleted, |v| {
+                        let n = as_int(&v, "sweep")? as u64;
+                        Ok((n, n >= BATCH as u64))
+                    })
+                    .await?;
+                if deleted >= SWEEP_BUDGET {
+                    break 'types;
+                }
+            }
+        }
+        // Streams are capped approximately on every XADD; trim exactly here, like the
+        // other backends do in their sweep.
+        let _: i64 = self
+            .query(
+                redis::cmd("XTRIM")
+                    .arg(self.keys.events())
+                    .arg("MAXLEN")
+                    .arg(self.opts.max_events),
+            )
+            .await?;
+        self.purge_local_cache().await?;
+        Ok(deleted)
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let inv = self.job_script(&scripts::STATS);
+        let mut stats = Stats::default();
+        for item in as_array(self.run(&inv).await?, "stats")? {
+            let mut it = as_array(item, "stats item")?.into_iter();
+            let (Some(t), Some(counts), Some(oldest)) = (it.next(), it.next(), it.next()) else {
+                return Err(StorageError::Internal(
+                    "short stats reply from redis".into(),
+                ));
+            };
+            let mut ts = TypeStats::default();
+            for (state, n) in codec::STATES.iter().zip(as_array(counts, "stats counts")?) {
+                let n = as_int(&n, "stats count")?;
+                if n > 0 {
+                    ts.counts.insert(*state, n as u64);
+                }
+            }
+            let oldest = as_int(&oldest, "stats oldest")?;
+            ts.oldest_pending_age_ms = u64::try_from(oldest).ok();
+            stats.types.insert(as_string(&t, "stats type")?, ts);
+        }
+        Ok(stats)
+    }
+
+    async fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>> {
+        check_cache_key(ns, key)?;
+        let inv = self.cache_script(&scripts::CACHE_GET, ns, key);
+        match self.run(&inv).await? {
+            Value::Nil => Ok(None),
+            v => as_string(&v, "cache get").map(Some),
+        }
+    }
+
+    async fn cache_set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        check_cache_key(ns, key)?;
+        check_cache_value(value, self.opts.max_payload_bytes)?;
+        let mut inv = self.cache_script(&scripts::CACHE_SET, ns, key);
+        inv.arg(value).arg(
+            ttl.map(|t| millis_i64(t).max(1).to_string())
+                .unwrap_or_default(),
+        );
+        self.run(&inv).await?;
+        Ok(())
+    }
+
+    async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool> {
+        check_cache_key(ns, key)?;
+        let inv = self.cache_script(&scripts::CACHE_DELETE, ns, key);
+        Ok(as_int(&self.run(&inv).await?, "cache delete")? == 1)
+    }
+
+    async fn cache_increment(
+        &self,
+        ns: &str,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64> {
+        check_cache_key(ns, key)?;
+        let mut inv = self.cache_script(&scripts::CACHE_INCR, ns, key);
+        inv.arg(delta)
+            .arg(ttl.map(|t| millis_i64(t).to_string()).unwrap_or_default());
+        let mut conn = self.conn.clone();
+        match inv.invoke_async::<i64>(&mut conn).await {
+            Ok(n) => Ok(n),
+            Err(e) if e.to_string().contains("overflow") => {
+                Err(limits::increment_overflow(ns, key))
+            }
+            Err(e) if e.to_string().contains("not an integer") => {
+                Err(limits::not_an_integer(ns, key))
+            }
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    async fn publish_event(&self, event: NewEvent) -> Result<Event> {
+        let data = codec::json(&event.data);
+        let mut inv = self.job_script(&scripts::EVENT);
+        inv.arg(&event.kind)
+            .arg(event.job_id.as_deref().unwrap_or(""))
+            .arg(event.job_type.as_deref().unwrap_or(""))
+            .arg(data);
+        let r = as_array(self.run(&inv).await?, "event")?;
+        let (Some(id), Some(at)) = (r.first(), r.get(1)) else {
+            return Err(StorageError::Internal(
+                "short event reply from redis".into(),
+            ));
+        };
+        Ok(Event {
+            id: as_string(id, "event id")?,
+            kind: event.kind,
+            job_id: event.job_id,
+            job_type: event.job_type,
+            at: as_int(at, "event time")?,
+            data: event.data,
+        })
+    }
+
+    async fn events_since(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
+        let start = match after {
+            None => "-".to_owned(),
+            Some(a) => next_stream_id(a)?,
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(self.keys.events())
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit);
+        let v: Value = self.query(&cmd).await?;
+        as_array(v, "events")?
+            .into_iter()
+            .map(codec::event_from_entry)
+            .collect()
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        self.signal.wait(timeout).await;
+    }
+
+    async fn ping(&self) -> Result<Duration> {
+        let start = Instant::now();
+        let _: String = self.query(&redis::cmd("PING")).await?;
+        Ok(start.elapsed())
+    }
+
+    async fn info(&self) -> Result<BackendInfo> {
+        let info = self.server_info().await?;
+        let mut out = BackendInfo {
+            backend: "redis".into(),
+            ..BackendInfo::default()
+        };
+        out.details.insert("url".into(), self.url.clone());
+        out.details.insert("mode".into(), self.cfg.mode().into());
+        out.details.insert("prefix".into(), self.cfg.prefix.clone());
+        for (from, to) in [
+            ("redis_version", "version"),
+            ("role", "role"),
+            ("used_memory", "used_memory"),
+            ("used_memory_human", "used_memory_human"),
+            ("maxmemory", "maxmemory"),
+            ("maxmemory_policy", "maxmemory_policy"),
+            ("connected_clients", "connected_clients"),
+        ] {
+            if let Some(v) = info.get(from) {
+                out.details.insert(to.into(), v.clone());
+            }
+        }
+        let subscribed = self.signal.subscribed();
+        out.details.insert(
+            "wake_subscription".into(),
+            if subscribed { "up" } else { "down" }.into(),
+        );
+        out.warnings = server_warnings(&info);
+        if !subscribed {
+            out.warnings.push(
+                "the redis wake-up subscription is down: idle workers notice new jobs only at \
+                 their poll interval"
+                    .into(),
+            );
+        }
+        Ok(out)
+    }
+}
