@@ -59,6 +59,7 @@ impl Core {
             &config.storage,
             StorageOptions {
                 max_payload_bytes: config.max_payload,
+                max_events: config.max_events,
                 ..StorageOptions::default()
             },
             Arc::new(SystemClock),
@@ -180,6 +181,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         workers: args.workers,
         lease: args.lease,
         shutdown_grace: args.shutdown_grace,
+        cache_dir: args.cache_dir,
     };
     let config = Config::load(args.config.as_deref(), flags)?;
     let (listener, addr) = api::routes::bind(config.listen).await?;

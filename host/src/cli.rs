@@ -92,6 +92,9 @@ pub struct DaemonArgs {
     /// How long running jobs may finish after SIGTERM/SIGINT, e.g. 10s
     #[arg(long)]
     pub shutdown_grace: Option<String>,
+    /// Compiled-plugin cache folder (default <data_dir>/cache, i.e. ./data/cache)
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -2,6 +2,43 @@
 //! (serde only, every field optional, unknown keys rejected); `Config` is the validated result
 //! with defaults filled in. Layers apply in order file < environment < flags (later wins).
 //! Every error names the key (or variable) and says what a good value looks like.
+//!
+//! The file is `--config PATH`, else `$SPOOL_CONFIG`, else `./spool.toml` when it exists.
+//! Keys (environment variable, flag) and defaults:
+//!
+//! ```toml
+//! storage = "sqlite://./data/spool.db"  # SPOOL_STORAGE, --storage; memory://, redis://...
+//!                                       # (default: sqlite://<data_dir>/spool.db)
+//! plugins = "./data/plugins"            # SPOOL_PLUGINS, --plugins
+//! listen = "127.0.0.1:7878"             # SPOOL_LISTEN, --listen (non-loopback needs a token)
+//! workers = 8                           # SPOOL_WORKERS, --workers (2 x cores, at least 4)
+//! api_token = "..."                     # SPOOL_API_TOKEN (no flag: it would show in `ps`)
+//! lease = "30s"                         # SPOOL_LEASE, --lease
+//! shutdown_grace = "10s"                # SPOOL_SHUTDOWN_GRACE, --shutdown-grace
+//! max_payload = "1MiB"                  # SPOOL_MAX_PAYLOAD (bytes or 512KB, 1MiB...)
+//! data_dir = "./data"                   # SPOOL_DATA_DIR
+//! cache_dir = "./data/cache"            # SPOOL_CACHE_DIR, --cache-dir (compiled plugins)
+//! job_timeout = "30s"                   # SPOOL_JOB_TIMEOUT (when the plugin sets none)
+//! job_memory = "64MiB"                  # SPOOL_JOB_MEMORY (when the plugin sets none)
+//!
+//! [retry]                               # daemon defaults; manifests and jobs override
+//! backoff_base = "1s"
+//! backoff_cap = "1h"
+//! max_attempts = 4
+//!
+//! [retention]                           # "off" disables a limit
+//! completed_max_age = "24h"
+//! completed_max_count = 1000            # per job type
+//! failed_max_age = "7d"
+//! failed_max_count = 5000
+//! cancelled_max_age = "24h"
+//! cancelled_max_count = 1000
+//! sweep_interval = "1m"
+//! max_events = 100000                   # event log entries kept
+//!
+//! [retention.types.thumbnail]           # per job type; unset keys inherit [retention]
+//! completed_max_age = "1h"
+//! ```
 
 use crate::storage::{Retention, RetentionPolicy, TypeRetention};
 use anyhow::{Context, bail};
@@ -51,6 +88,8 @@ pub struct Config {
     pub retry: RetryConfig,
     pub retention: RetentionPolicy,
     pub sweep_interval: Duration,
+    /// Events the event log keeps (older ones are trimmed by the sweeper).
+    pub max_events: u64,
 }
 
 /// Daemon-wide retry defaults; a plugin's manifest and a job's own settings override them.
@@ -108,6 +147,7 @@ pub struct RawRetention {
     #[serde(flatten)]
     pub limits: RawRetentionLimits,
     pub sweep_interval: Option<String>,
+    pub max_events: Option<i64>,
     /// `[retention.types.NAME]`: overrides for one job type.
     #[serde(default)]
     pub types: BTreeMap<String, RawRetentionLimits>,
@@ -149,6 +189,7 @@ pub struct FlagOverrides {
     pub workers: Option<i64>,
     pub lease: Option<String>,
     pub shutdown_grace: Option<String>,
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl RawConfig {
@@ -225,6 +266,9 @@ impl RawConfig {
         if other.retention.sweep_interval.is_some() {
             t.sweep_interval = other.retention.sweep_interval;
         }
+        if other.retention.max_events.is_some() {
+            t.max_events = other.retention.max_events;
+        }
         for (name, limits) in other.retention.types {
             let mine = t.types.remove(&name).unwrap_or_default();
             t.types.insert(name, merge_limits(mine, limits));
@@ -240,13 +284,19 @@ impl RawConfig {
             workers: flags.workers,
             lease: flags.lease,
             shutdown_grace: flags.shutdown_grace,
+            cache_dir: flags.cache_dir,
             ..RawConfig::default()
         })
     }
 
     /// Check every value and fill in defaults.
     pub fn validate(self) -> anyhow::Result<Config> {
-        let storage = self.storage.unwrap_or_else(|| DEFAULT_STORAGE.to_string());
+        let storage = match (&self.storage, &self.data_dir) {
+            (Some(s), _) => s.clone(),
+            // A data folder without a storage URL keeps the database in it.
+            (None, Some(dir)) => format!("sqlite://{}", dir.join("spool.db").display()),
+            (None, None) => DEFAULT_STORAGE.to_string(),
+        };
         let known = [
             "sqlite://",
             "memory://",
@@ -321,6 +371,13 @@ impl RawConfig {
         if sweep_interval.is_zero() {
             bail!("config: `retention.sweep_interval` must be longer than 0s");
         }
+        let max_events = match self.retention.max_events {
+            None => crate::storage::DEFAULT_MAX_EVENTS,
+            Some(n) if n < 1000 => {
+                bail!("config: `retention.max_events` must be at least 1000 (got {n})")
+            }
+            Some(n) => n as u64,
+        };
         let retention = validate_retention(self.retention.limits, self.retention.types)?;
         Ok(Config {
             storage,
@@ -338,6 +395,7 @@ impl RawConfig {
             retry,
             retention,
             sweep_interval,
+            max_events,
         })
     }
 }
@@ -618,6 +676,15 @@ mod tests {
         assert_eq!(c.workers, 9);
         assert_eq!(c.lease, Duration::from_secs(7));
         assert_eq!(c.listen.port(), 1);
+    }
+
+    #[test]
+    fn a_data_dir_holds_the_default_database_and_cache() {
+        let c = validate("data_dir = \"/srv/spool\"").unwrap();
+        assert_eq!(c.storage, "sqlite:///srv/spool/spool.db");
+        assert_eq!(c.cache_dir, PathBuf::from("/srv/spool/cache"));
+        let c = validate("data_dir = \"/srv/spool\"\nstorage = \"memory://\"").unwrap();
+        assert_eq!(c.storage, "memory://");
     }
 
     #[test]

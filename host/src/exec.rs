@@ -2,6 +2,10 @@
 //! runtime, limits and host imports, but no queue: the cache lives in memory, follow-up jobs
 //! and log lines go to stderr, the result JSON goes to stdout. For plugin authors.
 //!
+//! Compiled plugins are cached in `$SPOOL_CACHE_DIR`, else `$XDG_CACHE_HOME/spool`, else
+//! `~/.cache/spool` (a rebuilt plugin has a new hash, so a stale entry is never used);
+//! `SPOOL_CACHE_DIR=off` compiles every time. Without a usable folder it just compiles.
+//!
 //! Exit codes: 0 the job succeeded; 1 it could not run (missing or invalid plugin, bad
 //! payload); 2 the job did not succeed (retry, fail, trap, timeout, out of memory). Every
 //! error is one line.
@@ -13,7 +17,7 @@ use crate::runtime::{JobInput, JobServices, LogLevel, Outcome, Runtime, RuntimeC
 use anyhow::{Context, anyhow, bail};
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,13 +32,18 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let name = plugin_name(wasm)?;
     let manifest = read_manifest(wasm, &name)?;
 
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: None,
+    let config = |cache_dir| RuntimeConfig {
+        cache_dir,
         // One job: a small pool reserves less address space.
         max_instances: 4,
         trace_guest_logs: false,
         ..RuntimeConfig::default()
-    })?;
+    };
+    // A cache folder we cannot create is no reason to fail: compile instead.
+    let runtime = match Runtime::new(config(cache_dir())) {
+        Ok(rt) => rt,
+        Err(_) => Runtime::new(config(None))?,
+    };
     let plugin = runtime.load(&name, wasm, manifest).await?;
     let job_type = args
         .job_type
@@ -109,6 +118,22 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             let _ = writeln!(stderr, "error: {}", line.replace('\n', " "));
             Ok(ExitCode::from(2))
         }
+    }
+}
+
+/// See the module docs.
+fn cache_dir() -> Option<PathBuf> {
+    let from_env = |key: &str| {
+        std::env::var_os(key)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    match from_env("SPOOL_CACHE_DIR") {
+        Some(dir) if dir.as_os_str() == "off" => None,
+        Some(dir) => Some(dir),
+        None => from_env("XDG_CACHE_HOME")
+            .or_else(|| from_env("HOME").map(|h| h.join(".cache")))
+            .map(|d| d.join("spool")),
     }
 }
 

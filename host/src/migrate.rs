@@ -21,7 +21,7 @@ mod tests;
 use crate::job::{Clock, Job, JobState, Millis, SystemClock, serde_time::format_rfc3339};
 use crate::storage::{self, ListFilter, Storage, StorageError, StorageOptions};
 use anyhow::{Context, bail};
-use futures::future::join_all;
+use futures::{StreamExt, stream};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -32,6 +32,9 @@ pub use progress::{Progress, StderrProgress};
 
 /// Jobs per page read and per import call.
 pub const DEFAULT_BATCH: u32 = 500;
+/// Reads in flight while checking a page in the destination (see `copy_page`).
+const SQLITE_READS: usize = 4;
+const REMOTE_READS: usize = 128;
 /// Examples of missing or differing jobs named in a failed count check.
 const EXAMPLES: usize = 5;
 
@@ -299,9 +302,18 @@ async fn copy_page(
             .await
             .map_err(MigrateError::Destination)?;
     }
-    // One round trip per id, all in flight at once (Redis multiplexes them on one
-    // connection; SQLite spreads them over its readers).
-    let found = join_all(jobs.iter().map(|j| dst.get(&j.id))).await;
+    // One round trip per id, many in flight: Redis multiplexes them on one connection.
+    // SQLite serves reads from a few pooled connections and opens a new one for every read
+    // beyond them, so it gets only as many at once as it keeps.
+    let in_flight = if dst.backend() == "sqlite" {
+        SQLITE_READS
+    } else {
+        REMOTE_READS
+    };
+    let found: Vec<_> = stream::iter(jobs.iter().map(|j| dst.get(&j.id)))
+        .buffered(in_flight)
+        .collect()
+        .await;
     for (job, got) in jobs.iter().zip(found) {
         match got.map_err(MigrateError::Destination)? {
             None if dry_run => out.copied += 1,

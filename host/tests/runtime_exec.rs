@@ -13,10 +13,19 @@ fn spool() -> PathBuf {
 }
 
 fn exec(args: &[&str], stdin: Option<&str>) -> Output {
+    exec_with_cache(
+        args,
+        stdin,
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join("exec-cache"),
+    )
+}
+
+fn exec_with_cache(args: &[&str], stdin: Option<&str>, cache: &Path) -> Output {
     let mut cmd = Command::new(spool());
     cmd.arg("exec")
         .args(args)
         .env("RUST_BACKTRACE", "1")
+        .env("SPOOL_CACHE_DIR", cache)
         .env_remove("SPOOL_LOG");
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -197,4 +206,31 @@ fn a_bad_timeout_flag_is_one_line() {
         1,
     );
     assert!(line.contains("`--timeout` must be a duration"), "{line}");
+}
+
+#[test]
+fn compiled_plugins_are_cached_between_runs() {
+    let cache = tempfile::tempdir().unwrap();
+    let echo = plugin_path("echo");
+    for _ in 0..2 {
+        let out = exec_with_cache(&[arg(&echo), "1"], None, cache.path());
+        assert_eq!(text(&out.stdout), "1\n");
+    }
+    let files: Vec<_> = std::fs::read_dir(cache.path()).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "one .cwasm for one plugin version");
+
+    let off = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(spool());
+    let out = cmd
+        .args(["exec", arg(&echo), "2"])
+        .env("SPOOL_CACHE_DIR", "off")
+        .env("HOME", off.path())
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "2\n");
+    assert_eq!(
+        std::fs::read_dir(off.path()).unwrap().count(),
+        0,
+        "nothing cached with SPOOL_CACHE_DIR=off"
+    );
 }

@@ -25,7 +25,7 @@ async fn sqlite(dir: &Path, name: &str) -> Arc<dyn Storage> {
 
 fn report(figure: &Figure) {
     println!("  {figure}");
-    assert_eq!(figure.jobs > 0, true, "{figure}");
+    assert!(figure.jobs > 0, "{figure}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -79,12 +79,24 @@ async fn the_storage_follows_a_sentinel_failover() {
     let acked = redis_server::command(set.master, &["WAIT", "1", "5000"]).unwrap();
     assert_eq!(acked, ":1", "the replica acknowledged the writes");
 
-    let reply = redis_server::command(
-        set.sentinel,
-        &["SENTINEL", "FAILOVER", redis_server::MASTER_NAME],
-    )
-    .unwrap();
-    assert_eq!(reply, "+OK");
+    // Right after start the Sentinel may not have heard from the replica yet
+    // (NOGOODSLAVE): ask until it agrees.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = redis_server::command(
+            set.sentinel,
+            &["SENTINEL", "FAILOVER", redis_server::MASTER_NAME],
+        )
+        .unwrap();
+        if reply == "+OK" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sentinel refused the failover: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     while set.current_master() != Some(set.replica) {
         assert!(

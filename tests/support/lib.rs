@@ -44,6 +44,13 @@ pub fn plugins_src() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target").join("plugins"))
 }
 
+/// target/spool-test-cache: the compiled-plugin cache every test daemon shares.
+pub fn shared_cache_dir() -> PathBuf {
+    let dir = repo_root().join("target").join("spool-test-cache");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
 /// Copy `NAME.wasm` (and `NAME.toml` when there is one) of each plugin into `dir`.
 pub fn install_plugins(dir: &Path, names: &[&str]) {
     let src = plugins_src();
@@ -132,6 +139,11 @@ impl Builder {
                 dir.path().display().to_string(),
             ),
             ("SPOOL_LOG".to_string(), "info".to_string()),
+            // Compiled plugins are cached by content hash: share them across test daemons.
+            (
+                "SPOOL_CACHE_DIR".to_string(),
+                shared_cache_dir().display().to_string(),
+            ),
         ];
         env.extend(self.env.iter().cloned());
         let token = env
@@ -387,6 +399,25 @@ impl Daemon {
         let a = self.get("/api/v1/stats");
         assert_eq!(a.status, 200, "stats: {}", a.text);
         a.body["totals"][status].as_u64().unwrap_or(0)
+    }
+
+    /// Every job with this status (all pages of `GET /api/v1/jobs`).
+    pub fn all_jobs(&self, status: &str) -> Vec<Value> {
+        let mut jobs = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/jobs?status={status}&limit=1000");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let a = self.get(&path);
+            assert_eq!(a.status, 200, "list jobs: {}", a.text);
+            jobs.extend(a.body["jobs"].as_array().cloned().unwrap_or_default());
+            match a.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return jobs,
+            }
+        }
     }
 
     /// Poll until `f()` is true or panic after `limit` with `what`.

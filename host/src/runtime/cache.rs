@@ -6,6 +6,11 @@
 //! artifact it cannot run. Files are written to a temp name and renamed into place: a loaded
 //! `.cwasm` is mmapped, and overwriting it in place would crash the host with SIGBUS
 //! (research/toolchains.md §8.3).
+//!
+//! Every rebuilt plugin adds a file (a Python or JS plugin compiles to about 35 MiB), so the
+//! folder is kept under `MAX_CACHE_BYTES` by deleting the least recently used files; a hit
+//! refreshes the file's mtime. Deleting a file another process has mapped is safe: the
+//! mapping keeps the old inode alive.
 
 use super::CompileSource;
 use super::RuntimeError;
@@ -25,6 +30,9 @@ pub(crate) struct ArtifactCache {
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Size cap of the cache folder.
+pub(crate) const MAX_CACHE_BYTES: u64 = 2 << 30;
 
 impl ArtifactCache {
     pub(crate) fn open(dir: &Path, engine: &Engine) -> Result<Self, RuntimeError> {
@@ -60,7 +68,10 @@ impl ArtifactCache {
             // then rename), from artifacts this engine produced; the name carries the engine's
             // compatibility hash, and wasmtime checks the header again.
             match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(c) => return Ok((c, CompileSource::Cache)),
+                Ok(c) => {
+                    touch(&path);
+                    return Ok((c, CompileSource::Cache));
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "ignoring a broken compiled-plugin cache file; compiling again")
                 }
@@ -70,7 +81,10 @@ impl ArtifactCache {
         match self.store(&path, &artifact) {
             // SAFETY: we wrote this file from `precompile_component` a moment ago.
             Ok(()) => match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(c) => return Ok((c, CompileSource::CompiledAndCached)),
+                Ok(c) => {
+                    self.prune(&path, MAX_CACHE_BYTES);
+                    return Ok((c, CompileSource::CompiledAndCached));
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cannot map the compiled plugin just written")
                 }
@@ -107,6 +121,42 @@ impl ArtifactCache {
     }
 }
 
+impl ArtifactCache {
+    /// Delete the least recently used `.cwasm` files (never `keep`) until the folder holds
+    /// at most `max_bytes`. Best effort: errors only mean the folder stays bigger.
+    pub(crate) fn prune(&self, keep: &Path, max_bytes: u64) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((m.modified().ok()?, m.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        files.sort();
+        for (_, len, path) in files {
+            if total <= max_bytes {
+                break;
+            }
+            if path != keep && std::fs::remove_file(&path).is_ok() {
+                tracing::debug!(path = %path.display(), "removed a least recently used compiled plugin");
+                total = total.saturating_sub(len);
+            }
+        }
+    }
+}
+
+/// Mark a cache file as just used (for the LRU prune).
+fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::options().append(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
 /// Feeds `Hash` output into sha256, so the engine key is stable across processes (std's
 /// `DefaultHasher` makes no such promise).
 struct Sha256Hasher(Sha256);
@@ -118,5 +168,36 @@ impl Hasher for Sha256Hasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_deletes_the_least_recently_used_files_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache {
+            dir: dir.path().to_path_buf(),
+            engine_key: "k".into(),
+        };
+        let now = std::time::SystemTime::now();
+        for (i, name) in ["old", "mid", "new"].iter().enumerate() {
+            let p = dir.path().join(format!("{name}.cwasm"));
+            std::fs::write(&p, [0u8; 100]).unwrap();
+            let f = std::fs::File::options().append(true).open(&p).unwrap();
+            f.set_modified(now - std::time::Duration::from_secs(100 - i as u64 * 10))
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("notes.txt"), [0u8; 1000]).unwrap();
+        cache.prune(&dir.path().join("new.cwasm"), 200);
+        assert!(!dir.path().join("old.cwasm").exists());
+        assert!(dir.path().join("mid.cwasm").exists());
+        assert!(dir.path().join("new.cwasm").exists());
+        assert!(dir.path().join("notes.txt").exists());
+        // The file just written is never removed, even when it alone is over the cap.
+        cache.prune(&dir.path().join("new.cwasm"), 10);
+        assert!(dir.path().join("new.cwasm").exists());
     }
 }

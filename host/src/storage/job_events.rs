@@ -41,7 +41,14 @@ fn event_of(
 /// `job.completed` from the few fields a completion reads back (the hot path skips
 /// reading the whole row).
 pub(crate) fn completed(id: &str, job_type: &str, attempt: u32) -> NewEvent {
-    event_of(COMPLETED, id, job_type, JobState::Completed, attempt, json!({}))
+    event_of(
+        COMPLETED,
+        id,
+        job_type,
+        JobState::Completed,
+        attempt,
+        json!({}),
+    )
 }
 
 pub(crate) fn created(job: &Job) -> NewEvent {

@@ -42,6 +42,7 @@ use std::time::Duration;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+pub mod fallback;
 mod job_events;
 pub mod limits;
 #[cfg(any(test, feature = "testing"))]

@@ -231,8 +231,13 @@ impl State {
             message: message.clone(),
         });
         let job = &entry.job;
-        let event =
-            job_events::progress(&job.id, &job.job_type, job.attempt, percent, message.as_deref());
+        let event = job_events::progress(
+            &job.id,
+            &job.job_type,
+            job.attempt,
+            percent,
+            message.as_deref(),
+        );
         self.push_event(event, now);
         true
     }

@@ -1,0 +1,178 @@
+//! The fallback's background task: while the primary is down, probe it (open it if it was
+//! never reached, else ping it) every `PROBE_EVERY`; once it answers (and at start-up, when
+//! an earlier run left jobs behind), replay the spool into it.
+//!
+//! A replay takes one page of the spool, imports it into the primary with `import_jobs`
+//! (same ids; ids the primary has are skipped), then deletes that page from the spool, and
+//! repeats until the spool is empty. A crash between the import and the delete leaves the
+//! page in the spool; the next replay imports it again, the primary skips every id, and the
+//! page is deleted: nothing is duplicated and nothing is lost.
+
+use super::{FallbackStorage, count_jobs};
+use crate::storage::{ListFilter, RetentionPolicy, Storage, StorageError};
+use futures::future::join_all;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// How often an unreachable primary is probed (and a non-empty spool retried).
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// Jobs per import call and per round of deletes.
+const PAGE: usize = 500;
+
+/// What one `run_once` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// The primary was down and was probed.
+    pub probed: bool,
+    /// It answered, so the outage is over.
+    pub recovered: bool,
+    /// Spooled jobs now in the primary (imported by this run).
+    pub replayed: u64,
+    /// Spooled jobs the primary already had (an earlier, interrupted replay; or an enqueue
+    /// that reached it before the error), removed from the spool without importing.
+    pub already_there: u64,
+    /// Spooled jobs not imported because a live job in the primary holds their unique key.
+    pub dropped_unique: u64,
+    /// Jobs still in the spool afterwards.
+    pub remaining: u64,
+}
+
+/// Runs `run_once` every `PROBE_EVERY` for as long as `storage` is alive.
+pub(super) fn spawn(storage: &Arc<FallbackStorage>) {
+    let weak: Weak<FallbackStorage> = Arc::downgrade(storage);
+    tokio::spawn(async move {
+        loop {
+            let Some(storage) = weak.upgrade() else {
+                return;
+            };
+            match storage.run_once().await {
+                Ok(r) if r.replayed + r.already_there + r.dropped_unique > 0 => tracing::info!(
+                    replayed = r.replayed,
+                    already_there = r.already_there,
+                    dropped_unique = r.dropped_unique,
+                    remaining = r.remaining,
+                    "replayed the fallback spool"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot replay the fallback spool; retrying"),
+            }
+            drop(storage);
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+    });
+}
+
+impl FallbackStorage {
+    /// One probe (when down) and, when the primary is up, a replay of the whole spool.
+    pub async fn run_once(&self) -> crate::storage::Result<Replay> {
+        let _one_at_a_time = self.replaying.lock().await;
+        let mut out = Replay::default();
+        if self.is_active() || self.primary().is_none() {
+            out.probed = true;
+            if !self.probe().await {
+                out.remaining = self.spooled.load(Ordering::SeqCst);
+                return Ok(out);
+            }
+            out.recovered = true;
+        }
+        let Some(primary) = self.primary() else {
+            return Ok(out);
+        };
+        if self.spooled.load(Ordering::SeqCst) == 0 {
+            return Ok(out);
+        }
+        loop {
+            let page = self
+                .spool
+                .list(ListFilter {
+                    limit: PAGE,
+                    ..ListFilter::default()
+                })
+                .await?
+                .jobs;
+            if page.is_empty() {
+                break;
+            }
+            let ids: Vec<String> = page.iter().map(|j| j.id.clone()).collect();
+            let imported = match primary.import_jobs(page).await {
+                Ok(n) => n,
+                Err(StorageError::Unavailable(e)) => {
+                    self.mark_down(e);
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            out.replayed += imported;
+            if imported < ids.len() as u64 {
+                // Either the primary had the id already, or (live jobs only) a live job
+                // there holds the unique key. Only the second drops a job: say so.
+                let found = join_all(ids.iter().map(|id| primary.get(id))).await;
+                let absent = found
+                    .into_iter()
+                    .filter(|f| matches!(f, Ok(None)))
+                    .count() as u64;
+                out.dropped_unique += absent;
+                out.already_there += ids.len() as u64 - imported - absent;
+                if absent > 0 {
+                    tracing::info!(
+                        jobs = absent,
+                        "spooled jobs not handed over: a live job holds their unique key (it \
+                         stands for them)"
+                    );
+                }
+            }
+            let deleted = join_all(ids.iter().map(|id| self.spool.delete(id))).await;
+            let mut gone = 0u64;
+            for d in deleted {
+                if d? {
+                    gone += 1;
+                }
+            }
+            let _ = self
+                .spooled
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    Some(n.saturating_sub(gone))
+                });
+        }
+        // Recount: an enqueue may have raced with the replay (spooled while we flipped up).
+        let remaining = count_jobs(&*self.spool).await?;
+        self.spooled.store(remaining, Ordering::SeqCst);
+        out.remaining = remaining;
+        if remaining == 0 {
+            // The spool's own event log (job.created of spooled jobs) is never read.
+            let _ = self.spool.sweep_retention(&RetentionPolicy::default()).await;
+        }
+        Ok(out)
+    }
+
+    /// Tries the primary: opens it if it was never reached, else pings it. True when it
+    /// answered (the outage is then over).
+    async fn probe(&self) -> bool {
+        let result = match self.primary() {
+            Some(p) => p.ping().await.map(|_| ()),
+            None => match (self.opener)().await {
+                Ok(p) => {
+                    if let Ok(mut slot) = self.primary.write() {
+                        *slot = Some(p);
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(()) => {
+                self.mark_up();
+                true
+            }
+            Err(e) => {
+                self.mark_down(match e {
+                    StorageError::Unavailable(m) => m,
+                    other => other.to_string(),
+                });
+                false
+            }
+        }
+    }
+}
