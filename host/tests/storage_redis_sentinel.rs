@@ -105,7 +105,16 @@ async fn the_storage_follows_a_sentinel_failover() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The old master is demoted (READONLY to writes) or briefly unreachable: calls may fail
+    // Wait for the old master to be demoted too, so no write can land on it in the moment
+    // both think they are master (a write there would be lost when it resyncs).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !redis_server::command(set.master, &["INFO", "replication"])
+        .is_ok_and(|i| i.contains("role:slave"))
+    {
+        assert!(Instant::now() < deadline, "the old master was not demoted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The storage still holds a connection to the old master (READONLY now): calls may fail
     // for a moment, then the storage finds the new master by itself.
     let deadline = Instant::now() + Duration::from_secs(30);
     let after = loop {

@@ -55,6 +55,16 @@ pub async fn open(
     opts: StorageOptions,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn Storage>> {
+    Ok(open_spooled(primary_url, spool, opts, clock).await?)
+}
+
+/// `open`, keeping the concrete type (for `status` and `run_once`).
+pub async fn open_spooled(
+    primary_url: &str,
+    spool: &str,
+    opts: StorageOptions,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<FallbackStorage>> {
     let scheme = primary_url
         .split_once("://")
         .map(|(s, _)| s.to_ascii_lowercase())
@@ -66,7 +76,11 @@ pub async fn open(
         return Err(StorageError::InvalidInput(format!(
             "a fallback spool only makes sense in front of redis (storage is `{}`): remove \
              `fallback`, or use a redis:// storage url",
-            if scheme.is_empty() { "(no scheme)" } else { &scheme }
+            if scheme.is_empty() {
+                "(no scheme)"
+            } else {
+                &scheme
+            }
         )));
     }
     let (url, o, c) = (primary_url.to_owned(), opts.clone(), clock.clone());
@@ -241,7 +255,10 @@ impl FallbackStorage {
                 .filter(|_| was_down)
                 .map(|o| o.since)
                 .unwrap_or_else(|| self.clock.now_ms());
-            *o = Some(Outage { since, error: error.clone() });
+            *o = Some(Outage {
+                since,
+                error: error.clone(),
+            });
         }
         if !was_down {
             tracing::warn!(
@@ -504,13 +521,27 @@ impl Storage for FallbackStorage {
         };
         info.backend = self.backend.into();
         let d = &mut info.details;
-        d.insert("fallback".into(), if self.is_active() { "active" } else { "standby" }.into());
+        d.insert(
+            "fallback".into(),
+            if self.is_active() {
+                "active"
+            } else {
+                "standby"
+            }
+            .into(),
+        );
         d.insert("fallback_jobs".into(), spooled.to_string());
-        d.insert("fallback_spool".into(), self.spool_path.display().to_string());
+        d.insert(
+            "fallback_spool".into(),
+            self.spool_path.display().to_string(),
+        );
         if self.is_active() {
             let outage = self.outage();
             if let Some(o) = &outage {
-                d.insert("fallback_since".into(), crate::job::serde_time::format_rfc3339(o.since));
+                d.insert(
+                    "fallback_since".into(),
+                    crate::job::serde_time::format_rfc3339(o.since),
+                );
             }
             info.warnings.push(format!(
                 "degraded: {} unreachable, {spooled} jobs in the local fallback spool (they go \

@@ -258,6 +258,55 @@ pub async fn wait_for_work_wakes_on_new_work(s: Backend, _clock: Arc<ManualClock
         .unwrap();
 }
 
+/// Waits (in a task started before `act`) until `wait_for_work` returns; fails after 10 s.
+async fn wakes_on<F: std::future::Future<Output = ()>>(s: &Backend, what: &str, act: F) {
+    // Use up a wake-up left by earlier work, so only `act` can end the wait below.
+    s.wait_for_work(std::time::Duration::from_millis(10)).await;
+    let waiter = {
+        let s = s.clone();
+        tokio::spawn(async move { s.wait_for_work(secs(3600)).await })
+    };
+    tokio::task::yield_now().await;
+    act.await;
+    let woke = tokio::time::timeout(secs(10), waiter).await;
+    assert!(woke.is_ok(), "wait_for_work did not wake on {what}");
+}
+
+pub async fn wait_for_work_wakes_on_promotion_release_and_replay(
+    s: Backend,
+    clock: Arc<ManualClock>,
+) {
+    let due = clock.now_ms() + 1_000;
+    enqueue(
+        &s,
+        NewJob {
+            run_at: Some(due),
+            ..job("wake-sched")
+        },
+    )
+    .await;
+    enqueue(&s, job("wake-dead")).await;
+    let dead = claim_one(&s, "wake-dead").await;
+    s.fail(vec![failure(&dead, None)]).await.unwrap();
+    enqueue(&s, job("wake-held")).await;
+    let held = claim_one(&s, "wake-held").await;
+
+    wakes_on(&s, "promotion", async {
+        clock.advance(secs(1));
+        assert_eq!(s.promote_due().await.unwrap(), 1);
+    })
+    .await;
+    wakes_on(&s, "release", async {
+        let lease = [(held.job.id.clone(), held.lease.clone())];
+        assert_eq!(s.release(&lease).await.unwrap(), 1);
+    })
+    .await;
+    wakes_on(&s, "replay", async {
+        assert!(s.replay(&dead.job.id).await.unwrap().is_some());
+    })
+    .await;
+}
+
 pub async fn ping_and_info_describe_the_backend(s: Backend, _clock: Arc<ManualClock>) {
     let rtt = s.ping().await.unwrap();
     assert!(rtt < secs(5), "{rtt:?}");

@@ -108,10 +108,7 @@ impl FallbackStorage {
                 // Either the primary had the id already, or (live jobs only) a live job
                 // there holds the unique key. Only the second drops a job: say so.
                 let found = join_all(ids.iter().map(|id| primary.get(id))).await;
-                let absent = found
-                    .into_iter()
-                    .filter(|f| matches!(f, Ok(None)))
-                    .count() as u64;
+                let absent = found.into_iter().filter(|f| matches!(f, Ok(None))).count() as u64;
                 out.dropped_unique += absent;
                 out.already_there += ids.len() as u64 - imported - absent;
                 if absent > 0 {
@@ -141,7 +138,10 @@ impl FallbackStorage {
         out.remaining = remaining;
         if remaining == 0 {
             // The spool's own event log (job.created of spooled jobs) is never read.
-            let _ = self.spool.sweep_retention(&RetentionPolicy::default()).await;
+            let _ = self
+                .spool
+                .sweep_retention(&RetentionPolicy::default())
+                .await;
         }
         Ok(out)
     }

@@ -30,51 +30,53 @@ impl Switch {
     }
 }
 
-macro_rules! delegate {
+/// The whole `Storage` impl of `Switch`: every call checks the switch, then delegates.
+/// (The impl is generated as a whole so that `async_trait` sees the expanded methods.)
+macro_rules! switch_storage {
     ($( fn $m:ident(&self $(, $a:ident : $t:ty)*) -> $r:ty; )*) => {
-        $( async fn $m(&self $(, $a: $t)*) -> $r {
-            self.check()?;
-            self.inner.$m($($a),*).await
-        } )*
+        #[async_trait]
+        impl Storage for Switch {
+            fn backend(&self) -> &'static str {
+                "redis"
+            }
+            $( async fn $m(&self $(, $a: $t)*) -> $r {
+                self.check()?;
+                self.inner.$m($($a),*).await
+            } )*
+            async fn wait_for_work(&self, timeout: Duration) {
+                self.inner.wait_for_work(timeout).await
+            }
+        }
     };
 }
 
-#[async_trait]
-impl Storage for Switch {
-    fn backend(&self) -> &'static str {
-        "redis"
-    }
-    delegate! {
-        fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
-        fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>>;
-        fn import_jobs(&self, jobs: Vec<Job>) -> Result<u64>;
-        fn get(&self, id: &str) -> Result<Option<Job>>;
-        fn list(&self, filter: ListFilter) -> Result<JobPage>;
-        fn delete(&self, id: &str) -> Result<bool>;
-        fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>>;
-        fn renew_leases(&self, leases: &[(String, LeaseToken)], lease: Duration) -> Result<Vec<LeaseStatus>>;
-        fn set_progress(&self, id: &str, lease: &LeaseToken, percent: u8, message: Option<String>) -> Result<bool>;
-        fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>>;
-        fn fail(&self, failed: Vec<Failure>) -> Result<Vec<Settled>>;
-        fn release(&self, leases: &[(String, LeaseToken)]) -> Result<u64>;
-        fn cancel(&self, id: &str) -> Result<CancelOutcome>;
-        fn replay(&self, id: &str) -> Result<Option<Job>>;
-        fn promote_due(&self) -> Result<u64>;
-        fn reap_expired(&self) -> Result<Reaped>;
-        fn sweep_retention(&self, policy: &RetentionPolicy) -> Result<u64>;
-        fn stats(&self) -> Result<Stats>;
-        fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>>;
-        fn cache_set(&self, ns: &str, key: &str, value: &str, ttl: Option<Duration>) -> Result<()>;
-        fn cache_delete(&self, ns: &str, key: &str) -> Result<bool>;
-        fn cache_increment(&self, ns: &str, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64>;
-        fn publish_event(&self, event: NewEvent) -> Result<Event>;
-        fn events_since(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>>;
-        fn ping(&self) -> Result<Duration>;
-        fn info(&self) -> Result<BackendInfo>;
-    }
-    async fn wait_for_work(&self, timeout: Duration) {
-        self.inner.wait_for_work(timeout).await
-    }
+switch_storage! {
+    fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
+    fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>>;
+    fn import_jobs(&self, jobs: Vec<Job>) -> Result<u64>;
+    fn get(&self, id: &str) -> Result<Option<Job>>;
+    fn list(&self, filter: ListFilter) -> Result<JobPage>;
+    fn delete(&self, id: &str) -> Result<bool>;
+    fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>>;
+    fn renew_leases(&self, leases: &[(String, LeaseToken)], lease: Duration) -> Result<Vec<LeaseStatus>>;
+    fn set_progress(&self, id: &str, lease: &LeaseToken, percent: u8, message: Option<String>) -> Result<bool>;
+    fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>>;
+    fn fail(&self, failed: Vec<Failure>) -> Result<Vec<Settled>>;
+    fn release(&self, leases: &[(String, LeaseToken)]) -> Result<u64>;
+    fn cancel(&self, id: &str) -> Result<CancelOutcome>;
+    fn replay(&self, id: &str) -> Result<Option<Job>>;
+    fn promote_due(&self) -> Result<u64>;
+    fn reap_expired(&self) -> Result<Reaped>;
+    fn sweep_retention(&self, policy: &RetentionPolicy) -> Result<u64>;
+    fn stats(&self) -> Result<Stats>;
+    fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>>;
+    fn cache_set(&self, ns: &str, key: &str, value: &str, ttl: Option<Duration>) -> Result<()>;
+    fn cache_delete(&self, ns: &str, key: &str) -> Result<bool>;
+    fn cache_increment(&self, ns: &str, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64>;
+    fn publish_event(&self, event: NewEvent) -> Result<Event>;
+    fn events_since(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>>;
+    fn ping(&self) -> Result<Duration>;
+    fn info(&self) -> Result<BackendInfo>;
 }
 
 struct Setup {
@@ -166,17 +168,30 @@ async fn jobs_are_spooled_while_the_primary_is_down_and_replayed_once_it_is_back
     }
     let st = s.fallback.status();
     assert_eq!((st.active, st.spooled), (true, 49));
-    assert!(st.error.as_deref().unwrap_or("").contains("connection refused"));
+    assert!(
+        st.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("connection refused")
+    );
 
     // Only the first enqueue tried the primary; the rest failed over at once.
     let tried = s.primary.calls_while_down.load(Ordering::SeqCst);
     assert_eq!(tried, 1);
     // Reads fail fast with a message saying what happens, without calling the primary.
     let err = s.fallback.list(ListFilter::default()).await.unwrap_err();
-    assert!(matches!(&err, StorageError::Unavailable(m) if m.contains("fallback spool (49 waiting)")), "{err}");
+    assert!(
+        matches!(&err, StorageError::Unavailable(m) if m.contains("fallback spool (49 waiting)")),
+        "{err}"
+    );
     assert_eq!(s.primary.calls_while_down.load(Ordering::SeqCst), tried);
     // ... but a spooled job can be looked up.
-    let got = s.fallback.get(&ids[5]).await.unwrap().expect("in the spool");
+    let got = s
+        .fallback
+        .get(&ids[5])
+        .await
+        .unwrap()
+        .expect("in the spool");
     assert_eq!(got.id, ids[5]);
     // Health: degraded, not unhealthy.
     assert!(s.fallback.ping().await.is_ok());
@@ -184,7 +199,8 @@ async fn jobs_are_spooled_while_the_primary_is_down_and_replayed_once_it_is_back
     assert_eq!(info.details["fallback"], "active");
     assert_eq!(info.details["fallback_jobs"], "49");
     assert!(
-        info.warnings[0].starts_with("degraded: redis unreachable, 49 jobs in the local fallback spool"),
+        info.warnings[0]
+            .starts_with("degraded: redis unreachable, 49 jobs in the local fallback spool"),
         "{:?}",
         info.warnings
     );
@@ -205,8 +221,16 @@ async fn jobs_are_spooled_while_the_primary_is_down_and_replayed_once_it_is_back
     for id in &ids {
         assert!(in_primary.contains(id), "job {id} kept its id");
     }
-    assert_eq!(crate::storage::fallback::count_jobs(&*s.fallback.spool()).await.unwrap(), 0);
-    assert_eq!(s.fallback.info().await.unwrap().details["fallback"], "standby");
+    assert_eq!(
+        crate::storage::fallback::count_jobs(&*s.fallback.spool())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.fallback.info().await.unwrap().details["fallback"],
+        "standby"
+    );
 }
 
 #[tokio::test]
@@ -215,12 +239,17 @@ async fn a_primary_down_at_start_up_is_opened_once_it_answers() {
     assert!(s.fallback.is_active());
     let out = s.fallback.enqueue(job(1)).await.unwrap();
     assert!(out.created);
-    assert!(s.fallback.claim(ClaimRequest {
-        types: vec!["fb".into()],
-        limit: 1,
-        lease: Duration::from_secs(30),
-        worker: "w".into(),
-    }).await.is_err());
+    assert!(
+        s.fallback
+            .claim(ClaimRequest {
+                types: vec!["fb".into()],
+                limit: 1,
+                lease: Duration::from_secs(30),
+                worker: "w".into(),
+            })
+            .await
+            .is_err()
+    );
     let r = s.fallback.run_once().await.unwrap();
     assert_eq!((r.probed, r.recovered), (true, false));
 
@@ -255,10 +284,17 @@ async fn a_replay_interrupted_after_the_import_duplicates_nothing() {
         .await
         .unwrap()
         .jobs;
-    s.primary.inner.import_jobs(spooled[..20].to_vec()).await.unwrap();
+    s.primary
+        .inner
+        .import_jobs(spooled[..20].to_vec())
+        .await
+        .unwrap();
 
     let r = s.fallback.run_once().await.unwrap();
-    assert_eq!((r.replayed, r.already_there, r.dropped_unique, r.remaining), (10, 20, 0, 0));
+    assert_eq!(
+        (r.replayed, r.already_there, r.dropped_unique, r.remaining),
+        (10, 20, 0, 0)
+    );
     let in_primary = primary_ids(&s.primary).await;
     assert_eq!(in_primary.len(), 30);
     for id in &ids {
@@ -277,7 +313,10 @@ async fn a_spooled_job_whose_unique_key_is_taken_is_dropped_at_replay() {
     s.primary.set_down(true);
     held.id = crate::job::new_job_id();
     let spooled = s.fallback.enqueue(held).await.unwrap();
-    assert!(spooled.created, "the spool cannot see the primary's unique keys");
+    assert!(
+        spooled.created,
+        "the spool cannot see the primary's unique keys"
+    );
     s.primary.set_down(false);
     let r = s.fallback.run_once().await.unwrap();
     assert_eq!((r.replayed, r.dropped_unique, r.remaining), (0, 1, 0));
@@ -305,7 +344,8 @@ async fn a_spool_left_by_an_earlier_run_is_replayed_at_start() {
             .unwrap();
         spool.enqueue(job(7)).await.unwrap();
     }
-    let primary: Arc<dyn Storage> = Arc::new(MemoryStorage::new(StorageOptions::default(), clock.clone()));
+    let primary: Arc<dyn Storage> =
+        Arc::new(MemoryStorage::new(StorageOptions::default(), clock.clone()));
     let p = primary.clone();
     let opener: Opener = Box::new(move || {
         let p = p.clone();
@@ -323,7 +363,13 @@ async fn a_spool_left_by_an_earlier_run_is_replayed_at_start() {
     assert_eq!(fb.status().spooled, 1);
     let r = fb.run_once().await.unwrap();
     assert_eq!((r.probed, r.replayed, r.remaining), (false, 1, 0));
-    assert_eq!(primary.stats().await.unwrap().types["fb"].counts.values().sum::<u64>(), 1);
+    assert_eq!(
+        primary.stats().await.unwrap().types["fb"]
+            .counts
+            .values()
+            .sum::<u64>(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -335,8 +381,16 @@ async fn open_refuses_a_primary_that_is_not_redis() {
         Arc::new(ManualClock::new()),
     )
     .await
-    .unwrap_err();
-    assert!(err.to_string().contains("only makes sense in front of redis"), "{err}");
+    .err()
+    .expect("a sqlite primary is refused");
+    assert!(
+        err.to_string()
+            .contains("only makes sense in front of redis"),
+        "{err}"
+    );
     assert!(spool_file("redis://x").is_err());
-    assert_eq!(spool_file("sqlite://a/b.db").unwrap(), PathBuf::from("a/b.db"));
+    assert_eq!(
+        spool_file("sqlite://a/b.db").unwrap(),
+        PathBuf::from("a/b.db")
+    );
 }

@@ -130,7 +130,7 @@ pub(super) fn stats(conn: &Connection, now: Millis) -> OpResult<Stats> {
 pub(super) fn events_since(conn: &Connection, after: i64, limit: usize) -> OpResult<Vec<Event>> {
     let mut stmt = conn.prepare_cached(sql::EVENTS_SINCE)?;
     let events = stmt
-        .query_map(params![after, limit], event_from_row)?
+        .query_map(params![after, limit.min(i64::MAX as usize)], event_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(events)
 }

@@ -25,7 +25,8 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     for (name, contents) in files.iter() {
         let path = out.join(name);
-        std::fs::write(&path, contents).with_context(|| format!("cannot write `{}`", path.display()))?;
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(())

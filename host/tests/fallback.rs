@@ -1,0 +1,339 @@
+//! The fallback spool against a real `redis-server` that this test starts, stops (kill -9 or
+//! SHUTDOWN NOSAVE) and starts again on the same port with the same folder (AOF on,
+//! `appendfsync always`, so what Redis acknowledged survives): jobs are accepted while Redis
+//! is down, and once it is back every job is in Redis exactly once and the spool is empty.
+//!
+//! Run: `cargo test -p spool-host --test fallback`.
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use serde_json::value::RawValue;
+use spool_host::job::{NewJob, SystemClock};
+use spool_host::storage::fallback::{self, FallbackStorage};
+use spool_host::storage::{self, ListFilter, Storage, StorageError, StorageOptions};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A redis-server on a fixed port and folder that can be killed and started again.
+struct Redis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn new() -> Redis {
+        Redis {
+            port: redis_server::free_port(false),
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        }
+    }
+
+    fn started() -> Redis {
+        let mut r = Redis::new();
+        r.start();
+        r
+    }
+
+    fn start(&mut self) {
+        use std::os::unix::process::CommandExt;
+        assert!(self.child.is_none(), "redis is already running");
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--dir", &self.dir.path().display().to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .args(["--logfile", "redis.log"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: prctl in the child before exec; the server dies with this test thread.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        self.child = Some(cmd.spawn().expect("start redis-server"));
+        wait_until("redis answering PING", Duration::from_secs(20), || {
+            redis_server::command(self.port, &["PING"]).is_ok_and(|r| r == "+PONG")
+        });
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `SHUTDOWN NOSAVE`: a clean stop that writes no snapshot (the AOF has everything).
+    fn shutdown_nosave(&mut self) {
+        let _ = redis_server::command(self.port, &["SHUTDOWN", "NOSAVE"]);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self, prefix: &str) -> String {
+        // Short timeouts: a test should notice the outage at once.
+        format!(
+            "redis://127.0.0.1:{}/?prefix={prefix}&timeout=2s&connect_timeout=1s",
+            self.port
+        )
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn eventually(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn job(n: usize) -> NewJob {
+    NewJob::new(
+        "fallback-test",
+        RawValue::from_string(format!(r#"{{"n":{n}}}"#)).expect("json"),
+    )
+}
+
+async fn open_fallback(url: &str, spool: &PathBuf) -> Arc<FallbackStorage> {
+    fallback::open_spooled(
+        url,
+        &spool.display().to_string(),
+        StorageOptions::default(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("open the fallback storage")
+}
+
+/// Every job id in the store, failing on an id listed twice.
+async fn ids_in(s: &dyn Storage) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    let mut cursor = None;
+    loop {
+        let page = s
+            .list(ListFilter {
+                limit: storage::MAX_LIST_LIMIT,
+                cursor,
+                ..ListFilter::default()
+            })
+            .await
+            .expect("list");
+        for j in page.jobs {
+            assert!(ids.insert(j.id.clone()), "job {} listed twice", j.id);
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return ids,
+        }
+    }
+}
+
+async fn spooled_in(f: &FallbackStorage) -> u64 {
+    f.spool()
+        .stats()
+        .await
+        .expect("spool stats")
+        .types
+        .values()
+        .flat_map(|t| t.counts.values())
+        .sum()
+}
+
+/// Enqueues `n` jobs from 4 concurrent tasks, half one by one and half in batches of 10;
+/// every enqueue must succeed. Returns the ids.
+async fn enqueue_many(s: &Arc<FallbackStorage>, from: usize, n: usize) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            let mine: Vec<usize> = (from..from + n).filter(|i| i % 4 == t).collect();
+            let (singles, batched) = mine.split_at(mine.len() / 2);
+            for &i in singles {
+                let out = s.enqueue(job(i)).await.expect("enqueue while degraded");
+                assert!(out.created);
+                ids.push(out.job.id);
+            }
+            for chunk in batched.chunks(10) {
+                let out = s
+                    .enqueue_batch(chunk.iter().map(|&i| job(i)).collect())
+                    .await
+                    .expect("batch enqueue while degraded");
+                ids.extend(out.into_iter().map(|e| e.job.id));
+            }
+            ids
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("enqueue task"));
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_accepted_while_redis_is_down_reach_it_exactly_once() {
+    if !redis_server::require_redis("fallback tests") {
+        return;
+    }
+    let mut redis = Redis::started();
+    let prefix = redis_server::fresh_prefix("fallback");
+    let url = redis.url(&prefix);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = dir.path().join("fallback.db");
+    let fb = open_fallback(&url, &spool).await;
+    assert!(!fb.is_active());
+
+    let mut want: Vec<String> = enqueue_many(&fb, 0, 100).await;
+    assert_eq!(spooled_in(&fb).await, 0, "redis was up: nothing spooled");
+
+    // Outage 1: kill -9.
+    redis.kill9();
+    let t = Instant::now();
+    want.extend(enqueue_many(&fb, 100, 400).await);
+    println!(
+        "accepted 400 jobs while redis was down in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    let status = fb.status();
+    assert!(status.active, "{status:?}");
+    assert_eq!(spooled_in(&fb).await, 400);
+    let err = fb.stats().await.unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
+    let info = fb.info().await.expect("info while degraded");
+    assert!(
+        info.warnings
+            .iter()
+            .any(|w| w
+                .starts_with("degraded: redis unreachable, 400 jobs in the local fallback spool")),
+        "{:?}",
+        info.warnings
+    );
+    assert!(
+        fb.ping().await.is_ok(),
+        "health stays degraded, not unhealthy"
+    );
+
+    redis.start();
+    let t = Instant::now();
+    eventually(
+        "the spool replayed into redis",
+        Duration::from_secs(30),
+        || {
+            let s = fb.status();
+            !s.active && s.spooled == 0
+        },
+    )
+    .await;
+    println!(
+        "redis back: spool replayed within {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // Outage 2: a clean SHUTDOWN NOSAVE, then the same again.
+    redis.shutdown_nosave();
+    want.extend(enqueue_many(&fb, 500, 200).await);
+    assert!(fb.is_active());
+    redis.start();
+    eventually(
+        "the second outage replayed",
+        Duration::from_secs(30),
+        || {
+            let s = fb.status();
+            !s.active && s.spooled == 0
+        },
+    )
+    .await;
+
+    let plain = storage::open(&url, StorageOptions::default(), Arc::new(SystemClock))
+        .await
+        .expect("open redis directly");
+    let got = ids_in(&*plain).await;
+    let want_set: HashSet<String> = want.iter().cloned().collect();
+    assert_eq!(want_set.len(), 700, "every enqueue got its own id");
+    assert_eq!(got.len(), 700, "each job exactly once in redis");
+    assert_eq!(got, want_set, "same ids");
+    assert_eq!(spooled_in(&fb).await, 0, "spool empty");
+    let stats = plain.stats().await.expect("stats");
+    assert_eq!(
+        stats.types["fallback-test"].counts.values().sum::<u64>(),
+        700,
+        "{}",
+        redis.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_daemon_starting_while_redis_is_down_takes_jobs_and_hands_them_over() {
+    if !redis_server::require_redis("fallback tests") {
+        return;
+    }
+    let mut redis = Redis::new();
+    let url = redis.url(&redis_server::fresh_prefix("fallback-start"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = dir.path().join("fallback.db");
+    // A plain open fails fast with a clear message (the behaviour without a fallback).
+    let err = storage::open(&url, StorageOptions::default(), Arc::new(SystemClock))
+        .await
+        .expect_err("redis is not running");
+    assert!(
+        matches!(&err, StorageError::Unavailable(m) if m.contains("cannot connect to redis")),
+        "{err}"
+    );
+
+    let fb = open_fallback(&url, &spool).await;
+    assert!(fb.is_active());
+    let want = enqueue_many(&fb, 0, 120).await;
+    let one = fb.get(&want[7]).await.expect("get a spooled job");
+    assert_eq!(one.map(|j| j.id), Some(want[7].clone()));
+    drop(fb);
+
+    // The daemon restarts (its spool file stays) and Redis comes up meanwhile.
+    redis.start();
+    let fb = open_fallback(&url, &spool).await;
+    eventually(
+        "the spool left by the first run replayed",
+        Duration::from_secs(30),
+        || fb.status().spooled == 0,
+    )
+    .await;
+    let plain = storage::open(&url, StorageOptions::default(), Arc::new(SystemClock))
+        .await
+        .expect("open redis directly");
+    let got = ids_in(&*plain).await;
+    assert_eq!(got, want.into_iter().collect::<HashSet<_>>());
+    assert_eq!(spooled_in(&fb).await, 0);
+}
