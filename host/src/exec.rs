@@ -97,28 +97,28 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", result.get()).context("cannot write the result to stdout")?;
             Ok(ExitCode::SUCCESS)
         }
-        other => {
-            let line = match other {
-                Outcome::Retry {
-                    error,
-                    after: Some(after),
-                } => {
-                    format!(
-                        "job failed (retry after {}): {error}",
-                        humantime::format_duration(after)
-                    )
-                }
-                Outcome::Retry { error, after: None } => format!("job failed (retry): {error}"),
-                Outcome::Fail { error } => format!("job failed (fail, no retry): {error}"),
-                Outcome::Crashed { error, kind } => {
-                    format!("job failed ({}): {error}", kind.as_str())
-                }
-                Outcome::Success(_) => unreachable!("handled above"),
-            };
-            let _ = writeln!(stderr, "error: {}", line.replace('\n', " "));
-            Ok(ExitCode::from(2))
-        }
+        Outcome::Retry {
+            error,
+            after: Some(after),
+        } => job_failed(
+            &mut stderr,
+            &format!("retry after {}", humantime::format_duration(after)),
+            &error,
+        ),
+        Outcome::Retry { error, after: None } => job_failed(&mut stderr, "retry", &error),
+        Outcome::Fail { error } => job_failed(&mut stderr, "fail, no retry", &error),
+        Outcome::Crashed { error, kind } => job_failed(&mut stderr, kind.as_str(), &error),
     }
+}
+
+/// The one error line for a job that did not succeed, and its exit code.
+fn job_failed(stderr: &mut impl Write, how: &str, error: &str) -> anyhow::Result<ExitCode> {
+    let _ = writeln!(
+        stderr,
+        "error: job failed ({how}): {}",
+        error.replace('\n', " ")
+    );
+    Ok(ExitCode::from(2))
 }
 
 /// See the module docs.

@@ -308,7 +308,8 @@ async fn a_daemon_starting_while_redis_is_down_takes_jobs_and_hands_them_over() 
     // A plain open fails fast with a clear message (the behaviour without a fallback).
     let err = storage::open(&url, StorageOptions::default(), Arc::new(SystemClock))
         .await
-        .expect_err("redis is not running");
+        .err()
+        .expect("redis is not running");
     assert!(
         matches!(&err, StorageError::Unavailable(m) if m.contains("cannot connect to redis")),
         "{err}"

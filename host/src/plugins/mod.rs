@@ -11,7 +11,6 @@ mod watcher;
 
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 pub use manifest::{Manifest, RetryPolicy};
 pub use registry::PluginRegistry;
@@ -157,9 +156,6 @@ pub enum LoadFailure {
     #[error("cannot compile it: {0}")]
     Compile(String),
 }
-
-/// Shared handle to a loaded plugin.
-pub type PluginRef = Arc<LoadedPlugin>;
 
 /// Is this file name something the plugin folder ignores (dot files, editor and copy temp
 /// files)? Only `NAME.wasm` and `NAME.toml` with a plain NAME count.
