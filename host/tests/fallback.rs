@@ -13,7 +13,7 @@ use spool_host::job::{NewJob, SystemClock};
 use spool_host::storage::fallback::{self, FallbackStorage};
 use spool_host::storage::{self, ListFilter, Storage, StorageError, StorageOptions};
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,7 +127,7 @@ fn job(n: usize) -> NewJob {
     )
 }
 
-async fn open_fallback(url: &str, spool: &PathBuf) -> Arc<FallbackStorage> {
+async fn open_fallback(url: &str, spool: &Path) -> Arc<FallbackStorage> {
     fallback::open_spooled(
         url,
         &spool.display().to_string(),

@@ -68,7 +68,32 @@ pub fn free_port(bus: bool) -> u16 {
     }
 }
 
+/// Removes the folders of earlier test processes that are gone (their servers died with
+/// them); folder names carry the owning process id.
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("spool-redis-test-") else {
+            continue;
+        };
+        let pid = rest
+            .split('-')
+            .nth(1)
+            .and_then(|p| p.parse::<libc::pid_t>().ok());
+        // SAFETY: kill(pid, 0) only checks whether the process exists.
+        let alive = pid.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+        if pid.is_some() && !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn temp_dir(name: &str) -> PathBuf {
+    static CLEANED: std::sync::Once = std::sync::Once::new();
+    CLEANED.call_once(remove_stale_dirs);
     let dir = std::env::temp_dir().join(format!(
         "spool-redis-test-{name}-{}-{}",
         std::process::id(),

@@ -10,6 +10,16 @@
 local lease_ms, worker = tonumber(ARGV[4]), ARGV[5]
 local limit, nt = tonumber(ARGV[6]), tonumber(ARGV[7])
 local types, heads = {}, {}
+-- Byte order, as Redis orders equal scores: Lua's `<` on strings follows the server's
+-- locale (Redis sets LC_COLLATE from its environment).
+local function bytes_less(a, b)
+  local n = math.min(#a, #b)
+  for k = 1, n do
+    local x, y = string.byte(a, k), string.byte(b, k)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
 local function peek(i)
   local r = redis.call('ZRANGE', k_ready(types[i]), 0, 0, 'WITHSCORES')
   if r[1] then heads[i] = { r[1], tonumber(r[2]) } else heads[i] = false end
@@ -22,7 +32,7 @@ for n = 1, limit do
     local h = heads[i]
     if h then
       local b = best and heads[best]
-      if not b or h[2] < b[2] or (h[2] == b[2] and h[1] < b[1]) then best = i end
+      if not b or h[2] < b[2] or (h[2] == b[2] and bytes_less(h[1], b[1])) then best = i end
     end
   end
   if not best then break end
