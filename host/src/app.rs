@@ -216,16 +216,24 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         cancel_local: core.pool.cancel_hook(),
     });
     let (http_stop, mut http_stop_rx) = watch::channel(false);
-    let server = tokio::spawn(api::serve(listener, state, async move {
+    let mut server = tokio::spawn(api::serve(listener, state, async move {
         let _ = http_stop_rx.changed().await;
     }));
     // Tests and scripts wait for this exact line; print it whatever the log level.
     eprintln!("listening on http://{addr}");
     let mut signals = Signals::new()?;
-    tokio::select! {
-        _ = signals.next() => {}
-        _ = wait_server(&server) => {}
-    }
+    // The server only ends on its own if it failed; then the daemon stops too.
+    let ended = tokio::select! {
+        _ = signals.next() => false,
+        r = &mut server => {
+            match r {
+                Ok(Ok(())) => tracing::error!("the HTTP server stopped unexpectedly; shutting down"),
+                Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server failed; shutting down"),
+                Err(e) => tracing::error!(error = %e, "the HTTP server task failed; shutting down"),
+            }
+            true
+        }
+    };
     tracing::info!(
         grace = %crate::config::show(core.config.shutdown_grace),
         running = core.pool.running(),
@@ -233,10 +241,12 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     );
     let report = core.shutdown(async move { signals.next().await }).await;
     let _ = http_stop.send(true);
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server stopped with an error"),
-        Err(e) => tracing::warn!(error = %e, "the HTTP server task failed"),
+    if !ended {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "the HTTP server task failed"),
+        }
     }
     tracing::info!(
         finished = report.finished,
@@ -244,14 +254,6 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         "stopped"
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves only if the server task ends on its own (it should not).
-async fn wait_server(server: &JoinHandle<anyhow::Result<()>>) {
-    while !server.is_finished() {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-    tracing::error!("the HTTP server stopped unexpectedly; shutting down");
 }
 
 /// SIGTERM and SIGINT.

@@ -205,6 +205,16 @@ pub struct BenchArgs {
     pub payload: String,
 }
 
+impl Command {
+    /// Commands that talk to a daemon over HTTP.
+    pub fn is_client(&self) -> bool {
+        !matches!(
+            self,
+            Command::Daemon(_) | Command::Exec(_) | Command::New(_) | Command::Bench(_)
+        )
+    }
+}
+
 fn parse_priority_arg(s: &str) -> Result<u8, String> {
     crate::job::parse_priority(s).map_err(|e| e.to_string())
 }
@@ -228,6 +238,15 @@ fn parse_status_arg(s: &str) -> Result<String, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    if cli.command.is_client() {
+        // Like other Unix tools, stop quietly when the reader goes away (`spool events | head`).
+        // Rust ignores SIGPIPE by default; the daemon keeps that (a closed socket must not
+        // kill it), client commands get the default back.
+        // SAFETY: setting a signal disposition before any thread that could race it starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

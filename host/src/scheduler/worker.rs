@@ -122,7 +122,9 @@ pub(super) async fn run(
                 }
             }
             Decision::Fail { error, retry_at } => {
-                if retry_at.is_some() && job.attempt < job.max_attempts {
+                if flags.cancelled() {
+                    tracing::info!(error = %error, "job stopped after a cancel request");
+                } else if retry_at.is_some() && job.attempt < job.max_attempts {
                     tracing::info!(error = %error, "attempt failed; will retry");
                 } else {
                     tracing::info!(error = %error, "job failed");

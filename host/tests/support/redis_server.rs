@@ -41,10 +41,18 @@ pub fn require_redis(what: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{what}: `redis-server` is not installed, and CI=true makes Redis tests mandatory");
     }
-    eprintln!(
-        "\n!!! SKIPPED {what}: `redis-server` is not on PATH. Install Redis (apt install \
-         redis-server) to run the Redis storage tests; under CI=true this is a failure.\n"
-    );
+    // Straight to the stderr file: libtest captures `eprintln!` of passing tests, and this
+    // must be seen. Once per test process.
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        let _ = std::io::stderr().write_all(
+            format!(
+                "\n!!! SKIPPED {what}: `redis-server` is not on PATH. Install Redis (apt install \
+                 redis-server) to run the Redis storage tests; under CI=true this is a failure.\n\n"
+            )
+            .as_bytes(),
+        );
+    });
     false
 }
 

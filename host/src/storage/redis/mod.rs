@@ -7,7 +7,9 @@
 //!   script touches one slot (keys.rs says why one tag; lua/lib.lua lists the layout). We
 //!   never use KEYS or touch a key outside the prefix, so other data in the same db is safe.
 //! - Time is Redis's own clock (`TIME` inside scripts) plus the `Clock`'s skew (zero in
-//!   production), so hosts with drifting clocks agree on leases.
+//!   production), so hosts with drifting clocks agree on leases. With the URL option
+//!   `clock=local` scripts take the daemon's Clock as given instead: the conformance suite
+//!   needs that, since its ManualClock stands still while Redis's clock runs (config.rs).
 //! - Idle workers block on a pub/sub wake-up (wake.rs), not on polling.
 //!
 //! This file holds the store and the helpers every call uses; ops.rs maps the trait onto the
