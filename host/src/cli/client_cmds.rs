@@ -268,7 +268,7 @@ async fn list_jobs(client: &Client, args: JobsArgs, json: bool) -> Res {
         print!("{}", t.render());
     }
     if let Some(c) = page.get("next_cursor").and_then(Value::as_str) {
-        println!("more: spool jobs --cursor {c}");
+        println!("more: repeat with --cursor {c}");
     }
     Ok(ExitCode::SUCCESS)
 }

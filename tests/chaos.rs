@@ -1,0 +1,511 @@
+//! The chaos suite: the real daemon under load while things break, checking that no job is
+//! lost and that jobs run twice only when they were in flight at a crash.
+//!
+//! - `kill -9` of the daemon at random moments over rounds of thousands of jobs, with
+//!   hostile plugins (loop-forever, memory-hog, panic) mixed in: SQLite, then Redis.
+//! - Redis itself killed (`kill -9`, AOF with `appendfsync always`) and restarted mid-run.
+//! - Redis stopped with the fallback spool on: jobs are still accepted, and run once Redis
+//!   is back.
+//! - SIGTERM under load: the daemon drains within its grace period; nothing runs twice.
+//!
+//! Every scenario asserts: every submitted job ends `completed` (or `failed`, for hostile
+//! ones); duplicate runs (attempts beyond the first, counted from the jobs' `attempt`) are
+//! at most the number of jobs in flight at the kills (read from storage while the daemon
+//! is dead); the daemon serves afterwards. Each prints a `chaos summary:` line.
+//!
+//! Randomness comes from one seed, printed (`SPOOL_CHAOS_SEED=N` replays a run). Waits
+//! poll against deadlines. Scenarios run one at a time (they share two cores).
+
+#[path = "chaos_support/redis.rs"]
+mod redis;
+
+use serde_json::{Value, json};
+use spool_host::job::{Job, JobState, SystemClock};
+use spool_host::storage::{self, ListFilter, Storage, StorageOptions};
+use spool_tests::Daemon;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Longest wait for any one condition.
+const LIMIT: Duration = Duration::from_secs(60);
+/// Short leases: a killed daemon's jobs come back within about this long.
+const LEASE: &str = "2s";
+const WORKERS: &str = "8";
+const DEFAULT_SEED: u64 = 0x5EED_C0FF_EE00_0007;
+const HOSTILE: [&str; 3] = ["loop-forever", "memory-hog", "panic"];
+
+/// One scenario at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+/// xorshift64*: small, seedable, good enough to pick kill moments.
+struct Rng(u64);
+
+impl Rng {
+    fn from_env(scenario: &str) -> Rng {
+        let seed = std::env::var("SPOOL_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(DEFAULT_SEED);
+        println!("chaos {scenario}: seed {seed} (replay with SPOOL_CHAOS_SEED={seed})");
+        Rng(seed.max(1))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+/// What a scenario saw; printed as the summary line.
+#[derive(Default)]
+struct Tally {
+    rounds: u64,
+    jobs: u64,
+    kills: u64,
+    /// Echo jobs running in storage at the kills (the bound on duplicates).
+    in_flight: u64,
+    lost: u64,
+    duplicates: u64,
+    hostile_failed: u64,
+}
+
+impl Tally {
+    fn print(&self, scenario: &str, started: Instant) {
+        println!(
+            "chaos summary: {scenario}: rounds={} jobs={} kills={} lost={} duplicates={} \
+             (in flight at kills: {}) hostile_failed={} time={:.1}s",
+            self.rounds,
+            self.jobs,
+            self.kills,
+            self.lost,
+            self.duplicates,
+            self.in_flight,
+            self.hostile_failed,
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// Opens the daemon's storage from the test process (while the daemon is dead, or
+/// alongside it for reads).
+fn with_store<T>(url: &str, f: impl AsyncFnOnce(Arc<dyn Storage>) -> T) -> T {
+    runtime().block_on(async {
+        let s = storage::open(url, StorageOptions::default(), Arc::new(SystemClock))
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        f(s).await
+    })
+}
+
+async fn list_all(s: &dyn Storage, status: Option<JobState>) -> Vec<Job> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s
+            .list(ListFilter {
+                status,
+                limit: storage::MAX_LIST_LIMIT,
+                cursor,
+                ..ListFilter::default()
+            })
+            .await
+            .expect("list jobs");
+        out.extend(page.jobs);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+/// Echo jobs `running` in storage: held by the daemon that just died.
+fn echo_in_flight(url: &str) -> u64 {
+    with_store(url, async |s| {
+        list_all(&*s, Some(JobState::Running))
+            .await
+            .iter()
+            .filter(|j| j.job_type == "echo")
+            .count() as u64
+    })
+}
+
+fn echo_job(i: u64) -> Value {
+    json!({"type": "echo", "payload": {"i": i}, "max_attempts": 10})
+}
+
+/// `n` echo jobs plus `hostile` of each hostile type, in batches of 500. Returns the ids of
+/// each kind.
+fn submit_round(d: &Daemon, first: u64, n: u64, hostile: u64) -> (Vec<String>, Vec<String>) {
+    let mut echo = Vec::new();
+    let mut jobs: Vec<Value> = (first..first + n).map(echo_job).collect();
+    for h in 0..hostile {
+        for t in HOSTILE {
+            // Hostile jobs go in the middle of the load, two attempts each.
+            let at = ((h as usize + 1) * jobs.len()) / (hostile as usize + 1);
+            jobs.insert(
+                at,
+                json!({"type": t, "payload": {"hostile": h}, "max_attempts": 2}),
+            );
+        }
+    }
+    let mut bad = Vec::new();
+    for chunk in jobs.chunks(500) {
+        let ids = d.submit_batch(chunk);
+        for (job, id) in chunk.iter().zip(ids) {
+            if job["type"] == "echo" {
+                echo.push(id);
+            } else {
+                bad.push(id);
+            }
+        }
+    }
+    (echo, bad)
+}
+
+fn totals(d: &Daemon) -> Value {
+    let a = d.get("/api/v1/stats");
+    assert_eq!(a.status, 200, "stats: {}", a.text);
+    a.body["totals"].clone()
+}
+
+fn n(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or(0)
+}
+
+/// Waits until `total` jobs are finished and none is live.
+fn wait_all_finished(d: &Daemon, total: u64) {
+    d.wait_until(LIMIT * 2, &format!("all {total} jobs to finish"), || {
+        let t = totals(d);
+        let finished = n(&t, "completed") + n(&t, "failed") + n(&t, "cancelled");
+        let live = n(&t, "pending") + n(&t, "running") + n(&t, "retrying") + n(&t, "scheduled");
+        finished >= total && live == 0
+    });
+}
+
+/// Kills the daemon once `completed` has grown by a random amount (possibly at once),
+/// counts what was in flight, and starts it again.
+fn kill_at_random_moment(d: &mut Daemon, url: &str, rng: &mut Rng, round_jobs: u64, t: &mut Tally) {
+    let start = n(&totals(d), "completed");
+    let step = rng.range(0, round_jobs / 3);
+    let target = start + step;
+    d.wait_until(LIMIT, "progress before a kill", || {
+        let t = totals(d);
+        n(&t, "completed") >= target || n(&t, "pending") + n(&t, "running") == 0
+    });
+    d.kill9();
+    let in_flight = echo_in_flight(url);
+    t.kills += 1;
+    t.in_flight += in_flight;
+    println!("  kill -9 after {step} more completions: {in_flight} echo jobs in flight");
+    d.restart();
+}
+
+/// Final accounting from storage: every echo job completed, every hostile one failed.
+fn account(url: &str, echo: &[String], hostile: &[String], t: &mut Tally) {
+    let jobs: HashMap<String, Job> = with_store(url, async |s| {
+        list_all(&*s, None)
+            .await
+            .into_iter()
+            .map(|j| (j.id.clone(), j))
+            .collect()
+    });
+    for id in echo {
+        match jobs.get(id) {
+            Some(j) if j.status == JobState::Completed => {
+                t.duplicates += u64::from(j.attempt.saturating_sub(1));
+            }
+            Some(j) => panic!(
+                "echo job {id} ended {} (attempt {}): {:?}",
+                j.status, j.attempt, j.error
+            ),
+            None => t.lost += 1,
+        }
+    }
+    for id in hostile {
+        match jobs.get(id) {
+            Some(j) if j.status == JobState::Failed => t.hostile_failed += 1,
+            Some(j) => panic!("hostile job {id} ended {}, want failed", j.status),
+            None => t.lost += 1,
+        }
+    }
+}
+
+/// After the storm: healthy, and a new job still runs.
+fn assert_serving(d: &Daemon) {
+    let h = d.get("/health");
+    assert_eq!(h.status, 200, "health after chaos: {}", h.text);
+    let job = d.submit(&json!({"type": "echo", "payload": {"after": "chaos"}}));
+    let id = job["id"].as_str().expect("id").to_string();
+    let done = d.wait_status(&id, "completed", LIMIT);
+    assert_eq!(done["result"], json!({"after": "chaos"}));
+}
+
+/// Rounds of `round_jobs` echo jobs (plus hostile ones), each with 1-3 kills at random
+/// moments, on the storage at `url` (None: the daemon's own SQLite file).
+fn kill9_rounds(scenario: &str, storage_url: Option<String>, rounds: u64, round_jobs: u64) {
+    let started = Instant::now();
+    let mut rng = Rng::from_env(scenario);
+    let plugins = ["echo", "loop-forever", "memory-hog", "panic"];
+    let mut b = Daemon::builder(&plugins)
+        .args(&["--workers", WORKERS])
+        .env("SPOOL_LEASE", LEASE);
+    if let Some(u) = &storage_url {
+        b = b.storage(u);
+    }
+    let mut d = b.start();
+    let url = storage_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", d.dir.path().join("spool.db").display()));
+    let (mut echo, mut hostile) = (Vec::new(), Vec::new());
+    let mut t = Tally::default();
+    for round in 0..rounds {
+        let (e, h) = submit_round(&d, round * round_jobs, round_jobs, 1);
+        echo.extend(e);
+        hostile.extend(h);
+        t.rounds += 1;
+        for _ in 0..rng.range(1, 3) {
+            kill_at_random_moment(&mut d, &url, &mut rng, round_jobs, &mut t);
+        }
+        wait_all_finished(&d, (echo.len() + hostile.len()) as u64);
+        println!(
+            "  round {round}: done at {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    t.jobs = (echo.len() + hostile.len()) as u64;
+    let (status, took) = d.terminate(Duration::from_secs(30));
+    assert!(status.success(), "SIGTERM exit: {status:?}");
+    println!("  SIGTERM: exited in {took:?}");
+    account(&url, &echo, &hostile, &mut t);
+    d.restart();
+    assert_serving(&d);
+    t.print(scenario, started);
+    assert_eq!(t.lost, 0, "jobs were lost");
+    assert!(
+        t.duplicates <= t.in_flight,
+        "{} duplicate runs, but only {} jobs were in flight at the kills",
+        t.duplicates,
+        t.in_flight
+    );
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_no_job_sqlite() {
+    let _one = serial();
+    kill9_rounds("sqlite kill -9", None, 3, 2000);
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_no_job_redis() {
+    let _one = serial();
+    if !redis::require_redis("chaos on redis") {
+        return;
+    }
+    let r = redis::Redis::start();
+    kill9_rounds("redis kill -9", Some(r.url("chaos-kill")), 2, 2000);
+}
+
+#[test]
+fn redis_killed_and_restarted_mid_run_loses_no_job() {
+    let _one = serial();
+    if !redis::require_redis("chaos on redis") {
+        return;
+    }
+    let started = Instant::now();
+    let mut rng = Rng::from_env("redis restart");
+    let mut r = redis::Redis::start();
+    let url = r.url("chaos-restart");
+    let d = Daemon::builder(&["echo"])
+        .args(&["--workers", WORKERS])
+        .env("SPOOL_LEASE", LEASE)
+        .storage(&url)
+        .start();
+    let mut t = Tally {
+        rounds: 1,
+        ..Tally::default()
+    };
+    let (echo, _) = submit_round(&d, 0, 3000, 0);
+    t.jobs = echo.len() as u64;
+    let target = rng.range(300, 1500);
+    d.wait_until(LIMIT, "progress before killing redis", || {
+        n(&totals(&d), "completed") >= target
+    });
+    r.kill9();
+    t.kills += 1;
+    // At most every worker's job was held when Redis died.
+    t.in_flight = WORKERS.parse().expect("workers");
+    d.wait_until(LIMIT, "health to notice redis is gone", || {
+        d.get("/health").status == 503
+    });
+    r.restart();
+    wait_all_finished(&d, t.jobs);
+    account(&url, &echo, &[], &mut t);
+    assert_serving(&d);
+    t.print("redis kill -9 + restart", started);
+    assert_eq!(t.lost, 0, "jobs were lost");
+    assert!(t.duplicates <= t.in_flight, "{} duplicates", t.duplicates);
+}
+
+/// Whether H4's daemon has the `--fallback` flag yet.
+fn fallback_wired() -> bool {
+    let out = std::process::Command::new(spool_tests::spool_bin())
+        .args(["daemon", "--help"])
+        .output()
+        .expect("run spool daemon --help");
+    String::from_utf8_lossy(&out.stdout).contains("--fallback")
+}
+
+#[test]
+fn redis_down_with_the_fallback_on_accepts_jobs_and_runs_them_later() {
+    let _one = serial();
+    if !redis::require_redis("chaos on redis") {
+        return;
+    }
+    if !fallback_wired() {
+        eprintln!(
+            "\n!!! SKIPPED the fallback chaos scenario: `spool daemon` has no --fallback flag yet\n"
+        );
+        return;
+    }
+    let started = Instant::now();
+    let mut r = redis::Redis::start();
+    let url = r.url("chaos-fallback");
+    let spool_dir = tempfile::tempdir().expect("temp dir");
+    let spool = spool_dir.path().join("fallback.db");
+    let d = Daemon::builder(&["echo"])
+        .args(&[
+            "--workers",
+            WORKERS,
+            "--fallback",
+            &spool.display().to_string(),
+        ])
+        .env("SPOOL_LEASE", LEASE)
+        .storage(&url)
+        .start();
+    let mut t = Tally {
+        rounds: 1,
+        ..Tally::default()
+    };
+    let (mut echo, _) = submit_round(&d, 0, 1000, 0);
+    r.shutdown_nosave();
+    t.kills += 1;
+    t.in_flight = WORKERS.parse().expect("workers");
+    // Accepted while Redis is down: one by one and in batches.
+    for i in 0..100 {
+        echo.push(
+            d.submit(&echo_job(10_000 + i))["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
+    let (more, _) = submit_round(&d, 20_000, 400, 0);
+    echo.extend(more);
+    let h = d.get("/health");
+    assert_eq!(h.status, 200, "degraded, not unhealthy: {}", h.text);
+    assert_eq!(h.body["status"], "degraded", "{}", h.text);
+    assert!(h.text.contains("fallback spool"), "{}", h.text);
+    r.restart();
+    t.jobs = echo.len() as u64;
+    wait_all_finished(&d, t.jobs);
+    d.wait_until(LIMIT, "the spool to be empty", || {
+        let h = d.get("/health");
+        h.body["storage_info"]["details"]["fallback_jobs"] == "0"
+    });
+    account(&url, &echo, &[], &mut t);
+    assert_serving(&d);
+    t.print("redis down with fallback", started);
+    assert_eq!(t.lost, 0, "jobs were lost");
+    assert!(t.duplicates <= t.in_flight, "{} duplicates", t.duplicates);
+}
+
+#[test]
+fn sigterm_under_load_drains_and_runs_nothing_twice() {
+    let _one = serial();
+    let started = Instant::now();
+    let mut rng = Rng::from_env("sigterm drain");
+    let mut d = Daemon::builder(&["slow", "echo"])
+        .args(&["--workers", WORKERS, "--shutdown-grace", "1s"])
+        .env("SPOOL_LEASE", LEASE)
+        .start();
+    let url = format!("sqlite://{}", d.dir.path().join("spool.db").display());
+    let mut jobs: Vec<Value> = (0..400)
+        .map(|i| json!({"type": "slow", "payload": {"ms": 50, "step_ms": 10, "i": i}}))
+        .collect();
+    // A few that cannot finish within the grace period: stopped and released.
+    for i in 0..4 {
+        jobs.insert(
+            i * 100,
+            json!({"type": "slow", "payload": {"ms": 3000, "step_ms": 50}}),
+        );
+    }
+    let ids = d.submit_batch(&jobs);
+    let target = rng.range(50, 200);
+    d.wait_until(LIMIT, "some progress before SIGTERM", || {
+        n(&totals(&d), "completed") >= target
+    });
+    let (status, took) = d.terminate(Duration::from_secs(15));
+    assert!(status.success(), "SIGTERM exit: {status:?}");
+    assert!(
+        took < Duration::from_secs(6),
+        "drain took {took:?} with a 1s grace"
+    );
+    let running = with_store(&url, async |s| {
+        list_all(&*s, Some(JobState::Running)).await.len()
+    });
+    assert_eq!(running, 0, "a drained daemon leaves no job running");
+    d.restart();
+    wait_all_finished(&d, ids.len() as u64);
+    let mut t = Tally {
+        rounds: 1,
+        jobs: ids.len() as u64,
+        ..Tally::default()
+    };
+    let jobs: HashMap<String, Job> = with_store(&url, async |s| {
+        list_all(&*s, None)
+            .await
+            .into_iter()
+            .map(|j| (j.id.clone(), j))
+            .collect()
+    });
+    for id in &ids {
+        match jobs.get(id) {
+            Some(j) if j.status == JobState::Completed => {
+                t.duplicates += u64::from(j.attempt.saturating_sub(1))
+            }
+            Some(j) => panic!("job {id} ended {}", j.status),
+            None => t.lost += 1,
+        }
+    }
+    assert_serving(&d);
+    println!("  SIGTERM: exited in {took:?}");
+    t.print("sigterm drain", started);
+    assert_eq!(
+        (t.lost, t.duplicates),
+        (0, 0),
+        "a graceful stop loses nothing and re-runs nothing"
+    );
+}
