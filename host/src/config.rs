@@ -18,6 +18,7 @@
 //! max_payload = "1MiB"                  # SPOOL_MAX_PAYLOAD (bytes or 512KB, 1MiB...)
 //! data_dir = "./data"                   # SPOOL_DATA_DIR
 //! cache_dir = "./data/cache"            # SPOOL_CACHE_DIR, --cache-dir (compiled plugins)
+//! fallback = "./data/fallback.db"       # SPOOL_FALLBACK, --fallback (redis only; default none)
 //! job_timeout = "30s"                   # SPOOL_JOB_TIMEOUT (when the plugin sets none)
 //! job_memory = "64MiB"                  # SPOOL_JOB_MEMORY (when the plugin sets none)
 //!
@@ -81,6 +82,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Compiled plugin cache (`.cwasm` files).
     pub cache_dir: PathBuf,
+    /// Local SQLite spool (a path or `sqlite://PATH`) that takes enqueues while Redis is
+    /// unreachable; only with a redis storage URL.
+    pub fallback: Option<String>,
     /// Timeout of a job whose plugin and request set none.
     pub job_timeout: Duration,
     /// Memory limit of a job whose plugin sets none.
@@ -125,6 +129,7 @@ pub struct RawConfig {
     pub max_payload: Option<SizeValue>,
     pub data_dir: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
+    pub fallback: Option<String>,
     pub job_timeout: Option<String>,
     pub job_memory: Option<SizeValue>,
     #[serde(default)]
@@ -190,6 +195,7 @@ pub struct FlagOverrides {
     pub lease: Option<String>,
     pub shutdown_grace: Option<String>,
     pub cache_dir: Option<PathBuf>,
+    pub fallback: Option<String>,
 }
 
 impl RawConfig {
@@ -215,6 +221,7 @@ impl RawConfig {
             max_payload: var("SPOOL_MAX_PAYLOAD").map(SizeValue::Text),
             data_dir: var("SPOOL_DATA_DIR").map(PathBuf::from),
             cache_dir: var("SPOOL_CACHE_DIR").map(PathBuf::from),
+            fallback: var("SPOOL_FALLBACK"),
             job_timeout: var("SPOOL_JOB_TIMEOUT"),
             job_memory: var("SPOOL_JOB_MEMORY").map(SizeValue::Text),
             ..RawConfig::default()
@@ -248,6 +255,7 @@ impl RawConfig {
             max_payload,
             data_dir,
             cache_dir,
+            fallback,
             job_timeout,
             job_memory
         );
@@ -285,6 +293,7 @@ impl RawConfig {
             lease: flags.lease,
             shutdown_grace: flags.shutdown_grace,
             cache_dir: flags.cache_dir,
+            fallback: flags.fallback,
             ..RawConfig::default()
         })
     }
@@ -303,11 +312,19 @@ impl RawConfig {
             "redis://",
             "rediss://",
             "redis+sentinel://",
+            "redis+cluster://",
         ];
         if !known.iter().any(|p| storage.starts_with(p)) && storage != "memory" {
             bail!(
                 "config: `storage` must be a URL such as sqlite://./data/spool.db, memory:// \
                  or redis://host:6379 (got {storage:?})"
+            );
+        }
+        let fallback = self.fallback.filter(|f| !f.trim().is_empty());
+        if fallback.is_some() && !storage.starts_with("redis") {
+            bail!(
+                "config: `fallback` (a local spool for when Redis is unreachable) needs a redis \
+                 storage URL (storage is {storage:?}); remove `fallback` or use redis://host:6379"
             );
         }
         let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
@@ -390,6 +407,7 @@ impl RawConfig {
             max_payload,
             data_dir,
             cache_dir,
+            fallback,
             job_timeout,
             job_memory,
             retry,
