@@ -55,16 +55,16 @@ pub struct Core {
 
 impl Core {
     pub async fn start(config: Config, opts: CoreOptions) -> anyhow::Result<Core> {
-        let opened = storage::open(
-            &config.storage,
-            StorageOptions {
-                max_payload_bytes: config.max_payload,
-                max_events: config.max_events,
-                ..StorageOptions::default()
-            },
-            Arc::new(SystemClock),
-        )
-        .await;
+        let storage_opts = StorageOptions {
+            max_payload_bytes: config.max_payload,
+            max_events: config.max_events,
+            ..StorageOptions::default()
+        };
+        let clock = Arc::new(SystemClock);
+        let opened = match &config.fallback {
+            Some(spool) => storage::fallback::open(&config.storage, spool, storage_opts, clock).await,
+            None => storage::open(&config.storage, storage_opts, clock).await,
+        };
         let storage =
             opened.with_context(|| format!("cannot open storage `{}`", redact(&config.storage)))?;
         if !config.plugins.exists() {
@@ -87,15 +87,22 @@ impl Core {
         let registry = PluginRegistry::new(runtime, config.plugins.clone());
         let metrics = Metrics::new();
         let events = EventHub::new(storage.clone());
-        events
-            .skip_to_end()
-            .await
-            .context("cannot read the event log")?;
+        match events.skip_to_end().await {
+            Ok(_) => {}
+            // With a fallback spool the daemon starts while Redis is down; the hub skips the
+            // old events on its first successful read instead.
+            Err(e @ storage::StorageError::Unavailable(_)) if config.fallback.is_some() => {
+                events.skip_on_first_read();
+                tracing::warn!(error = %e, "cannot read the event log yet (storage unavailable); starting with the fallback spool");
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot read the event log")),
+        }
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         // Subscribe before the first scan so its plugin.loaded events are published too.
         tasks.push(tokio::spawn(forward_plugin_events(
             registry.subscribe(),
+            metrics.clone(),
             storage.clone(),
             events.clone(),
             stop_rx.clone(),
@@ -182,6 +189,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         lease: args.lease,
         shutdown_grace: args.shutdown_grace,
         cache_dir: args.cache_dir,
+        fallback: args.fallback,
     };
     let config = Config::load(args.config.as_deref(), flags)?;
     let (listener, addr) = api::routes::bind(config.listen).await?;
@@ -307,6 +315,7 @@ impl Catalog for RegistryCatalog {
 /// Registry events become `plugin.*` events in the storage's event log.
 async fn forward_plugin_events(
     mut rx: broadcast::Receiver<PluginEvent>,
+    metrics: Arc<Metrics>,
     storage: Arc<dyn Storage>,
     hub: Arc<EventHub>,
     mut stop: watch::Receiver<bool>,
@@ -318,6 +327,11 @@ async fn forward_plugin_events(
         };
         match event {
             Ok(e) => {
+                match &e {
+                    PluginEvent::Loaded { name, .. } => metrics.plugin_load(name, true),
+                    PluginEvent::Failed { name, .. } => metrics.plugin_load(name, false),
+                    PluginEvent::Unloaded { .. } => {}
+                }
                 if let Err(err) = storage.publish_event(plugin_event(&e)).await {
                     tracing::warn!(error = %err, "cannot record a plugin event");
                 }

@@ -62,6 +62,8 @@ pub enum Command {
     /// Run one job through a plugin, with the daemon's limits and host imports, and print the
     /// result JSON (for plugin authors; no queue, cache in memory, follow-up jobs printed)
     Exec(ExecArgs),
+    /// Copy every job (all states, results, ids) from one storage to another; safe to run twice
+    Migrate(crate::migrate::MigrateArgs),
     /// Create a plugin project in Rust, JavaScript, Python or C (builds with ./build.sh)
     New(crate::scaffold::NewArgs),
     /// Measure throughput and latency of an in-process daemon core (storage, plugins and the
@@ -95,6 +97,10 @@ pub struct DaemonArgs {
     /// Compiled-plugin cache folder (default <data_dir>/cache, i.e. ./data/cache)
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Local SQLite spool (PATH or sqlite://PATH) taking jobs while Redis is unreachable
+    /// (redis storage only)
+    #[arg(long, value_name = "PATH")]
+    pub fallback: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -210,7 +216,11 @@ impl Command {
     pub fn is_client(&self) -> bool {
         !matches!(
             self,
-            Command::Daemon(_) | Command::Exec(_) | Command::New(_) | Command::Bench(_)
+            Command::Daemon(_)
+                | Command::Exec(_)
+                | Command::New(_)
+                | Command::Migrate(_)
+                | Command::Bench(_)
         )
     }
 }
@@ -263,6 +273,7 @@ pub fn main() -> ExitCode {
             Command::Daemon(args) => crate::app::run(args).await,
             Command::Exec(args) => crate::exec::run(args).await,
             Command::New(args) => crate::scaffold::run(args),
+            Command::Migrate(args) => crate::migrate::run(args).await,
             Command::Bench(args) => crate::bench::run(args, json).await,
             client => client_cmds::run(client, json).await,
         }

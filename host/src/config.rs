@@ -781,6 +781,26 @@ mod tests {
     }
 
     #[test]
+    fn fallback_is_read_from_every_layer_and_needs_redis() {
+        let c = validate("storage = \"redis://127.0.0.1:1\"\nfallback = \"./fb.db\"").unwrap();
+        assert_eq!(c.fallback.as_deref(), Some("./fb.db"));
+        let env = RawConfig::from_env(env(&[
+            ("SPOOL_STORAGE", "redis://h:1"),
+            ("SPOOL_FALLBACK", "a.db"),
+        ]))
+        .unwrap();
+        let flags = FlagOverrides {
+            fallback: Some("b.db".into()),
+            ..Default::default()
+        };
+        let c = env.apply_flags(flags).validate().unwrap();
+        assert_eq!(c.fallback.as_deref(), Some("b.db"));
+        let e = validate("fallback = \"./fb.db\"").unwrap_err().to_string();
+        assert!(e.contains("`fallback`") && e.contains("redis"), "{e}");
+        assert!(validate("").unwrap().fallback.is_none());
+    }
+
+    #[test]
     fn bad_env_values_name_the_variable() {
         let e = RawConfig::from_env(env(&[("SPOOL_WORKERS", "many")]))
             .unwrap_err()

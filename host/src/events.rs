@@ -28,6 +28,9 @@ pub struct EventHub {
     subscribed: Notify,
     /// The last event broadcast (or skipped at startup). Written only by `run_once`.
     cursor: Mutex<Option<String>>,
+    /// Start-up could not skip the old events (storage was down): `run_once` skips them on
+    /// its first successful read instead of broadcasting them.
+    skip_pending: std::sync::atomic::AtomicBool,
 }
 
 impl EventHub {
@@ -39,6 +42,7 @@ impl EventHub {
             poke: Notify::new(),
             subscribed: Notify::new(),
             cursor: Mutex::new(None),
+            skip_pending: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -80,8 +84,20 @@ impl EventHub {
         }
     }
 
+    /// `skip_to_end` failed at start-up: do it on the first read that works.
+    pub fn skip_on_first_read(&self) {
+        self.skip_pending
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Broadcast the events stored since the last call (one page); returns how many.
     pub async fn run_once(&self) -> crate::storage::Result<usize> {
+        if self.skip_pending.load(std::sync::atomic::Ordering::SeqCst) {
+            self.skip_to_end().await?;
+            self.skip_pending
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            return Ok(0);
+        }
         let mut cursor = self.cursor.lock().await;
         let page = self.storage.events_since(cursor.as_deref(), PAGE).await?;
         if let Some(last) = page.last() {

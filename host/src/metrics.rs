@@ -28,6 +28,20 @@ pub const JOBS_SWEPT: &str = "spool_jobs_swept_total";
 pub const PLUGINS_LOADED: &str = "spool_plugins_loaded";
 pub const PLUGINS_FAILED: &str = "spool_plugins_failed";
 pub const STORAGE_ERRORS: &str = "spool_storage_errors_total";
+pub const STORAGE_LATENCY: &str = "spool_storage_latency_seconds";
+pub const PLUGIN_LOADS: &str = "spool_plugin_loads_total";
+pub const PLUGIN_LOAD_FAILURES: &str = "spool_plugin_load_failures_total";
+pub const LAST_CLAIM_AGE: &str = "spool_last_claim_age_seconds";
+
+/// Upper bounds (seconds) of the storage latency histogram (one call: ping, claim, complete,
+/// fail).
+const STORAGE_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0,
+];
+/// `spool stats` rates cover this window (in slots of `RATE_SLOT`).
+pub const RATE_WINDOW: Duration = Duration::from_secs(300);
+const RATE_SLOT_SECS: u64 = 5;
+const RATE_SLOTS: usize = (300 / RATE_SLOT_SECS) as usize;
 
 /// Upper bounds (seconds) of the job duration histogram: wasm jobs take from tens of
 /// microseconds (no-op) to the default 30 s timeout.
@@ -49,25 +63,112 @@ struct TypeCounters {
     cancelled: AtomicU64,
     lease_lost: AtomicU64,
     duration: Histogram,
+    recent: std::sync::Mutex<RateRing>,
 }
 
-#[derive(Default)]
 struct Histogram {
-    buckets: [AtomicU64; DURATION_BUCKETS.len()],
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new(&DURATION_BUCKETS)
+    }
+}
+
 impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
     fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        if let Some(i) = DURATION_BUCKETS.iter().position(|b| secs <= *b) {
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
+
+    /// `NAME_bucket{LABELS,le=..}`, `NAME_sum`, `NAME_count`; `labels` is `k="v"` text.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// Attempts that ended in the last `RATE_WINDOW`, in slots of `RATE_SLOT_SECS`, for
+/// jobs per minute and average duration.
+struct RateRing {
+    /// (slot number since the epoch, attempts, summed run time in microseconds)
+    slots: [(u64, u64, u64); RATE_SLOTS],
+}
+
+impl Default for RateRing {
+    fn default() -> Self {
+        RateRing {
+            slots: [(0, 0, 0); RATE_SLOTS],
+        }
+    }
+}
+
+impl RateRing {
+    fn add(&mut self, now_s: u64, ran: Duration) {
+        let slot = now_s / RATE_SLOT_SECS;
+        let cell = &mut self.slots[(slot % RATE_SLOTS as u64) as usize];
+        if cell.0 != slot {
+            *cell = (slot, 0, 0);
+        }
+        cell.1 += 1;
+        cell.2 += ran.as_micros() as u64;
+    }
+
+    /// (attempts, summed microseconds) in the window ending at `now_s`.
+    fn sum(&self, now_s: u64) -> (u64, u64) {
+        let current = now_s / RATE_SLOT_SECS;
+        self.slots
+            .iter()
+            .filter(|(slot, _, _)| *slot + (RATE_SLOTS as u64) > current && *slot <= current)
+            .fold((0, 0), |(n, us), (_, a, b)| (n + a, us + b))
+    }
+}
+
+/// Recent throughput of one job type in this daemon (`RATE_WINDOW`, or since start-up when
+/// that is shorter).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Rate {
+    /// Attempts finished (completed, failed or retried) per minute.
+    pub jobs_per_minute: f64,
+    /// Mean run time of those attempts, in milliseconds (None when there were none).
+    pub avg_duration_ms: Option<f64>,
+    /// The window the figures cover, in seconds.
+    pub window_s: u64,
+}
+
+fn unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// What happened to a finished attempt, for the counters.
@@ -92,6 +193,14 @@ pub struct Metrics {
     promoted: AtomicU64,
     swept: AtomicU64,
     storage_errors: AtomicU64,
+    /// Storage call latency by operation (`ping`, `claim`, `complete`, `fail`).
+    storage_latency: RwLock<BTreeMap<&'static str, Arc<Histogram>>>,
+    /// Plugin name -> (loads, load failures).
+    plugin_loads: RwLock<BTreeMap<String, (u64, u64)>>,
+    /// Unix ms of the last claim that returned a job (0: none yet).
+    last_claim_ms: AtomicU64,
+    /// When these metrics were created (the daemon's start).
+    created: Option<std::time::Instant>,
 }
 
 /// Values read at scrape time by the caller of `render`.
@@ -104,7 +213,86 @@ pub struct Snapshot {
 
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
-        Arc::new(Metrics::default())
+        Arc::new(Metrics {
+            created: Some(std::time::Instant::now()),
+            ..Metrics::default()
+        })
+    }
+
+    /// A storage call took `d` (`op`: ping, claim, complete, fail).
+    pub fn storage_call(&self, op: &'static str, d: Duration) {
+        if let Ok(map) = self.storage_latency.read()
+            && let Some(h) = map.get(op)
+        {
+            h.observe(d);
+            return;
+        }
+        let mut map = self
+            .storage_latency
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        map.entry(op)
+            .or_insert_with(|| Arc::new(Histogram::new(&STORAGE_BUCKETS)))
+            .observe(d);
+    }
+
+    /// A plugin loaded (`ok`) or its file failed to load.
+    pub fn plugin_load(&self, name: &str, ok: bool) {
+        let mut map = self.plugin_loads.write().unwrap_or_else(|p| p.into_inner());
+        let e = map.entry(name.to_string()).or_default();
+        if ok {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+
+    /// A claim returned `n` jobs.
+    pub fn claimed(&self, n: usize) {
+        if n > 0 {
+            self.last_claim_ms
+                .store(unix_now().as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Time since the last claim that returned a job, or since start-up when there was none.
+    pub fn since_last_claim(&self) -> Duration {
+        match self.last_claim_ms.load(Ordering::Relaxed) {
+            0 => self.created.map(|c| c.elapsed()).unwrap_or_default(),
+            ms => unix_now().saturating_sub(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Time since these metrics were created.
+    pub fn uptime(&self) -> Duration {
+        self.created.map(|c| c.elapsed()).unwrap_or_default()
+    }
+
+    /// Jobs per minute and mean duration of each type seen by this daemon.
+    pub fn rates(&self) -> BTreeMap<String, Rate> {
+        let now_s = unix_now().as_secs();
+        let window = self.uptime().clamp(Duration::from_secs(1), RATE_WINDOW);
+        let types: Vec<(String, Arc<TypeCounters>)> = self
+            .types
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        types
+            .into_iter()
+            .map(|(t, c)| {
+                let (n, us) = c
+                    .recent
+                    .lock()
+                    .map(|r| r.sum(now_s))
+                    .unwrap_or((0, 0));
+                let rate = Rate {
+                    jobs_per_minute: n as f64 * 60.0 / window.as_secs_f64(),
+                    avg_duration_ms: (n > 0).then(|| us as f64 / n as f64 / 1000.0),
+                    window_s: window.as_secs(),
+                };
+                (t, rate)
+            })
+            .collect()
     }
 
     fn of(&self, job_type: &str) -> Arc<TypeCounters> {
@@ -129,6 +317,11 @@ impl Metrics {
     pub fn attempt_ended(&self, job_type: &str, end: AttemptEnd, ran: Duration) {
         let c = self.of(job_type);
         c.duration.observe(ran);
+        if end != AttemptEnd::LeaseLost
+            && let Ok(mut r) = c.recent.lock()
+        {
+            r.add(unix_now().as_secs(), ran);
+        }
         let counter = match end {
             AttemptEnd::Completed => &c.completed,
             AttemptEnd::Retried => &c.retried,
@@ -232,23 +425,49 @@ impl Metrics {
             "histogram",
         );
         for (t, c) in &types {
-            let t = escape(t);
-            let mut cumulative = 0;
-            for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
-                cumulative += c.duration.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "{JOB_DURATION}_bucket{{type=\"{t}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let count = c.duration.count.load(Ordering::Relaxed);
+            c.duration
+                .render(&mut out, JOB_DURATION, &format!("type=\"{}\"", escape(t)));
+        }
+        header(
+            &mut out,
+            STORAGE_LATENCY,
+            "Latency of storage calls by operation (ping, claim, complete, fail).",
+            "histogram",
+        );
+        let latency: Vec<(&'static str, Arc<Histogram>)> = self
+            .storage_latency
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (*k, v.clone())).collect())
+            .unwrap_or_default();
+        for (op, h) in latency {
+            h.render(&mut out, STORAGE_LATENCY, &format!("op=\"{op}\""));
+        }
+        let loads: Vec<(String, (u64, u64))> = self
+            .plugin_loads
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        header(
+            &mut out,
+            PLUGIN_LOADS,
+            "Plugin versions loaded (start-up and hot reloads).",
+            "counter",
+        );
+        for (p, (ok, _)) in &loads {
+            let _ = writeln!(out, "{PLUGIN_LOADS}{{plugin=\"{}\"}} {ok}", escape(p));
+        }
+        header(
+            &mut out,
+            PLUGIN_LOAD_FAILURES,
+            "Plugin files that failed to load or reload.",
+            "counter",
+        );
+        for (p, (_, failed)) in &loads {
             let _ = writeln!(
                 out,
-                "{JOB_DURATION}_bucket{{type=\"{t}\",le=\"+Inf\"}} {count}"
+                "{PLUGIN_LOAD_FAILURES}{{plugin=\"{}\"}} {failed}",
+                escape(p)
             );
-            let sum = c.duration.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "{JOB_DURATION}_sum{{type=\"{t}\"}} {sum}");
-            let _ = writeln!(out, "{JOB_DURATION}_count{{type=\"{t}\"}} {count}");
         }
         if let Some(stats) = &snap.stats {
             header(
@@ -282,6 +501,12 @@ impl Metrics {
             }
         }
         let gauges = [
+            (
+                LAST_CLAIM_AGE,
+                "Seconds since a claim last returned a job (since start-up if none).",
+                "gauge",
+                self.since_last_claim().as_secs(),
+            ),
             (
                 WORKERS,
                 "Job slots of this daemon.",

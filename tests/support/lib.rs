@@ -15,6 +15,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Throwaway Redis servers for the Redis end-to-end tests.
+pub mod redis;
+
 /// The repository root (the root package's manifest folder).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -257,6 +257,7 @@ pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_j
     let mut totals: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
     let mut types = serde_json::Map::new();
     let mut unhandled = Vec::new();
+    let rates = state.metrics.rates();
     for (name, ts) in &stats.types {
         for (s, n) in &ts.counts {
             *totals.entry(*s).or_default() += n;
@@ -274,6 +275,8 @@ pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_j
                 "counts": ts.counts,
                 "oldest_pending_age_ms": ts.oldest_pending_age_ms,
                 "handled": handled,
+                "jobs_per_minute": rates.get(name).map_or(0.0, |r| r.jobs_per_minute),
+                "avg_duration_ms": rates.get(name).and_then(|r| r.avg_duration_ms),
             }),
         );
     }
@@ -292,6 +295,9 @@ pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_j
         "totals": totals,
         "types": types,
         "unhandled_types": unhandled,
+        // Jobs per minute and average duration: attempts finished by this daemon in the
+        // last 5 minutes (or since it started, when that is shorter).
+        "rate_window_s": state.metrics.uptime().clamp(std::time::Duration::from_secs(1), crate::metrics::RATE_WINDOW).as_secs(),
         "note": note,
         "workers": {
             "total": state.metrics.total_workers(),

@@ -28,7 +28,11 @@ pub async fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
         Command::Health => health(&client, json).await,
         Command::Plugins => plugins(&client, json).await,
         Command::Events(args) => events(&client, args, json).await,
-        Command::Daemon(_) | Command::Exec(_) | Command::Bench(_) | Command::New(_) => {
+        Command::Daemon(_)
+        | Command::Exec(_)
+        | Command::Bench(_)
+        | Command::New(_)
+        | Command::Migrate(_) => {
             unreachable!("local commands are dispatched in cli::main")
         }
     };

@@ -1,7 +1,10 @@
 //! Settles finished attempts in batches: whatever has queued up since the last write goes to
 //! storage in one `complete` and one `fail` call (one transaction each on SQLite). A storage
-//! outage is retried for up to a lease length; after that the leases run out and the reaper
-//! returns the jobs to the queue, so nothing is lost. A batch refused as invalid (say, one
+//! outage (`Unavailable`) is retried until storage answers, or until shutdown's settle
+//! deadline (shutdown is never blocked): a backend may accept a completion after the lease
+//! time as long as no reaper reclaimed the job, so retrying saves a re-run. `Internal` errors
+//! are retried for up to a lease length; after that the reaper returns the jobs to the queue,
+//! so nothing is lost. A batch refused as invalid (say, one
 //! result over the size limit) is settled one by one so only the bad attempt fails.
 
 use super::{PoolInner, Settlement};
@@ -69,7 +72,7 @@ pub(super) async fn run(inner: Arc<PoolInner>, mut rx: mpsc::Receiver<Settlement
 }
 
 async fn complete(inner: &PoolInner, batch: Vec<Completion>, meta: Vec<Meta>) {
-    match with_retries(inner, || inner.storage.complete(batch.clone())).await {
+    match with_retries(inner, || timed(inner, "complete", inner.storage.complete(batch.clone()))).await {
         Ok(settled) => record(inner, &meta, &settled),
         Err(StorageError::InvalidInput(_)) if batch.len() > 1 => {
             for (c, m) in batch.into_iter().zip(meta) {
@@ -96,7 +99,7 @@ async fn complete(inner: &PoolInner, batch: Vec<Completion>, meta: Vec<Meta>) {
 }
 
 async fn fail(inner: &PoolInner, batch: Vec<Failure>, meta: Vec<Meta>) {
-    match with_retries(inner, || inner.storage.fail(batch.clone())).await {
+    match with_retries(inner, || timed(inner, "fail", inner.storage.fail(batch.clone()))).await {
         Ok(settled) => record(inner, &meta, &settled),
         Err(StorageError::InvalidInput(_)) if batch.len() > 1 => {
             for (f, m) in batch.into_iter().zip(meta) {
@@ -107,7 +110,8 @@ async fn fail(inner: &PoolInner, batch: Vec<Failure>, meta: Vec<Meta>) {
     }
 }
 
-/// Retry storage outages for up to a lease length (after that the lease is gone anyway).
+/// Retry `Unavailable` until storage answers or shutdown's settle deadline passes; retry
+/// `Internal` for up to a lease length (after that the lease is gone anyway).
 async fn with_retries<T, F, Fut>(inner: &PoolInner, mut call: F) -> Result<T, StorageError>
 where
     F: FnMut() -> Fut,
@@ -116,9 +120,20 @@ where
     let start = Instant::now();
     let mut pause = Duration::from_millis(50);
     loop {
+        let deadline = *inner
+            .settle_deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let before_deadline = deadline.is_none_or(|d| Instant::now() + pause < d);
         match call().await {
-            Err(e @ (StorageError::Unavailable(_) | StorageError::Internal(_)))
-                if start.elapsed() + pause < inner.cfg.lease =>
+            Err(e @ StorageError::Unavailable(_)) if before_deadline => {
+                inner.metrics.storage_error();
+                tracing::warn!(error = %e, "storage unavailable: cannot settle finished jobs yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e @ StorageError::Internal(_))
+                if start.elapsed() + pause < inner.cfg.lease && before_deadline =>
             {
                 inner.metrics.storage_error();
                 tracing::warn!(error = %e, "cannot settle finished jobs; retrying");
@@ -128,6 +143,18 @@ where
             other => return other,
         }
     }
+}
+
+/// A storage call, its latency recorded in the metrics.
+async fn timed<T>(
+    inner: &PoolInner,
+    op: &'static str,
+    call: impl Future<Output = Result<T, StorageError>>,
+) -> Result<T, StorageError> {
+    let began = Instant::now();
+    let out = call.await;
+    inner.metrics.storage_call(op, began.elapsed());
+    out
 }
 
 fn give_up(inner: &PoolInner, meta: &[Meta], e: &StorageError) {

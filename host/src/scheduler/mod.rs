@@ -150,6 +150,9 @@ pub(crate) struct PoolInner {
     /// A worker finished (slot and plugin permits freed).
     freed: Notify,
     settle_tx: mpsc::Sender<Settlement>,
+    /// Set when shutdown has drained the workers: the completer stops retrying a storage
+    /// outage at this instant (so an outage never blocks shutdown).
+    settle_deadline: Mutex<Option<std::time::Instant>>,
 }
 
 impl PoolInner {
@@ -201,6 +204,7 @@ impl Pool {
             held: Mutex::new(HashMap::new()),
             freed: Notify::new(),
             settle_tx,
+            settle_deadline: Mutex::new(None),
             cfg,
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -246,6 +250,13 @@ impl Pool {
                 ShutdownReport::default()
             }
         };
+        // Settling may wait for a storage outage to end, but not for longer than this.
+        let settle_for = self.inner.cfg.shutdown_grace.max(Duration::from_secs(2));
+        *self
+            .inner
+            .settle_deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now() + settle_for);
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self
             .inner

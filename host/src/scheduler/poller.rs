@@ -207,7 +207,10 @@ impl Poller {
             lease: self.inner.cfg.lease,
             worker: self.inner.cfg.worker_id.clone(),
         };
+        let began = std::time::Instant::now();
         let claimed = self.inner.storage.claim(req).await?;
+        self.inner.metrics.storage_call("claim", began.elapsed());
+        self.inner.metrics.claimed(claimed.len());
         if !claimed.is_empty()
             && let Some(events) = &self.inner.events
         {

@@ -476,3 +476,207 @@ impl SentinelSet {
         lines.get(4)?.parse().ok()
     }
 }
+
+/// Runs `openssl` with `args` in `dir`; Err carries its output when it fails.
+fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("cannot run `openssl` ({e}): install it (apt install openssl)"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`openssl {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Makes a throwaway CA in `dir` (`{name}.pem`, `{name}.key`); returns the certificate path.
+pub fn make_ca(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-subj",
+            &format!("/CN=spool test {name}"),
+        ],
+    )?;
+    Ok(dir.join(cert))
+}
+
+/// Makes `{name}.pem` + `{name}.key` in `dir`, signed by the CA `{ca}.pem`/`{ca}.key` there;
+/// `server` certificates name 127.0.0.1 and localhost, others are client certificates.
+pub fn make_signed_cert(dir: &Path, ca: &str, name: &str, server: bool) -> Result<(), String> {
+    let (cert, key, csr, ext) = (
+        format!("{name}.pem"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN=spool test {name}"),
+        ],
+    )?;
+    let usage = if server {
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+    } else {
+        "extendedKeyUsage=clientAuth\n"
+    };
+    std::fs::write(
+        dir.join(&ext),
+        format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n{usage}"),
+    )
+    .map_err(|e| format!("cannot write {ext}: {e}"))?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &cert,
+            "-extfile",
+            &ext,
+        ],
+    )
+}
+
+/// A standalone server that speaks only TLS (`--port 0`), with a throwaway CA (`ca.pem`)
+/// and a server certificate for 127.0.0.1/localhost in `dir`; `client_auth` makes it
+/// require a client certificate from that CA (`client.pem`/`client.key` are made too).
+#[derive(Debug, Clone)]
+pub struct TlsStandalone {
+    pub tls_port: u16,
+    pub pid: u32,
+    pub dir: PathBuf,
+}
+
+impl TlsStandalone {
+    /// Err says what is missing: `openssl`, or TLS in this `redis-server` build.
+    pub fn start(client_auth: bool) -> Result<TlsStandalone, String> {
+        on_reaper_thread(move || {
+            let dir = temp_dir("tls");
+            make_ca(&dir, "ca")?;
+            make_signed_cert(&dir, "ca", "server", true)?;
+            make_signed_cert(&dir, "ca", "client", false)?;
+            let tls_port = free_port(false);
+            let mut args = base_args(0, &dir);
+            let auth = if client_auth { "yes" } else { "no" };
+            for (k, v) in [
+                ("--tls-port", tls_port.to_string()),
+                ("--tls-cert-file", "server.pem".into()),
+                ("--tls-key-file", "server.key".into()),
+                ("--tls-ca-cert-file", "ca.pem".into()),
+                ("--tls-auth-clients", auth.into()),
+            ] {
+                args.push(k.into());
+                args.push(v);
+            }
+            let pid = spawn(&args, &dir);
+            let deadline = Instant::now() + STARTUP;
+            loop {
+                if TcpStream::connect(("127.0.0.1", tls_port)).is_ok() {
+                    return Ok(TlsStandalone { tls_port, pid, dir });
+                }
+                let log = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+                let logs = format!("{}{}", log("stdout.log"), log("redis.log"));
+                // A server that refuses its options (no TLS in this build) exits at once and
+                // stays a zombie of the reaper thread: look at its state, not kill(pid, 0).
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let exited = stat
+                    .rsplit_once(')')
+                    .is_none_or(|(_, rest)| rest.trim_start().starts_with('Z'));
+                if exited {
+                    return Err(format!(
+                        "redis-server exited at startup with TLS options (a build without TLS \
+                         support?): {}",
+                        logs.trim()
+                    ));
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "redis-server with TLS on port {tls_port} did not start within \
+                         {STARTUP:?}: {}",
+                        logs.trim()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    }
+
+    pub fn file(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// `rediss://` to this server with `ca=` its CA, a fresh-prefix store in clock=local mode.
+    pub fn url(&self, prefix: &str) -> String {
+        format!(
+            "rediss://127.0.0.1:{}/?ca={}&prefix={prefix}&clock=local",
+            self.tls_port,
+            self.file("ca.pem")
+        )
+    }
+}
+
+/// Whether to run the TLS tests: needs `redis-server` and `openssl`; a missing one is a
+/// loud skip, or a panic under `CI=true`.
+pub fn require_tls_tools(what: &str) -> bool {
+    if !require_redis(what) {
+        return false;
+    }
+    let openssl = Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if openssl {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what}: `openssl` is not installed, and CI=true makes the TLS tests mandatory");
+    }
+    let _ = std::io::stderr().write_all(
+        format!(
+            "\n!!! SKIPPED {what}: `openssl` is not on PATH (apt install openssl); under CI=true \
+             this is a failure.\n\n"
+        )
+        .as_bytes(),
+    );
+    false
+}

@@ -1,8 +1,14 @@
 //! Redis storage URLs, parsed into what `conn.rs` connects to:
 //!
 //! - `redis://[user:pass@]host[:port][/db][?options]`: one server.
-//! - `rediss://...`: the same over TLS (needs redis-rs built with a TLS feature; this build
-//!   refuses it with a clear message).
+//! - `rediss://...`: the same over TLS (rustls). The server's certificate must chain to a
+//!   system root (the OS trust store) or, with `ca=/path/ca.pem`, to that CA file instead
+//!   (it replaces the system roots, like `redis-cli --cacert`), and must name the URL's host
+//!   (an IP host needs an IP SAN). `cert=/path/client.pem&key=/path/client.key` add a client
+//!   certificate for servers that require one (`tls-auth-clients yes`). Files are PEM, read
+//!   at each (re)connect, so renewed certificates are picked up. There is no option to skip
+//!   verification: that would let anyone on the path read and rewrite every job; give the
+//!   self-signed server's CA with `ca=` instead. TLS is for standalone servers only.
 //! - `redis+sentinel://[user:pass@]host1[:port],host2[:port]/MASTER[/db][?options]`: ask the
 //!   Sentinels (default port 26379) for MASTER; `user:pass` is for the data nodes,
 //!   `sentinel_username` / `sentinel_password` options for the Sentinels.
@@ -16,12 +22,13 @@
 //! Unknown options are errors that name them.
 
 use crate::storage::StorageError;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const DEFAULT_PREFIX: &str = "spool";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const KNOWN_OPTIONS: &str =
-    "prefix, timeout, connect_timeout, clock, sentinel_username, sentinel_password";
+    "prefix, timeout, connect_timeout, clock, sentinel_username, sentinel_password, ca, cert, key";
 
 /// Whose clock job scripts read (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +60,15 @@ pub enum Topology {
     },
 }
 
+/// PEM files for `rediss://` (see the module doc); all empty means the system roots, no
+/// client certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
     pub topology: Topology,
@@ -64,6 +80,7 @@ pub struct RedisConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub clock: ClockSource,
+    pub tls_files: TlsFiles,
 }
 
 impl RedisConfig {
@@ -136,6 +153,7 @@ pub fn parse(url: &str) -> Result<RedisConfig, StorageError> {
         timeout: DEFAULT_TIMEOUT,
         connect_timeout: DEFAULT_TIMEOUT,
         clock: ClockSource::Redis,
+        tls_files: TlsFiles::default(),
     };
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -169,6 +187,22 @@ pub fn parse(url: &str) -> Result<RedisConfig, StorageError> {
             }
             "sentinel_username" => cfg.sentinel_username = Some(v),
             "sentinel_password" => cfg.sentinel_password = Some(v),
+            "ca" | "cert" | "key" if v.is_empty() => {
+                return Err(bad(&shown, format!("option `{k}` needs a file path")));
+            }
+            "ca" => cfg.tls_files.ca = Some(PathBuf::from(v)),
+            "cert" => cfg.tls_files.cert = Some(PathBuf::from(v)),
+            "key" => cfg.tls_files.key = Some(PathBuf::from(v)),
+            "insecure" | "tls_insecure" => {
+                return Err(bad(
+                    &shown,
+                    format!(
+                        "option `{k}` is not supported: skipping certificate checks would let \
+                         anyone on the path read and change jobs; give the server's CA with \
+                         ca=/path/ca.pem instead"
+                    ),
+                ));
+            }
             other => {
                 return Err(bad(
                     &shown,
@@ -236,6 +270,21 @@ pub fn parse(url: &str) -> Result<RedisConfig, StorageError> {
         }
         other => return Err(bad(&shown, format!("unknown scheme `{other}`"))),
     };
+    let files = &cfg.tls_files;
+    let tls = matches!(cfg.topology, Topology::Single { tls: true, .. });
+    if !tls && *files != TlsFiles::default() {
+        return Err(bad(
+            &shown,
+            "options `ca`, `cert` and `key` are for TLS: use a rediss:// url (TLS is supported \
+             for a standalone server only)",
+        ));
+    }
+    if files.cert.is_some() != files.key.is_some() {
+        return Err(bad(
+            &shown,
+            "a client certificate needs both `cert` and `key` (PEM files)",
+        ));
+    }
     Ok(cfg)
 }
 
@@ -442,6 +491,34 @@ mod tests {
         assert!(e.contains("unknown option `colour`"), "{e}");
         let e = parse("redis://h?prefix=a{b}").unwrap_err().to_string();
         assert!(e.contains("prefix"), "{e}");
+    }
+
+    #[test]
+    fn rediss_urls_take_tls_files_and_refuse_insecure() {
+        let c = parse("rediss://h:6380/1?ca=/etc/ca.pem&cert=/c.pem&key=/c.key").unwrap();
+        assert_eq!(
+            c.topology,
+            Topology::Single {
+                node: Node {
+                    host: "h".into(),
+                    port: 6380
+                },
+                db: 1,
+                tls: true
+            }
+        );
+        assert_eq!(c.tls_files.ca, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(c.tls_files.cert, Some(PathBuf::from("/c.pem")));
+        assert_eq!(c.tls_files.key, Some(PathBuf::from("/c.key")));
+        assert_eq!(parse("rediss://h").unwrap().tls_files, TlsFiles::default());
+        let e = parse("redis://h?ca=/ca.pem").unwrap_err().to_string();
+        assert!(e.contains("rediss://"), "{e}");
+        let e = parse("rediss://h?cert=/c.pem").unwrap_err().to_string();
+        assert!(e.contains("both `cert` and `key`"), "{e}");
+        let e = parse("rediss://h?insecure=true").unwrap_err().to_string();
+        assert!(e.contains("not supported") && e.contains("ca="), "{e}");
+        let e = parse("rediss://h?ca=").unwrap_err().to_string();
+        assert!(e.contains("needs a file path"), "{e}");
     }
 
     #[test]

@@ -22,6 +22,8 @@ use redis::{
     AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, ProtocolVersion,
     RedisConnectionInfo, RedisError, RedisFuture, RedisResult, Value,
 };
+use redis::{ClientTlsConfig, TlsCertificates};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone)]
@@ -35,11 +37,8 @@ impl Conn {
     /// Connects (the first connection is made now, so a wrong address fails `open`).
     pub async fn connect(cfg: &RedisConfig) -> RedisResult<Conn> {
         match &cfg.topology {
-            Topology::Single { node, db, tls } => {
-                if *tls {
-                    return Err(tls_unsupported());
-                }
-                let client = redis::Client::open(connection_info(cfg, node, *db))?;
+            Topology::Single { node, db, .. } => {
+                let client = single_client(cfg, node, *db)?;
                 // One plain attempt first: the manager retries with backoff (seconds), and a
                 // daemon whose Redis is down at startup should say so at once.
                 let probe = AsyncConnectionConfig::new()
@@ -213,13 +212,60 @@ pub fn means_master_lost(e: &RedisError) -> bool {
         )
 }
 
-pub fn tls_unsupported() -> RedisError {
-    RedisError::from((
-        ErrorKind::InvalidClientConfig,
-        "rediss:// (TLS) is not supported by this build of spool",
-        "use redis:// through a TLS tunnel (stunnel, a service mesh) or a build with TLS"
-            .to_owned(),
-    ))
+/// The client for a standalone server: plain TCP, or TLS for `rediss://` (rustls; the
+/// server is checked against the system roots, or the `ca` file instead; `cert`/`key` add a
+/// client certificate). The PEM files are read now, so each reconnect sees renewed ones.
+pub fn single_client(cfg: &RedisConfig, node: &Node, db: i64) -> RedisResult<redis::Client> {
+    let Topology::Single { tls: true, .. } = cfg.topology else {
+        return redis::Client::open(connection_info(cfg, node, db));
+    };
+    let mut info = connection_info(cfg, node, db);
+    info.addr = ConnectionAddr::TcpTls {
+        host: node.host.clone(),
+        port: node.port,
+        insecure: false,
+        tls_params: None,
+    };
+    let files = &cfg.tls_files;
+    if files.ca.is_none() && files.cert.is_none() {
+        return redis::Client::open(info);
+    }
+    let client_tls = match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read_pem(cert, "client certificate (cert=)")?,
+            client_key: read_pem(key, "client key (key=)")?,
+        }),
+        _ => None,
+    };
+    let root_cert = files
+        .ca
+        .as_deref()
+        .map(|ca| read_pem(ca, "CA certificate (ca=)"))
+        .transpose()?;
+    redis::Client::build_with_tls(
+        info,
+        TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| {
+        RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "cannot use the TLS files in the url",
+            format!("{e}; check that `ca`, `cert` and `key` are PEM files"),
+        ))
+    })
+}
+
+fn read_pem(path: &Path, what: &str) -> RedisResult<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "cannot read a TLS file",
+            format!("the {what} `{}`: {e}", path.display()),
+        ))
+    })
 }
 
 pub fn connection_info(cfg: &RedisConfig, node: &Node, db: i64) -> ConnectionInfo {

@@ -1,5 +1,5 @@
-//! `redis://` storage (also `redis+sentinel://`, `redis+cluster://`; `rediss://` is refused
-//! in this build): the `Storage` trait on Redis, for several daemons sharing one queue.
+//! `redis://` storage (also `rediss://` over TLS, `redis+sentinel://`, `redis+cluster://`):
+//! the `Storage` trait on Redis, for several daemons sharing one queue.
 //!
 //! - Every state change is one Lua script (`lua/`, loaded once; redis-rs reloads on
 //!   NOSCRIPT), so it is atomic and writes its event in the same step.
@@ -57,6 +57,18 @@ pub async fn open(
     Ok(Arc::new(RedisStorage::connect(url, opts, clock).await?))
 }
 
+/// rustls needs a process-wide crypto provider and redis-rs builds its TLS config from the
+/// default one: install ring's, once; if the process already has one, that one stays.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Err means another thread installed one in between: fine, it is used.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+    });
+}
+
 pub struct RedisStorage {
     conn: Conn,
     keys: Keys,
@@ -85,11 +97,19 @@ impl RedisStorage {
     pub async fn connect(url: &str, opts: StorageOptions, clock: Arc<dyn Clock>) -> Result<Self> {
         let cfg = config::parse(url)?;
         let shown = config::redact(url);
+        let tls = matches!(cfg.topology, config::Topology::Single { tls: true, .. });
+        if tls {
+            install_crypto_provider();
+        }
         let conn = Conn::connect(&cfg).await.map_err(|e| {
-            StorageError::Unavailable(format!(
-                "cannot connect to redis at `{shown}`: {e}; check that it is running, reachable \
+            let hint = if tls {
+                "check that it is running, reachable and serving TLS on that port, that its \
+                 certificate chains to a system root or the `ca=` file and names the url's host, \
                  and that the credentials are right"
-            ))
+            } else {
+                "check that it is running, reachable and that the credentials are right"
+            };
+            StorageError::Unavailable(format!("cannot connect to redis at `{shown}`: {e}; {hint}"))
         })?;
         let keys = Keys::new(&cfg.prefix);
         let mark = u32::MAX.to_string();

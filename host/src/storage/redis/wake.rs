@@ -9,7 +9,7 @@
 //! every node of a Cluster and on replicas, so subscribing to any node works.
 
 use super::config::{RedisConfig, Topology};
-use super::conn::{connection_info, sentinel_client, tls_unsupported};
+use super::conn::{connection_info, sentinel_client, single_client};
 use futures::StreamExt;
 use redis::RedisResult;
 use redis::aio::PubSub;
@@ -99,12 +99,7 @@ impl Listener {
 
 async fn subscribe(cfg: &RedisConfig, node: usize, channel: &str) -> RedisResult<PubSub> {
     let client = match &cfg.topology {
-        Topology::Single { node, db, tls } => {
-            if *tls {
-                return Err(tls_unsupported());
-            }
-            redis::Client::open(connection_info(cfg, node, *db))?
-        }
+        Topology::Single { node, db, .. } => single_client(cfg, node, *db)?,
         Topology::Cluster { nodes } => {
             redis::Client::open(connection_info(cfg, &nodes[node % nodes.len()], 0))?
         }

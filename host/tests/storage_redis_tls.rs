@@ -1,0 +1,212 @@
+//! Redis storage over TLS (`rediss://`) against a real `redis-server` this test starts with
+//! TLS only (`--port 0 --tls-port P`) and a throwaway CA made by `openssl`: the shared
+//! storage conformance suite over TLS (commands and the wake-up subscription both use it),
+//! then the failures that must say what to do (wrong CA, system roots only, missing files,
+//! a client certificate the server requires).
+//!
+//! Needs `redis-server` built with TLS and `openssl`; under CI=true a missing one fails.
+//! Run: `cargo test -p spool-host --features testing --test storage_redis_tls`.
+
+#![cfg(feature = "testing")]
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use redis_server::TlsStandalone;
+use spool_host::job::{Clock, ManualClock, SystemClock};
+use spool_host::storage::{self, ClaimRequest, Storage, StorageError, StorageOptions};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+type Backend = Arc<dyn Storage>;
+
+/// A server, or None to skip (no tools, not under CI); a panic under CI=true.
+fn server(client_auth: bool) -> Option<TlsStandalone> {
+    if !redis_server::require_tls_tools("redis TLS storage tests") {
+        return None;
+    }
+    match TlsStandalone::start(client_auth) {
+        Ok(s) => Some(s),
+        Err(e) => panic!("cannot start a TLS redis-server for the TLS tests: {e}"),
+    }
+}
+
+/// The TLS server shared by this test binary (server-only TLS, no client certificates).
+fn shared() -> Option<TlsStandalone> {
+    static SERVER: OnceLock<Option<TlsStandalone>> = OnceLock::new();
+    SERVER.get_or_init(|| server(false)).clone()
+}
+
+async fn fresh(srv: &TlsStandalone, clock: Arc<ManualClock>) -> Backend {
+    let url = srv.url(&redis_server::fresh_prefix("tls"));
+    storage::open(&url, StorageOptions::default(), clock)
+        .await
+        .expect("open redis storage over tls")
+}
+
+async fn open_err(url: &str) -> StorageError {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match storage::open(url, StorageOptions::default(), clock).await {
+        Ok(_) => panic!("expected `{url}` to fail"),
+        Err(e) => e,
+    }
+}
+
+macro_rules! tls_conformance {
+    ($factory:ident ; $($case:ident),* $(,)?) => {
+        mod conformance {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(srv) = shared() else { return };
+                    let clock = Arc::new(ManualClock::new());
+                    let s = $factory(&srv, clock.clone()).await;
+                    storage::conformance::$case(s, clock).await;
+                }
+            )*
+        }
+    };
+}
+
+spool_host::__spool_conformance_cases!([tls_conformance] fresh);
+
+/// enqueue, claim, complete; then checks the job is done.
+async fn round_trip(s: &Backend) {
+    let job = s
+        .enqueue(storage::conformance::job("tls"))
+        .await
+        .expect("enqueue over tls")
+        .job;
+    let claimed = s
+        .claim(ClaimRequest {
+            types: vec!["tls".into()],
+            limit: 1,
+            lease: Duration::from_secs(30),
+            worker: "w".into(),
+        })
+        .await
+        .expect("claim over tls");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].job.id, job.id);
+    s.complete(vec![storage::conformance::completion(&claimed[0])])
+        .await
+        .expect("complete over tls");
+    let done = s.get(&job.id).await.expect("get").expect("job exists");
+    assert_eq!(done.state.to_string(), "completed", "{done:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_over_tls_and_wake_ups_arrive_over_tls() {
+    let Some(srv) = shared() else { return };
+    let clock = Arc::new(ManualClock::new());
+    let a = fresh(&srv, clock.clone()).await;
+    round_trip(&a).await;
+    let info = a.info().await.expect("info over tls");
+    assert!(format!("{info:?}").contains("rediss://"), "{info:?}");
+
+    // A second daemon on the same prefix: its enqueue wakes the first one's waiter through
+    // the TLS pub/sub subscription.
+    let prefix = redis_server::fresh_prefix("tlswake");
+    let url = srv.url(&prefix);
+    let waiter = storage::open(&url, StorageOptions::default(), clock.clone())
+        .await
+        .expect("open waiter");
+    let other = storage::open(&url, StorageOptions::default(), clock.clone())
+        .await
+        .expect("open enqueuer");
+    // Let the first wake-up (sent when the subscription comes up) be consumed.
+    waiter.wait_for_work(Duration::from_secs(2)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let started = Instant::now();
+        let wait = tokio::spawn({
+            let waiter = waiter.clone();
+            async move { waiter.wait_for_work(Duration::from_secs(20)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        other
+            .enqueue(storage::conformance::job("tls"))
+            .await
+            .expect("enqueue");
+        wait.await.expect("waiter task");
+        if started.elapsed() < Duration::from_secs(5) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no wake-up over the tls subscription"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_server_signed_by_another_ca_is_refused_with_a_clear_error() {
+    let Some(srv) = shared() else { return };
+    let other = srv.dir.join("other-ca");
+    std::fs::create_dir_all(&other).expect("dir");
+    let wrong = redis_server::make_ca(&other, "other").expect("make another ca");
+    let url = format!(
+        "rediss://127.0.0.1:{}/?ca={}&connect_timeout=2s",
+        srv.tls_port,
+        wrong.display()
+    );
+    let e = open_err(&url).await;
+    assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("cannot connect to redis"), "{msg}");
+    assert!(msg.contains("certificate"), "{msg}");
+    assert!(msg.contains("ca="), "{msg}");
+}
+
+#[tokio::test]
+async fn without_ca_the_system_roots_do_not_trust_a_private_ca() {
+    let Some(srv) = shared() else { return };
+    let url = format!("rediss://127.0.0.1:{}/?connect_timeout=2s", srv.tls_port);
+    let e = open_err(&url).await.to_string();
+    assert!(
+        e.contains("cannot connect to redis") && e.contains("certificate"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_plain_client_on_the_tls_port_and_missing_files_say_what_to_do() {
+    let Some(srv) = shared() else { return };
+    let e = open_err(&format!(
+        "rediss://127.0.0.1:{}/?ca=/nonexistent/ca.pem",
+        srv.tls_port
+    ))
+    .await
+    .to_string();
+    assert!(
+        e.contains("/nonexistent/ca.pem") && e.contains("ca="),
+        "{e}"
+    );
+    let e = open_err(&format!(
+        "redis://127.0.0.1:{}/?connect_timeout=2s&timeout=2s",
+        srv.tls_port
+    ))
+    .await;
+    assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
+    let e = open_err("rediss://127.0.0.1:1/?insecure=true").await;
+    assert!(matches!(e, StorageError::InvalidInput(_)), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_requires_client_certificates_takes_cert_and_key() {
+    let Some(srv) = server(true) else { return };
+    let base = srv.url(&redis_server::fresh_prefix("mtls"));
+    let url = format!(
+        "{base}&cert={}&key={}",
+        srv.file("client.pem"),
+        srv.file("client.key")
+    );
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+    let s = storage::open(&url, StorageOptions::default(), clock)
+        .await
+        .expect("open with a client certificate");
+    round_trip(&s).await;
+    let e = open_err(&format!("{base}&connect_timeout=2s&timeout=2s")).await;
+    assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
+}

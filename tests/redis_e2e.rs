@@ -1,0 +1,417 @@
+//! End to end on Redis: several real `spool` daemons share one `redis-server` that the test
+//! starts on a free loopback port, and split the work. Three daemons drain 10,000 echo jobs,
+//! each run exactly once; `kill -9` of one daemon mid-run, a Redis crash and restart (AOF,
+//! `appendfsync always`) and a Sentinel failover mid-run lose no job; foreign keys of every
+//! type in the same db are never touched and cause no WRONGTYPE.
+//!
+//! Needs `redis-server` (a loud skip without it; a failure under `CI=true`), the dev binary
+//! (`cargo build -p spool-host`) and the plugins (`scripts/build-plugins.sh`).
+//! Run: `cargo test -p spool-tests --test redis_e2e`.
+
+use serde_json::{Value, json};
+use spool_tests::Daemon;
+use spool_tests::redis::{self, Redis, Reply, SentinelSet, Server};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// `n` daemons with `workers` each on one storage URL, leases of `lease`.
+fn daemons(url: &str, n: usize, plugins: &[&str], lease: &str) -> Vec<Daemon> {
+    (0..n)
+        .map(|_| {
+            Daemon::builder(plugins)
+                .storage(url)
+                .args(&["--workers", "4"])
+                .env("SPOOL_LEASE", lease)
+                .start()
+        })
+        .collect()
+}
+
+/// Submits `n` copies of `job` in batches of 1000, round-robin over the daemons.
+fn submit_spread(ds: &[Daemon], n: usize, job: &Value) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for (i, chunk) in (0..n.div_ceil(1000)).enumerate() {
+        let count = (n - chunk * 1000).min(1000);
+        ids.extend(ds[i % ds.len()].submit_batch(&vec![job.clone(); count]));
+    }
+    assert_eq!(ids.len(), n, "every job was accepted");
+    ids
+}
+
+/// Polls `d` until `n` jobs are completed; fails at once if any job failed.
+fn wait_completed(d: &Daemon, n: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let a = d.get("/api/v1/stats");
+        if a.status == 200 {
+            let t = &a.body["totals"];
+            let failed = t["failed"].as_u64().unwrap_or(0);
+            assert_eq!(failed, 0, "no job may fail: {}", a.text);
+            if t["completed"].as_u64() == Some(n) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} jobs were not completed within {limit:?}: {}",
+            a.text
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls until at least `n` jobs are completed (the "mid-run" point).
+fn wait_some_completed(d: &Daemon, n: u64) {
+    d.wait_until(LONG, &format!("{n} jobs to complete"), || {
+        d.count("completed") >= n
+    });
+}
+
+/// Checks that exactly `ids` are completed, none in another state, and returns each job's
+/// attempt count.
+fn completed_attempts(d: &Daemon, ids: &[String]) -> HashMap<String, u64> {
+    for status in [
+        "pending",
+        "running",
+        "retrying",
+        "failed",
+        "cancelled",
+        "scheduled",
+    ] {
+        assert_eq!(d.count(status), 0, "no job may be left {status}");
+    }
+    let done = d.all_jobs("completed");
+    let attempts: HashMap<String, u64> = done
+        .iter()
+        .map(|j| (spool_tests::id_of(j), j["attempt"].as_u64().unwrap_or(0)))
+        .collect();
+    assert_eq!(done.len(), ids.len(), "each job is listed once");
+    let want: HashSet<&String> = ids.iter().collect();
+    let got: HashSet<&String> = attempts.keys().collect();
+    assert_eq!(
+        got, want,
+        "the completed jobs are exactly the submitted ones"
+    );
+    attempts
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// No daemon log mentions WRONGTYPE.
+fn assert_no_wrongtype(ds: &[Daemon]) {
+    for d in ds {
+        assert!(
+            !d.logs().contains("WRONGTYPE"),
+            "a daemon met a WRONGTYPE error:\n{}",
+            d.logs()
+        );
+    }
+}
+
+/// `job_id -> number of job.started events` from the events stream `{prefix}:events`.
+fn started_events(conn: &mut Redis, prefix: &str) -> HashMap<String, u64> {
+    let key = format!("{{{prefix}}}:events");
+    let mut counts = HashMap::new();
+    let mut start = "-".to_owned();
+    loop {
+        let page = conn
+            .cmd(&["XRANGE", &key, &start, "+", "COUNT", "5000"])
+            .expect("XRANGE events")
+            .items();
+        if page.is_empty() {
+            return counts;
+        }
+        for entry in &page {
+            let parts = entry.items();
+            let id = parts[0].text();
+            let fields: Vec<String> = parts[1].items().iter().map(Reply::text).collect();
+            let get = |name: &str| {
+                fields
+                    .chunks(2)
+                    .find(|kv| kv[0] == name)
+                    .map(|kv| kv[1].clone())
+                    .unwrap_or_default()
+            };
+            if get("kind").ends_with("started") {
+                *counts.entry(get("job_id")).or_insert(0) += 1;
+            }
+            start = format!("({id}");
+        }
+    }
+}
+
+#[test]
+fn three_daemons_on_one_redis_run_ten_thousand_jobs_exactly_once() {
+    if !redis::require_redis("redis e2e: three daemons") {
+        return;
+    }
+    let server = Server::start(&[]);
+    let prefix = "e2e-many";
+    let ds = daemons(&server.url(prefix), 3, &["echo"], "30s");
+    let t0 = Instant::now();
+    let ids = submit_spread(&ds, 10_000, &json!({"type": "echo", "payload": {"n": 1}}));
+    wait_completed(&ds[0], 10_000, LONG);
+    eprintln!(
+        "three daemons drained 10,000 echo jobs in {:?}",
+        t0.elapsed()
+    );
+    let attempts = completed_attempts(&ds[1], &ids);
+    let more = attempts.values().filter(|a| **a != 1).count();
+    assert_eq!(more, 0, "every job ran in exactly one attempt");
+    let started = started_events(&mut server.conn(), prefix);
+    for id in &ids {
+        assert_eq!(started.get(id), Some(&1), "job {id} started exactly once");
+    }
+    assert_eq!(started.len(), ids.len(), "no other job started");
+    assert_no_wrongtype(&ds);
+}
+
+#[test]
+fn kill_9_of_one_daemon_mid_run_its_jobs_finish_elsewhere_after_the_lease() {
+    if !redis::require_redis("redis e2e: kill -9") {
+        return;
+    }
+    let server = Server::start(&[]);
+    let mut ds = daemons(&server.url("e2e-kill"), 3, &["slow"], "3s");
+    let ids = submit_spread(
+        &ds,
+        2000,
+        &json!({"type": "slow", "payload": {"ms": 20, "step_ms": 20}}),
+    );
+    wait_some_completed(&ds[0], 300);
+    ds[2].kill9();
+    let killed_ms = now_ms();
+    wait_completed(&ds[0], 2000, LONG);
+    let attempts = completed_attempts(&ds[1], &ids);
+    let rerun: Vec<&String> = attempts
+        .iter()
+        .filter(|(_, a)| **a == 2)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        !rerun.is_empty(),
+        "the killed daemon's running jobs ran again (attempt 2)"
+    );
+    assert!(
+        attempts.values().all(|a| *a <= 2),
+        "no job ran more than twice"
+    );
+    // The interrupted jobs came back only once their 3 s leases ran out (the lease was
+    // renewed every second before the kill, so at least ~2 s after it).
+    for id in rerun {
+        let j = ds[0].job(id);
+        let started = spool_tests::millis(&j["started_at"]).expect("started_at");
+        assert!(
+            started >= killed_ms + 1500,
+            "job {id} restarted {} ms after the kill, before its lease ran out: {j}",
+            started - killed_ms
+        );
+    }
+    assert_no_wrongtype(&ds[..2]);
+}
+
+#[test]
+fn a_redis_crash_and_restart_with_aof_mid_run_loses_no_job() {
+    if !redis::require_redis("redis e2e: redis restart") {
+        return;
+    }
+    let mut server = Server::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let ds = daemons(&server.url("e2e-restart"), 3, &["slow"], "3s");
+    let ids = submit_spread(
+        &ds,
+        2000,
+        &json!({"type": "slow", "payload": {"ms": 10, "step_ms": 10}}),
+    );
+    wait_some_completed(&ds[0], 300);
+    server.kill9();
+    std::thread::sleep(Duration::from_millis(500)); // a real outage: the daemons see errors
+    server.restart();
+    wait_completed(&ds[0], 2000, LONG);
+    let attempts = completed_attempts(&ds[2], &ids);
+    let rerun = attempts.values().filter(|a| **a > 1).count();
+    eprintln!("after the redis restart: {rerun} jobs needed a second attempt");
+    assert!(
+        attempts.values().all(|a| *a <= 2),
+        "no job ran more than twice"
+    );
+    assert_no_wrongtype(&ds);
+}
+
+#[test]
+fn a_sentinel_failover_mid_run_loses_no_job() {
+    if !redis::require_redis("redis e2e: sentinel failover") {
+        return;
+    }
+    let set = SentinelSet::start();
+    let ds = daemons(&set.url("e2e-failover"), 3, &["slow"], "3s");
+    let ids = submit_spread(
+        &ds,
+        2000,
+        &json!({"type": "slow", "payload": {"ms": 10, "step_ms": 10}}),
+    );
+    // Every accepted job is on the replica before it is promoted (replication is async).
+    let acked = redis::command(set.master, &["WAIT", "1", "5000"]).expect("WAIT");
+    assert_eq!(acked, Reply::Int(1), "the replica acknowledged the writes");
+    wait_some_completed(&ds[0], 300);
+    let r = redis::command(set.sentinel, &["SENTINEL", "FAILOVER", redis::MASTER_NAME])
+        .expect("SENTINEL FAILOVER");
+    assert_eq!(r, Reply::Status("OK".into()), "{}", set.logs());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while set.current_master() != Some(set.replica) {
+        assert!(
+            Instant::now() < deadline,
+            "the failover did not happen\n{}",
+            set.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let switched = ds[0].count("completed");
+    wait_completed(&ds[0], 2000, LONG);
+    assert!(switched < 2000, "the failover happened mid-run");
+    let attempts = completed_attempts(&ds[1], &ids);
+    let rerun = attempts.values().filter(|a| **a > 1).count();
+    eprintln!("after the failover: {rerun} jobs needed a second attempt");
+    assert!(
+        attempts.values().all(|a| *a <= 2),
+        "no job ran more than twice"
+    );
+    // Everything is on the new master.
+    let n = redis::command(set.replica, &["ZCARD", "{e2e-failover}:jobs"]).expect("ZCARD");
+    assert_eq!(n, Reply::Int(2000), "the new master holds every job");
+    assert_no_wrongtype(&ds);
+}
+
+/// Plants one key of each type under `name` and returns the keys.
+fn plant(conn: &mut Redis, name: &str) -> Vec<String> {
+    let k = |t: &str| format!("{name}{t}");
+    let cmds: Vec<Vec<String>> = vec![
+        vec!["SET".into(), k("string"), "a value".into()],
+        vec!["RPUSH".into(), k("list"), "a".into(), "b".into()],
+        vec!["HSET".into(), k("hash"), "f".into(), "v".into()],
+        vec!["SADD".into(), k("set"), "m1".into(), "m2".into()],
+        vec!["ZADD".into(), k("zset"), "1".into(), "m".into()],
+        vec![
+            "XADD".into(),
+            k("stream"),
+            "*".into(),
+            "f".into(),
+            "v".into(),
+        ],
+    ];
+    let mut keys = Vec::new();
+    for c in cmds {
+        let args: Vec<&str> = c.iter().map(String::as_str).collect();
+        let r = conn.cmd(&args).expect("plant a foreign key");
+        assert!(!matches!(r, Reply::Error(_)), "{c:?}: {r:?}");
+        keys.push(c[1].clone());
+    }
+    keys
+}
+
+/// DUMP and PTTL of each key.
+fn snapshot(conn: &mut Redis, keys: &[String]) -> Vec<(String, Reply, Reply)> {
+    keys.iter()
+        .map(|k| {
+            let dump = conn.cmd(&["DUMP", k]).expect("DUMP");
+            let ttl = conn.cmd(&["PTTL", k]).expect("PTTL");
+            (k.clone(), dump, ttl)
+        })
+        .collect()
+}
+
+#[test]
+fn foreign_keys_of_every_type_in_the_same_db_are_never_touched() {
+    if !redis::require_redis("redis e2e: foreign keys") {
+        return;
+    }
+    let server = Server::start(&[]);
+    let prefix = "e2e-foreign";
+    let mut conn = server.conn();
+    // Names close to Spool's own: other prefixes with Spool's layout, the bare tag, the
+    // prefix without braces, and the default prefix.
+    let mut keys = Vec::new();
+    for name in [
+        "plain:",
+        "{e2e-foreign}",
+        "{e2e-foreign}x:",
+        "e2e-foreign:",
+        "e2e-foreign:jobs:",
+        "{e2e-foreign-other}:jobs",
+        "{e2e-foreign-other}:events",
+        "{spool}:jobs",
+        "{spool}:ready:echo",
+        "{e2e-forei}:jobs",
+    ] {
+        keys.extend(plant(&mut conn, name));
+    }
+    // And exact names of Spool's layout under other prefixes, each of a type Spool does not
+    // use for it.
+    for (cmd, key, rest) in [
+        ("SET", "{spool}:jobs", vec!["x"]),
+        ("RPUSH", "{spool}:events", vec!["x"]),
+        ("SADD", "{e2e-foreign-other}:types", vec!["x"]),
+        ("HSET", "{e2e-foreign-other}:ready:echo", vec!["f", "v"]),
+        ("SET", "{e2e-foreign-other}:job:1", vec!["x"]),
+    ] {
+        let mut args = vec![cmd, key];
+        args.extend(rest);
+        let r = conn.cmd(&args).expect("plant a foreign key");
+        assert!(!matches!(r, Reply::Error(_)), "{args:?}: {r:?}");
+        keys.push(key.to_owned());
+    }
+    let before = snapshot(&mut conn, &keys);
+    let ds = daemons(&server.url(prefix), 2, &["echo"], "30s");
+    let ids = submit_spread(&ds, 2000, &json!({"type": "echo", "payload": {"n": 1}}));
+    // More planted while the daemons work.
+    let mut during = Vec::new();
+    for name in ["during:", "{e2e-foreign}y:", "{spool}:job:"] {
+        during.extend(plant(&mut conn, name));
+    }
+    let during_before = snapshot(&mut conn, &during);
+    wait_completed(&ds[0], 2000, LONG);
+    completed_attempts(&ds[1], &ids);
+    // A second wave, so the daemons' sweeps and claims run with every foreign key present.
+    let more = submit_spread(&ds, 500, &json!({"type": "echo", "payload": {"n": 2}}));
+    wait_completed(&ds[0], 2500, LONG);
+    assert_eq!(more.len(), 500);
+    assert_eq!(
+        snapshot(&mut conn, &keys),
+        before,
+        "keys planted before the run are untouched"
+    );
+    assert_eq!(
+        snapshot(&mut conn, &during),
+        during_before,
+        "keys planted during the run are untouched"
+    );
+    // Every key in the db is either foreign or Spool's own.
+    let mut cursor = "0".to_owned();
+    let foreign: HashSet<&String> = keys.iter().chain(&during).collect();
+    let own = format!("{{{prefix}}}:");
+    let mut strays = Vec::new();
+    loop {
+        let r = conn
+            .cmd(&["SCAN", &cursor, "COUNT", "1000"])
+            .expect("SCAN")
+            .items();
+        cursor = r[0].text();
+        for k in r[1].items() {
+            let k = k.text();
+            if !k.starts_with(&own) && !foreign.contains(&k) {
+                strays.push(k);
+            }
+        }
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert!(strays.is_empty(), "keys outside the prefix: {strays:?}");
+    assert_no_wrongtype(&ds);
+}
