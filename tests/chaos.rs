@@ -34,6 +34,10 @@ const LEASE: &str = "2s";
 const WORKERS: &str = "8";
 const DEFAULT_SEED: u64 = 0x5EED_C0FF_EE00_0007;
 const HOSTILE: [&str; 3] = ["loop-forever", "memory-hog", "panic"];
+/// Keep every finished job: the final accounting reads them all (the default retention
+/// keeps the last 1000 completed per type).
+const KEEP_ALL: &str = "[retention]\ncompleted_max_count = \"off\"\ncompleted_max_age = \"off\"\n\
+                        failed_max_count = \"off\"\nfailed_max_age = \"off\"\n";
 
 /// One scenario at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -279,6 +283,7 @@ fn kill9_rounds(scenario: &str, storage_url: Option<String>, rounds: u64, round_
     let mut rng = Rng::from_env(scenario);
     let plugins = ["echo", "loop-forever", "memory-hog", "panic"];
     let mut b = Daemon::builder(&plugins)
+        .config(KEEP_ALL)
         .args(&["--workers", WORKERS])
         .env("SPOOL_LEASE", LEASE);
     if let Some(u) = &storage_url {
@@ -348,6 +353,7 @@ fn redis_killed_and_restarted_mid_run_loses_no_job() {
     let mut r = redis::Redis::start();
     let url = r.url("chaos-restart");
     let d = Daemon::builder(&["echo"])
+        .config(KEEP_ALL)
         .args(&["--workers", WORKERS])
         .env("SPOOL_LEASE", LEASE)
         .storage(&url)
@@ -405,6 +411,7 @@ fn redis_down_with_the_fallback_on_accepts_jobs_and_runs_them_later() {
     let spool_dir = tempfile::tempdir().expect("temp dir");
     let spool = spool_dir.path().join("fallback.db");
     let d = Daemon::builder(&["echo"])
+        .config(KEEP_ALL)
         .args(&[
             "--workers",
             WORKERS,
@@ -457,6 +464,7 @@ fn sigterm_under_load_drains_and_runs_nothing_twice() {
     let started = Instant::now();
     let mut rng = Rng::from_env("sigterm drain");
     let mut d = Daemon::builder(&["slow", "echo"])
+        .config(KEEP_ALL)
         .args(&["--workers", WORKERS, "--shutdown-grace", "1s"])
         .env("SPOOL_LEASE", LEASE)
         .start();

@@ -222,6 +222,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         started: Instant::now(),
         stop: core.stopping(),
         cancel_local: core.pool.cancel_hook(),
+        probe_cache: Default::default(),
     });
     let (http_stop, mut http_stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(api::serve(listener, state, async move {

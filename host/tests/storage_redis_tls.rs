@@ -93,7 +93,7 @@ async fn round_trip(s: &Backend) {
         .await
         .expect("complete over tls");
     let done = s.get(&job.id).await.expect("get").expect("job exists");
-    assert_eq!(done.state.to_string(), "completed", "{done:?}");
+    assert_eq!(done.status.to_string(), "completed", "{done:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,61 +11,132 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use crate::storage::{BackendInfo, Stats, Storage};
+use std::time::{Duration, Instant};
 
 /// A storage call slower than this makes the daemon `unhealthy` for this probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A ping slower than this makes it `degraded`.
 const SLOW_PING: Duration = Duration::from_millis(500);
+/// `info()` and `stats()` answers are reused for this long (stats can take 0.1-0.2 s on a
+/// large SQLite file); the ping is never cached, so an outage shows at the next probe.
+const CACHE_FOR: Duration = Duration::from_secs(1);
+/// Pending work for a handled type and no successful claim for this long, with a worker
+/// free: `degraded` ("connected but not consuming").
+pub const STALL_AFTER: Duration = Duration::from_secs(30);
+
+/// Recent `info()`/`stats()` answers shared by `/health` and `/metrics`.
+#[derive(Default)]
+pub struct ProbeCache {
+    slot: tokio::sync::Mutex<Option<(Instant, Option<BackendInfo>, Option<Stats>)>>,
+}
+
+impl ProbeCache {
+    async fn get(&self, storage: &dyn Storage) -> (Option<BackendInfo>, Option<Stats>) {
+        let mut slot = self.slot.lock().await;
+        if let Some((at, info, stats)) = slot.as_ref()
+            && at.elapsed() < CACHE_FOR
+        {
+            return (info.clone(), stats.clone());
+        }
+        let (info, stats) = tokio::join!(
+            tokio::time::timeout(PROBE_TIMEOUT, storage.info()),
+            tokio::time::timeout(PROBE_TIMEOUT, storage.stats())
+        );
+        let info = info.ok().and_then(Result::ok);
+        let stats = stats.ok().and_then(Result::ok);
+        *slot = Some((Instant::now(), info.clone(), stats.clone()));
+        (info, stats)
+    }
+}
+
+/// The Redis server facts `/health` shows, from `BackendInfo::details`.
+const REDIS_DETAILS: [&str; 7] = [
+    "version",
+    "role",
+    "used_memory",
+    "used_memory_human",
+    "maxmemory",
+    "maxmemory_policy",
+    "connected_clients",
+];
 
 pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
-    let mut problems: Vec<String> = Vec::new();
+    let mut reasons: Vec<String> = Vec::new();
     let mut unhealthy = false;
     let ping = tokio::time::timeout(PROBE_TIMEOUT, state.storage.ping()).await;
     let storage = match ping {
         Ok(Ok(latency)) => {
+            state.metrics.storage_call("ping", latency);
             if latency > SLOW_PING {
-                problems.push(format!("storage ping took {} ms", latency.as_millis()));
+                reasons.push(format!("storage ping took {} ms", latency.as_millis()));
             }
-            json!({ "ok": true, "latency_ms": latency.as_secs_f64() * 1000.0 })
+            json!({ "connected": true, "ok": true, "latency_ms": latency.as_secs_f64() * 1000.0 })
         }
         Ok(Err(e)) => {
             unhealthy = true;
-            problems.push(format!("storage: {e}"));
-            json!({ "ok": false, "error": e.to_string() })
+            reasons.push(format!("storage: {e}"));
+            json!({ "connected": false, "ok": false, "error": e.to_string() })
         }
         Err(_) => {
             unhealthy = true;
-            problems.push(format!(
+            reasons.push(format!(
                 "storage did not answer a ping within {}s",
                 PROBE_TIMEOUT.as_secs()
             ));
-            json!({ "ok": false, "error": "ping timed out" })
+            json!({ "connected": false, "ok": false, "error": "ping timed out" })
         }
     };
-    let info = match tokio::time::timeout(PROBE_TIMEOUT, state.storage.info()).await {
-        Ok(Ok(info)) => {
-            problems.extend(info.warnings.iter().cloned());
-            Some(info)
-        }
-        _ => None,
-    };
-    let queue = match tokio::time::timeout(PROBE_TIMEOUT, state.storage.stats()).await {
-        Ok(Ok(stats)) => {
-            let mut totals: BTreeMap<JobState, u64> =
-                JobState::ALL.iter().map(|s| (*s, 0)).collect();
-            for ts in stats.types.values() {
-                for (s, n) in &ts.counts {
-                    *totals.entry(*s).or_default() += n;
-                }
+    let (info, stats) = state.probe_cache.get(state.storage.as_ref()).await;
+    if let Some(info) = &info {
+        reasons.extend(info.warnings.iter().cloned());
+    }
+    let detail = |k: &str| info.as_ref().and_then(|i| i.details.get(k)).cloned();
+    let redis = (state.storage.backend() == "redis").then(|| {
+        let map: serde_json::Map<String, serde_json::Value> = REDIS_DETAILS
+            .iter()
+            .filter_map(|k| detail(k).map(|v| ((*k).to_string(), json!(v))))
+            .collect();
+        serde_json::Value::Object(map)
+    });
+    let fallback = detail("fallback").map(|mode| {
+        json!({
+            "active": mode == "active",
+            "jobs": detail("fallback_jobs").and_then(|n| n.parse::<u64>().ok()),
+            "since": detail("fallback_since"),
+        })
+    });
+    let mut totals: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
+    let mut stalled_types = Vec::new();
+    if let Some(stats) = &stats {
+        for (name, ts) in &stats.types {
+            for (s, n) in &ts.counts {
+                *totals.entry(*s).or_default() += n;
             }
-            json!(totals)
+            let pending = ts.counts.get(&JobState::Pending).copied().unwrap_or(0);
+            if pending > 0 && state.catalog.handles(name) {
+                stalled_types.push(name.clone());
+            }
         }
-        _ => serde_json::Value::Null,
-    };
+    }
+    let since_claim = state.metrics.since_last_claim();
+    let free_worker = state.metrics.busy_workers() < state.metrics.total_workers();
+    let stalled = !unhealthy && !stalled_types.is_empty() && free_worker && since_claim >= STALL_AFTER;
+    if stalled {
+        reasons.push(format!(
+            "connected but not consuming: {} pending for {} with no successful claim for {}s",
+            "jobs are",
+            stalled_types
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            since_claim.as_secs()
+        ));
+    }
     let (loaded, failed) = state.catalog.counts();
     if failed > 0 {
-        problems.push(format!(
+        reasons.push(format!(
             "{failed} plugin file(s) failed to load: see GET /api/v1/plugins"
         ));
     }
@@ -74,7 +145,7 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
         "stopping"
     } else if unhealthy {
         "unhealthy"
-    } else if problems.is_empty() {
+    } else if reasons.is_empty() {
         "healthy"
     } else {
         "degraded"
@@ -85,23 +156,31 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
     };
     let body = json!({
         "status": status,
+        "reasons": reasons,
         "backend": state.storage.backend(),
         "storage": storage,
+        "redis": redis,
+        "fallback": fallback,
         "storage_info": info,
-        "queue": queue,
+        "queue": stats.as_ref().map(|_| json!(totals)),
         "plugins": { "loaded": loaded, "failed": failed },
         "workers": { "total": state.metrics.total_workers(), "busy": state.metrics.busy_workers() },
+        "consuming": {
+            "last_claim_age_s": since_claim.as_secs(),
+            "stalled": stalled,
+            "stalled_types": stalled_types.iter().filter(|_| stalled).collect::<Vec<_>>(),
+        },
         "uptime_s": state.started.elapsed().as_secs(),
-        "problems": problems,
+        "problems": reasons,
     });
     (code, Json(body)).into_response()
 }
 
 pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
-    let stats = match tokio::time::timeout(PROBE_TIMEOUT, state.storage.stats()).await {
-        Ok(Ok(s)) => Some(s),
-        _ => None,
-    };
+    if let Ok(Ok(latency)) = tokio::time::timeout(PROBE_TIMEOUT, state.storage.ping()).await {
+        state.metrics.storage_call("ping", latency);
+    }
+    let (_, stats) = state.probe_cache.get(state.storage.as_ref()).await;
     let (plugins_loaded, plugins_failed) = state.catalog.counts();
     let text = state.metrics.render(&Snapshot {
         stats,

@@ -45,6 +45,8 @@ pub struct ApiState {
     /// Tells a job running in this daemon to stop at once (others learn of a cancel at their
     /// next lease renewal). Returns whether the job runs here.
     pub cancel_local: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    /// Recent storage `info()`/`stats()` answers for `/health` and `/metrics` (~1 s).
+    pub probe_cache: health::ProbeCache,
 }
 
 pub use routes::{router, serve};
