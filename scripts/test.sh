@@ -22,8 +22,9 @@ step "lint"
 cargo clippy --workspace --all-targets --features spool-host/testing -- -D warnings
 cargo clippy --manifest-path plugins/Cargo.toml --workspace --target wasm32-wasip2 --release -- -D warnings
 
-step "build the daemon"
-cargo build -p spool-host
+step "build the daemon and the tests"
+# Same features as the test run, so nothing is compiled twice.
+cargo build --workspace --all-targets --features spool-host/testing
 
 step "test"
 cargo test --workspace --features spool-host/testing
