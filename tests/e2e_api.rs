@@ -179,6 +179,12 @@ fn health_stats_plugins_and_metrics_describe_the_daemon() {
     assert_eq!(h.body["status"], "healthy", "{}", h.text);
     assert_eq!(h.body["backend"], "sqlite");
     assert!(h.body["storage"]["latency_ms"].is_number());
+    assert_eq!(h.body["storage"]["connected"], true);
+    assert_eq!(h.body["reasons"], json!([]));
+    assert_eq!(h.body["consuming"]["stalled"], false);
+    assert!(h.body["consuming"]["last_claim_age_s"].is_number());
+    assert!(h.body["redis"].is_null() && h.body["fallback"].is_null());
+    assert!(h.body["queue"]["pending"].is_number());
     assert_eq!(h.body["plugins"]["loaded"], 1);
     let s = d.get("/api/v1/stats").body;
     assert_eq!(s["types"]["nobody-handles-this"]["handled"], false);
@@ -192,9 +198,29 @@ fn health_stats_plugins_and_metrics_describe_the_daemon() {
         "spool_job_duration_seconds_count{type=\"echo\"} 1",
         "spool_queue_depth{type=\"nobody-handles-this\",status=\"pending\"} 1",
         "spool_workers_busy 0",
+        "spool_jobs_failed_total{type=\"echo\"} 0",
+        "spool_jobs_retried_total{type=\"echo\"} 0",
+        "spool_jobs_cancelled_total{type=\"echo\"} 0",
+        "spool_storage_latency_seconds_count{op=\"claim\"}",
+        "spool_storage_latency_seconds_count{op=\"complete\"}",
+        "spool_storage_latency_seconds_count{op=\"ping\"}",
+        "spool_plugin_loads_total{plugin=\"echo\"} 1",
+        "spool_plugin_load_failures_total{plugin=\"echo\"} 0",
+        "spool_last_claim_age_seconds",
+        "spool_plugins_failed 0",
     ] {
         assert!(m.contains(name), "metrics lack {name}:\n{m}");
     }
+    let out = d.cli(&["stats", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let echo = &st["types"]["echo"];
+    assert_eq!(echo["counts"]["completed"], 1, "{st}");
+    assert!(echo["jobs_per_minute"].as_f64().unwrap() > 0.0, "{st}");
+    assert!(echo["avg_duration_ms"].is_number(), "{st}");
+    assert!(st["rate_window_s"].as_u64().unwrap() >= 1, "{st}");
+    let table = d.cli(&["stats"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("JOBS/MIN"));
 }
 
 /// Read SSE messages from `url` until `stop` says enough or the time runs out.

@@ -62,7 +62,9 @@ impl Core {
         };
         let clock = Arc::new(SystemClock);
         let opened = match &config.fallback {
-            Some(spool) => storage::fallback::open(&config.storage, spool, storage_opts, clock).await,
+            Some(spool) => {
+                storage::fallback::open(&config.storage, spool, storage_opts, clock).await
+            }
             None => storage::open(&config.storage, storage_opts, clock).await,
         };
         let storage =

@@ -369,10 +369,21 @@ impl NewJob {
                     .into(),
             ));
         }
-        if self.timeout_ms == Some(0) {
-            return Err(JobError::Invalid(
-                "timeout must be at least 1 ms (got 0)".into(),
-            ));
+        match self.timeout_ms {
+            Some(0) => {
+                return Err(JobError::Invalid(
+                    "timeout must be at least 1 ms (got 0)".into(),
+                ));
+            }
+            // Stored as a signed 64-bit integer (SQLite, Lua): larger would fail in storage
+            // with an internal error instead of this message.
+            Some(ms) if i64::try_from(ms).is_err() => {
+                return Err(JobError::Invalid(format!(
+                    "timeout of {ms} ms is too large: use at most {} ms",
+                    i64::MAX
+                )));
+            }
+            _ => {}
         }
         if let Some(key) = &self.unique_key {
             validate_unique_key(key)?;

@@ -104,10 +104,7 @@ impl Histogram {
         let mut cumulative = 0;
         for (i, bound) in self.bounds.iter().enumerate() {
             cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-            );
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
@@ -280,11 +277,7 @@ impl Metrics {
         types
             .into_iter()
             .map(|(t, c)| {
-                let (n, us) = c
-                    .recent
-                    .lock()
-                    .map(|r| r.sum(now_s))
-                    .unwrap_or((0, 0));
+                let (n, us) = c.recent.lock().map(|r| r.sum(now_s)).unwrap_or((0, 0));
                 let rate = Rate {
                     jobs_per_minute: n as f64 * 60.0 / window.as_secs_f64(),
                     avg_duration_ms: (n > 0).then(|| us as f64 / n as f64 / 1000.0),
@@ -602,6 +595,41 @@ mod tests {
         assert!(text.contains("spool_job_duration_seconds_bucket{type=\"echo\",le=\"0.0025\"} 1"));
         assert!(text.contains("spool_job_duration_seconds_bucket{type=\"echo\",le=\"+Inf\"} 2"));
         assert!(text.contains("spool_job_duration_seconds_count{type=\"echo\"} 2"));
+    }
+
+    #[test]
+    fn rates_count_recent_attempts_and_their_mean_duration() {
+        let m = Metrics::new();
+        m.attempt_ended("echo", AttemptEnd::Completed, Duration::from_millis(10));
+        m.attempt_ended("echo", AttemptEnd::Failed, Duration::from_millis(30));
+        m.attempt_ended("echo", AttemptEnd::LeaseLost, Duration::from_millis(999));
+        let r = m.rates()["echo"];
+        assert_eq!(r.window_s, 1);
+        assert!((r.jobs_per_minute - 120.0).abs() < 1e-9, "{r:?}");
+        assert!((r.avg_duration_ms.unwrap() - 20.0).abs() < 0.01, "{r:?}");
+    }
+
+    #[test]
+    fn storage_latency_and_plugin_loads_are_rendered() {
+        let m = Metrics::new();
+        m.storage_call("ping", Duration::from_micros(300));
+        m.plugin_load("echo", true);
+        m.plugin_load("echo", false);
+        m.claimed(1);
+        let text = m.render(&Snapshot::default());
+        assert!(
+            text.contains("spool_storage_latency_seconds_bucket{op=\"ping\",le=\"0.0005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spool_plugin_loads_total{plugin=\"echo\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spool_plugin_load_failures_total{plugin=\"echo\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("spool_last_claim_age_seconds 0"), "{text}");
     }
 
     #[test]

@@ -334,6 +334,7 @@ async fn manifests_are_strict_and_a_bad_one_keeps_the_old_version() {
     registry.load_all().await;
     let _watcher = registry.spawn_watcher().unwrap();
     let toml = dir.path().join("version.toml");
+    let plain = registry.for_type("version").unwrap().version.clone();
 
     write_atomically(&toml, b"colour = \"red\"\n");
     let e = wait_for_event(&mut rx, WAIT, "a failure for an unknown key", |e| {
@@ -376,10 +377,10 @@ async fn manifests_are_strict_and_a_bad_one_keeps_the_old_version() {
     )
     .await;
     assert_eq!(version_of(&registry).await, "v3");
-    assert_eq!(
-        registry.for_type("version").unwrap().manifest.timeout,
-        Some(Duration::from_secs(5))
-    );
+    let configured = registry.for_type("version").unwrap();
+    assert_eq!(configured.manifest.timeout, Some(Duration::from_secs(5)));
+    // New settings, same code: a new plugin version (jobs record what they ran with).
+    assert_ne!(configured.version, plain);
 
     // Deleting the manifest reloads with defaults.
     std::fs::remove_file(&toml).unwrap();
@@ -391,6 +392,7 @@ async fn manifests_are_strict_and_a_bad_one_keeps_the_old_version() {
     )
     .await;
     assert_eq!(version_of(&registry).await, "v1");
+    assert_eq!(registry.for_type("version").unwrap().version, plain);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

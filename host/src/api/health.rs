@@ -4,6 +4,7 @@
 use super::ApiState;
 use crate::job::JobState;
 use crate::metrics::Snapshot;
+use crate::storage::{BackendInfo, Stats, Storage};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -11,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use crate::storage::{BackendInfo, Stats, Storage};
 use std::time::{Duration, Instant};
 
 /// A storage call slower than this makes the daemon `unhealthy` for this probe.
@@ -121,7 +121,8 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
     }
     let since_claim = state.metrics.since_last_claim();
     let free_worker = state.metrics.busy_workers() < state.metrics.total_workers();
-    let stalled = !unhealthy && !stalled_types.is_empty() && free_worker && since_claim >= STALL_AFTER;
+    let stalled =
+        !unhealthy && !stalled_types.is_empty() && free_worker && since_claim >= STALL_AFTER;
     if stalled {
         reasons.push(format!(
             "connected but not consuming: {} pending for {} with no successful claim for {}s",

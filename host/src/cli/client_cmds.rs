@@ -325,7 +325,7 @@ async fn stats(client: &Client, json: bool) -> Res {
     let v = answer.json()?;
     let mut header = vec!["TYPE"];
     header.extend(STATES.iter().copied());
-    header.extend(["OLDEST PENDING", "HANDLED"]);
+    header.extend(["JOBS/MIN", "AVG", "OLDEST PENDING", "HANDLED"]);
     let mut t = Table::new(&header);
     let count = |counts: Option<&Value>, st: &str| {
         counts
@@ -338,6 +338,16 @@ async fn stats(client: &Client, json: bool) -> Res {
         for (name, ts) in types {
             let mut row = vec![name.clone()];
             row.extend(STATES.iter().map(|st| count(ts.get("counts"), st)));
+            let per_min = ts
+                .get("jobs_per_minute")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            row.push(format!("{per_min:.1}"));
+            let avg = ts.get("avg_duration_ms").and_then(Value::as_f64);
+            row.push(
+                avg.map(|ms| format!("{ms:.1}ms"))
+                    .unwrap_or_else(|| "-".into()),
+            );
             let age = ts.get("oldest_pending_age_ms").and_then(Value::as_u64);
             row.push(
                 age.map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
@@ -350,8 +360,17 @@ async fn stats(client: &Client, json: bool) -> Res {
     }
     let mut total = vec!["(all)".to_string()];
     total.extend(STATES.iter().map(|st| count(v.get("totals"), st)));
+    total.extend([
+        "".to_string(),
+        "".to_string(),
+        "".to_string(),
+        "".to_string(),
+    ]);
     t.row(total);
     print!("{}", t.render());
+    if let Some(w) = v.get("rate_window_s").and_then(Value::as_u64) {
+        println!("jobs/min and avg duration: attempts finished by this daemon in the last {w}s");
+    }
     if let Some(w) = v.get("workers") {
         println!("workers: {} busy of {}", n(w, "busy"), n(w, "total"));
     }
@@ -382,7 +401,41 @@ async fn health(client: &Client, json: bool) -> Res {
         let ping = latency
             .map(|l| format!(" (ping {l:.2} ms)"))
             .unwrap_or_default();
-        println!("backend  {}{ping}", s(&v, "backend"));
+        let connected = v.pointer("/storage/connected").and_then(Value::as_bool);
+        println!(
+            "backend  {}{ping}{}",
+            s(&v, "backend"),
+            if connected == Some(false) {
+                " NOT CONNECTED"
+            } else {
+                ""
+            }
+        );
+        if let Some(r) = v.get("redis").and_then(Value::as_object) {
+            let get = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+            println!(
+                "redis    {} ({}), memory {}, maxmemory-policy {}, {} clients",
+                get("version"),
+                get("role"),
+                get("used_memory_human"),
+                get("maxmemory_policy"),
+                get("connected_clients")
+            );
+        }
+        if let Some(f) = v.get("fallback").filter(|f| !f.is_null()) {
+            let active = f.get("active").and_then(Value::as_bool).unwrap_or(false);
+            println!(
+                "fallback {} ({} jobs spooled)",
+                if active { "ACTIVE" } else { "standby" },
+                n(f, "jobs")
+            );
+        }
+        if let Some(c) = v.get("consuming") {
+            println!(
+                "claims   last job claimed {}s ago",
+                n(c, "last_claim_age_s")
+            );
+        }
         if let Some(q) = v.get("queue").and_then(Value::as_object) {
             let parts: Vec<String> = STATES
                 .iter()

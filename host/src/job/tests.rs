@@ -424,6 +424,13 @@ fn new_job_validation_names_the_problem() {
         ),
         (
             NewJob {
+                timeout_ms: Some(u64::MAX),
+                ..new_job()
+            },
+            "is too large",
+        ),
+        (
+            NewJob {
                 backoff: Some(BackoffPolicy {
                     base_ms: 0,
                     cap_ms: 1,

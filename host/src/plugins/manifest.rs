@@ -47,6 +47,39 @@ impl Manifest {
         }
     }
 
+    /// The settings as one canonical text, which goes into the plugin's version: equal
+    /// settings give equal text whatever the file's layout, order or comments. None when
+    /// everything is the default (no manifest), so such a plugin's version is the hash of its
+    /// `.wasm` alone. Append new fields at the end, only when they are set, so that versions
+    /// of unchanged plugins survive an upgrade.
+    pub(crate) fn canonical(&self) -> Option<String> {
+        if *self == Manifest::default() {
+            return None;
+        }
+        let text = |s: &str| serde_json::Value::from(s).to_string();
+        let ms = |d: Option<Duration>| d.map_or_else(String::new, |d| d.as_millis().to_string());
+        let num = |n: Option<u64>| n.map_or_else(String::new, |n| n.to_string());
+        let list = |items: &[String]| items.iter().map(|t| text(t)).collect::<Vec<_>>().join(",");
+        let config: Vec<String> = self
+            .config
+            .iter()
+            .map(|(k, v)| format!("{}={}", text(k), text(v)))
+            .collect();
+        Some(format!(
+            "types=[{}]\ntimeout={}\nmemory={}\nmax_concurrency={}\nretry.max_attempts={}\n\
+             retry.backoff_base={}\nretry.backoff_cap={}\nconfig={{{}}}\nallowed_hosts=[{}]\n",
+            list(&self.types),
+            ms(self.timeout),
+            num(self.memory),
+            num(self.max_concurrency.map(u64::from)),
+            num(self.retry.max_attempts.map(u64::from)),
+            ms(self.retry.backoff_base),
+            ms(self.retry.backoff_cap),
+            config.join(","),
+            list(&self.allowed_hosts),
+        ))
+    }
+
     /// Parse a manifest. The error is the message only (no file name): the caller wraps it.
     pub fn parse(text: &str) -> Result<Manifest, String> {
         let table: toml::Table = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
@@ -117,11 +150,8 @@ fn parse_types(value: &Value) -> Result<Vec<String>, String> {
         );
     }
     for t in &types {
-        if t.is_empty() || t.len() > 200 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!(
-                "`types` entries must be non-empty names without spaces (got {t:?})"
-            ));
-        }
+        // The rule every enqueue applies: a type no job can have would route nothing.
+        crate::job::validate_job_type(t).map_err(|e| format!("`types`: {e}"))?;
     }
     let mut seen = std::collections::BTreeSet::new();
     for t in &types {
@@ -329,6 +359,8 @@ mod tests {
         assert!(e.starts_with("`retry.backoff_cap`"), "{e}");
         let e = Manifest::parse("max_concurrency = 0").unwrap_err();
         assert!(e.starts_with("`max_concurrency`"), "{e}");
+        let e = Manifest::parse("types = [\"a b\"]").unwrap_err();
+        assert!(e.starts_with("`types`: invalid job type `a b`"), "{e}");
         let e = Manifest::parse("[config]\nsize = 3").unwrap_err();
         assert!(e.starts_with("`config.size` must be a string"), "{e}");
         let e = Manifest::parse("allowed_hosts = [\"example.com\"]").unwrap_err();
@@ -340,6 +372,21 @@ mod tests {
         let e = Manifest::parse("types = [\"a\"]\ntimeout = ").unwrap_err();
         assert!(e.starts_with("invalid TOML at line 2"), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn canonical_text_ignores_layout_and_tells_settings_apart() {
+        assert_eq!(Manifest::parse("# nothing set\n").unwrap().canonical(), None);
+        let a = Manifest::parse("timeout = \"2s\"\n[config]\nb = \"2\"\na = \"1\"\n").unwrap();
+        let b = Manifest::parse("[config]\na = \"1\" # first\nb = \"2\"\n\ntimeout = \"2000ms\"")
+            .unwrap();
+        assert_eq!(a.canonical(), b.canonical());
+        let c = Manifest::parse("timeout = \"2s\"\n[config]\na = \"1\"\nb = \"3\"\n").unwrap();
+        assert_ne!(a.canonical(), c.canonical());
+        // A value cannot pass itself off as another key.
+        let d = Manifest::parse("[config]\na = \"1\\\",b=\\\"2\"\n").unwrap();
+        let e = Manifest::parse("[config]\na = \"1\"\nb = \"2\"\n").unwrap();
+        assert_ne!(d.canonical(), e.canonical());
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub const WORLD: &str = "spool:plugin/handler@0.1.0";
 /// for their whole run, so a hot reload never pulls code out from under a running job.
 pub struct LoadedPlugin {
     pub name: String,
-    /// First 12 hex digits of the sha256 of the `.wasm` file.
+    /// First 12 hex digits of the sha256 of the `.wasm` file, and of the manifest's settings
+    /// when it sets any (a config or limit change is a new version; see
+    /// `runtime::engine::plugin_version`).
     pub version: String,
     pub types: Vec<String>,
     pub manifest: Manifest,

@@ -107,6 +107,15 @@ impl RuntimeInner {
             HandlerPre::new(pre).map_err(|e| fail(export_failure(&self.engine, &component, &e)))?;
 
         let types = manifest.types_or(name);
+        for t in &types {
+            crate::job::validate_job_type(t).map_err(|e| {
+                fail(LoadFailure::Manifest(format!(
+                    "{e}; jobs of this type could never be enqueued: rename the plugin file or \
+                     set `types` in its manifest"
+                )))
+            })?;
+        }
+        let version = plugin_version(&digest, &manifest);
         let code = PluginCode {
             pre,
             config: Arc::new(manifest.config.clone()),
@@ -118,7 +127,7 @@ impl RuntimeInner {
         };
         let plugin = LoadedPlugin {
             name: name.to_string(),
-            version: hex::encode(&digest[..6]),
+            version,
             types,
             manifest,
             path: path.to_path_buf(),
@@ -127,6 +136,24 @@ impl RuntimeInner {
         };
         tracing::debug!(plugin = name, version = %plugin.version, ?source, "plugin compiled and linked");
         Ok((Arc::new(plugin), source))
+    }
+}
+
+/// First 12 hex digits of sha256 over the `.wasm` bytes and, when the plugin has settings,
+/// their canonical text: a job records the code and the settings (config values, limits) it
+/// ran with, so a manifest-only change is a new version too. The compile cache stays keyed by
+/// the `.wasm` bytes alone (`digest`): a manifest change never recompiles.
+fn plugin_version(digest: &[u8; 32], manifest: &Manifest) -> String {
+    match manifest.canonical() {
+        None => hex::encode(&digest[..6]),
+        Some(settings) => {
+            let both = Sha256::new()
+                .chain_update(digest)
+                .chain_update(b"\nmanifest\n")
+                .chain_update(settings.as_bytes())
+                .finalize();
+            hex::encode(&both[..6])
+        }
     }
 }
 
@@ -256,6 +283,18 @@ fn export_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugin_version_covers_the_settings_but_not_an_empty_manifest() {
+        let digest: [u8; 32] = Sha256::digest(b"wasm").into();
+        let plain = plugin_version(&digest, &Manifest::default());
+        assert_eq!(plain, hex::encode(&digest[..6]));
+        let with_config = Manifest::parse("[config]\nversion = \"v2\"").unwrap();
+        let v2 = plugin_version(&digest, &with_config);
+        assert_eq!(v2.len(), 12);
+        assert_ne!(v2, plain);
+        assert_eq!(plugin_version(&digest, &with_config), v2);
+    }
 
     #[test]
     fn headers_tell_components_from_modules_and_junk() {

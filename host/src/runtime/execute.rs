@@ -54,7 +54,7 @@ pub(crate) async fn execute(
         tokio::select! {
             biased;
             r = call => Ok(r),
-            reason = watchdog(Deadline::new(start, timeout + WATCHDOG_SLACK, inner.cfg.cancel_grace + WATCHDOG_SLACK), services) => Err(reason),
+            reason = watchdog(Deadline::new(start, timeout.saturating_add(WATCHDOG_SLACK), inner.cfg.cancel_grace.saturating_add(WATCHDOG_SLACK)), services) => Err(reason),
         }
     };
     let duration = start.elapsed();
@@ -134,6 +134,7 @@ fn new_store(
         config: code.config.clone(),
         log: log.clone(),
         followups: Vec::new(),
+        followup_bytes: 0,
     };
     let mut store = Store::new(&inner.engine, state);
     store.limiter(|s| &mut s.limiter);

@@ -23,6 +23,10 @@ const MAX_LINE_BYTES: usize = 4096;
 const STDERR_TAIL_LINES: usize = 12;
 /// Follow-up jobs one attempt may enqueue.
 pub(crate) const MAX_FOLLOWUPS: usize = 1000;
+/// Payload bytes all follow-ups of one attempt may hold together. Follow-ups live in host
+/// memory until the attempt ends, outside the guest's memory limit: without this cap, 1000
+/// follow-ups of 1 MiB each would take 1 GiB of the daemon per job.
+pub(crate) const MAX_FOLLOWUP_BYTES: usize = 16 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LogLevel {
@@ -57,6 +61,8 @@ pub(crate) struct JobState {
     pub(crate) config: Arc<BTreeMap<String, String>>,
     pub(crate) log: Arc<Mutex<JobLog>>,
     pub(crate) followups: Vec<NewJob>,
+    /// Sum of the payload sizes in `followups` (bounded by `MAX_FOLLOWUP_BYTES`).
+    pub(crate) followup_bytes: usize,
 }
 
 impl WasiView for JobState {
@@ -338,6 +344,15 @@ impl enqueue::Host for JobState {
             ));
         }
         let new = validate_followup(job, crate::job::system_now_ms())?;
+        let bytes = self.followup_bytes + new.payload.get().len();
+        if bytes > MAX_FOLLOWUP_BYTES {
+            return Err(format!(
+                "the follow-up jobs of one job may hold at most {} MiB of payload together; \
+                 pass references to large data instead of the data",
+                MAX_FOLLOWUP_BYTES >> 20
+            ));
+        }
+        self.followup_bytes = bytes;
         let id = new.id.clone();
         self.followups.push(new);
         Ok(id)
@@ -438,6 +453,40 @@ mod tests {
             max_attempts: None,
             unique_key: None,
         }
+    }
+
+    fn job_state() -> JobState {
+        let services: Arc<dyn JobServices> = Arc::new(super::super::NoServices);
+        let now = std::time::Instant::now();
+        JobState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(64 << 20),
+            deadline: Deadline::new(now, Duration::from_secs(1), Duration::from_secs(1)),
+            stop: None,
+            services: services.clone(),
+            config: Arc::new(BTreeMap::new()),
+            log: Arc::new(Mutex::new(JobLog::new(services, None))),
+            followups: Vec::new(),
+            followup_bytes: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn followups_are_capped_by_their_total_payload_size() {
+        let mut state = job_state();
+        let payload = format!("\"{}\"", "x".repeat(job::DEFAULT_MAX_PAYLOAD_BYTES - 2));
+        let fits = MAX_FOLLOWUP_BYTES / payload.len();
+        for _ in 0..fits {
+            let job = new_job(&payload, None);
+            enqueue::Host::enqueue(&mut state, job).await.unwrap();
+        }
+        let e = enqueue::Host::enqueue(&mut state, new_job(&payload, None))
+            .await
+            .unwrap_err();
+        assert!(e.contains("at most 16 MiB of payload together"), "{e}");
+        assert_eq!(state.followups.len(), fits);
+        assert_eq!(state.followup_bytes, fits * payload.len());
     }
 
     #[test]

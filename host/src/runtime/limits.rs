@@ -119,9 +119,12 @@ pub(crate) struct Deadline {
 }
 
 impl Deadline {
+    /// A timeout too large for an `Instant` (a manifest's `timeout = "300000000000y"`, a job's
+    /// `timeout_ms` near `u64::MAX`) means "no timeout" in practice: it is capped at
+    /// `FOREVER` instead of panicking on the overflow.
     pub(crate) fn new(start: Instant, timeout: Duration, cancel_grace: Duration) -> Self {
         Self {
-            deadline: start + timeout,
+            deadline: far_add(start, timeout),
             cancel_grace,
             cancel_seen: None,
         }
@@ -134,12 +137,20 @@ impl Deadline {
         }
         if cancelled {
             let seen = *self.cancel_seen.get_or_insert(now);
-            if now >= seen + self.cancel_grace {
+            if now >= far_add(seen, self.cancel_grace) {
                 return Some(StopReason::Cancelled);
             }
         }
         None
     }
+}
+
+/// Longest wait a `Deadline` keeps: a century is "never" for a job.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `at + by`, capped at `FOREVER` so that it cannot overflow `Instant` (which panics).
+fn far_add(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by.min(FOREVER)).unwrap_or(at)
 }
 
 #[cfg(test)]
@@ -180,6 +191,16 @@ mod tests {
             d.check(start + Duration::from_secs(2), false),
             Some(StopReason::Timeout)
         );
+    }
+
+    #[test]
+    fn absurd_timeouts_and_grace_periods_do_not_overflow() {
+        let start = Instant::now();
+        let mut d = Deadline::new(start, Duration::MAX, Duration::MAX);
+        let later = start + Duration::from_secs(365 * 24 * 3600);
+        assert_eq!(d.check(later, false), None);
+        assert_eq!(d.check(later, true), None);
+        assert_eq!(d.check(later + Duration::from_secs(1), true), None);
     }
 
     #[test]

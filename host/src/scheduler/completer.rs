@@ -72,7 +72,11 @@ pub(super) async fn run(inner: Arc<PoolInner>, mut rx: mpsc::Receiver<Settlement
 }
 
 async fn complete(inner: &PoolInner, batch: Vec<Completion>, meta: Vec<Meta>) {
-    match with_retries(inner, || timed(inner, "complete", inner.storage.complete(batch.clone()))).await {
+    match with_retries(inner, || {
+        timed(inner, "complete", inner.storage.complete(batch.clone()))
+    })
+    .await
+    {
         Ok(settled) => record(inner, &meta, &settled),
         Err(StorageError::InvalidInput(_)) if batch.len() > 1 => {
             for (c, m) in batch.into_iter().zip(meta) {
@@ -99,7 +103,11 @@ async fn complete(inner: &PoolInner, batch: Vec<Completion>, meta: Vec<Meta>) {
 }
 
 async fn fail(inner: &PoolInner, batch: Vec<Failure>, meta: Vec<Meta>) {
-    match with_retries(inner, || timed(inner, "fail", inner.storage.fail(batch.clone()))).await {
+    match with_retries(inner, || {
+        timed(inner, "fail", inner.storage.fail(batch.clone()))
+    })
+    .await
+    {
         Ok(settled) => record(inner, &meta, &settled),
         Err(StorageError::InvalidInput(_)) if batch.len() > 1 => {
             for (f, m) in batch.into_iter().zip(meta) {

@@ -1,23 +1,42 @@
 //! Input checks every backend makes before writing, so that all of them refuse the same
 //! things with the same messages (and write nothing).
 
-use super::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Result, StorageError};
-use crate::job::{self, Job, JobState, Millis, NewJob};
+use super::{Completion, DEFAULT_LIST_LIMIT, JobPage, MAX_LIST_LIMIT, Result, StorageError};
+use crate::job::{self, Job, JobState, Millis, NewJob, millis_i64};
+use std::time::Duration;
 
 /// Longest cache namespace or key, in bytes.
 pub const MAX_CACHE_KEY_LEN: usize = 1024;
 
 /// Validates a batch; the error names the job's position when there are several.
 pub(crate) fn check_new_jobs(jobs: &[NewJob], max_payload_bytes: usize) -> Result<()> {
-    for (i, job) in jobs.iter().enumerate() {
+    check_each(jobs.iter(), jobs.len(), max_payload_bytes)
+}
+
+/// Validates the follow-ups of a batch of completions (all of them, before anything is
+/// written: one bad follow-up refuses the whole call), without copying them.
+pub(crate) fn check_followups(done: &[Completion], max_payload_bytes: usize) -> Result<()> {
+    let count = done.iter().map(|c| c.followups.len()).sum();
+    check_each(
+        done.iter().flat_map(|c| c.followups.iter()),
+        count,
+        max_payload_bytes,
+    )
+}
+
+fn check_each<'a>(
+    jobs: impl Iterator<Item = &'a NewJob>,
+    count: usize,
+    max_payload_bytes: usize,
+) -> Result<()> {
+    for (i, job) in jobs.enumerate() {
         job.validate(max_payload_bytes).map_err(|e| {
-            if jobs.len() == 1 {
+            if count == 1 {
                 StorageError::from(e)
             } else {
                 StorageError::InvalidInput(format!(
-                    "job {} of {} (type `{}`): {e}; nothing was enqueued",
+                    "job {} of {count} (type `{}`): {e}; nothing was enqueued",
                     i + 1,
-                    jobs.len(),
                     job.job_type.escape_debug()
                 ))
             }
@@ -67,6 +86,18 @@ pub(crate) fn list_limit(limit: usize) -> usize {
     }
 }
 
+/// A page from up to `limit + 1` jobs read newest first: the extra one only says that more
+/// follow, and the cursor is the last id kept.
+pub(crate) fn into_page(mut jobs: Vec<Job>, limit: usize) -> JobPage {
+    let next_cursor = if jobs.len() > limit {
+        jobs.truncate(limit);
+        jobs.last().map(|j| j.id.clone())
+    } else {
+        None
+    };
+    JobPage { jobs, next_cursor }
+}
+
 pub(crate) fn check_cache_key(ns: &str, key: &str) -> Result<()> {
     for (what, text) in [("namespace", ns), ("key", key)] {
         if text.is_empty() || text.len() > MAX_CACHE_KEY_LEN {
@@ -87,6 +118,20 @@ pub(crate) fn check_cache_value(value: &str, max_bytes: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Checks a `cache_set` and returns when the value expires (None: never).
+pub(crate) fn check_cache_set(
+    ns: &str,
+    key: &str,
+    value: &str,
+    ttl: Option<Duration>,
+    max_bytes: usize,
+    now: Millis,
+) -> Result<Option<Millis>> {
+    check_cache_key(ns, key)?;
+    check_cache_value(value, max_bytes)?;
+    Ok(ttl.map(|t| now.saturating_add(millis_i64(t))))
 }
 
 pub(crate) fn not_an_integer(ns: &str, key: &str) -> StorageError {

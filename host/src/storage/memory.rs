@@ -5,7 +5,7 @@
 
 mod state;
 
-use super::limits::{self, check_cache_key, check_cache_value};
+use super::limits::{self, check_cache_key};
 use super::{
     BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
     JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
@@ -113,7 +113,7 @@ impl Storage for MemoryStorage {
             Some(c) => std::ops::Bound::Excluded(c.clone()),
             None => std::ops::Bound::Unbounded,
         };
-        let mut jobs: Vec<Job> = state
+        let jobs: Vec<Job> = state
             .jobs
             .range((std::ops::Bound::Unbounded, upper))
             .rev()
@@ -123,13 +123,7 @@ impl Storage for MemoryStorage {
             .take(limit + 1)
             .cloned()
             .collect();
-        let next_cursor = if jobs.len() > limit {
-            jobs.truncate(limit);
-            jobs.last().map(|j| j.id.clone())
-        } else {
-            None
-        };
-        Ok(JobPage { jobs, next_cursor })
+        Ok(limits::into_page(jobs, limit))
     }
 
     async fn delete(&self, id: &str) -> Result<bool> {
@@ -171,8 +165,7 @@ impl Storage for MemoryStorage {
     }
 
     async fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>> {
-        let followups: Vec<NewJob> = done.iter().flat_map(|c| c.followups.clone()).collect();
-        limits::check_new_jobs(&followups, self.opts.max_payload_bytes)?;
+        limits::check_followups(&done, self.opts.max_payload_bytes)?;
         let now = self.now();
         let (settled, woke) = {
             let mut state = self.lock();
@@ -272,9 +265,8 @@ impl Storage for MemoryStorage {
         value: &str,
         ttl: Option<Duration>,
     ) -> Result<()> {
-        check_cache_key(ns, key)?;
-        check_cache_value(value, self.opts.max_payload_bytes)?;
-        let expires = ttl.map(|t| self.now().saturating_add(millis_i64(t)));
+        let max = self.opts.max_payload_bytes;
+        let expires = limits::check_cache_set(ns, key, value, ttl, max, self.now())?;
         self.lock().cache_set(ns, key, value.to_owned(), expires);
         Ok(())
     }

@@ -50,6 +50,7 @@ pub mod loadgen;
 pub mod memory;
 pub mod redis;
 pub mod sqlite;
+mod transitions;
 
 /// Errors callers branch on. Messages follow STYLE.md: what failed, why, what to do.
 #[derive(Debug, Clone, thiserror::Error)]

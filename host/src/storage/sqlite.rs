@@ -22,7 +22,7 @@ mod sql;
 mod tests;
 mod writer;
 
-use super::limits::{self, check_cache_key, check_cache_value};
+use super::limits::{self, check_cache_key};
 use super::{
     BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
     JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
@@ -233,8 +233,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>> {
-        let followups: Vec<NewJob> = done.iter().flat_map(|c| c.followups.clone()).collect();
-        limits::check_new_jobs(&followups, self.opts.max_payload_bytes)?;
+        limits::check_followups(&done, self.opts.max_payload_bytes)?;
         if done.is_empty() {
             return Ok(Vec::new());
         }
@@ -357,9 +356,8 @@ impl Storage for SqliteStorage {
         value: &str,
         ttl: Option<Duration>,
     ) -> Result<()> {
-        check_cache_key(ns, key)?;
-        check_cache_value(value, self.opts.max_payload_bytes)?;
-        let expires = ttl.map(|t| self.now().saturating_add(millis_i64(t)));
+        let max = self.opts.max_payload_bytes;
+        let expires = limits::check_cache_set(ns, key, value, ttl, max, self.now())?;
         let (ns, key, value) = (ns.to_owned(), key.to_owned(), value.to_owned());
         self.writer
             .call(move |conn, _| maintenance::cache_set(conn, &ns, &key, &value, expires))

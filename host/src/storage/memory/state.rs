@@ -7,6 +7,7 @@ use crate::job::{
 };
 use crate::storage::job_events;
 use crate::storage::limits;
+use crate::storage::transitions;
 use crate::storage::{
     CancelOutcome, Claimed, Completion, Enqueued, Event, Failure, LeaseStatus, NewEvent, Reaped,
     Result, RetentionPolicy, Settled, Stats,
@@ -278,20 +279,8 @@ impl State {
         let Some(mut entry) = self.take_leased(&failed.id, &failed.lease) else {
             return Settled::LeaseLost;
         };
-        let job = &mut entry.job;
-        job.status = job::state_after_failure(
-            job.attempt,
-            job.max_attempts,
-            job.cancel_requested,
-            failed.retry_at,
-        );
-        if job.status == JobState::Retrying {
-            job.run_at = failed.retry_at.unwrap_or(now);
-        }
-        job.error = Some(failed.error);
-        job.logs = job::trim_logs(failed.logs);
-        job.plugin_version = failed.plugin_version;
-        let status = job.status;
+        transitions::apply_failure(&mut entry.job, failed, now);
+        let status = entry.job.status;
         self.end_attempt(entry, now, false);
         Settled::Moved(status)
     }
@@ -300,11 +289,7 @@ impl State {
         let Some(mut entry) = self.take_leased(id, token) else {
             return false;
         };
-        let job = &mut entry.job;
-        job.status = job::state_after_release(job.cancel_requested);
-        if job.status == JobState::Pending {
-            job.attempt = job.attempt.saturating_sub(1);
-        }
+        transitions::apply_release(&mut entry.job);
         self.end_attempt(entry, now, false);
         true
     }
@@ -386,19 +371,11 @@ impl State {
             let Some(mut entry) = self.take(&id) else {
                 continue;
             };
-            let job = &mut entry.job;
-            job.status =
-                job::state_after_lease_expiry(job.attempt, job.max_attempts, job.cancel_requested);
-            match job.status {
-                JobState::Pending => {
-                    job.run_at = now;
-                    reaped.requeued += 1;
-                }
+            transitions::apply_lease_expiry(&mut entry.job, now);
+            match entry.job.status {
+                JobState::Pending => reaped.requeued += 1,
                 JobState::Failed => reaped.failed += 1,
                 _ => {}
-            }
-            if job.status != JobState::Cancelled {
-                job.error = Some(job::lease_expired_error(job.attempt));
             }
             self.end_attempt(entry, now, true);
         }

@@ -9,6 +9,7 @@ use super::writer::TxCtx;
 use crate::job::{self, CancelAction, Job, JobState, LeaseToken, Millis, NewJob, Progress};
 use crate::storage::job_events;
 use crate::storage::limits;
+use crate::storage::transitions;
 use crate::storage::{
     CancelOutcome, Claimed, Completion, Enqueued, Failure, LeaseStatus, Settled, StorageError,
 };
@@ -225,18 +226,7 @@ pub(super) fn fail(conn: &Connection, failed: Vec<Failure>, now: Millis) -> OpRe
             out.push(Settled::LeaseLost);
             continue;
         };
-        job.status = job::state_after_failure(
-            job.attempt,
-            job.max_attempts,
-            job.cancel_requested,
-            f.retry_at,
-        );
-        if job.status == JobState::Retrying {
-            job.run_at = f.retry_at.unwrap_or(now);
-        }
-        job.error = Some(f.error);
-        job.logs = job::trim_logs(f.logs);
-        job.plugin_version = f.plugin_version;
+        transitions::apply_failure(&mut job, f, now);
         end_attempt(conn, &job, now, false)?;
         out.push(Settled::Moved(job.status));
     }
@@ -254,11 +244,8 @@ pub(super) fn release(
         let Some(mut job) = leased(conn, id, token)? else {
             continue;
         };
-        job.status = job::state_after_release(job.cancel_requested);
-        if job.status == JobState::Pending {
-            job.attempt = job.attempt.saturating_sub(1);
-            ctx.wake = true;
-        }
+        transitions::apply_release(&mut job);
+        ctx.wake |= job.status == JobState::Pending;
         end_attempt(conn, &job, now, false)?;
         released += 1;
     }
@@ -275,24 +262,20 @@ pub(super) fn reap(
 ) -> OpResult<(u64, u64, usize)> {
     let expired = rows::query_jobs(conn, sql::EXPIRED_LEASES, params![now, chunk])?;
     let (mut requeued, mut failed) = (0, 0);
-    for mut job in expired.iter().cloned() {
-        job.status =
-            job::state_after_lease_expiry(job.attempt, job.max_attempts, job.cancel_requested);
+    let seen = expired.len();
+    for mut job in expired {
+        transitions::apply_lease_expiry(&mut job, now);
         match job.status {
             JobState::Pending => {
-                job.run_at = now;
                 requeued += 1;
                 ctx.wake = true;
             }
             JobState::Failed => failed += 1,
             _ => {}
         }
-        if job.status != JobState::Cancelled {
-            job.error = Some(job::lease_expired_error(job.attempt));
-        }
         end_attempt(conn, &job, now, true)?;
     }
-    Ok((requeued, failed, expired.len()))
+    Ok((requeued, failed, seen))
 }
 
 pub(super) fn cancel(conn: &Connection, id: &str, now: Millis) -> OpResult<CancelOutcome> {

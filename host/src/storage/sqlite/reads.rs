@@ -78,14 +78,8 @@ pub(super) fn list(conn: &Connection, filter: &ListFilter) -> OpResult<JobPage> 
     // Every variant numbers its parameters alike (?4 is always there), so all four are
     // bound; SQLite ignores the ones a variant leaves out.
     let params = params![cursor, status, filter.job_type, fetch];
-    let mut jobs = query_jobs(conn, &sql, params)?;
-    let next_cursor = if jobs.len() > limit {
-        jobs.truncate(limit);
-        jobs.last().map(|j| j.id.clone())
-    } else {
-        None
-    };
-    Ok(JobPage { jobs, next_cursor })
+    let jobs = query_jobs(conn, &sql, params)?;
+    Ok(limits::into_page(jobs, limit))
 }
 
 pub(super) fn stats(conn: &Connection, now: Millis) -> OpResult<Stats> {
