@@ -180,6 +180,15 @@ fn read_payload(arg: Option<&str>) -> anyhow::Result<String> {
         }
         Some(s) => s.to_string(),
     };
+    // The daemon's limit, so that what runs here can also be submitted.
+    if text.len() > job::DEFAULT_MAX_PAYLOAD_BYTES {
+        bail!(
+            "the payload is {} bytes, over the limit of {} bytes that a daemon accepts; pass \
+             a smaller payload (keep large data elsewhere and pass a reference)",
+            text.len(),
+            job::DEFAULT_MAX_PAYLOAD_BYTES
+        );
+    }
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
         bail!(
             "the payload is not valid JSON: {e}; pass JSON such as '{{\"name\": \"x\"}}' or `-` to read stdin"
@@ -193,6 +202,12 @@ fn parse_timeout(s: &str) -> anyhow::Result<Duration> {
         Ok(d) if !d.is_zero() => Ok(d),
         _ => bail!("`--timeout` must be a duration such as \"5s\" or \"500ms\" (got {s:?})"),
     }
+}
+
+/// When a value set now with `ttl` expires; None (never) for a TTL past what an `Instant`
+/// can hold (a guest's `ttl-ms` may be any u64).
+fn expiry(ttl: Duration) -> Option<Instant> {
+    Instant::now().checked_add(ttl)
 }
 
 /// Host services for one local job: an in-memory cache, progress and logs on stderr.
@@ -216,10 +231,8 @@ impl JobServices for ExecServices {
         Ok(self.cache().get(key).map(|(v, _)| v.clone()))
     }
     async fn cache_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), String> {
-        self.cache().insert(
-            key.to_string(),
-            (value.to_string(), ttl.map(|t| Instant::now() + t)),
-        );
+        self.cache()
+            .insert(key.to_string(), (value.to_string(), ttl.and_then(expiry)));
         Ok(())
     }
     async fn cache_delete(&self, key: &str) -> Result<bool, String> {
@@ -240,7 +253,7 @@ impl JobServices for ExecServices {
                     .map_err(|_| format!("cache key `{key}` does not hold an integer"))?;
                 (n, *exp)
             }
-            None => (0, ttl.map(|t| Instant::now() + t)),
+            None => (0, ttl.and_then(expiry)),
         };
         let new = old
             .checked_add(delta)

@@ -60,8 +60,12 @@ destination with an expired lease, and its reaper runs them again, as after a cr
 Not copied: the plugin cache (scratch values with TTLs that plugins rebuild on their own) and
 the event log (history; the destination starts its own).";
 
+const SHORT_NOTE: &str = "\
+Ids are kept; jobs the destination has are skipped, so running it twice is safe. Not copied: the
+plugin cache and the event log. More (steps for moving to Redis): spool migrate --help";
+
 #[derive(Debug, Clone, clap::Args)]
-#[command(long_about = LONG_ABOUT)]
+#[command(after_long_help = LONG_ABOUT, after_help = SHORT_NOTE)]
 pub struct MigrateArgs {
     /// Storage to copy from: sqlite://PATH, redis://HOST[:PORT][/DB], redis+sentinel://...
     #[arg(long, value_name = "URL")]
@@ -397,6 +401,15 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let src = storage::open(&args.from, StorageOptions::default(), clock.clone())
         .await
         .with_context(|| format!("cannot open the source `{from}`"))?;
+    // Refuse before opening the destination, so that a refusal creates no file.
+    if !args.dry_run && !args.force {
+        let (count, until) = live_leases(&*src, clock.now_ms())
+            .await
+            .map_err(MigrateError::Source)?;
+        if count > 0 {
+            return Err(MigrateError::LiveLeases { count, until }.into());
+        }
+    }
     let new_sqlite = sqlite_path(&args.to).is_some_and(|p| !std::path::Path::new(p).exists());
     let dst = if args.dry_run && new_sqlite {
         None

@@ -184,7 +184,10 @@ async fn jobs_in_every_state_survive_sqlite_to_redis_to_sqlite() {
     for (name, store) in [("redis", &redis), ("final sqlite", &last)] {
         let t = Instant::now();
         let got = all_jobs(&**store).await;
-        println!("listing every job of {name}: {:.2} s", t.elapsed().as_secs_f64());
+        println!(
+            "listing every job of {name}: {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
         assert_eq!(got.len(), n, "{name} holds every job exactly once");
         for (id, w) in &want {
             let g = got

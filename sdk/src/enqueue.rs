@@ -80,7 +80,10 @@ impl NewJob {
         self
     }
 
-    /// When a live job already holds `key`, no new job is made and that job's id is returned.
+    /// At most one live job holds a unique key. The check happens when the follow-up is
+    /// committed (after this handler returned `Ok`), not when [`enqueue`] is called: if a live
+    /// job holds `key` then, no new job is made and that job is kept, so the id [`enqueue`]
+    /// returned names no job. Use the key itself, not that id, to find the job.
     pub fn unique_key(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
         self
@@ -121,8 +124,9 @@ impl fmt::Display for EnqueueError {
 
 impl std::error::Error for EnqueueError {}
 
-/// Reserve an id for a follow-up job and return it (or, with a [`NewJob::unique_key`] that a
-/// live job holds, that job's id). The job is committed only if this handler returns `Ok`.
+/// Reserve an id for a follow-up job and return it. The job is committed under that id only
+/// if this handler returns `Ok`. With a [`NewJob::unique_key`] that a live job holds at commit
+/// time, the existing job wins: nothing is made and the reserved id names no job.
 pub fn enqueue(job: NewJob) -> Result<String, EnqueueError> {
     let NewJob {
         job_type,

@@ -25,10 +25,13 @@ const CACHE_FOR: Duration = Duration::from_secs(1);
 /// free: `degraded` ("connected but not consuming").
 pub const STALL_AFTER: Duration = Duration::from_secs(30);
 
+/// When a probe was taken, with what `info()` and `stats()` answered (None: they failed).
+type Probe = (Instant, Option<BackendInfo>, Option<Stats>);
+
 /// Recent `info()`/`stats()` answers shared by `/health` and `/metrics`.
 #[derive(Default)]
 pub struct ProbeCache {
-    slot: tokio::sync::Mutex<Option<(Instant, Option<BackendInfo>, Option<Stats>)>>,
+    slot: tokio::sync::Mutex<Option<Probe>>,
 }
 
 impl ProbeCache {

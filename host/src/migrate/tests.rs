@@ -273,15 +273,20 @@ fn same_storage_is_detected_under_two_spellings() {
 #[test]
 fn help_says_what_is_not_copied() {
     use clap::CommandFactory;
-    #[derive(clap::Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        args: MigrateArgs,
-    }
-    let help = Wrap::command().render_long_help().to_string();
-    assert!(help.contains("Not copied: the plugin cache"), "{help}");
+    let mut cli = crate::cli::Cli::command();
+    let migrate = cli
+        .find_subcommand_mut("migrate")
+        .expect("the migrate command is wired");
+    let long = migrate.render_long_help().to_string();
+    assert!(long.contains("Not copied: the plugin cache"), "{long}");
     assert!(
-        help.contains("--dry-run") && help.contains("--force"),
-        "{help}"
+        long.contains("Steps for moving a daemon from SQLite to Redis"),
+        "{long}"
+    );
+    let short = migrate.render_help().to_string();
+    assert!(short.contains("Not copied: the"), "{short}");
+    assert!(
+        short.contains("--dry-run") && short.contains("--force"),
+        "{short}"
     );
 }

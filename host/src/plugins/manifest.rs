@@ -376,9 +376,12 @@ mod tests {
 
     #[test]
     fn canonical_text_ignores_layout_and_tells_settings_apart() {
-        assert_eq!(Manifest::parse("# nothing set\n").unwrap().canonical(), None);
+        assert_eq!(
+            Manifest::parse("# nothing set\n").unwrap().canonical(),
+            None
+        );
         let a = Manifest::parse("timeout = \"2s\"\n[config]\nb = \"2\"\na = \"1\"\n").unwrap();
-        let b = Manifest::parse("[config]\na = \"1\" # first\nb = \"2\"\n\ntimeout = \"2000ms\"")
+        let b = Manifest::parse("# tuned\ntimeout = \"2000ms\"\n[config]\na = \"1\" # first\nb = \"2\"")
             .unwrap();
         assert_eq!(a.canonical(), b.canonical());
         let c = Manifest::parse("timeout = \"2s\"\n[config]\na = \"1\"\nb = \"3\"\n").unwrap();

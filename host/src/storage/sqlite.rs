@@ -410,6 +410,13 @@ impl Storage for SqliteStorage {
 
     async fn ping(&self) -> Result<Duration> {
         let start = Instant::now();
+        if !self.writer.is_running() {
+            return Err(StorageError::Internal(format!(
+                "the sqlite writer thread of `{}` stopped (a bug: see the logs), so no change \
+                 can be saved: restart the daemon",
+                self.path.display()
+            )));
+        }
         self.readers
             .run(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await?;

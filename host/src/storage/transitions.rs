@@ -26,8 +26,7 @@ pub(crate) fn apply_failure(job: &mut Job, failure: Failure, now: Millis) {
 /// A running job whose lease expired at `now`: `pending` (ready at once; the claim already
 /// counted the attempt), `failed` on its last attempt, or `cancelled` if that was asked for.
 pub(crate) fn apply_lease_expiry(job: &mut Job, now: Millis) {
-    job.status =
-        job::state_after_lease_expiry(job.attempt, job.max_attempts, job.cancel_requested);
+    job.status = job::state_after_lease_expiry(job.attempt, job.max_attempts, job.cancel_requested);
     if job.status == JobState::Pending {
         job.run_at = now;
     }

@@ -117,13 +117,7 @@ pub(super) fn open_writer(path: &Path, opts: &StorageOptions) -> Result<Connecti
             path.display()
         )));
     }
-    conn.execute_batch(
-        "PRAGMA synchronous = NORMAL;
-         PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32768;
-         PRAGMA journal_size_limit = 67108864;",
-    )
-    .map_err(map)?;
+    conn.execute_batch(sql::WRITER_SETTINGS).map_err(map)?;
     migrate(&conn, path, sql::MIGRATIONS)?;
     // Take the write lock once, so a file another process keeps locked is reported now,
     // with its name, rather than on the first enqueue.
@@ -139,8 +133,7 @@ pub(super) fn open_reader(path: &Path, opts: &StorageOptions) -> Result<Connecti
     let conn = Connection::open_with_flags(path, flags).map_err(map)?;
     conn.busy_timeout(opts.busy_timeout).map_err(map)?;
     conn.set_prepared_statement_cache_capacity(32);
-    conn.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -16384;")
-        .map_err(map)?;
+    conn.execute_batch(sql::READER_SETTINGS).map_err(map)?;
     Ok(conn)
 }
 
@@ -154,11 +147,7 @@ fn check_owner(conn: &Connection, path: &Path) -> Result<(), StorageError> {
         return Ok(());
     }
     let tables: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row(sql::USER_TABLES, [], |r| r.get(0))
         .map_err(map)?;
     if app_id == 0 && tables == 0 {
         return Ok(()); // a new, empty file

@@ -107,6 +107,12 @@ impl Writer {
         })
     }
 
+    /// Whether the writer thread still runs. It only stops on a bug (a panic outside a
+    /// request); then every write fails, so health checks must not report the store fine.
+    pub(super) fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Runs `f` in the next transaction and returns its result once committed.
     pub(super) async fn call<R, F>(&self, f: F) -> Result<R>
     where
