@@ -390,6 +390,16 @@ fn redis_killed_and_restarted_mid_run_loses_no_job() {
     d.wait_until(LIMIT, "health to notice redis is gone", || {
         d.get("/health").status == 503
     });
+    // Without a fallback, a submit fails fast with a message that says why.
+    let refused = d.post("/api/v1/jobs", &echo_job(99_999));
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert_eq!(
+        refused.body["error"]["code"], "storage_unavailable",
+        "{}",
+        refused.text
+    );
+    let msg = refused.body["error"]["message"].as_str().unwrap_or("");
+    assert!(msg.contains("check that it is running"), "{msg}");
     r.restart();
     wait_all_finished(&d, t.jobs);
     account(&url, &echo, &[], &mut t);
@@ -399,25 +409,10 @@ fn redis_killed_and_restarted_mid_run_loses_no_job() {
     assert!(t.duplicates <= t.in_flight, "{} duplicates", t.duplicates);
 }
 
-/// Whether H4's daemon has the `--fallback` flag yet.
-fn fallback_wired() -> bool {
-    let out = std::process::Command::new(spool_tests::spool_bin())
-        .args(["daemon", "--help"])
-        .output()
-        .expect("run spool daemon --help");
-    String::from_utf8_lossy(&out.stdout).contains("--fallback")
-}
-
 #[test]
 fn redis_down_with_the_fallback_on_accepts_jobs_and_runs_them_later() {
     let _one = serial();
     if !redis::require_redis("chaos on redis") {
-        return;
-    }
-    if !fallback_wired() {
-        eprintln!(
-            "\n!!! SKIPPED the fallback chaos scenario: `spool daemon` has no --fallback flag yet\n"
-        );
         return;
     }
     let started = Instant::now();
@@ -425,7 +420,7 @@ fn redis_down_with_the_fallback_on_accepts_jobs_and_runs_them_later() {
     let url = r.url("chaos-fallback");
     let spool_dir = tempfile::tempdir().expect("temp dir");
     let spool = spool_dir.path().join("fallback.db");
-    let d = Daemon::builder(&["echo"])
+    let mut d = Daemon::builder(&["echo"])
         .config(KEEP_ALL)
         .args(&[
             "--workers",
@@ -462,10 +457,29 @@ fn redis_down_with_the_fallback_on_accepts_jobs_and_runs_them_later() {
     r.restart();
     t.jobs = echo.len() as u64;
     wait_all_finished(&d, t.jobs);
-    d.wait_until(LIMIT, "the spool to be empty", || {
-        let h = d.get("/health");
-        h.body["storage_info"]["details"]["fallback_jobs"] == "0"
-    });
+    let spool_empty = |d: &Daemon| {
+        d.wait_until(LIMIT, "the spool to be empty", || {
+            let h = d.get("/health");
+            h.body["storage_info"]["details"]["fallback_jobs"] == "0"
+        })
+    };
+    spool_empty(&d);
+
+    // Second outage: the daemon dies and starts again while Redis is still down.
+    r.shutdown_nosave();
+    d.kill9();
+    t.kills += 2;
+    t.in_flight += WORKERS.parse::<u64>().expect("workers");
+    d.restart();
+    let (more, _) = submit_round(&d, 30_000, 300, 0);
+    echo.extend(more);
+    let h = d.get("/health");
+    assert_eq!(h.body["status"], "degraded", "{}", h.text);
+    r.restart();
+    t.rounds += 1;
+    t.jobs = echo.len() as u64;
+    wait_all_finished(&d, t.jobs);
+    spool_empty(&d);
     account(&url, &echo, &[], &mut t);
     assert_serving(&d);
     t.print("redis down with fallback", started);

@@ -2,11 +2,13 @@
 //! nothing, live leases are refused unless forced, dry runs write nothing, and the count
 //! check catches what the import skipped.
 
+use super::cli::{same_storage, sqlite_path};
 use super::*;
-use crate::job::{ManualClock, NewJob};
+use crate::job::{Clock, ManualClock, NewJob};
 use crate::storage::memory::MemoryStorage;
 use crate::storage::{ClaimRequest, StorageOptions};
 use serde_json::value::RawValue;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn store(clock: &Arc<ManualClock>) -> Arc<dyn Storage> {

@@ -381,8 +381,10 @@ mod tests {
             None
         );
         let a = Manifest::parse("timeout = \"2s\"\n[config]\nb = \"2\"\na = \"1\"\n").unwrap();
-        let b = Manifest::parse("# tuned\ntimeout = \"2000ms\"\n[config]\na = \"1\" # first\nb = \"2\"")
-            .unwrap();
+        let b = Manifest::parse(
+            "# tuned\ntimeout = \"2000ms\"\n[config]\na = \"1\" # first\nb = \"2\"",
+        )
+        .unwrap();
         assert_eq!(a.canonical(), b.canonical());
         let c = Manifest::parse("timeout = \"2s\"\n[config]\na = \"1\"\nb = \"3\"\n").unwrap();
         assert_ne!(a.canonical(), c.canonical());

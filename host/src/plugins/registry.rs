@@ -321,12 +321,25 @@ impl PluginRegistry {
             let book = self.inner.writer.lock().await;
             book.stamps.iter().map(|(k, v)| (k.clone(), *v)).collect()
         };
-        let mut names = loader::list_names(&dir).unwrap_or_default();
-        names.extend(known.keys().cloned());
+        let mut names: BTreeSet<String> = known.keys().cloned().collect();
         names.extend(self.inner.current.load().by_name.keys().cloned());
+        // Listing and stat-ing every file is blocking I/O (slow on the network filesystems
+        // this fallback exists for): off the async workers.
+        let stamped = tokio::task::spawn_blocking(move || {
+            names.extend(loader::list_names(&dir).unwrap_or_default());
+            names
+                .into_iter()
+                .map(|name| {
+                    let stamp = loader::stamp(&dir, &name);
+                    (name, stamp)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
         let mut count = 0;
-        for name in names {
-            if known.get(&name) != Some(&loader::stamp(&dir, &name)) {
+        for (name, stamp) in stamped {
+            if known.get(&name) != Some(&stamp) {
                 count += 1;
                 self.reconcile(&name).await;
             }

@@ -165,11 +165,15 @@ fn build_engine(max: u32) -> Result<Engine, RuntimeError> {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(max)
         // A Rust component has 1 memory, 2-3 tables and 3-4 core instances; interpreted
-        // languages (Python, JS) have more. Slots only reserve address space until used.
-        .total_memories(max.saturating_mul(2))
-        .total_tables(max.saturating_mul(4))
+        // languages (Python, JS) and adapted C have more. The instance semaphore only bounds
+        // component instances, so the per-kind totals must cover `max` of the largest guests:
+        // with 2 per instance, 8 workers running `slow` ran out of tables under load and the
+        // job crashed ("maximum concurrent limit of 32 for tables reached"). Table and
+        // core-instance slots are small; memory slots reserve address space only.
+        .total_memories(max.saturating_mul(4))
+        .total_tables(max.saturating_mul(32))
         .total_stacks(max)
-        .total_core_instances(max.saturating_mul(16))
+        .total_core_instances(max.saturating_mul(32))
         .max_memories_per_component(8)
         .max_tables_per_component(32)
         .max_core_instances_per_component(64)

@@ -7,11 +7,15 @@
 //! `wait_for_work` is woken by its own writes only, so another daemon's enqueues are seen
 //! at the caller's poll timeout.
 //!
+//! WAL checkpoints run on their own thread (`checkpointer.rs`), not inside the writer's
+//! commits.
+//!
 //! Durability: `synchronous=NORMAL` in WAL mode. A change is acknowledged after `COMMIT`,
 //! when it is in the WAL file; a killed process (kill -9, OOM, crash) loses nothing
 //! acknowledged (tests/storage_sqlite.rs kills a child mid-stream to check), a power cut may
 //! lose the last commits since the previous checkpoint.
 
+mod checkpointer;
 mod connection;
 mod jobs;
 mod maintenance;
@@ -30,6 +34,7 @@ use super::{
 };
 use crate::job::{Clock, Job, LeaseToken, Millis, NewJob, Progress, millis_i64};
 use async_trait::async_trait;
+use checkpointer::Checkpointer;
 use reads::Readers;
 use std::any::Any;
 use std::path::{Path, PathBuf};
@@ -48,6 +53,9 @@ pub struct SqliteStorage {
     path: PathBuf,
     opts: StorageOptions,
     clock: Arc<dyn Clock>,
+    /// Declared before `writer`: stopped first, so the writer's close does the last
+    /// checkpoint alone.
+    _checkpointer: Checkpointer,
     writer: Writer,
     readers: Arc<Readers>,
     /// Signalled by the writer after a commit that made jobs ready.
@@ -83,11 +91,13 @@ impl SqliteStorage {
             .map_err(|e| StorageError::Internal(format!("opening the database failed: {e}")))??
         };
         let writer = Writer::spawn(conn, path.clone(), work.clone())?;
+        let checkpointer = Checkpointer::spawn(path.clone(), &opts)?;
         let readers = Arc::new(Readers::new(path.clone(), opts.clone()));
         Ok(SqliteStorage {
             path,
             opts,
             clock,
+            _checkpointer: checkpointer,
             writer,
             readers,
             work,

@@ -137,6 +137,19 @@ pub(super) fn open_reader(path: &Path, opts: &StorageOptions) -> Result<Connecti
     Ok(conn)
 }
 
+/// The checkpoint thread's connection: read-write (a checkpoint writes the database file),
+/// but it runs nothing except `PRAGMA wal_checkpoint`.
+pub(super) fn open_checkpointer(
+    path: &Path,
+    opts: &StorageOptions,
+) -> Result<Connection, StorageError> {
+    let map = |e: rusqlite::Error| sql_error(path, &e);
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(map)?;
+    conn.busy_timeout(opts.busy_timeout).map_err(map)?;
+    Ok(conn)
+}
+
 /// Refuses a SQLite file that belongs to another application.
 fn check_owner(conn: &Connection, path: &Path) -> Result<(), StorageError> {
     let map = |e: rusqlite::Error| sql_error(path, &e);

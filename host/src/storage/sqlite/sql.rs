@@ -8,6 +8,7 @@ pub(super) const MIGRATIONS: &[&str] = &[include_str!("schema/001_initial.sql")]
 pub(super) const WRITER_SETTINGS: &str = include_str!("sql/writer_settings.sql");
 pub(super) const READER_SETTINGS: &str = include_str!("sql/reader_settings.sql");
 pub(super) const USER_TABLES: &str = include_str!("sql/user_tables.sql");
+pub(super) const CHECKPOINT: &str = include_str!("sql/checkpoint.sql");
 
 pub(super) const INSERT_JOB: &str = include_str!("sql/insert_job.sql");
 pub(super) const JOB_BY_ID: &str = include_str!("sql/job_by_id.sql");

@@ -256,3 +256,30 @@ async fn hot_statements_use_their_indexes() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_checkpoint_thread_copies_the_wal_into_the_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.db");
+    let s = open(&path).await.unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    // A few hundred pages of WAL: far below the writer's own checkpoint threshold, so only
+    // the checkpoint thread can move them into the database file.
+    let payload = crate::job::parse_payload(&format!("\"{}\"", "x".repeat(2000)), 1 << 20).unwrap();
+    let jobs: Vec<_> = (0..500)
+        .map(|_| crate::job::NewJob::new("wal", payload.clone()))
+        .collect();
+    s.enqueue_batch(jobs).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = std::fs::metadata(&path).unwrap().len();
+        if now > before + 500 * 2000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {now} bytes (was {before}): nothing checkpointed it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
