@@ -93,7 +93,8 @@ pub struct StorageOptions {
     pub max_events: u64,
     /// SQLite: how long a statement waits for another process's lock before giving up.
     pub busy_timeout: Duration,
-    /// SQLite: read connections kept open (in WAL mode reads never wait for the writer).
+    /// SQLite: read connections kept open, and the most reads that run at once (in WAL mode
+    /// reads never wait for the writer).
     pub read_connections: usize,
 }
 

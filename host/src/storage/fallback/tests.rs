@@ -4,10 +4,16 @@
 //! host/tests/fallback.rs does the same against a real redis-server.
 
 use super::*;
-use crate::job::ManualClock;
+use crate::job::{Job, LeaseToken, ManualClock};
 use crate::storage::memory::MemoryStorage;
+use crate::storage::{
+    BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Event, Failure, JobPage,
+    LeaseStatus, ListFilter, NewEvent, Reaped, RetentionPolicy, Settled, Stats,
+};
+use async_trait::async_trait;
 use serde_json::value::RawValue;
 use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
 /// A memory store whose every call fails with `Unavailable` while `down` is set.
 struct Switch {

@@ -401,7 +401,7 @@ impl State {
             for (rank, (finished_at, id)) in jobs.into_iter().enumerate() {
                 let too_old = rule
                     .max_age
-                    .is_some_and(|age| finished_at <= now - job::millis_i64(age));
+                    .is_some_and(|age| finished_at <= now.saturating_sub(job::millis_i64(age)));
                 let too_many = rule.max_count.is_some_and(|max| rank as u64 >= max);
                 if too_old || too_many {
                     doomed.push(id);

@@ -1,10 +1,16 @@
-//! WAL checkpoints off the write path. A checkpoint copies committed WAL frames into the
-//! database file and fsyncs both; run by SQLite's auto-checkpoint it happens inside the
-//! writer's `COMMIT`, so every request queued behind that commit waits for the fsyncs (up to
-//! ~10 ms each on this machine: the p99/max spikes of `spool bench --rate`). This thread
-//! checkpoints from its own connection every `EVERY`, in PASSIVE mode, which never blocks
-//! the writer; the writer keeps a high auto-checkpoint threshold (`writer_settings.sql`) as a
-//! backstop, so the WAL stays bounded even if this thread falls behind or stops.
+//! WAL checkpoints mostly off the write path. A checkpoint copies committed WAL frames into
+//! the database file and fsyncs both; run by SQLite's auto-checkpoint (every 1000 pages by
+//! default) it happens inside the writer's `COMMIT`, so every request queued behind that
+//! commit waits for the fsyncs (up to ~10 ms each on this machine: the p99/max spikes of
+//! `spool bench --rate`). This thread checkpoints from its own connection every `EVERY`, in
+//! PASSIVE mode, which never blocks the writer.
+//!
+//! What it cannot do is rewind the WAL: SQLite starts the WAL file over only when a write
+//! transaction begins with every frame already copied, and under load the writer has always
+//! appended more by then. So the writer keeps an auto-checkpoint, at 10000 pages
+//! (`writer_settings.sql`): it finds nearly everything copied already, pays only the syncs,
+//! and lets the WAL start over, 10 times less often than by default. That is also the
+//! backstop that keeps the WAL bounded (about 40 MiB) should this thread fail or stop.
 
 use super::connection::{open_checkpointer, sql_error};
 use super::sql;

@@ -11,20 +11,27 @@ use crate::storage::{
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
 
-/// Read connections, opened on demand and kept up to `opts.read_connections`.
+/// Read connections, opened on demand and kept up to `opts.read_connections`; at most that
+/// many reads run at once. Without the cap, a flood of API reads would open a connection
+/// (three file descriptors) per blocking thread, up to tokio's 512, and run out of file
+/// descriptors; waiting for a permit costs a queued read little, as reads are short.
 pub(super) struct Readers {
     path: PathBuf,
     opts: StorageOptions,
     idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
 }
 
 impl Readers {
     pub(super) fn new(path: PathBuf, opts: StorageOptions) -> Self {
+        let permits = Arc::new(Semaphore::new(opts.read_connections.max(1)));
         Self {
             path,
             opts,
             idle: Mutex::new(Vec::new()),
+            permits,
         }
     }
 
@@ -35,7 +42,12 @@ impl Readers {
         F: FnOnce(&Connection) -> OpResult<R> + Send + 'static,
     {
         let readers = Arc::clone(self);
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StorageError::Internal("the sqlite read pool was closed".into()))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = readers.take()?;
             let out = f(&conn).map_err(|e| e.into_storage(&readers.path));
             readers.put(conn);

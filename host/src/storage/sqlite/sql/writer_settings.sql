@@ -1,8 +1,8 @@
 -- The writer connection, after `journal_mode = WAL` (connection.rs says why NORMAL is durable
 -- enough in WAL mode): temporary tables in memory, a 32 MiB page cache, and a WAL file that is
--- truncated back to 64 MiB after checkpoints. Checkpoints are the checkpoint thread's job
+-- truncated back to 64 MiB after checkpoints. The checkpoint thread copies WAL frames
 -- (checkpointer.rs); the writer checkpoints itself (inside a COMMIT, stalling the requests
--- behind it) only past 10000 pages (~40 MiB), a backstop should that thread fall behind.
+-- behind it) only past 10000 pages (~40 MiB), which lets the WAL start over and bounds it.
 PRAGMA synchronous = NORMAL;
 PRAGMA wal_autocheckpoint = 10000;
 PRAGMA temp_store = MEMORY;

@@ -1,0 +1,239 @@
+//! Which call goes where: the `Storage` impl of `FallbackStorage`. Enqueues fail over to
+//! the spool; `get` also looks there; `ping` and `info` report the fallback; everything else
+//! goes to the primary and fails at once while it is down.
+
+use super::FallbackStorage;
+use crate::job::{Job, LeaseToken, NewJob};
+use crate::storage::{
+    BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
+    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
+    Storage, StorageError,
+};
+use async_trait::async_trait;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Forwards a call to the primary: fails at once while it is down, notes new outages.
+macro_rules! to_primary {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {{
+        let p = $self.up_primary()?;
+        $self.seen(p.$method($($arg),*).await)
+    }};
+}
+
+#[async_trait]
+impl Storage for FallbackStorage {
+    fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        let mut out = self.enqueue_batch(vec![job]).await?;
+        out.pop()
+            .ok_or_else(|| StorageError::Internal("the fallback enqueued nothing".into()))
+    }
+
+    async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        if let Ok(p) = self.up_primary() {
+            // A copy, so the jobs can still be spooled if the primary fails (payloads are
+            // bounded by the payload limit, so this costs little next to the round trip).
+            match p.enqueue_batch(jobs.clone()).await {
+                Err(StorageError::Unavailable(e)) => self.mark_down(e),
+                other => return other,
+            }
+        }
+        self.spool_jobs(jobs).await
+    }
+
+    async fn import_jobs(&self, jobs: Vec<Job>) -> Result<u64> {
+        to_primary!(self.import_jobs(jobs))
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>> {
+        let primary = match self.up_primary() {
+            Ok(p) => self.seen(p.get(id).await),
+            Err(e) => Err(e),
+        };
+        match primary {
+            Ok(Some(job)) => Ok(Some(job)),
+            // Spooled and not replayed yet (or being replayed right now).
+            Ok(None) => self.spool.get(id).await,
+            Err(e @ StorageError::Unavailable(_)) => match self.spool.get(id).await {
+                Ok(Some(job)) => Ok(Some(job)),
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<JobPage> {
+        to_primary!(self.list(filter))
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        to_primary!(self.delete(id))
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
+        to_primary!(self.claim(req))
+    }
+
+    async fn renew_leases(
+        &self,
+        leases: &[(String, LeaseToken)],
+        lease: Duration,
+    ) -> Result<Vec<LeaseStatus>> {
+        to_primary!(self.renew_leases(leases, lease))
+    }
+
+    async fn set_progress(
+        &self,
+        id: &str,
+        lease: &LeaseToken,
+        percent: u8,
+        message: Option<String>,
+    ) -> Result<bool> {
+        to_primary!(self.set_progress(id, lease, percent, message))
+    }
+
+    async fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>> {
+        to_primary!(self.complete(done))
+    }
+
+    async fn fail(&self, failed: Vec<Failure>) -> Result<Vec<Settled>> {
+        to_primary!(self.fail(failed))
+    }
+
+    async fn release(&self, leases: &[(String, LeaseToken)]) -> Result<u64> {
+        to_primary!(self.release(leases))
+    }
+
+    async fn cancel(&self, id: &str) -> Result<CancelOutcome> {
+        to_primary!(self.cancel(id))
+    }
+
+    async fn replay(&self, id: &str) -> Result<Option<Job>> {
+        to_primary!(self.replay(id))
+    }
+
+    async fn promote_due(&self) -> Result<u64> {
+        to_primary!(self.promote_due())
+    }
+
+    async fn reap_expired(&self) -> Result<Reaped> {
+        to_primary!(self.reap_expired())
+    }
+
+    async fn sweep_retention(&self, policy: &RetentionPolicy) -> Result<u64> {
+        to_primary!(self.sweep_retention(policy))
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        to_primary!(self.stats())
+    }
+
+    async fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>> {
+        to_primary!(self.cache_get(ns, key))
+    }
+
+    async fn cache_set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        to_primary!(self.cache_set(ns, key, value, ttl))
+    }
+
+    async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool> {
+        to_primary!(self.cache_delete(ns, key))
+    }
+
+    async fn cache_increment(
+        &self,
+        ns: &str,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64> {
+        to_primary!(self.cache_increment(ns, key, delta, ttl))
+    }
+
+    async fn publish_event(&self, event: NewEvent) -> Result<Event> {
+        to_primary!(self.publish_event(event))
+    }
+
+    async fn events_since(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
+        to_primary!(self.events_since(after, limit))
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        match self.up_primary() {
+            Ok(p) => p.wait_for_work(timeout).await,
+            Err(_) => tokio::time::sleep(timeout).await,
+        }
+    }
+
+    /// The primary's round trip; while it is down, the spool's (the daemon still accepts
+    /// jobs, so health is degraded rather than unhealthy: `info` says why).
+    async fn ping(&self) -> Result<Duration> {
+        if let Ok(p) = self.up_primary() {
+            match self.seen(p.ping().await) {
+                Err(StorageError::Unavailable(_)) => {}
+                other => return other,
+            }
+        }
+        self.spool.ping().await
+    }
+
+    async fn info(&self) -> Result<BackendInfo> {
+        let spooled = self.spooled.load(Ordering::SeqCst);
+        let mut info = match self.up_primary() {
+            Ok(p) => match self.seen(p.info().await) {
+                Ok(info) => info,
+                Err(StorageError::Unavailable(_)) => BackendInfo::default(),
+                Err(e) => return Err(e),
+            },
+            Err(_) => BackendInfo::default(),
+        };
+        info.backend = self.backend.into();
+        let d = &mut info.details;
+        d.insert(
+            "fallback".into(),
+            if self.is_active() {
+                "active"
+            } else {
+                "standby"
+            }
+            .into(),
+        );
+        d.insert("fallback_jobs".into(), spooled.to_string());
+        d.insert(
+            "fallback_spool".into(),
+            self.spool_path.display().to_string(),
+        );
+        if self.is_active() {
+            let outage = self.outage();
+            if let Some(o) = &outage {
+                d.insert(
+                    "fallback_since".into(),
+                    crate::job::serde_time::format_rfc3339(o.since),
+                );
+            }
+            info.warnings.push(format!(
+                "degraded: {} unreachable, {spooled} jobs in the local fallback spool (they go \
+                 to {} when it is back){}",
+                self.backend,
+                self.backend,
+                outage.map(|o| format!(": {}", o.error)).unwrap_or_default()
+            ));
+        } else if spooled > 0 {
+            info.warnings.push(format!(
+                "{spooled} jobs in the local fallback spool are being handed over to {}",
+                self.backend
+            ));
+        }
+        Ok(info)
+    }
+}
