@@ -387,9 +387,25 @@ fn redis_killed_and_restarted_mid_run_loses_no_job() {
     t.kills += 1;
     // At most every worker's job was held when Redis died.
     t.in_flight = WORKERS.parse().expect("workers");
-    d.wait_until(LIMIT, "health to notice redis is gone", || {
-        d.get("/health").status == 503
-    });
+    // Degraded (not unhealthy: restarting the daemon would not help) within seconds.
+    let gone = Instant::now();
+    d.wait_until(
+        Duration::from_secs(10),
+        "health to notice redis is gone",
+        || {
+            let h = d.get("/health");
+            h.status == 200
+                && h.body["status"] == "degraded"
+                && h.body["storage"]["connected"] == false
+        },
+    );
+    eprintln!(
+        "health said degraded {} ms after redis died",
+        gone.elapsed().as_millis()
+    );
+    let h = d.get("/health");
+    let reasons = h.body["reasons"].to_string();
+    assert!(reasons.contains("storage unreachable"), "{}", h.text);
     // Without a fallback, a submit fails fast with a message that says why.
     let refused = d.post("/api/v1/jobs", &echo_job(99_999));
     assert_eq!(refused.status, 503, "{}", refused.text);
@@ -401,6 +417,16 @@ fn redis_killed_and_restarted_mid_run_loses_no_job() {
     let msg = refused.body["error"]["message"].as_str().unwrap_or("");
     assert!(msg.contains("check that it is running"), "{msg}");
     r.restart();
+    let back = Instant::now();
+    d.wait_until(
+        Duration::from_secs(10),
+        "health to be healthy again",
+        || d.get("/health").body["status"] == "healthy",
+    );
+    eprintln!(
+        "health said healthy {} ms after redis came back",
+        back.elapsed().as_millis()
+    );
     wait_all_finished(&d, t.jobs);
     account(&url, &echo, &[], &mut t);
     assert_serving(&d);

@@ -196,6 +196,7 @@ fn health_stats_plugins_and_metrics_describe_the_daemon() {
         "spool_jobs_enqueued_total{type=\"echo\"} 1",
         "spool_jobs_completed_total{type=\"echo\"} 1",
         "spool_job_duration_seconds_count{type=\"echo\"} 1",
+        "spool_instantiation_seconds_count{plugin=\"echo\"} 1",
         "spool_queue_depth{type=\"nobody-handles-this\",status=\"pending\"} 1",
         "spool_workers_busy 0",
         "spool_jobs_failed_total{type=\"echo\"} 0",

@@ -32,11 +32,17 @@ pub const STORAGE_LATENCY: &str = "spool_storage_latency_seconds";
 pub const PLUGIN_LOADS: &str = "spool_plugin_loads_total";
 pub const PLUGIN_LOAD_FAILURES: &str = "spool_plugin_load_failures_total";
 pub const LAST_CLAIM_AGE: &str = "spool_last_claim_age_seconds";
+pub const INSTANTIATION: &str = "spool_instantiation_seconds";
 
 /// Upper bounds (seconds) of the storage latency histogram (one call: ping, claim, complete,
 /// fail).
 const STORAGE_BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0,
+];
+/// Upper bounds (seconds) of the instantiation histogram: a pooled instance of a small plugin
+/// takes microseconds, a large interpreter-based one (JS, Python) milliseconds.
+const INSTANTIATION_BUCKETS: [f64; 12] = [
+    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1,
 ];
 /// `spool stats` rates cover this window (in slots of `RATE_SLOT`).
 pub const RATE_WINDOW: Duration = Duration::from_secs(300);
@@ -70,7 +76,7 @@ struct Histogram {
     bounds: &'static [f64],
     buckets: Vec<AtomicU64>,
     count: AtomicU64,
-    sum_micros: AtomicU64,
+    sum_nanos: AtomicU64,
 }
 
 impl Default for Histogram {
@@ -85,7 +91,7 @@ impl Histogram {
             bounds,
             buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
             count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
         }
     }
 
@@ -95,8 +101,8 @@ impl Histogram {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// `NAME_bucket{LABELS,le=..}`, `NAME_sum`, `NAME_count`; `labels` is `k="v"` text.
@@ -108,7 +114,7 @@ impl Histogram {
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
         let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
@@ -192,6 +198,8 @@ pub struct Metrics {
     storage_errors: AtomicU64,
     /// Storage call latency by operation (`ping`, `claim`, `complete`, `fail`).
     storage_latency: RwLock<BTreeMap<&'static str, Arc<Histogram>>>,
+    /// Time to set up a job's store and instantiate its plugin, by plugin.
+    instantiation: RwLock<BTreeMap<String, Arc<Histogram>>>,
     /// Plugin name -> (loads, load failures).
     plugin_loads: RwLock<BTreeMap<String, (u64, u64)>>,
     /// Unix ms of the last claim that returned a job (0: none yet).
@@ -230,6 +238,23 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner());
         map.entry(op)
             .or_insert_with(|| Arc::new(Histogram::new(&STORAGE_BUCKETS)))
+            .observe(d);
+    }
+
+    /// A job's instance of `plugin` was ready after `d` (store setup plus instantiation).
+    pub fn instantiated(&self, plugin: &str, d: Duration) {
+        if let Ok(map) = self.instantiation.read()
+            && let Some(h) = map.get(plugin)
+        {
+            h.observe(d);
+            return;
+        }
+        let mut map = self
+            .instantiation
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        map.entry(plugin.to_string())
+            .or_insert_with(|| Arc::new(Histogram::new(&INSTANTIATION_BUCKETS)))
             .observe(d);
     }
 
@@ -435,6 +460,24 @@ impl Metrics {
         for (op, h) in latency {
             h.render(&mut out, STORAGE_LATENCY, &format!("op=\"{op}\""));
         }
+        header(
+            &mut out,
+            INSTANTIATION,
+            "Time to set up a job's sandbox and instantiate its plugin, by plugin.",
+            "histogram",
+        );
+        let inst: Vec<(String, Arc<Histogram>)> = self
+            .instantiation
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        for (p, h) in inst {
+            h.render(
+                &mut out,
+                INSTANTIATION,
+                &format!("plugin=\"{}\"", escape(&p)),
+            );
+        }
         let loads: Vec<(String, (u64, u64))> = self
             .plugin_loads
             .read()
@@ -595,6 +638,20 @@ mod tests {
         assert!(text.contains("spool_job_duration_seconds_bucket{type=\"echo\",le=\"0.0025\"} 1"));
         assert!(text.contains("spool_job_duration_seconds_bucket{type=\"echo\",le=\"+Inf\"} 2"));
         assert!(text.contains("spool_job_duration_seconds_count{type=\"echo\"} 2"));
+    }
+
+    #[test]
+    fn instantiation_time_is_a_histogram_per_plugin() {
+        let m = Metrics::new();
+        m.instantiated("echo", Duration::from_micros(7));
+        m.instantiated("echo", Duration::from_millis(3));
+        let text = m.render(&Snapshot::default());
+        assert!(
+            text.contains("spool_instantiation_seconds_bucket{plugin=\"echo\",le=\"0.00001\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("spool_instantiation_seconds_count{plugin=\"echo\"} 2"));
+        assert!(text.contains("spool_instantiation_seconds_sum{plugin=\"echo\"} 0.003007"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use super::ApiState;
 use crate::job::JobState;
 use crate::metrics::Snapshot;
-use crate::storage::{BackendInfo, Stats, Storage};
+use crate::storage::{BackendInfo, Stats, Storage, StorageError};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A storage call slower than this makes the daemon `unhealthy` for this probe.
+/// A storage call slower than this counts as unreachable for this probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A ping slower than this makes it `degraded`.
 const SLOW_PING: Duration = Duration::from_millis(500);
@@ -76,13 +76,27 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
             }
             json!({ "connected": true, "ok": true, "latency_ms": latency.as_secs_f64() * 1000.0 })
         }
+        // Unreachable (Redis down, a network cut) is `degraded`: the daemon finishes what it
+        // holds, retries its results and reconnects by itself, and restarting it would not
+        // bring Redis back. Any other storage error needs a human: `unhealthy`.
+        Ok(Err(StorageError::Unavailable(e))) => {
+            reasons.push(format!(
+                "storage unreachable: {e}; jobs held finish and their results wait, new \
+                 enqueues {}",
+                if state.storage.backend() == "redis" {
+                    "fail until it is back (set `fallback` to keep accepting them)"
+                } else {
+                    "fail until it is back"
+                }
+            ));
+            json!({ "connected": false, "ok": false, "error": e })
+        }
         Ok(Err(e)) => {
             unhealthy = true;
             reasons.push(format!("storage: {e}"));
-            json!({ "connected": false, "ok": false, "error": e.to_string() })
+            json!({ "connected": true, "ok": false, "error": e.to_string() })
         }
         Err(_) => {
-            unhealthy = true;
             reasons.push(format!(
                 "storage did not answer a ping within {}s",
                 PROBE_TIMEOUT.as_secs()

@@ -45,10 +45,13 @@ pub(crate) async fn execute(
     let start = Instant::now();
     let (mut store, log) = new_store(inner, plugin, timeout, start, services.clone(), trace);
     let job = guest_job(input);
+    // Set once instantiation returns (None: the job was stopped or failed before that).
+    let mut instantiate = None;
 
     let result: CallResult = {
         let call = async {
             let handler = code.pre.instantiate_async(&mut store).await?;
+            instantiate = Some(start.elapsed());
             handler.call_handle(&mut store, &job).await
         };
         tokio::select! {
@@ -81,6 +84,7 @@ pub(crate) async fn execute(
         logs,
         followups,
         duration,
+        instantiate,
         plugin_version: plugin.version.clone(),
         peak_memory,
     }

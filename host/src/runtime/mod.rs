@@ -167,6 +167,8 @@ pub struct Execution {
     pub followups: Vec<crate::job::NewJob>,
     /// Wall time from instantiation to the end of the call.
     pub duration: Duration,
+    /// Store setup plus instantiation, when the instance was created (part of `duration`).
+    pub instantiate: Option<Duration>,
     pub plugin_version: String,
     /// The largest total linear memory the instance had, in bytes.
     pub peak_memory: u64,

@@ -7,12 +7,18 @@
 //!
 //! Every daemon sharing a storage runs these; each step is atomic in storage, so running them
 //! twice is harmless.
+//!
+//! After an outage (a step answered `Unavailable`) the reaper waits one lease length before
+//! it reaps again: leases ran out while nobody could renew them, yet their daemons are alive
+//! and about to renew them and store their results (the renewer and the completer retry).
+//! Reaping at once would run those jobs a second time for nothing; a daemon that really died
+//! during the outage costs one extra lease of delay.
 
 use crate::events::EventHub;
 use crate::metrics::Metrics;
 use crate::storage::{Reaped, RetentionPolicy, Storage, StorageError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// A sweep call deletes a bounded number of jobs; a sweep round calls it until it finds
@@ -25,6 +31,8 @@ pub struct MaintenanceConfig {
     pub reap_every: Duration,
     pub sweep_every: Duration,
     pub retention: RetentionPolicy,
+    /// How long the reaper holds off after storage was unreachable (the lease length).
+    pub reap_grace: Duration,
 }
 
 impl MaintenanceConfig {
@@ -34,6 +42,7 @@ impl MaintenanceConfig {
             reap_every: (lease / 4).clamp(Duration::from_millis(250), Duration::from_secs(15)),
             sweep_every,
             retention,
+            reap_grace: lease,
         }
     }
 }
@@ -118,16 +127,27 @@ impl Maintenance {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
         let mut failing = false;
+        let mut gate = ReapGate::new(self.cfg.reap_grace);
         loop {
             let result = tokio::select! {
                 _ = stop.changed() => return,
                 _ = promote.tick() => self.promote_once().await.map(|_| ()),
-                _ = reap.tick() => self.reap_once().await.map(|_| ()),
+                _ = reap.tick() => if gate.open(Instant::now()) {
+                    self.reap_once().await.map(|_| ())
+                } else {
+                    Ok(())
+                },
                 _ = sweep.tick() => self.sweep_once().await.map(|_| ()),
             };
             match result {
                 Ok(()) => failing = false,
                 Err(e) => {
+                    if matches!(e, StorageError::Unavailable(_)) && gate.outage(Instant::now()) {
+                        tracing::info!(
+                            grace = ?self.cfg.reap_grace,
+                            "storage unreachable: expired leases will not be reaped until a lease after it is back, so live daemons can renew them and store their results"
+                        );
+                    }
                     self.metrics.storage_error();
                     if !failing {
                         tracing::warn!(error = %e, "storage maintenance failed; retrying");
@@ -139,5 +159,57 @@ impl Maintenance {
                 return;
             }
         }
+    }
+}
+
+/// Holds the reaper off for `grace` after the last time storage was unreachable.
+#[derive(Debug)]
+pub(crate) struct ReapGate {
+    grace: Duration,
+    last_outage: Option<Instant>,
+}
+
+impl ReapGate {
+    pub(crate) fn new(grace: Duration) -> Self {
+        Self {
+            grace,
+            last_outage: None,
+        }
+    }
+
+    /// Storage answered `Unavailable` at `now`; true when this starts a new hold-off.
+    pub(crate) fn outage(&mut self, now: Instant) -> bool {
+        let new = self.open(now);
+        self.last_outage = Some(now);
+        new
+    }
+
+    /// May the reaper run at `now`?
+    pub(crate) fn open(&self, now: Instant) -> bool {
+        self.last_outage
+            .is_none_or(|at| now.saturating_duration_since(at) >= self.grace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reaper_waits_one_grace_after_the_last_outage() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut g = ReapGate::new(30 * s);
+        assert!(g.open(t0), "no outage yet");
+        assert!(g.outage(t0), "a new hold-off");
+        assert!(!g.outage(t0 + 5 * s), "the same outage goes on");
+        assert!(!g.open(t0 + 20 * s), "20 s after the last error < grace");
+        assert!(!g.open(t0 + 34 * s));
+        assert!(g.open(t0 + 35 * s), "a whole grace after the last error");
+        assert!(
+            g.outage(t0 + 100 * s),
+            "a later outage starts a new hold-off"
+        );
+        assert!(!g.open(t0 + 101 * s));
     }
 }

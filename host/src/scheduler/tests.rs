@@ -26,6 +26,7 @@ impl Runner for FnRunner {
             logs: vec![],
             followups: vec![],
             duration: start.elapsed(),
+            instantiate: Some(Duration::from_micros(5)),
             plugin_version: "test".into(),
             peak_memory: 0,
         }

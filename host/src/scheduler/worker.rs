@@ -87,6 +87,7 @@ pub(super) async fn run(
                 logs: Vec::new(),
                 followups: Vec::new(),
                 duration: Duration::ZERO,
+                instantiate: None,
                 plugin_version: resolved.version.clone(),
                 peak_memory: 0,
             }
@@ -94,6 +95,9 @@ pub(super) async fn run(
             resolved.runner.run(input, services).await
         };
         drop(guard);
+        if let Some(d) = exec.instantiate {
+            inner.metrics.instantiated(&resolved.plugin, d);
+        }
         if flags.lost.load(Ordering::Relaxed) {
             inner.metrics.attempt_ended(&job.job_type, crate::metrics::AttemptEnd::LeaseLost, exec.duration);
             tracing::warn!("lease lost while the job ran (another daemon may have taken it over); result dropped");

@@ -19,9 +19,13 @@
 //!   `degraded: redis unreachable, N jobs in the local fallback spool`, so `/health` says
 //!   degraded (the daemon still takes jobs), not unhealthy.
 //!
-//! Not spooled: cancel and delete of spooled jobs (they fail with `Unavailable` until the
-//! replay), and a spooled job whose unique key a live Redis job holds is dropped at replay
-//! (the live job stands for it, as an enqueue would have answered), which is logged.
+//! - `cancel` and `delete` reach spooled jobs too (a cancelled spooled job is handed over
+//!   as `cancelled`). `list`, `stats` and the rest answer `Unavailable` while Redis is down:
+//!   the spool holds only the jobs of this outage, and a partial answer would mislead.
+//! - A spooled job whose unique key a live Redis job holds when it is handed over is not
+//!   run: it is handed over as `cancelled`, its error naming the job that holds the key (an
+//!   enqueue would have answered with that job), so its id still tells the client what
+//!   happened.
 
 mod replay;
 mod routing;
@@ -301,6 +305,35 @@ impl FallbackStorage {
         let created = out.iter().filter(|e| e.created).count() as u64;
         self.spooled.fetch_add(created, Ordering::SeqCst);
         Ok(out)
+    }
+}
+
+impl FallbackStorage {
+    /// Cancels a job waiting in the spool. Holds the replay lock, so a replay never hands
+    /// over the job as it was before the cancel.
+    async fn cancel_spooled(&self, id: &str) -> Result<super::CancelOutcome> {
+        let _replay = self.replaying.lock().await;
+        self.spool.cancel(id).await
+    }
+
+    /// Deletes a job waiting in the spool (under the replay lock, as `cancel_spooled`).
+    async fn delete_spooled(&self, id: &str) -> Result<bool> {
+        let _replay = self.replaying.lock().await;
+        let gone = self.spool.delete(id).await?;
+        if gone {
+            let _ = self
+                .spooled
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        }
+        Ok(gone)
+    }
+
+    /// `delete_spooled`, answering `outage` (the primary's error) when the job is not there.
+    async fn delete_spooled_or(&self, id: &str, outage: StorageError) -> Result<bool> {
+        match self.delete_spooled(id).await {
+            Ok(true) => Ok(true),
+            _ => Err(outage),
+        }
     }
 }
 

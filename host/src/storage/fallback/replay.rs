@@ -32,8 +32,9 @@ pub struct Replay {
     /// Spooled jobs the primary already had (an earlier, interrupted replay; or an enqueue
     /// that reached it before the error), removed from the spool without importing.
     pub already_there: u64,
-    /// Spooled jobs not imported because a live job in the primary holds their unique key.
-    pub dropped_unique: u64,
+    /// Spooled jobs a live job in the primary stands for (it holds their unique key): handed
+    /// over as `cancelled`, not run.
+    pub unique_taken: u64,
     /// Jobs still in the spool afterwards.
     pub remaining: u64,
 }
@@ -47,10 +48,10 @@ pub(super) fn spawn(storage: &Arc<FallbackStorage>) {
                 return;
             };
             match storage.run_once().await {
-                Ok(r) if r.replayed + r.already_there + r.dropped_unique > 0 => tracing::info!(
+                Ok(r) if r.replayed + r.already_there + r.unique_taken > 0 => tracing::info!(
                     replayed = r.replayed,
                     already_there = r.already_there,
-                    dropped_unique = r.dropped_unique,
+                    unique_taken = r.unique_taken,
                     remaining = r.remaining,
                     "replayed the fallback spool"
                 ),
@@ -95,7 +96,7 @@ impl FallbackStorage {
                 break;
             }
             let ids: Vec<String> = page.iter().map(|j| j.id.clone()).collect();
-            let imported = match primary.import_jobs(page).await {
+            let imported = match primary.import_jobs(page.clone()).await {
                 Ok(n) => n,
                 Err(StorageError::Unavailable(e)) => {
                     self.mark_down(e);
@@ -108,15 +109,17 @@ impl FallbackStorage {
                 // Either the primary had the id already, or (live jobs only) a live job
                 // there holds the unique key. Only the second drops a job: say so.
                 let found = join_all(ids.iter().map(|id| primary.get(id))).await;
-                let absent = found.into_iter().filter(|f| matches!(f, Ok(None))).count() as u64;
-                out.dropped_unique += absent;
-                out.already_there += ids.len() as u64 - imported - absent;
-                if absent > 0 {
-                    tracing::info!(
-                        jobs = absent,
-                        "spooled jobs not handed over: a live job holds their unique key (it \
-                         stands for them)"
-                    );
+                let mut absent = Vec::new();
+                for (job, f) in page.into_iter().zip(found) {
+                    if matches!(f, Ok(None)) {
+                        absent.push(job);
+                    }
+                }
+                let n = absent.len() as u64;
+                out.unique_taken += n;
+                out.already_there += ids.len() as u64 - imported - n;
+                if n > 0 {
+                    self.hand_over_as_duplicates(&*primary, absent).await?;
                 }
             }
             let deleted = join_all(ids.iter().map(|id| self.spool.delete(id))).await;
@@ -144,6 +147,44 @@ impl FallbackStorage {
                 .await;
         }
         Ok(out)
+    }
+
+    /// Spooled jobs the primary refused because a live job there holds their unique key:
+    /// they must not run (the live job stands for them, as an enqueue would have answered),
+    /// but their ids were given to clients, so they are handed over as `cancelled` with an
+    /// error that says why.
+    async fn hand_over_as_duplicates(
+        &self,
+        primary: &dyn Storage,
+        jobs: Vec<crate::job::Job>,
+    ) -> crate::storage::Result<()> {
+        let now = self.clock.now_ms();
+        let mut out = Vec::with_capacity(jobs.len());
+        for mut job in jobs {
+            let key = job.unique_key.clone().unwrap_or_default();
+            tracing::info!(
+                job_id = %job.id,
+                unique_key = %key,
+                "spooled job not run: a live job holds its unique key; handed over as cancelled"
+            );
+            job.status = crate::job::JobState::Cancelled;
+            job.finished_at = Some(now);
+            job.error = Some(format!(
+                "not run: accepted into the fallback spool while {} was unreachable, and when \
+                 it was handed over a live job held its unique key `{key}` (that job stands \
+                 for this one)",
+                self.backend
+            ));
+            out.push(job);
+        }
+        match primary.import_jobs(out).await {
+            Ok(_) => Ok(()),
+            Err(StorageError::Unavailable(e)) => {
+                self.mark_down(e);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Tries the primary: opens it if it was never reached, else pings it. True when it

@@ -1,6 +1,7 @@
 //! Which call goes where: the `Storage` impl of `FallbackStorage`. Enqueues fail over to
-//! the spool; `get` also looks there; `ping` and `info` report the fallback; everything else
-//! goes to the primary and fails at once while it is down.
+//! the spool; `get`, `cancel` and `delete` also reach jobs in the spool; `ping` and `info`
+//! report the fallback; everything else goes to the primary and fails at once while it is
+//! down.
 
 use super::FallbackStorage;
 use crate::job::{Job, LeaseToken, NewJob};
@@ -71,7 +72,14 @@ impl Storage for FallbackStorage {
     }
 
     async fn delete(&self, id: &str) -> Result<bool> {
-        to_primary!(self.delete(id))
+        match self.up_primary() {
+            Ok(p) => match self.seen(p.delete(id).await) {
+                Ok(false) => self.delete_spooled(id).await,
+                Err(e @ StorageError::Unavailable(_)) => self.delete_spooled_or(id, e).await,
+                other => other,
+            },
+            Err(e) => self.delete_spooled_or(id, e).await,
+        }
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
@@ -109,7 +117,20 @@ impl Storage for FallbackStorage {
     }
 
     async fn cancel(&self, id: &str) -> Result<CancelOutcome> {
-        to_primary!(self.cancel(id))
+        let primary = match self.up_primary() {
+            Ok(p) => self.seen(p.cancel(id).await),
+            Err(e) => Err(e),
+        };
+        match primary {
+            // Spooled and not handed over yet: cancel it in the spool; the replay hands the
+            // cancelled job over.
+            Ok(CancelOutcome::NotFound) => self.cancel_spooled(id).await,
+            Err(e @ StorageError::Unavailable(_)) => match self.cancel_spooled(id).await {
+                Ok(CancelOutcome::NotFound) | Err(_) => Err(e),
+                found => found,
+            },
+            other => other,
+        }
     }
 
     async fn replay(&self, id: &str) -> Result<Option<Job>> {

@@ -4,7 +4,7 @@
 //! host/tests/fallback.rs does the same against a real redis-server.
 
 use super::*;
-use crate::job::{Job, LeaseToken, ManualClock};
+use crate::job::{Job, JobState, LeaseToken, ManualClock};
 use crate::storage::memory::MemoryStorage;
 use crate::storage::{
     BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Event, Failure, JobPage,
@@ -298,7 +298,7 @@ async fn a_replay_interrupted_after_the_import_duplicates_nothing() {
 
     let r = s.fallback.run_once().await.unwrap();
     assert_eq!(
-        (r.replayed, r.already_there, r.dropped_unique, r.remaining),
+        (r.replayed, r.already_there, r.unique_taken, r.remaining),
         (10, 20, 0, 0)
     );
     let in_primary = primary_ids(&s.primary).await;
@@ -311,7 +311,7 @@ async fn a_replay_interrupted_after_the_import_duplicates_nothing() {
 }
 
 #[tokio::test]
-async fn a_spooled_job_whose_unique_key_is_taken_is_dropped_at_replay() {
+async fn a_spooled_job_whose_unique_key_is_taken_is_handed_over_cancelled() {
     let s = setup(true).await;
     let mut held = job(1);
     held.unique_key = Some("k".into());
@@ -325,8 +325,53 @@ async fn a_spooled_job_whose_unique_key_is_taken_is_dropped_at_replay() {
     );
     s.primary.set_down(false);
     let r = s.fallback.run_once().await.unwrap();
-    assert_eq!((r.replayed, r.dropped_unique, r.remaining), (0, 1, 0));
-    assert_eq!(primary_ids(&s.primary).await, vec![live.id]);
+    assert_eq!((r.replayed, r.unique_taken, r.remaining), (0, 1, 0));
+    let mut ids = vec![live.id.clone(), spooled.job.id.clone()];
+    ids.sort();
+    let mut in_primary = primary_ids(&s.primary).await;
+    in_primary.sort();
+    assert_eq!(in_primary, ids);
+    let dup = s.fallback.get(&spooled.job.id).await.unwrap().unwrap();
+    assert_eq!(dup.status, JobState::Cancelled);
+    let why = dup.error.unwrap_or_default();
+    assert!(why.contains("unique key `k`"), "{why}");
+    assert_eq!(
+        s.fallback.get(&live.id).await.unwrap().unwrap().status,
+        JobState::Pending,
+        "the live job is untouched"
+    );
+    // A second replay finds nothing.
+    assert_eq!(s.fallback.run_once().await.unwrap().unique_taken, 0);
+}
+
+#[tokio::test]
+async fn spooled_jobs_can_be_cancelled_and_deleted_while_the_primary_is_down() {
+    let s = setup(true).await;
+    let before = s.fallback.enqueue(job(1)).await.unwrap().job;
+    s.primary.set_down(true);
+    let a = s.fallback.enqueue(job(2)).await.unwrap().job;
+    let b = s.fallback.enqueue(job(3)).await.unwrap().job;
+    assert_eq!(s.fallback.status().spooled, 2);
+    match s.fallback.cancel(&a.id).await.unwrap() {
+        CancelOutcome::Cancelled(j) => assert_eq!(j.status, JobState::Cancelled),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.fallback.delete(&b.id).await.unwrap());
+    assert_eq!(s.fallback.status().spooled, 1);
+    // A job in the primary cannot be reached while it is down: say so, do not claim 404.
+    let err = s.fallback.cancel(&before.id).await.unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
+    let err = s.fallback.delete(&before.id).await.unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
+    s.primary.set_down(false);
+    let r = s.fallback.run_once().await.unwrap();
+    assert_eq!((r.replayed, r.remaining), (1, 0));
+    assert_eq!(
+        s.primary.inner.get(&a.id).await.unwrap().unwrap().status,
+        JobState::Cancelled,
+        "handed over as cancelled"
+    );
+    assert!(s.primary.inner.get(&b.id).await.unwrap().is_none());
 }
 
 #[tokio::test]
