@@ -5,11 +5,13 @@
 -- ARGV[7]   t, the number of types; ARGV[8..7+t] the types
 -- ARGV[8+t..] `limit` fresh lease tokens, one per job that may be claimed
 -- Returns   the claimed jobs' fields, best first.
--- Each round takes the best head among the types' ready sets (lowest score, then lowest id),
--- so a claim over several types honours priority and FIFO across all of them.
+-- Each type's first `limit` ready jobs are read in one ZRANGE; each round takes the best
+-- head among the types (lowest score, then lowest id), so a claim over several types honours
+-- priority and FIFO across all of them.
+zbuffer()
 local lease_ms, worker = tonumber(ARGV[4]), ARGV[5]
 local limit, nt = tonumber(ARGV[6]), tonumber(ARGV[7])
-local types, heads = {}, {}
+local types, heads, pos = {}, {}, {}
 -- Byte order, as Redis orders equal scores: Lua's `<` on strings follows the server's
 -- locale (Redis sets LC_COLLATE from its environment).
 local function bytes_less(a, b)
@@ -20,35 +22,41 @@ local function bytes_less(a, b)
   end
   return #a < #b
 end
-local function peek(i)
-  local r = redis.call('ZRANGE', k_ready(types[i]), 0, 0, 'WITHSCORES')
-  if r[1] then heads[i] = { r[1], tonumber(r[2]) } else heads[i] = false end
+for i = 1, nt do
+  types[i] = ARGV[7 + i]
+  heads[i] = redis.call('ZRANGE', k_ready(types[i]), 0, limit - 1, 'WITHSCORES')
+  pos[i] = 1
 end
-for i = 1, nt do types[i] = ARGV[7 + i]; peek(i) end
 local out = {}
-for n = 1, limit do
-  local best = nil
+local lease_expires = fmt(NOW + lease_ms)
+local started = fmt(NOW)
+local token = 7 + nt
+while #out < limit do
+  local best, best_id, best_score = nil, nil, nil
   for i = 1, nt do
-    local h = heads[i]
-    if h then
-      local b = best and heads[best]
-      if not b or h[2] < b[2] or (h[2] == b[2] and bytes_less(h[1], b[1])) then best = i end
+    local id = heads[i][pos[i]]
+    if id then
+      local score = tonumber(heads[i][pos[i] + 1])
+      if not best or score < best_score or (score == best_score and bytes_less(id, best_id)) then
+        best, best_id, best_score = i, id, score
+      end
     end
   end
   if not best then break end
-  local id = heads[best][1]
-  redis.call('ZREM', k_ready(types[best]), id)
-  peek(best)
-  local j = load(id)
+  pos[best] = pos[best] + 2
+  zrem(k_ready(types[best]), best_id)
+  local j = load(best_id)
   if j and j.status == 'pending' then
+    token = token + 1
     local attempt = (tonumber(j.attempt) or 0) + 1
-    move(id, j, 'running', {
-      attempt = tostring(attempt), started_at = fmt(NOW), lease = ARGV[7 + nt + n],
-      worker = worker, lease_expires_at = fmt(NOW + lease_ms), cancel_requested = '0',
+    move(best_id, j, 'running', {
+      attempt = tostring(attempt), started_at = started, lease = ARGV[token],
+      worker = worker, lease_expires_at = lease_expires, cancel_requested = '0',
       progress = false,
     })
-    emit('job.started', id, j.type, job_data(j, { worker = worker }))
-    out[#out + 1] = dump(id)
+    emit('job.started', best_id, j.type, job_data(j, { worker = worker }))
+    out[#out + 1] = flat_of(j)
   end
 end
+zflush()
 return out

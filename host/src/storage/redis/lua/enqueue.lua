@@ -3,13 +3,18 @@
 -- ARGV[5..] 9 arguments per job, as lib.lua's insert_new reads them
 -- Returns   one {created (1/0), job fields} per job, in input order.
 -- Publishes on the wake channel when a job became pending.
+zbuffer()
 local n = tonumber(ARGV[4])
 local out, wake = {}, false
 for k = 0, n - 1 do
-  local created, id = insert_new(ARGV, 5 + k * 9)
-  local job = dump(id)
-  if created == 1 and redis.call('HGET', k_job(id), 'status') == 'pending' then wake = true end
-  out[#out + 1] = { created, job }
+  local created, id, fields, state = insert_new(ARGV, 5 + k * 9)
+  if created == 1 then
+    if state == 'pending' then wake = true end
+    out[#out + 1] = { 1, fields }
+  else
+    out[#out + 1] = { 0, dump(id) }
+  end
 end
+zflush()
 if wake then redis.call('PUBLISH', CH_WAKE, 'enqueue') end
 return out

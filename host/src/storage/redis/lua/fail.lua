@@ -5,13 +5,14 @@
 --           2 failed, 3 cancelled (job::rules::state_after_failure: a requested cancel wins,
 --           then no retry_at or no attempts left fails; a retrying job waits in the delayed
 --           set until run_at = retry_at, even when that is not in the future).
+zbuffer()
 local n = tonumber(ARGV[4])
 local codes = { retrying = 1, failed = 2, cancelled = 3 }
 local out = {}
 for k = 0, n - 1 do
   local i = 5 + k * 6
   local id, token, err, retry_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local j = load(id)
+  local j = load_meta(id)
   if holds_lease(j, token) then
     local pv = ARGV[i + 5]
     if pv == '' then pv = false end
@@ -24,4 +25,5 @@ for k = 0, n - 1 do
     out[#out + 1] = 0
   end
 end
+zflush()
 return out

@@ -3,6 +3,7 @@
 -- changes nothing.
 -- ARGV[4..] per job: m (number of field/value pairs), then the pairs (codec.rs format)
 -- Returns how many jobs were inserted. No events: the jobs' history happened elsewhere.
+zbuffer()
 local i, inserted, wake = 4, 0, false
 while i <= #ARGV do
   local m = tonumber(ARGV[i])
@@ -21,14 +22,15 @@ while i <= #ARGV do
     local flat = {}
     for f, v in pairs(j) do flat[#flat + 1] = f; flat[#flat + 1] = v end
     redis.call('HSET', k_job(id), unpack(flat))
-    redis.call('ZADD', K_ALL, 0, id)
-    redis.call('ZADD', k_by_type(j.type), 0, id)
-    redis.call('SADD', K_TYPES, j.type)
+    zadd(K_ALL, 0, id)
+    zadd(k_by_type(j.type), 0, id)
+    note_type(j.type)
     place(id, j, j.status)
     if live and j.unique_key then redis.call('HSET', K_UNIQUE, j.unique_key, id) end
     if j.status == 'pending' then wake = true end
     inserted = inserted + 1
   end
 end
+zflush()
 if wake then redis.call('PUBLISH', CH_WAKE, 'import') end
 return inserted

@@ -66,13 +66,94 @@ local function ready_score(priority, ready_at)
   return fmt(tonumber(priority) * PRIO_SHIFT + t)
 end
 
+-- Index writes (sorted sets) of hot scripts are buffered and sent as one variadic ZADD or
+-- ZREM per key at the end (zflush): a batch of N jobs then costs a few commands per index
+-- instead of one per job and index, which is most of a script's time. Only scripts that do
+-- not read an index after writing it may buffer (zbuffer() at the top, zflush() at the end);
+-- the others write through.
+local ZBUF = nil
+local function zbuffer() ZBUF = {} end
+local function zadd(key, score, id)
+  if not ZBUF then return redis.call('ZADD', key, score, id) end
+  local b = ZBUF[key]
+  if not b then b = { add = {}, rem = {} }; ZBUF[key] = b end
+  b.rem[id] = nil
+  b.add[id] = score
+end
+local function zrem(key, id)
+  if not ZBUF then return redis.call('ZREM', key, id) end
+  local b = ZBUF[key]
+  if not b then b = { add = {}, rem = {} }; ZBUF[key] = b end
+  b.add[id] = nil
+  b.rem[id] = true
+end
+-- Lua's unpack takes a few thousand values at most: send long lists in chunks.
+local CHUNK = 2000
+local function zflush()
+  if not ZBUF then return end
+  for key, b in pairs(ZBUF) do
+    local args = {}
+    for id in pairs(b.rem) do
+      args[#args + 1] = id
+      if #args >= CHUNK then redis.call('ZREM', key, unpack(args)); args = {} end
+    end
+    if #args > 0 then redis.call('ZREM', key, unpack(args)) end
+    args = {}
+    for id, score in pairs(b.add) do
+      args[#args + 1] = score
+      args[#args + 1] = id
+      if #args >= CHUNK then redis.call('ZADD', key, unpack(args)); args = {} end
+    end
+    if #args > 0 then redis.call('ZADD', key, unpack(args)) end
+  end
+  ZBUF = nil
+end
+
+-- Job types known to be in K_TYPES during this call (one SADD per type, not per job).
+local TYPES_SEEN = {}
+local function note_type(t)
+  if not TYPES_SEEN[t] then
+    redis.call('SADD', K_TYPES, t)
+    TYPES_SEEN[t] = true
+  end
+end
+
+-- Tables that hold every field of their job's hash (load), as opposed to a few (load_some):
+-- move() skips deleting a field such a table shows absent.
+local FULL = setmetatable({}, { __mode = 'k' })
+
 -- The job's hash as a table, or nil.
 local function load(id)
   local flat = redis.call('HGETALL', k_job(id))
   if #flat == 0 then return nil end
   local j = {}
   for i = 1, #flat, 2 do j[flat[i]] = flat[i + 1] end
+  FULL[j] = true
   return j
+end
+
+-- The fields a finished attempt needs (complete, fail), without payload, result or logs;
+-- nil when the job does not exist.
+local META = { 'status', 'type', 'lease', 'attempt', 'max_attempts', 'cancel_requested',
+  'unique_key', 'run_at', 'error', 'priority' }
+local function load_meta(id)
+  local v = redis.call('HMGET', k_job(id), unpack(META))
+  if not v[1] then return nil end
+  local j = {}
+  for i, f in ipairs(META) do
+    if v[i] then j[f] = v[i] end
+  end
+  return j
+end
+
+-- A loaded job as the flat field list Rust decodes (codec.rs).
+local function flat_of(j)
+  local flat = {}
+  for f, v in pairs(j) do
+    flat[#flat + 1] = f
+    flat[#flat + 1] = v
+  end
+  return flat
 end
 
 -- The job as the flat field list Rust decodes (codec.rs), or false.
@@ -85,31 +166,31 @@ end
 -- Adds job `id` to the sets of state `s`. `j` needs type, priority, run_at,
 -- lease_expires_at (running) and finished_at (finished).
 local function place(id, j, s)
-  redis.call('ZADD', k_by_state(s), 0, id)
-  redis.call('ZADD', k_by_state_type(s, j.type), 0, id)
+  zadd(k_by_state(s), 0, id)
+  zadd(k_by_state_type(s, j.type), 0, id)
   if s == 'pending' then
-    redis.call('ZADD', k_ready(j.type), ready_score(j.priority, j.run_at), id)
+    zadd(k_ready(j.type), ready_score(j.priority, j.run_at), id)
   elseif s == 'scheduled' or s == 'retrying' then
-    redis.call('ZADD', K_DELAYED, fmt(tonumber(j.run_at) or NOW), id)
+    zadd(K_DELAYED, fmt(tonumber(j.run_at) or NOW), id)
   elseif s == 'running' then
-    redis.call('ZADD', K_RUNNING, fmt(tonumber(j.lease_expires_at) or NOW), id)
+    zadd(K_RUNNING, fmt(tonumber(j.lease_expires_at) or NOW), id)
   elseif is_finished(s) then
-    redis.call('ZADD', k_finished(s, j.type), fmt(tonumber(j.finished_at) or NOW), id)
+    zadd(k_finished(s, j.type), fmt(tonumber(j.finished_at) or NOW), id)
   end
 end
 
 -- Removes job `id` of type `t` from the sets of state `s`.
 local function unplace(id, t, s)
-  redis.call('ZREM', k_by_state(s), id)
-  redis.call('ZREM', k_by_state_type(s, t), id)
+  zrem(k_by_state(s), id)
+  zrem(k_by_state_type(s, t), id)
   if s == 'pending' then
-    redis.call('ZREM', k_ready(t), id)
+    zrem(k_ready(t), id)
   elseif s == 'scheduled' or s == 'retrying' then
-    redis.call('ZREM', K_DELAYED, id)
+    zrem(K_DELAYED, id)
   elseif s == 'running' then
-    redis.call('ZREM', K_RUNNING, id)
+    zrem(K_RUNNING, id)
   elseif is_finished(s) then
-    redis.call('ZREM', k_finished(s, t), id)
+    zrem(k_finished(s, t), id)
   end
 end
 
@@ -118,9 +199,10 @@ local function move(id, j, to, set)
   unplace(id, j.type, j.status)
   local hset, hdel = { 'status', to }, {}
   j.status = to
+  local full = FULL[j]
   for f, v in pairs(set or {}) do
     if v == false then
-      hdel[#hdel + 1] = f
+      if not full or j[f] ~= nil then hdel[#hdel + 1] = f end
       j[f] = nil
     else
       hset[#hset + 1] = f
@@ -225,8 +307,8 @@ local function remove_job(id)
   local j = load(id)
   if not j then return 0 end
   unplace(id, j.type, j.status)
-  redis.call('ZREM', K_ALL, id)
-  redis.call('ZREM', k_by_type(j.type), id)
+  zrem(K_ALL, id)
+  zrem(k_by_type(j.type), id)
   release_unique(id, j)
   redis.call('DEL', k_job(id))
   return 1
@@ -244,8 +326,9 @@ end
 
 -- Inserts a new job from the 9 arguments a[i..i+8]: id, type, payload, priority,
 -- max_attempts, run_at ('' = now), timeout_ms (''), unique_key (''), backoff JSON ('').
--- Returns created (1/0) and the id of the job the caller gets: the existing job when the id
--- exists already (a retried call) or a live job holds the unique key.
+-- Returns created (1/0), the id of the job the caller gets (the existing job when the id
+-- exists already, a retried call, or when a live job holds the unique key), and for a
+-- created job its flat field list and state.
 local function insert_new(a, i)
   local id, t, unique = a[i], a[i + 1], a[i + 7]
   if redis.call('EXISTS', k_job(id)) == 1 then return 0, id end
@@ -263,14 +346,14 @@ local function insert_new(a, i)
   if unique ~= '' then f[#f + 1] = 'unique_key'; f[#f + 1] = unique end
   if a[i + 8] ~= '' then f[#f + 1] = 'backoff'; f[#f + 1] = a[i + 8] end
   redis.call('HSET', k_job(id), unpack(f))
-  redis.call('ZADD', K_ALL, 0, id)
-  redis.call('ZADD', k_by_type(t), 0, id)
-  redis.call('SADD', K_TYPES, t)
+  zadd(K_ALL, 0, id)
+  zadd(k_by_type(t), 0, id)
+  note_type(t)
   place(id, { type = t, priority = a[i + 3], run_at = run_at }, s)
   if unique ~= '' then redis.call('HSET', K_UNIQUE, unique, id) end
   emit('job.created', id, t, { status = s, attempt = 0, priority = tonumber(a[i + 3]),
     run_at = rfc3339(run_at) })
-  return 1, id
+  return 1, id, f, s
 end
 
 -- Lease check shared by every fenced script.

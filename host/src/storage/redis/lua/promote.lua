@@ -1,6 +1,7 @@
 -- promote.lua: move scheduled and retrying jobs whose run_at has come to `pending`.
 -- ARGV[4] batch size (bounded work per call; the caller loops while a batch comes back full)
 -- Returns how many jobs were promoted.
+zbuffer()
 local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', fmt(NOW), 'LIMIT', 0, tonumber(ARGV[4]))
 local moved = 0
 for _, id in ipairs(due) do
@@ -9,8 +10,9 @@ for _, id in ipairs(due) do
     move(id, j, 'pending', {})
     moved = moved + 1
   else
-    redis.call('ZREM', K_DELAYED, id) -- a stale entry; never expected
+    zrem(K_DELAYED, id) -- a stale entry; never expected
   end
 end
+zflush()
 if moved > 0 then redis.call('PUBLISH', CH_WAKE, 'promote') end
 return moved
