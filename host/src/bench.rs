@@ -136,6 +136,12 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
     });
     let config = raw.validate()?;
     let recorder = Arc::new(Recorder::default());
+    let prefilled = if args.drain {
+        Some(prefill(&args, &config, &storage_url, &payload, &recorder).await?)
+    } else {
+        None
+    };
+    let t_start = Instant::now();
     let core = Core::start(
         config,
         CoreOptions {
@@ -168,8 +174,13 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     let storage = core.storage.clone();
-    let t0 = Instant::now();
+    let t0 = if prefilled.is_some() {
+        t_start
+    } else {
+        Instant::now()
+    };
     let enqueue_done = match args.rate {
+        None if prefilled.is_some() => prefilled.unwrap_or_default(),
         None => {
             let mut left = args.jobs;
             while left > 0 {
@@ -233,10 +244,11 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         job_type: args.job_type.clone(),
         jobs: args.jobs,
         workers,
-        mode: args
-            .rate
-            .map(|r| format!("rate {r}/s"))
-            .unwrap_or_else(|| "burst".into()),
+        mode: match (args.rate, args.drain) {
+            (Some(r), _) => format!("rate {r}/s"),
+            (None, true) => "drain".into(),
+            (None, false) => "burst".into(),
+        },
         seconds: total.as_secs_f64(),
         jobs_per_second: args.jobs as f64 / total.as_secs_f64(),
         enqueue_per_second: args.jobs as f64 / enqueue_done.as_secs_f64().max(1e-9),
@@ -254,6 +266,47 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `--drain`: enqueues every job through a storage handle of its own before the daemon core
+/// starts; returns how long that took.
+async fn prefill(
+    args: &BenchArgs,
+    config: &crate::config::Config,
+    url: &str,
+    payload: &RawValue,
+    recorder: &Recorder,
+) -> anyhow::Result<Duration> {
+    if url.to_ascii_lowercase().starts_with("memory:") {
+        bail!("--drain needs a storage the daemon core can open again (sqlite:// or redis://)");
+    }
+    let storage = crate::storage::open(
+        url,
+        crate::storage::StorageOptions {
+            max_payload_bytes: config.max_payload,
+            max_events: config.max_events,
+            ..Default::default()
+        },
+        Arc::new(crate::job::SystemClock),
+    )
+    .await
+    .with_context(|| format!("cannot open storage `{}`", crate::app::redact(url)))?;
+    let began = Instant::now();
+    let mut left = args.jobs;
+    while left > 0 {
+        let n = left.min(BATCH);
+        let jobs: Vec<NewJob> = (0..n)
+            .map(|_| NewJob::new(&args.job_type, payload.to_owned()))
+            .collect();
+        let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        recorder.enqueued(&ids, Instant::now());
+        storage
+            .enqueue_batch(jobs)
+            .await
+            .context("enqueue failed")?;
+        left -= n;
+    }
+    Ok(began.elapsed())
 }
 
 fn latencies(r: &Recorder) -> (Vec<Duration>, Vec<Duration>) {

@@ -200,6 +200,10 @@ pub struct BenchArgs {
     /// Enqueue at this many jobs per second (latency run) instead of all at once
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Enqueue every job before the workers start, then time the drain of that backlog
+    /// (how queue benchmarks such as BullMQ's are taken); not with memory:// or --rate
+    #[arg(long, conflicts_with = "rate")]
+    pub drain: bool,
     /// Worker slots (default: as the daemon)
     #[arg(long)]
     pub workers: Option<usize>,
