@@ -72,6 +72,7 @@ macro_rules! __spool_conformance_cases {
             get_returns_none_for_an_unknown_id,
             list_pages_newest_first_with_a_cursor,
             list_filters_by_status_and_type,
+            list_by_status_pages_across_types,
             stats_count_states_per_type,
             retention_sweeps_finished_jobs_by_age,
             retention_keeps_the_newest_per_type,

@@ -39,6 +39,41 @@ pub async fn list_pages_newest_first_with_a_cursor(s: Backend, _clock: Arc<Manua
     assert_eq!(s.list(ListFilter::default()).await.unwrap().jobs.len(), 25);
 }
 
+pub async fn list_by_status_pages_across_types(s: Backend, _clock: Arc<ManualClock>) {
+    // Pending jobs of three types, interleaved, and one running job that must not show.
+    let mut ids = Vec::new();
+    for i in 0..21 {
+        let t = ["across-a", "across-b", "across-c"][i % 3];
+        ids.push(enqueue(&s, job(t)).await.id);
+    }
+    let running = claim_one(&s, "across-b").await.job.id;
+    ids.retain(|id| *id != running);
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for _ in 0..10 {
+        let page = s
+            .list(ListFilter {
+                status: Some(JobState::Pending),
+                limit: 4,
+                cursor: cursor.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.jobs.len() <= 4);
+        seen.extend(page.jobs.into_iter().map(|j| j.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen, ids,
+        "every pending job once, newest first, over all types"
+    );
+}
+
 pub async fn list_filters_by_status_and_type(s: Backend, _clock: Arc<ManualClock>) {
     let a1 = enqueue(&s, job("list-a")).await;
     let a2 = enqueue(&s, job("list-a")).await;

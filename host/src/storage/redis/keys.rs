@@ -61,7 +61,8 @@ impl Keys {
     pub fn list_index(&self, status: Option<JobState>, job_type: Option<&str>) -> String {
         match (status, job_type) {
             (None, None) => self.all_jobs(),
-            (Some(s), None) => format!("{}:jobs:s:{}", self.tag, state_name(s)),
+            // No index of one state over all types: list.lua merges the per-type ones.
+            (Some(_), None) => String::new(),
             (None, Some(t)) => format!("{}:jobs:t:{t}", self.tag),
             (Some(s), Some(t)) => format!("{}:jobs:st:{}:{t}", self.tag, state_name(s)),
         }

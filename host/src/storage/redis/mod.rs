@@ -131,7 +131,23 @@ impl RedisStorage {
             _listener: listener,
         };
         storage.check_server().await?;
+        storage.drop_legacy_indexes().await?;
         Ok(storage)
+    }
+
+    /// Earlier versions kept one id index per state over all types (`{prefix}:jobs:s:<state>`);
+    /// lists by state now merge the per-type indexes, so those sets are only stale copies.
+    async fn drop_legacy_indexes(&self) -> Result<()> {
+        let mut del = redis::cmd("DEL");
+        for s in crate::job::JobState::ALL {
+            del.arg(format!(
+                "{}:jobs:s:{}",
+                self.keys.tag(),
+                keys::state_name(s)
+            ));
+        }
+        let _: i64 = self.query(&del).await?;
+        Ok(())
     }
 
     fn err(&self, e: RedisError) -> StorageError {

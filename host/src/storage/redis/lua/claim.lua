@@ -12,16 +12,6 @@ zbuffer()
 local lease_ms, worker = tonumber(ARGV[4]), ARGV[5]
 local limit, nt = tonumber(ARGV[6]), tonumber(ARGV[7])
 local types, heads, pos = {}, {}, {}
--- Byte order, as Redis orders equal scores: Lua's `<` on strings follows the server's
--- locale (Redis sets LC_COLLATE from its environment).
-local function bytes_less(a, b)
-  local n = math.min(#a, #b)
-  for k = 1, n do
-    local x, y = string.byte(a, k), string.byte(b, k)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
 for i = 1, nt do
   types[i] = ARGV[7 + i]
   heads[i] = redis.call('ZRANGE', k_ready(types[i]), 0, limit - 1, 'WITHSCORES')

@@ -15,9 +15,10 @@
 -- Key layout (all under the tag; the variable part always comes last, so names never collide):
 --   P:job:<id>               hash: the job's fields (codec.rs is the Rust side of the format)
 --   P:jobs                   zset, score 0, by id: every job (lexicographic = creation order)
---   P:jobs:s:<state>         the same, one state
 --   P:jobs:t:<type>          the same, one type
---   P:jobs:st:<state>:<type> the same, one state and type (its ZCARD is the stats count)
+--   P:jobs:st:<state>:<type> the same, one state and type (its ZCARD is the stats count; a
+--                            listing by state alone merges these over the types: one index
+--                            fewer to write at every state change)
 --   P:ready:<type>           zset of pending jobs, score = priority * 2^48 + ready time (ms);
 --                            equal scores order by id: FIFO within a priority, O(log n) claim
 --   P:delayed                zset of scheduled and retrying jobs by run_at
@@ -41,6 +42,17 @@ else
   NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
 end
 
+-- Byte order, as Redis orders equal scores and lexicographic ranges: Lua's `<` on strings
+-- follows the server's locale (Redis sets LC_COLLATE from its environment).
+local function bytes_less(a, b)
+  local n = math.min(#a, #b)
+  for k = 1, n do
+    local x, y = string.byte(a, k), string.byte(b, k)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
 -- Integers as plain digits (tostring gives 1.7e+12 for big numbers).
 local function fmt(n) return string.format('%.0f', n) end
 
@@ -53,7 +65,6 @@ local K_EVENTS = P .. ':events'
 local CH_WAKE = P .. ':wake'
 local function k_job(id) return P .. ':job:' .. id end
 local function k_ready(t) return P .. ':ready:' .. t end
-local function k_by_state(s) return P .. ':jobs:s:' .. s end
 local function k_by_type(t) return P .. ':jobs:t:' .. t end
 local function k_by_state_type(s, t) return P .. ':jobs:st:' .. s .. ':' .. t end
 local function k_finished(s, t) return P .. ':finished:' .. s .. ':' .. t end
@@ -166,7 +177,6 @@ end
 -- Adds job `id` to the sets of state `s`. `j` needs type, priority, run_at,
 -- lease_expires_at (running) and finished_at (finished).
 local function place(id, j, s)
-  zadd(k_by_state(s), 0, id)
   zadd(k_by_state_type(s, j.type), 0, id)
   if s == 'pending' then
     zadd(k_ready(j.type), ready_score(j.priority, j.run_at), id)
@@ -181,7 +191,6 @@ end
 
 -- Removes job `id` of type `t` from the sets of state `s`.
 local function unplace(id, t, s)
-  zrem(k_by_state(s), id)
   zrem(k_by_state_type(s, t), id)
   if s == 'pending' then
     zrem(k_ready(t), id)
