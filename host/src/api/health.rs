@@ -14,7 +14,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A storage call slower than this counts as unreachable for this probe.
+/// A ping slower than this counts as unreachable for this probe (well inside the usual 1-2 s
+/// timeouts of load balancer and Kubernetes probes, which must get an answer).
+const PING_TIMEOUT: Duration = Duration::from_millis(900);
+/// `info()` and `stats()` slower than this are left out of the answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A ping slower than this makes it `degraded`.
 const SLOW_PING: Duration = Duration::from_millis(500);
@@ -67,7 +70,8 @@ const REDIS_DETAILS: [&str; 7] = [
 pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
     let mut reasons: Vec<String> = Vec::new();
     let mut unhealthy = false;
-    let ping = tokio::time::timeout(PROBE_TIMEOUT, state.storage.ping()).await;
+    let ping = tokio::time::timeout(PING_TIMEOUT, state.storage.ping()).await;
+    let reachable = matches!(ping, Ok(Ok(_)));
     let storage = match ping {
         Ok(Ok(latency)) => {
             state.metrics.storage_call("ping", latency);
@@ -98,13 +102,20 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
         }
         Err(_) => {
             reasons.push(format!(
-                "storage did not answer a ping within {}s",
-                PROBE_TIMEOUT.as_secs()
+                "storage unreachable: no answer to a ping within {} ms (it may be down, \
+                 restarting or overloaded); jobs held finish and their results wait",
+                PING_TIMEOUT.as_millis()
             ));
             json!({ "connected": false, "ok": false, "error": "ping timed out" })
         }
     };
-    let (info, stats) = state.probe_cache.get(state.storage.as_ref()).await;
+    // Storage that did not answer a ping will not answer these either: do not make the
+    // probe wait for their timeouts.
+    let (info, stats) = if reachable {
+        state.probe_cache.get(state.storage.as_ref()).await
+    } else {
+        (None, None)
+    };
     if let Some(info) = &info {
         reasons.extend(info.warnings.iter().cloned());
     }
