@@ -168,9 +168,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
             args.job_type,
             crate::app::redact(&storage_url),
             workers,
-            args.rate
-                .map(|r| format!("{r} jobs/s"))
-                .unwrap_or_else(|| "burst".into())
+            mode_name(&args)
         );
     }
     let storage = core.storage.clone();
@@ -182,21 +180,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
     let enqueue_done = match args.rate {
         None if prefilled.is_some() => prefilled.unwrap_or_default(),
         None => {
-            let mut left = args.jobs;
-            while left > 0 {
-                let n = left.min(BATCH);
-                let jobs: Vec<NewJob> = (0..n)
-                    .map(|_| NewJob::new(&args.job_type, payload.clone()))
-                    .collect();
-                let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
-                let at = Instant::now();
-                recorder.enqueued(&ids, at);
-                storage
-                    .enqueue_batch(jobs)
-                    .await
-                    .context("enqueue failed")?;
-                left -= n;
-            }
+            enqueue_all(storage.as_ref(), &args, &payload, &recorder).await?;
             t0.elapsed()
         }
         Some(rate) => {
@@ -244,11 +228,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         job_type: args.job_type.clone(),
         jobs: args.jobs,
         workers,
-        mode: match (args.rate, args.drain) {
-            (Some(r), _) => format!("rate {r}/s"),
-            (None, true) => "drain".into(),
-            (None, false) => "burst".into(),
-        },
+        mode: mode_name(&args),
         seconds: total.as_secs_f64(),
         jobs_per_second: args.jobs as f64 / total.as_secs_f64(),
         enqueue_per_second: args.jobs as f64 / enqueue_done.as_secs_f64().max(1e-9),
@@ -266,6 +246,14 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn mode_name(args: &BenchArgs) -> String {
+    match (args.rate, args.drain) {
+        (Some(r), _) => format!("rate {r}/s"),
+        (None, true) => "drain".into(),
+        (None, false) => "burst".into(),
+    }
 }
 
 /// `--drain`: enqueues every job through a storage handle of its own before the daemon core
@@ -292,6 +280,17 @@ async fn prefill(
     .await
     .with_context(|| format!("cannot open storage `{}`", crate::app::redact(url)))?;
     let began = Instant::now();
+    enqueue_all(storage.as_ref(), args, payload, recorder).await?;
+    Ok(began.elapsed())
+}
+
+/// Enqueues `args.jobs` jobs in batches of `BATCH`, noting when each batch went in.
+async fn enqueue_all(
+    storage: &dyn crate::storage::Storage,
+    args: &BenchArgs,
+    payload: &RawValue,
+    recorder: &Recorder,
+) -> anyhow::Result<()> {
     let mut left = args.jobs;
     while left > 0 {
         let n = left.min(BATCH);
@@ -306,7 +305,7 @@ async fn prefill(
             .context("enqueue failed")?;
         left -= n;
     }
-    Ok(began.elapsed())
+    Ok(())
 }
 
 fn latencies(r: &Recorder) -> (Vec<Duration>, Vec<Duration>) {

@@ -120,6 +120,27 @@ impl Histogram {
     }
 }
 
+/// Adds `d` to the histogram of `key` in `map`, created with `bounds` on first use (a read
+/// lock only, after that).
+fn observe_keyed(
+    map: &RwLock<BTreeMap<String, Arc<Histogram>>>,
+    key: &str,
+    bounds: &'static [f64],
+    d: Duration,
+) {
+    if let Ok(m) = map.read()
+        && let Some(h) = m.get(key)
+    {
+        h.observe(d);
+        return;
+    }
+    map.write()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key.to_string())
+        .or_insert_with(|| Arc::new(Histogram::new(bounds)))
+        .observe(d);
+}
+
 /// Attempts that ended in the last `RATE_WINDOW`, in slots of `RATE_SLOT_SECS`, for
 /// jobs per minute and average duration.
 struct RateRing {
@@ -197,7 +218,7 @@ pub struct Metrics {
     swept: AtomicU64,
     storage_errors: AtomicU64,
     /// Storage call latency by operation (`ping`, `claim`, `complete`, `fail`).
-    storage_latency: RwLock<BTreeMap<&'static str, Arc<Histogram>>>,
+    storage_latency: RwLock<BTreeMap<String, Arc<Histogram>>>,
     /// Time to set up a job's store and instantiate its plugin, by plugin.
     instantiation: RwLock<BTreeMap<String, Arc<Histogram>>>,
     /// Plugin name -> (loads, load failures).
@@ -225,37 +246,13 @@ impl Metrics {
     }
 
     /// A storage call took `d` (`op`: ping, claim, complete, fail).
-    pub fn storage_call(&self, op: &'static str, d: Duration) {
-        if let Ok(map) = self.storage_latency.read()
-            && let Some(h) = map.get(op)
-        {
-            h.observe(d);
-            return;
-        }
-        let mut map = self
-            .storage_latency
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        map.entry(op)
-            .or_insert_with(|| Arc::new(Histogram::new(&STORAGE_BUCKETS)))
-            .observe(d);
+    pub fn storage_call(&self, op: &str, d: Duration) {
+        observe_keyed(&self.storage_latency, op, &STORAGE_BUCKETS, d);
     }
 
     /// A job's instance of `plugin` was ready after `d` (store setup plus instantiation).
     pub fn instantiated(&self, plugin: &str, d: Duration) {
-        if let Ok(map) = self.instantiation.read()
-            && let Some(h) = map.get(plugin)
-        {
-            h.observe(d);
-            return;
-        }
-        let mut map = self
-            .instantiation
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        map.entry(plugin.to_string())
-            .or_insert_with(|| Arc::new(Histogram::new(&INSTANTIATION_BUCKETS)))
-            .observe(d);
+        observe_keyed(&self.instantiation, plugin, &INSTANTIATION_BUCKETS, d);
     }
 
     /// A plugin loaded (`ok`) or its file failed to load.
@@ -452,10 +449,10 @@ impl Metrics {
             "Latency of storage calls by operation (ping, claim, complete, fail).",
             "histogram",
         );
-        let latency: Vec<(&'static str, Arc<Histogram>)> = self
+        let latency: Vec<(String, Arc<Histogram>)> = self
             .storage_latency
             .read()
-            .map(|m| m.iter().map(|(k, v)| (*k, v.clone())).collect())
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
         for (op, h) in latency {
             h.render(&mut out, STORAGE_LATENCY, &format!("op=\"{op}\""));
