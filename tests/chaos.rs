@@ -16,13 +16,11 @@
 //! Randomness comes from one seed, printed (`SPOOL_CHAOS_SEED=N` replays a run). Waits
 //! poll against deadlines. Scenarios run one at a time (they share two cores).
 
-#[path = "chaos_support/redis.rs"]
-mod redis;
-
 use serde_json::{Value, json};
 use spool_host::job::{Job, JobState, SystemClock};
 use spool_host::storage::{self, ListFilter, Storage, StorageOptions};
 use spool_tests::Daemon;
+use spool_tests::redis;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -341,6 +339,17 @@ fn kill9_rounds(scenario: &str, storage_url: Option<String>, rounds: u64, round_
     );
 }
 
+/// A Redis with AOF and `appendfsync always`: every write it acknowledged survives a
+/// `kill -9` of Redis itself.
+fn redis_aof() -> redis::Server {
+    redis::Server::start(&["--appendonly", "yes", "--appendfsync", "always"])
+}
+
+/// A storage URL with its own key prefix and short timeouts (outages show quickly).
+fn chaos_url(r: &redis::Server, prefix: &str) -> String {
+    format!("{}&timeout=2s&connect_timeout=1s", r.url(prefix))
+}
+
 #[test]
 fn kill_9_at_random_moments_loses_no_job_sqlite() {
     let _one = serial();
@@ -353,8 +362,8 @@ fn kill_9_at_random_moments_loses_no_job_redis() {
     if !redis::require_redis("chaos on redis") {
         return;
     }
-    let r = redis::Redis::start();
-    kill9_rounds("redis kill -9", Some(r.url("chaos-kill")), 3, 2000);
+    let r = redis_aof();
+    kill9_rounds("redis kill -9", Some(chaos_url(&r, "chaos-kill")), 3, 2000);
 }
 
 #[test]
@@ -365,8 +374,8 @@ fn redis_killed_and_restarted_mid_run_loses_no_job() {
     }
     let started = Instant::now();
     let mut rng = Rng::from_env("redis restart");
-    let mut r = redis::Redis::start();
-    let url = r.url("chaos-restart");
+    let mut r = redis_aof();
+    let url = chaos_url(&r, "chaos-restart");
     let d = Daemon::builder(&["echo"])
         .config(KEEP_ALL)
         .args(&["--workers", WORKERS])
@@ -442,8 +451,8 @@ fn redis_down_with_the_fallback_on_accepts_jobs_and_runs_them_later() {
         return;
     }
     let started = Instant::now();
-    let mut r = redis::Redis::start();
-    let url = r.url("chaos-fallback");
+    let mut r = redis_aof();
+    let url = chaos_url(&r, "chaos-fallback");
     let spool_dir = tempfile::tempdir().expect("temp dir");
     let spool = spool_dir.path().join("fallback.db");
     let mut d = Daemon::builder(&["echo"])

@@ -3,14 +3,10 @@
 //! nothing lost or run twice), the refusal while a daemon holds leases, `--dry-run`, a
 //! second run that adds nothing, and a failed count check exiting 1.
 
-#[allow(dead_code)] // shared with tests/chaos.rs, which uses all of it
-#[path = "chaos_support/redis.rs"]
-mod redis;
-
 use serde_json::{Value, json};
 use spool_host::job::{Job, JobState, NewJob, SystemClock};
 use spool_host::storage::{self, ClaimRequest, ListFilter, Storage, StorageOptions};
-use spool_tests::{Daemon, spool_bin, stderr, stdout};
+use spool_tests::{Daemon, redis, spool_bin, stderr, stdout};
 use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -71,7 +67,7 @@ fn a_stopped_sqlite_daemon_moves_to_redis_and_finishes_its_work() {
     if !redis::require_redis("migrate to redis") {
         return;
     }
-    let r = redis::Redis::start();
+    let r = redis::Server::start(&[]);
     let redis_url = r.url("migrate-e2e");
     let mut a = Daemon::builder(&["slow"])
         .config(KEEP_ALL)

@@ -283,6 +283,15 @@ impl Server {
         format!("redis://127.0.0.1:{}/?prefix={prefix}", self.port)
     }
 
+    /// `SHUTDOWN NOSAVE` (a clean stop that writes no snapshot; with AOF on, the AOF already
+    /// holds every acknowledged write). `restart` brings it back.
+    pub fn shutdown_nosave(&mut self) {
+        let _ = command(self.port, &["SHUTDOWN", "NOSAVE"]);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
     pub fn conn(&self) -> Redis {
         Redis::connect(self.port).expect("connect to the test redis")
     }
