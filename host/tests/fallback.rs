@@ -14,102 +14,18 @@ use spool_host::storage::fallback::{self, FallbackStorage};
 use spool_host::storage::{self, ListFilter, Storage, StorageError, StorageOptions};
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A redis-server on a fixed port and folder that can be killed and started again.
-struct Redis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
+/// A Redis with AOF and `appendfsync always`, so what it acknowledged survives a kill.
+const AOF: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "always"];
 
-impl Redis {
-    fn new() -> Redis {
-        Redis {
-            port: redis_server::free_port(false),
-            dir: tempfile::tempdir().expect("temp dir"),
-            child: None,
-        }
-    }
-
-    fn started() -> Redis {
-        let mut r = Redis::new();
-        r.start();
-        r
-    }
-
-    fn start(&mut self) {
-        use std::os::unix::process::CommandExt;
-        assert!(self.child.is_none(), "redis is already running");
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--dir", &self.dir.path().display().to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .args(["--logfile", "redis.log"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: prctl in the child before exec; the server dies with this test thread.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        self.child = Some(cmd.spawn().expect("start redis-server"));
-        wait_until("redis answering PING", Duration::from_secs(20), || {
-            redis_server::command(self.port, &["PING"]).is_ok_and(|r| r == "+PONG")
-        });
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// `SHUTDOWN NOSAVE`: a clean stop that writes no snapshot (the AOF has everything).
-    fn shutdown_nosave(&mut self) {
-        let _ = redis_server::command(self.port, &["SHUTDOWN", "NOSAVE"]);
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self, prefix: &str) -> String {
-        // Short timeouts: a test should notice the outage at once.
-        format!(
-            "redis://127.0.0.1:{}/?prefix={prefix}&timeout=2s&connect_timeout=1s",
-            self.port
-        )
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// A storage URL with short timeouts: a test should notice the outage at once.
+fn url(r: &redis_server::Standalone, prefix: &str) -> String {
+    format!(
+        "redis://127.0.0.1:{}/?prefix={prefix}&timeout=2s&connect_timeout=1s",
+        r.port
+    )
 }
 
 async fn eventually(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
@@ -209,9 +125,9 @@ async fn jobs_accepted_while_redis_is_down_reach_it_exactly_once() {
     if !redis_server::require_redis("fallback tests") {
         return;
     }
-    let mut redis = Redis::started();
+    let mut redis = redis_server::Standalone::start(&AOF);
     let prefix = redis_server::fresh_prefix("fallback");
-    let url = redis.url(&prefix);
+    let url = url(&redis, &prefix);
     let dir = tempfile::tempdir().expect("temp dir");
     let spool = dir.path().join("fallback.db");
     let fb = open_fallback(&url, &spool).await;
@@ -247,7 +163,7 @@ async fn jobs_accepted_while_redis_is_down_reach_it_exactly_once() {
         "health stays degraded, not unhealthy"
     );
 
-    redis.start();
+    redis.start_again();
     let t = Instant::now();
     eventually(
         "the spool replayed into redis",
@@ -267,7 +183,7 @@ async fn jobs_accepted_while_redis_is_down_reach_it_exactly_once() {
     redis.shutdown_nosave();
     want.extend(enqueue_many(&fb, 500, 200).await);
     assert!(fb.is_active());
-    redis.start();
+    redis.start_again();
     eventually(
         "the second outage replayed",
         Duration::from_secs(30),
@@ -301,8 +217,8 @@ async fn a_daemon_starting_while_redis_is_down_takes_jobs_and_hands_them_over() 
     if !redis_server::require_redis("fallback tests") {
         return;
     }
-    let mut redis = Redis::new();
-    let url = redis.url(&redis_server::fresh_prefix("fallback-start"));
+    let mut redis = redis_server::Standalone::not_started(&AOF);
+    let url = url(&redis, &redis_server::fresh_prefix("fallback-start"));
     let dir = tempfile::tempdir().expect("temp dir");
     let spool = dir.path().join("fallback.db");
     // A plain open fails fast with a clear message (the behaviour without a fallback).
@@ -323,7 +239,7 @@ async fn a_daemon_starting_while_redis_is_down_takes_jobs_and_hands_them_over() 
     drop(fb);
 
     // The daemon restarts (its spool file stays) and Redis comes up meanwhile.
-    redis.start();
+    redis.start_again();
     let fb = open_fallback(&url, &spool).await;
     eventually(
         "the spool left by the first run replayed",

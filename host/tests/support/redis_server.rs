@@ -259,23 +259,69 @@ impl Standalone {
         })
     }
 
-    /// Kills the server with SIGKILL (a crash) and starts a new, empty one on the same port.
-    pub fn crash_and_restart(&mut self) {
-        // SAFETY: plain kill(2) on a pid this process spawned.
-        unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+    /// A port and folder for a server that is not started yet (`start_again` starts it):
+    /// for tests of a daemon that starts while Redis is down.
+    pub fn not_started(extra: &[&str]) -> Standalone {
+        let port = free_port(false);
+        let dir = temp_dir("standalone");
+        let mut args = base_args(port, &dir);
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        Standalone {
+            port,
+            pid: 0,
+            dir,
+            args,
         }
-        let port = self.port;
-        wait_until(
-            &format!("the killed redis on port {port} to go away"),
-            || TcpStream::connect(("127.0.0.1", port)).is_err(),
-        );
-        let (args, dir) = (self.args.clone(), self.dir.clone());
+    }
+
+    /// Starts the server (again) on its port, folder and flags; it reloads its AOF if it
+    /// has one.
+    pub fn start_again(&mut self) {
+        let (args, dir, port) = (self.args.clone(), self.dir.clone(), self.port);
         self.pid = on_reaper_thread(move || {
             let pid = spawn(&args, &dir);
             wait_for_ping(port);
             pid
         });
+    }
+
+    /// SIGKILL (a crash); returns once the port refuses connections.
+    pub fn kill9(&mut self) {
+        if self.pid != 0 {
+            // SAFETY: plain kill(2) on a pid this process spawned.
+            unsafe {
+                libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+            }
+            self.pid = 0;
+        }
+        self.wait_gone();
+    }
+
+    /// `SHUTDOWN NOSAVE`: a clean stop that writes no snapshot (with AOF on, the AOF holds
+    /// every acknowledged write).
+    pub fn shutdown_nosave(&mut self) {
+        let _ = command(self.port, &["SHUTDOWN", "NOSAVE"]);
+        self.pid = 0;
+        self.wait_gone();
+    }
+
+    fn wait_gone(&self) {
+        let port = self.port;
+        wait_until(&format!("redis on port {port} to go away"), || {
+            TcpStream::connect(("127.0.0.1", port)).is_err()
+        });
+    }
+
+    /// Kills the server with SIGKILL (a crash) and starts it again on the same port and
+    /// folder (empty, unless AOF is on).
+    pub fn crash_and_restart(&mut self) {
+        self.kill9();
+        self.start_again();
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
     }
 
     pub fn url(&self, prefix: &str) -> String {
