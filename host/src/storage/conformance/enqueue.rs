@@ -15,7 +15,13 @@ pub async fn enqueue_stores_a_pending_job_with_defaults(s: Backend, clock: Arc<M
     let id = new.id.clone();
     let out = s.enqueue(new).await.unwrap();
     assert!(out.created);
-    for j in [out.job, get(&s, &id).await] {
+    let stored = get(&s, &id).await;
+    assert_eq!(
+        serde_json::to_value(&out.job).unwrap(),
+        serde_json::to_value(&stored).unwrap(),
+        "enqueue answers the job exactly as stored"
+    );
+    for j in [out.job, stored] {
         assert_eq!(j.id, id);
         assert_eq!(j.job_type, "enq-defaults");
         assert_eq!(value(&j.payload), serde_json::json!({"n": 1}));

@@ -47,17 +47,36 @@ impl Storage for RedisStorage {
         for j in &jobs {
             inv.arg(&codec::new_job_args(j)[..]);
         }
+        let reply = as_array(self.run(&inv).await?, "enqueue")?;
+        if reply.len() != jobs.len() {
+            return Err(StorageError::Internal(format!(
+                "redis answered {} of {} enqueued jobs",
+                reply.len(),
+                jobs.len()
+            )));
+        }
         let mut out = Vec::with_capacity(jobs.len());
-        for item in as_array(self.run(&inv).await?, "enqueue")? {
+        for (item, new) in reply.into_iter().zip(jobs) {
             let mut it = as_array(item, "enqueue item")?.into_iter();
-            let (Some(created), Some(job)) = (it.next(), it.next()) else {
+            let (Some(created), Some(detail)) = (it.next(), it.next()) else {
                 return Err(StorageError::Internal(
                     "short enqueue reply from redis".into(),
                 ));
             };
-            out.push(Enqueued {
-                created: as_int(&created, "enqueue")? == 1,
-                job: required_job(job, "enqueue")?,
+            out.push(if as_int(&created, "enqueue")? == 1 {
+                // The script wrote exactly what from_new builds, at this time.
+                let now = as_string(&detail, "enqueue time")?
+                    .parse::<i64>()
+                    .map_err(|_| StorageError::Internal("bad enqueue time from redis".into()))?;
+                Enqueued {
+                    created: true,
+                    job: Job::from_new(new, now),
+                }
+            } else {
+                Enqueued {
+                    created: false,
+                    job: required_job(detail, "enqueue")?,
+                }
             });
         }
         if out.iter().any(|e| e.created) {

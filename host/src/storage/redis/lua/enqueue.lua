@@ -1,16 +1,19 @@
 -- enqueue.lua: insert new jobs (enqueue and enqueue_batch), all in one atomic call.
 -- ARGV[4]   n, the number of jobs
 -- ARGV[5..] 9 arguments per job, as lib.lua's insert_new reads them
--- Returns   one {created (1/0), job fields} per job, in input order.
+-- Returns   per job, in input order: {1, creation time (ms)} for a created job (the caller
+--           knows the rest: job::Job::from_new gives the same fields this script wrote), or
+--           {0, the existing job's fields} (the id existed, or a live job holds the unique
+--           key).
 -- Publishes on the wake channel when a job became pending.
 zbuffer()
 local n = tonumber(ARGV[4])
 local out, wake = {}, false
 for k = 0, n - 1 do
-  local created, id, fields, state = insert_new(ARGV, 5 + k * 9)
+  local created, id, _, state = insert_new(ARGV, 5 + k * 9)
   if created == 1 then
     if state == 'pending' then wake = true end
-    out[#out + 1] = { 1, fields }
+    out[#out + 1] = { 1, fmt(NOW) }
   else
     out[#out + 1] = { 0, dump(id) }
   end
