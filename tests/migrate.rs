@@ -30,23 +30,10 @@ async fn open(url: &str) -> Arc<dyn Storage> {
 }
 
 async fn all_jobs(s: &dyn Storage) -> HashMap<String, Job> {
-    let mut out = HashMap::new();
-    let mut cursor = None;
-    loop {
-        let page = s
-            .list(ListFilter {
-                limit: storage::MAX_LIST_LIMIT,
-                cursor,
-                ..ListFilter::default()
-            })
-            .await
-            .expect("list");
-        out.extend(page.jobs.into_iter().map(|j| (j.id.clone(), j)));
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return out,
-        }
-    }
+    let jobs = storage::list_all(s, ListFilter::default())
+        .await
+        .expect("list");
+    jobs.into_iter().map(|j| (j.id.clone(), j)).collect()
 }
 
 fn migrate(args: &[&str]) -> Output {

@@ -190,28 +190,20 @@ pub async fn migrate(
 
 /// Running jobs whose lease ends after `now`, and the latest such end.
 pub async fn live_leases(src: &dyn Storage, now: Millis) -> storage::Result<(u64, Millis)> {
-    let (mut count, mut until) = (0u64, now);
-    let mut cursor = None;
-    loop {
-        let page = src
-            .list(ListFilter {
-                status: Some(JobState::Running),
-                limit: storage::MAX_LIST_LIMIT,
-                cursor,
-                ..ListFilter::default()
-            })
-            .await?;
-        for end in page.jobs.iter().filter_map(|j| j.lease_expires_at) {
-            if end > now {
-                count += 1;
-                until = until.max(end);
-            }
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok((count, until)),
-        }
-    }
+    let running = storage::list_all(
+        src,
+        ListFilter {
+            status: Some(JobState::Running),
+            ..ListFilter::default()
+        },
+    )
+    .await?;
+    let ends: Vec<Millis> = running
+        .iter()
+        .filter_map(|j| j.lease_expires_at)
+        .filter(|end| *end > now)
+        .collect();
+    Ok((ends.len() as u64, ends.into_iter().fold(now, Millis::max)))
 }
 
 /// One page's share of the report.

@@ -57,24 +57,13 @@ async fn open_fallback(url: &str, spool: &Path) -> Arc<FallbackStorage> {
 /// Every job id in the store, failing on an id listed twice.
 async fn ids_in(s: &dyn Storage) -> HashSet<String> {
     let mut ids = HashSet::new();
-    let mut cursor = None;
-    loop {
-        let page = s
-            .list(ListFilter {
-                limit: storage::MAX_LIST_LIMIT,
-                cursor,
-                ..ListFilter::default()
-            })
-            .await
-            .expect("list");
-        for j in page.jobs {
-            assert!(ids.insert(j.id.clone()), "job {} listed twice", j.id);
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return ids,
-        }
+    for j in storage::list_all(s, ListFilter::default())
+        .await
+        .expect("list")
+    {
+        assert!(ids.insert(j.id.clone()), "job {} listed twice", j.id);
     }
+    ids
 }
 
 async fn spooled_in(f: &FallbackStorage) -> u64 {

@@ -67,11 +67,6 @@ impl Storage for MemoryStorage {
         "memory"
     }
 
-    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
-        let mut out = self.enqueue_batch(vec![job]).await?;
-        Ok(out.remove(0))
-    }
-
     async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         limits::check_new_jobs(&jobs, self.opts.max_payload_bytes)?;
         let now = self.now();

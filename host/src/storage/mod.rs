@@ -113,6 +113,28 @@ impl Default for StorageOptions {
 const SUPPORTED_URLS: &str = "sqlite://PATH (e.g. sqlite://./data/spool.db), memory://, \
      redis://HOST[:PORT][/DB], rediss://..., redis+sentinel://... or redis+cluster://...";
 
+/// Every job `filter` selects (its `limit` and `cursor` are ignored), newest first, read in
+/// pages of `MAX_LIST_LIMIT`. For bounded sets (running jobs, tests); `spool migrate` pages
+/// by itself so that it never holds a whole store.
+pub async fn list_all(s: &dyn Storage, filter: ListFilter) -> Result<Vec<Job>> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s
+            .list(ListFilter {
+                limit: MAX_LIST_LIMIT,
+                cursor,
+                ..filter.clone()
+            })
+            .await?;
+        out.extend(page.jobs);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
 /// Open the backend a URL names: `sqlite://PATH` (relative or absolute; parent folders are
 /// created), `memory://`, or Redis (`redis://`, `rediss://`, `redis+sentinel://`,
 /// `redis+cluster://`, handled by `storage::redis`).
@@ -374,8 +396,13 @@ pub trait Storage: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     /// Insert a job, or return the live job holding its unique key. Validates the payload
-    /// size, priority and attempts first; invalid input writes nothing.
-    async fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
+    /// size, priority and attempts first; invalid input writes nothing. By default a batch
+    /// of one; a backend with a cheaper single insert overrides it.
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        self.enqueue_batch(vec![job]).await?.pop().ok_or_else(|| {
+            StorageError::Internal(format!("{} answered no job for an enqueue", self.backend()))
+        })
+    }
     /// The same for many jobs; all-or-nothing when any is invalid. Order of results follows
     /// the input.
     async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>>;

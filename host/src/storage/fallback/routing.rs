@@ -28,12 +28,6 @@ impl Storage for FallbackStorage {
         self.backend
     }
 
-    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
-        let mut out = self.enqueue_batch(vec![job]).await?;
-        out.pop()
-            .ok_or_else(|| StorageError::Internal("the fallback enqueued nothing".into()))
-    }
-
     async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         if let Ok(p) = self.up_primary() {
             // A copy, so the jobs can still be spooled if the primary fails (payloads are

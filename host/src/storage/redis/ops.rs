@@ -31,12 +31,6 @@ impl Storage for RedisStorage {
         "redis"
     }
 
-    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
-        let mut out = self.enqueue_batch(vec![job]).await?;
-        out.pop()
-            .ok_or_else(|| StorageError::Internal("redis enqueued nothing".into()))
-    }
-
     async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         limits::check_new_jobs(&jobs, self.opts.max_payload_bytes)?;
         if jobs.is_empty() {
