@@ -228,6 +228,16 @@ impl Daemon {
         if let Some(t) = &self.token {
             cmd.env("SPOOL_API_TOKEN", t);
         }
+        // The daemon dies with the thread that started it, so a test binary killed mid-run
+        // leaves no daemon behind.
+        // SAFETY: prctl in the child before exec; it only sets the parent-death signal.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().context("cannot start the spool binary")?;
         let (tx, rx) = mpsc::channel::<String>();
         let run = self.runs;
@@ -265,6 +275,25 @@ impl Daemon {
         assert!(self.child.is_none(), "stop the daemon before restarting it");
         self.spawn()
             .unwrap_or_else(|e| panic!("{e:#}\n--- daemon log ---\n{}", self.logs()));
+    }
+
+    /// SIGSTOP: the daemon stands still (no claim, no renewal, no result) until `resume`;
+    /// a test reads storage meanwhile to know exactly what the daemon holds.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        let c = self.child.as_ref().expect("the daemon is not running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(c.id() as i32, sig);
+        }
     }
 
     /// SIGKILL: no shutdown at all.
