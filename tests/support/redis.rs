@@ -388,6 +388,24 @@ impl SentinelSet {
         )
     }
 
+    /// Fails the master over to the replica and returns once the replica is master and the
+    /// old master has been demoted (so no write can land on it in the moment both think they
+    /// are master). Right after start the Sentinel may not have heard from the replica yet
+    /// (NOGOODSLAVE): it is asked again until it agrees.
+    pub fn failover(&self) {
+        wait_until("the sentinel to accept the failover", || {
+            command(self.sentinel, &["SENTINEL", "FAILOVER", MASTER_NAME])
+                .is_ok_and(|r| r == Reply::Status("OK".into()))
+        });
+        wait_until("the sentinel to promote the replica", || {
+            self.current_master() == Some(self.replica)
+        });
+        wait_until("the old master to be demoted", || {
+            command(self.master, &["INFO", "replication"])
+                .is_ok_and(|i| i.text().contains("role:slave"))
+        });
+    }
+
     /// The port the Sentinel currently calls master.
     pub fn current_master(&self) -> Option<u16> {
         let r = command(
