@@ -73,21 +73,6 @@ where
     panic!("{what}: not within {limit:?}");
 }
 
-/// Consumes wake-ups already signalled (or still in flight) until 300 ms pass without one,
-/// so that a wake-up seen afterwards was caused by what the test does next.
-async fn drain_wake_ups(s: &Backend) {
-    for _ in 0..20 {
-        let quiet = Duration::from_millis(300);
-        if tokio::time::timeout(quiet, s.wait_for_work(Duration::from_secs(3600)))
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
-    panic!("wait_for_work keeps waking with nothing to do");
-}
-
 async fn raw(base: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(base)
         .expect("client")
@@ -346,7 +331,7 @@ async fn several_daemons_share_one_queue_and_all_wake() {
         .await;
     }
     for d in &daemons[1..] {
-        drain_wake_ups(d).await;
+        storage::conformance::drain_wake_ups(d).await;
     }
     // No need to wait for the waiters to start: a signal that finds no waiter leaves a permit.
     let waiters: Vec<_> = daemons[1..]
@@ -425,7 +410,7 @@ async fn a_redis_crash_and_restart_is_survived_by_calls_and_wake_ups() {
     )
     .await;
     // b wakes for work that a enqueued: only the restored subscription can tell it.
-    drain_wake_ups(&b).await;
+    storage::conformance::drain_wake_ups(&b).await;
     let waiter = {
         let b = b.clone();
         tokio::spawn(async move { b.wait_for_work(Duration::from_secs(3600)).await })

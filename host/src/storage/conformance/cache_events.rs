@@ -258,18 +258,36 @@ pub async fn wait_for_work_wakes_on_new_work(s: Backend, _clock: Arc<ManualClock
         .unwrap();
 }
 
+/// Consumes wake-ups already signalled (or still in flight: Redis delivers them over
+/// pub/sub) until 300 ms pass without one, so that a wake-up seen afterwards was caused by
+/// what the test does next.
+pub async fn drain_wake_ups(s: &Backend) {
+    for _ in 0..20 {
+        let quiet = std::time::Duration::from_millis(300);
+        if tokio::time::timeout(quiet, s.wait_for_work(secs(3600)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    panic!("wait_for_work keeps waking with nothing to do");
+}
+
 /// Waits (in a task started before `act`) until `wait_for_work` returns; fails after 10 s.
 async fn wakes_on<F: std::future::Future<Output = ()>>(s: &Backend, what: &str, act: F) {
-    // Use up a wake-up left by earlier work, so only `act` can end the wait below.
-    s.wait_for_work(std::time::Duration::from_millis(10)).await;
+    // Only `act` may end the wait below.
+    drain_wake_ups(s).await;
     let waiter = {
         let s = s.clone();
         tokio::spawn(async move { s.wait_for_work(secs(3600)).await })
     };
     tokio::task::yield_now().await;
     act.await;
-    let woke = tokio::time::timeout(secs(10), waiter).await;
-    assert!(woke.is_ok(), "wait_for_work did not wake on {what}");
+    tokio::time::timeout(secs(10), waiter)
+        .await
+        .unwrap_or_else(|_| panic!("wait_for_work did not wake on {what}"))
+        .expect("the waiting task panicked");
 }
 
 pub async fn wait_for_work_wakes_on_promotion_release_and_replay(
