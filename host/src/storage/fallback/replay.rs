@@ -105,24 +105,49 @@ impl FallbackStorage {
                 Err(e) => return Err(e),
             };
             out.replayed += imported;
-            if imported < ids.len() as u64 {
+            // Only what the primary is known to hold leaves the spool.
+            let mut handed: Vec<String> = Vec::with_capacity(ids.len());
+            let mut stop = false;
+            if imported == ids.len() as u64 {
+                handed = ids;
+            } else {
                 // Either the primary had the id already, or (live jobs only) a live job
-                // there holds the unique key. Only the second drops a job: say so.
-                let found = join_all(ids.iter().map(|id| primary.get(id))).await;
+                // there holds the unique key: the second kind is handed over as cancelled.
+                let found = join_all(page.iter().map(|j| primary.get(&j.id))).await;
                 let mut absent = Vec::new();
                 for (job, f) in page.into_iter().zip(found) {
-                    if matches!(f, Ok(None)) {
-                        absent.push(job);
+                    match f {
+                        Ok(Some(_)) => handed.push(job.id),
+                        // Only a held unique key keeps a new id out; a job without one
+                        // went in and was deleted since (by a user or retention).
+                        Ok(None) if job.unique_key.is_none() => handed.push(job.id),
+                        Ok(None) => absent.push(job),
+                        // Unknown: it stays in the spool for the next replay.
+                        Err(e) => {
+                            if let StorageError::Unavailable(m) = e {
+                                self.mark_down(m);
+                            }
+                            stop = true;
+                        }
                     }
                 }
-                let n = absent.len() as u64;
-                out.unique_taken += n;
-                out.already_there += ids.len() as u64 - imported - n;
-                if n > 0 {
-                    self.hand_over_as_duplicates(&*primary, absent).await?;
+                out.already_there += (handed.len() as u64).saturating_sub(imported);
+                if !absent.is_empty() && !stop {
+                    let absent_ids: Vec<String> = absent.iter().map(|j| j.id.clone()).collect();
+                    match self.hand_over_as_duplicates(&*primary, absent).await {
+                        Ok(()) => {
+                            out.unique_taken += absent_ids.len() as u64;
+                            handed.extend(absent_ids);
+                        }
+                        Err(StorageError::Unavailable(m)) => {
+                            self.mark_down(m);
+                            stop = true;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
-            let deleted = join_all(ids.iter().map(|id| self.spool.delete(id))).await;
+            let deleted = join_all(handed.iter().map(|id| self.spool.delete(id))).await;
             let mut gone = 0u64;
             for d in deleted {
                 if d? {
@@ -134,6 +159,9 @@ impl FallbackStorage {
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                     Some(n.saturating_sub(gone))
                 });
+            if stop {
+                break;
+            }
         }
         // Recount: an enqueue may have raced with the replay (spooled while we flipped up).
         let remaining = count_jobs(&*self.spool).await?;
@@ -177,14 +205,7 @@ impl FallbackStorage {
             ));
             out.push(job);
         }
-        match primary.import_jobs(out).await {
-            Ok(_) => Ok(()),
-            Err(StorageError::Unavailable(e)) => {
-                self.mark_down(e);
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        primary.import_jobs(out).await.map(|_| ())
     }
 
     /// Tries the primary: opens it if it was never reached, else pings it. True when it
