@@ -141,3 +141,46 @@ fn a_plugin_replaced_through_the_folder_under_load_fails_no_job() {
         "{v}"
     );
 }
+
+#[test]
+fn health_is_unhealthy_when_the_sqlite_file_is_damaged_under_the_daemon() {
+    let d = Daemon::start(&["echo"]);
+    let pad = "x".repeat(300);
+    let jobs: Vec<Value> = (0..300)
+        .map(|i| json!({"type": "nobody-handles-this", "payload": {"i": i, "pad": pad}}))
+        .collect();
+    let r = d.post("/api/v1/jobs/batch", &json!({ "jobs": jobs }));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(d.get("/health").body["status"], "healthy");
+    // Overwrite the data pages (not the header: pings still work) while the daemon runs.
+    let db = d.dir.path().join("spool.db");
+    let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    // The jobs reach the main file at the background WAL checkpoint.
+    d.wait_until(
+        Duration::from_secs(20),
+        "a checkpoint into the db file",
+        || size() > 8 * 4096,
+    );
+    let size = size();
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&db)
+            .expect("open the db file");
+        f.seek(SeekFrom::Start(3 * 4096)).expect("seek");
+        let junk: Vec<u8> = (0..size - 4 * 4096).map(|i| (i * 7 % 251) as u8).collect();
+        f.write_all(&junk).expect("overwrite");
+    }
+    d.wait_until(Duration::from_secs(10), "health to see the damage", || {
+        let h = d.get("/health");
+        h.status == 503 && h.body["status"] == "unhealthy"
+    });
+    let h = d.get("/health");
+    let reasons = h.body["reasons"].to_string();
+    assert!(
+        reasons.contains("cannot be read") && reasons.contains("damaged"),
+        "{}",
+        h.text
+    );
+}

@@ -28,31 +28,55 @@ const CACHE_FOR: Duration = Duration::from_secs(1);
 /// free: `degraded` ("connected but not consuming").
 pub const STALL_AFTER: Duration = Duration::from_secs(30);
 
-/// When a probe was taken, with what `info()` and `stats()` answered (None: they failed).
-type Probe = (Instant, Option<BackendInfo>, Option<Stats>);
+/// What `info()` and `stats()` answered (None: they failed or timed out), and the first error
+/// that is not "unreachable" (a corrupt file, say: `SELECT 1` pings do not read the data).
+#[derive(Clone, Default)]
+struct Probe {
+    info: Option<BackendInfo>,
+    stats: Option<Stats>,
+    broken: Option<String>,
+}
+
+/// The value of a timed storage call; an error other than "unreachable" goes to `broken`.
+fn kept<T, E>(r: Result<crate::storage::Result<T>, E>, broken: &mut Option<String>) -> Option<T> {
+    match r {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(StorageError::Unavailable(_))) | Err(_) => None,
+        Ok(Err(e)) => {
+            broken.get_or_insert_with(|| e.to_string());
+            None
+        }
+    }
+}
 
 /// Recent `info()`/`stats()` answers shared by `/health` and `/metrics`.
 #[derive(Default)]
 pub struct ProbeCache {
-    slot: tokio::sync::Mutex<Option<Probe>>,
+    slot: tokio::sync::Mutex<Option<(Instant, Probe)>>,
 }
 
 impl ProbeCache {
-    async fn get(&self, storage: &dyn Storage) -> (Option<BackendInfo>, Option<Stats>) {
+    async fn get(&self, storage: &dyn Storage) -> Probe {
         let mut slot = self.slot.lock().await;
-        if let Some((at, info, stats)) = slot.as_ref()
+        if let Some((at, probe)) = slot.as_ref()
             && at.elapsed() < CACHE_FOR
         {
-            return (info.clone(), stats.clone());
+            return probe.clone();
         }
         let (info, stats) = tokio::join!(
             tokio::time::timeout(PROBE_TIMEOUT, storage.info()),
             tokio::time::timeout(PROBE_TIMEOUT, storage.stats())
         );
-        let info = info.ok().and_then(Result::ok);
-        let stats = stats.ok().and_then(Result::ok);
-        *slot = Some((Instant::now(), info.clone(), stats.clone()));
-        (info, stats)
+        let mut broken = None;
+        let info = kept(info, &mut broken);
+        let stats = kept(stats, &mut broken);
+        let probe = Probe {
+            info,
+            stats,
+            broken,
+        };
+        *slot = Some((Instant::now(), probe.clone()));
+        probe
     }
 }
 
@@ -111,11 +135,19 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
     };
     // Storage that did not answer a ping will not answer these either: do not make the
     // probe wait for their timeouts.
-    let (info, stats) = if reachable {
+    let Probe {
+        info,
+        stats,
+        broken,
+    } = if reachable {
         state.probe_cache.get(state.storage.as_ref()).await
     } else {
-        (None, None)
+        Probe::default()
     };
+    if let Some(e) = broken {
+        unhealthy = true;
+        reasons.push(format!("storage answers pings but cannot be read: {e}"));
+    }
     if let Some(info) = &info {
         reasons.extend(info.warnings.iter().cloned());
     }
@@ -209,7 +241,7 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     if let Ok(Ok(latency)) = tokio::time::timeout(PROBE_TIMEOUT, state.storage.ping()).await {
         state.metrics.storage_call("ping", latency);
     }
-    let (_, stats) = state.probe_cache.get(state.storage.as_ref()).await;
+    let stats = state.probe_cache.get(state.storage.as_ref()).await.stats;
     let (plugins_loaded, plugins_failed) = state.catalog.counts();
     let text = state.metrics.render(&Snapshot {
         stats,

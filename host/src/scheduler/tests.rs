@@ -236,6 +236,31 @@ async fn plugin_concurrency_limit_holds_while_other_types_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_plugin_is_served_while_a_busy_type_keeps_every_slot_and_the_buffer_full() {
+    let s = storage();
+    let p = FakePlugins::new();
+    p.add("limited", Some(1), ok());
+    p.add("echo", None, ok());
+    let backlog = enqueue(&s, "echo", 30_000).await;
+    let pool = start(&s, &p, cfg(4));
+    // Let the pool reach full speed (slots busy, prefetch buffer refilled) first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.get(&backlog[2_000]).await.unwrap().unwrap().status != JobState::Completed {
+        assert!(Instant::now() < deadline, "the backlog does not move");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let limited = enqueue(&s, "limited", 5).await;
+    wait_for(&s, &limited, JobState::Completed).await;
+    let last = s.get(backlog.last().unwrap()).await.unwrap().unwrap();
+    assert_ne!(
+        last.status,
+        JobState::Completed,
+        "the limited plugin's jobs ran only once the busy type had drained"
+    );
+    pool.shutdown(std::future::pending()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_back_off_then_succeed_and_permanent_failures_do_not_retry() {
     let s = storage();
     let p = FakePlugins::new();
