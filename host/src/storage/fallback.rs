@@ -309,31 +309,49 @@ impl FallbackStorage {
 }
 
 impl FallbackStorage {
-    /// Cancels a job waiting in the spool. Holds the replay lock, so a replay never hands
-    /// over the job as it was before the cancel.
-    async fn cancel_spooled(&self, id: &str) -> Result<super::CancelOutcome> {
-        let _replay = self.replaying.lock().await;
-        self.spool.cancel(id).await
+    /// Cancels `id` wherever it is. With jobs in the spool, the replay lock is held for the
+    /// whole call and the spool is looked at first: a replay can then neither hand over the
+    /// job as it was before the cancel nor move it out of the spool between the two looks.
+    pub(super) async fn cancel_anywhere(&self, id: &str) -> Result<super::CancelOutcome> {
+        let replay_lock = self.lock_if_spooled().await;
+        if replay_lock.is_some() {
+            match self.spool.cancel(id).await? {
+                super::CancelOutcome::NotFound => {}
+                found => return Ok(found),
+            }
+        }
+        let p = self.up_primary()?;
+        self.seen(p.cancel(id).await)
     }
 
-    /// Deletes a job waiting in the spool (under the replay lock, as `cancel_spooled`).
-    async fn delete_spooled(&self, id: &str) -> Result<bool> {
-        let _replay = self.replaying.lock().await;
-        let gone = self.spool.delete(id).await?;
-        if gone {
+    /// Deletes `id` wherever it is, under the same rules as `cancel_anywhere`. Both copies go:
+    /// an enqueue whose outcome was unknown can leave a job in the spool and in the primary.
+    pub(super) async fn delete_anywhere(&self, id: &str) -> Result<bool> {
+        let replay_lock = self.lock_if_spooled().await;
+        let mut gone = false;
+        if replay_lock.is_some() && self.spool.delete(id).await? {
+            gone = true;
             let _ = self
                 .spooled
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         }
-        Ok(gone)
+        let primary = match self.up_primary() {
+            Ok(p) => self.seen(p.delete(id).await),
+            Err(e) => Err(e),
+        };
+        match primary {
+            Ok(in_primary) => Ok(gone || in_primary),
+            Err(StorageError::Unavailable(_)) if gone => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
-    /// `delete_spooled`, answering `outage` (the primary's error) when the job is not there.
-    async fn delete_spooled_or(&self, id: &str, outage: StorageError) -> Result<bool> {
-        match self.delete_spooled(id).await {
-            Ok(true) => Ok(true),
-            _ => Err(outage),
+    /// The replay lock, when the spool holds jobs (else nothing to race with).
+    async fn lock_if_spooled(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.spooled.load(Ordering::SeqCst) == 0 {
+            return None;
         }
+        Some(self.replaying.lock().await)
     }
 }
 

@@ -66,14 +66,7 @@ impl Storage for FallbackStorage {
     }
 
     async fn delete(&self, id: &str) -> Result<bool> {
-        match self.up_primary() {
-            Ok(p) => match self.seen(p.delete(id).await) {
-                Ok(false) => self.delete_spooled(id).await,
-                Err(e @ StorageError::Unavailable(_)) => self.delete_spooled_or(id, e).await,
-                other => other,
-            },
-            Err(e) => self.delete_spooled_or(id, e).await,
-        }
+        self.delete_anywhere(id).await
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
@@ -111,20 +104,7 @@ impl Storage for FallbackStorage {
     }
 
     async fn cancel(&self, id: &str) -> Result<CancelOutcome> {
-        let primary = match self.up_primary() {
-            Ok(p) => self.seen(p.cancel(id).await),
-            Err(e) => Err(e),
-        };
-        match primary {
-            // Spooled and not handed over yet: cancel it in the spool; the replay hands the
-            // cancelled job over.
-            Ok(CancelOutcome::NotFound) => self.cancel_spooled(id).await,
-            Err(e @ StorageError::Unavailable(_)) => match self.cancel_spooled(id).await {
-                Ok(CancelOutcome::NotFound) | Err(_) => Err(e),
-                found => found,
-            },
-            other => other,
-        }
+        self.cancel_anywhere(id).await
     }
 
     async fn replay(&self, id: &str) -> Result<Option<Job>> {

@@ -445,3 +445,20 @@ async fn open_refuses_a_primary_that_is_not_redis() {
         PathBuf::from("a/b.db")
     );
 }
+
+#[tokio::test]
+async fn a_delete_removes_both_copies_of_a_job_whose_enqueue_outcome_was_unknown() {
+    // An enqueue that timed out after Redis wrote it leaves the job in both places.
+    let s = setup(true).await;
+    let new = job(1);
+    let id = s.fallback.enqueue(new.clone()).await.unwrap().job.id;
+    s.fallback.spool().enqueue(new).await.unwrap();
+    s.fallback.spooled.fetch_add(1, Ordering::SeqCst);
+    assert!(s.fallback.delete(&id).await.unwrap());
+    assert!(s.primary.inner.get(&id).await.unwrap().is_none());
+    assert!(s.fallback.spool().get(&id).await.unwrap().is_none());
+    // Nothing comes back at the next replay.
+    let r = s.fallback.run_once().await.unwrap();
+    assert_eq!((r.replayed, r.remaining), (0, 0));
+    assert!(s.fallback.get(&id).await.unwrap().is_none());
+}
