@@ -563,3 +563,24 @@ async fn redis_throughput() {
         println!("{figure}");
     }
 }
+
+/// The per-state indexes of an earlier version are removed by a daemon's sweep, never at
+/// connect (`spool migrate --dry-run` and read-only replicas connect too).
+#[tokio::test]
+async fn legacy_per_state_indexes_go_at_the_first_sweep_not_at_connect() {
+    let Some(base) = redis_server::shared_standalone_url() else {
+        return;
+    };
+    let prefix = redis_server::fresh_prefix("legacy");
+    let legacy = format!("{{{prefix}}}:jobs:s:pending");
+    let mut c = raw(&base).await;
+    let _: () = c.zadd(&legacy, "old-job", 0).await.unwrap();
+    let s = open(&format!("{base}/?prefix={prefix}"), Arc::new(SystemClock)).await;
+    let exists: bool = c.exists(&legacy).await.unwrap();
+    assert!(exists, "connecting writes nothing");
+    s.sweep_retention(&RetentionPolicy::default())
+        .await
+        .unwrap();
+    let exists: bool = c.exists(&legacy).await.unwrap();
+    assert!(!exists, "the first sweep removes the stale index");
+}

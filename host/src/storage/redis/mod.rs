@@ -81,6 +81,8 @@ pub struct RedisStorage {
     lease_error: (String, String),
     /// HSCAN cursor of `purge_local_cache`, kept between sweeps.
     cache_cursor: AtomicU64,
+    /// The legacy per-state indexes were removed (drop_legacy_indexes_once).
+    legacy_dropped: std::sync::atomic::AtomicBool,
     signal: Arc<WorkSignal>,
     _listener: Listener,
 }
@@ -127,27 +129,42 @@ impl RedisStorage {
             clock,
             lease_error,
             cache_cursor: AtomicU64::new(0),
+            legacy_dropped: std::sync::atomic::AtomicBool::new(false),
             signal,
             _listener: listener,
         };
         storage.check_server().await?;
-        storage.drop_legacy_indexes().await?;
         Ok(storage)
     }
 
     /// Earlier versions kept one id index per state over all types (`{prefix}:jobs:s:<state>`);
     /// lists by state now merge the per-type indexes, so those sets are only stale copies.
-    async fn drop_legacy_indexes(&self) -> Result<()> {
-        let mut del = redis::cmd("DEL");
+    /// The first retention sweep of a daemon unlinks them (UNLINK frees them off Redis's main
+    /// thread). It is done there, not at connect, so that `spool migrate` (even `--dry-run`)
+    /// and read-only replicas never see a write; a failure is only logged.
+    async fn drop_legacy_indexes_once(&self) {
+        if self.legacy_dropped.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let mut unlink = redis::cmd("UNLINK");
         for s in crate::job::JobState::ALL {
-            del.arg(format!(
+            unlink.arg(format!(
                 "{}:jobs:s:{}",
                 self.keys.tag(),
                 keys::state_name(s)
             ));
         }
-        let _: i64 = self.query(&del).await?;
-        Ok(())
+        match self.query::<i64>(&unlink).await {
+            Ok(n) if n > 0 => tracing::info!(
+                keys = n,
+                "removed the per-state indexes of an earlier version"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                self.legacy_dropped.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e, "cannot remove the per-state indexes of an earlier version; retrying at the next sweep");
+            }
+        }
     }
 
     fn err(&self, e: RedisError) -> StorageError {

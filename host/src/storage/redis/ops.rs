@@ -361,6 +361,7 @@ impl Storage for RedisStorage {
     }
 
     async fn sweep_retention(&self, policy: &RetentionPolicy) -> Result<u64> {
+        self.drop_legacy_indexes_once().await;
         let mut types: Vec<String> = self
             .query(redis::cmd("SMEMBERS").arg(self.keys.types()))
             .await?;
