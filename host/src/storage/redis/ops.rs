@@ -7,7 +7,7 @@ use super::codec::{
 };
 use super::health::server_warnings;
 use super::{BATCH, IMPORT_BATCH, MAX_CLAIM, RedisStorage, SWEEP_BUDGET, keys, scripts};
-use crate::job::{self, Job, JobState, LeaseToken, NewJob, millis_i64};
+use crate::job::{self, Job, JobState, LeaseToken, Millis, NewJob, millis_i64};
 use crate::storage::limits::{self, check_cache_key, check_cache_value};
 use crate::storage::{
     BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
@@ -79,8 +79,13 @@ impl Storage for RedisStorage {
         Ok(out)
     }
 
-    async fn import_jobs(&self, jobs: Vec<Job>) -> Result<u64> {
+    async fn import_jobs(&self, mut jobs: Vec<Job>) -> Result<u64> {
         limits::check_imported(&jobs)?;
+        // The shared rules; the lease of a running job is clamped to Redis's own time by
+        // import.lua, so no host time caps it here.
+        for job in &mut jobs {
+            limits::normalize_imported(job, Millis::MAX);
+        }
         let mut inserted = 0;
         for chunk in jobs.chunks(IMPORT_BATCH) {
             let mut inv = self.job_script(&scripts::IMPORT);
@@ -206,11 +211,11 @@ impl Storage for RedisStorage {
     }
 
     async fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>> {
-        let followups: Vec<NewJob> = done.iter().flat_map(|c| c.followups.clone()).collect();
-        limits::check_new_jobs(&followups, self.opts.max_payload_bytes)?;
+        limits::check_followups(&done, self.opts.max_payload_bytes)?;
         if done.is_empty() {
             return Ok(Vec::new());
         }
+        let has_followups = done.iter().any(|c| !c.followups.is_empty());
         let mut inv = self.job_script(&scripts::COMPLETE);
         inv.arg(done.len());
         for c in done {
@@ -225,7 +230,7 @@ impl Storage for RedisStorage {
             }
         }
         let codes = as_array(self.run(&inv).await?, "complete")?;
-        if !followups.is_empty() {
+        if has_followups {
             self.signal.signal();
         }
         codes

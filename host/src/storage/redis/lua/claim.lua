@@ -34,7 +34,6 @@ while #out < limit do
   end
   if not best then break end
   pos[best] = pos[best] + 2
-  zrem(k_ready(types[best]), best_id)
   local j = load(best_id)
   if j and j.status == 'pending' then
     token = token + 1
@@ -46,6 +45,8 @@ while #out < limit do
     })
     emit('job.started', best_id, j.type, job_data(j, { worker = worker }))
     out[#out + 1] = flat_of(j)
+  else
+    zrem(k_ready(types[best]), best_id) -- a stale entry (move() unplaces pending jobs)
   end
 end
 zflush()

@@ -17,7 +17,7 @@ for _ = 1, n do
     end_attempt(id, j, 'completed',
       { result = ARGV[i + 2], logs = ARGV[i + 3], plugin_version = pv }, false)
     for k = 0, nf - 1 do
-      local created, _, _, state = insert_new(ARGV, i + 6 + k * 9)
+      local created, _, state = insert_new(ARGV, i + 6 + k * 9)
       if created == 1 and state == 'pending' then wake = true end
     end
     out[#out + 1] = 1

@@ -10,7 +10,7 @@ zbuffer()
 local n = tonumber(ARGV[4])
 local out, wake = {}, false
 for k = 0, n - 1 do
-  local created, id, _, state = insert_new(ARGV, 5 + k * 9)
+  local created, id, state = insert_new(ARGV, 5 + k * 9)
   if created == 1 then
     if state == 'pending' then wake = true end
     out[#out + 1] = { 1, fmt(NOW) }

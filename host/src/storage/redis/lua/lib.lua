@@ -81,7 +81,10 @@ end
 -- ZREM per key at the end (zflush): a batch of N jobs then costs a few commands per index
 -- instead of one per job and index, which is most of a script's time. Only scripts that do
 -- not read an index after writing it may buffer (zbuffer() at the top, zflush() at the end);
--- the others write through.
+-- the others write through. Redis does not roll back a script that errors half-way, and an
+-- error before zflush() would leave written hashes outside their indexes: a buffering script
+-- must not fail after its first write (its arguments are checked by the host before the
+-- call, storage/limits.rs).
 local ZBUF = nil
 local function zbuffer() ZBUF = {} end
 local function zadd(key, score, id)
@@ -129,7 +132,7 @@ local function note_type(t)
   end
 end
 
--- Tables that hold every field of their job's hash (load), as opposed to a few (load_some):
+-- Tables that hold every field of their job's hash (load), as opposed to a few (load_meta):
 -- move() skips deleting a field such a table shows absent.
 local FULL = setmetatable({}, { __mode = 'k' })
 
@@ -337,7 +340,7 @@ end
 -- max_attempts, run_at ('' = now), timeout_ms (''), unique_key (''), backoff JSON ('').
 -- Returns created (1/0), the id of the job the caller gets (the existing job when the id
 -- exists already, a retried call, or when a live job holds the unique key), and for a
--- created job its flat field list and state.
+-- created job its state.
 local function insert_new(a, i)
   local id, t, unique = a[i], a[i + 1], a[i + 7]
   if redis.call('EXISTS', k_job(id)) == 1 then return 0, id end
@@ -362,7 +365,7 @@ local function insert_new(a, i)
   if unique ~= '' then redis.call('HSET', K_UNIQUE, unique, id) end
   emit('job.created', id, t, { status = s, attempt = 0, priority = tonumber(a[i + 3]),
     run_at = rfc3339(run_at) })
-  return 1, id, f, s
+  return 1, id, s
 end
 
 -- Lease check shared by every fenced script.

@@ -12,15 +12,28 @@ local ids
 if ARGV[4] ~= '' then
   ids = redis.call('ZREVRANGEBYLEX', ARGV[4], max, '-', 'LIMIT', 0, limit + 1)
 else
-  -- Each type's newest limit+1 ids below the cursor, then the newest limit+1 of all.
-  ids = {}
+  -- Each type's newest limit+1 ids below the cursor (each list newest first), merged:
+  -- every round takes the newest head, so the work is (limit+1) x types comparisons.
+  local parts, pos = {}, {}
   for _, t in ipairs(redis.call('SMEMBERS', K_TYPES)) do
     local part = redis.call('ZREVRANGEBYLEX', k_by_state_type(ARGV[7], t), max, '-', 'LIMIT', 0,
       limit + 1)
-    for _, id in ipairs(part) do ids[#ids + 1] = id end
+    if #part > 0 then
+      parts[#parts + 1] = part
+      pos[#parts] = 1
+    end
   end
-  table.sort(ids, function(a, b) return bytes_less(b, a) end)
-  for i = #ids, limit + 2, -1 do ids[i] = nil end
+  ids = {}
+  while #ids <= limit do
+    local best = nil
+    for k = 1, #parts do
+      local id = parts[k][pos[k]]
+      if id and (not best or bytes_less(parts[best][pos[best]], id)) then best = k end
+    end
+    if not best then break end
+    ids[#ids + 1] = parts[best][pos[best]]
+    pos[best] = pos[best] + 1
+  end
 end
 local out = { 0 }
 if #ids > limit then out[1] = 1 end
