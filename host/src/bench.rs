@@ -57,6 +57,13 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// When the first job started.
+    fn first_start(&self) -> Option<Instant> {
+        self.lock().values().filter_map(|t| t.started).min()
+    }
+}
+
 impl Observer for Recorder {
     fn started(&self, job: &Job) {
         let now = Instant::now();
@@ -101,8 +108,9 @@ struct Report {
     jobs_per_second: f64,
     enqueue_per_second: f64,
     failed: usize,
-    enqueue_to_start: Percentiles,
-    enqueue_to_done: Percentiles,
+    /// None with `--drain`: jobs wait in the backlog by design, so these say nothing.
+    enqueue_to_start: Option<Percentiles>,
+    enqueue_to_done: Option<Percentiles>,
 }
 
 pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
@@ -141,7 +149,6 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let t_start = Instant::now();
     let core = Core::start(
         config,
         CoreOptions {
@@ -172,11 +179,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     let storage = core.storage.clone();
-    let t0 = if prefilled.is_some() {
-        t_start
-    } else {
-        Instant::now()
-    };
+    let t0 = Instant::now();
     let enqueue_done = match args.rate {
         None if prefilled.is_some() => prefilled.unwrap_or_default(),
         None => {
@@ -214,7 +217,14 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         )
         .await;
     }
-    let total = t0.elapsed();
+    // A drain is timed from its first job's start (not from the core's start-up, which
+    // loads plugins and reads the backlog's events) to the last settled job.
+    let total = match prefilled {
+        Some(_) => recorder
+            .first_start()
+            .map_or(t0.elapsed(), |at| at.elapsed()),
+        None => t0.elapsed(),
+    };
     core.shutdown(std::future::ready(())).await;
     let (start_lat, done_lat) = latencies(&recorder);
     let report = Report {
@@ -233,8 +243,8 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         jobs_per_second: args.jobs as f64 / total.as_secs_f64(),
         enqueue_per_second: args.jobs as f64 / enqueue_done.as_secs_f64().max(1e-9),
         failed: recorder.failed.load(Ordering::Relaxed),
-        enqueue_to_start: percentiles(start_lat),
-        enqueue_to_done: percentiles(done_lat),
+        enqueue_to_start: (!args.drain).then(|| percentiles(start_lat)),
+        enqueue_to_done: (!args.drain).then(|| percentiles(done_lat)),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -353,14 +363,15 @@ fn print_table(r: &Report) {
         r.jobs_per_second, r.seconds, r.enqueue_per_second
     );
     println!("failed         {}", r.failed);
+    let (Some(start), Some(done)) = (&r.enqueue_to_start, &r.enqueue_to_done) else {
+        println!("latency        not measured with --drain (jobs wait in the backlog by design)");
+        return;
+    };
     println!(
         "latency (ms)   {:>9} {:>9} {:>9} {:>9}",
         "p50", "p90", "p99", "max"
     );
-    for (name, p) in [
-        ("enqueue->start", &r.enqueue_to_start),
-        ("enqueue->done", &r.enqueue_to_done),
-    ] {
+    for (name, p) in [("enqueue->start", start), ("enqueue->done", done)] {
         println!(
             "{name:<14} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
             p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms
