@@ -131,16 +131,17 @@ impl Maintenance {
         loop {
             let result = tokio::select! {
                 _ = stop.changed() => return,
-                _ = promote.tick() => self.promote_once().await.map(|_| ()),
                 _ = reap.tick() => if gate.open(Instant::now()) {
-                    self.reap_once().await.map(|_| ())
+                    self.reap_once().await.map(|_| Some(()))
                 } else {
-                    Ok(())
+                    Ok(None) // held off: says nothing about storage
                 },
-                _ = sweep.tick() => self.sweep_once().await.map(|_| ()),
+                _ = sweep.tick() => self.sweep_once().await.map(|_| Some(())),
+                _ = promote.tick() => self.promote_once().await.map(|_| Some(())),
             };
             match result {
-                Ok(()) => failing = false,
+                Ok(None) => {}
+                Ok(Some(())) => failing = false,
                 Err(e) => {
                     if matches!(e, StorageError::Unavailable(_)) && gate.outage(Instant::now()) {
                         tracing::info!(
