@@ -363,3 +363,33 @@ fn cli_exit_codes_follow_the_help() {
     assert_eq!(health.status.code(), Some(0));
     assert!(stdout(&health).contains("healthy"));
 }
+
+/// A `Last-Event-ID` this store never handed out (it was reset, or restored from a backup)
+/// must not hide live events: the client gets what happens from now on.
+#[test]
+fn a_resume_id_beyond_the_store_still_gets_live_events() {
+    let d = Daemon::start(&["echo"]);
+    let url = format!("{}/api/v1/events?type=echo", d.url);
+    let reader = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            read_events(&url, Some("999999999"), Duration::from_secs(30), |es| {
+                es.iter().any(|e| e["kind"] == "job.completed")
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reader.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "no live events arrived after a foreign resume id"
+        );
+        d.submit(&json!({"type": "echo"}));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let live = reader.join().unwrap();
+    assert!(
+        live.iter().any(|e| e["kind"] == "job.completed"),
+        "{live:?}"
+    );
+}

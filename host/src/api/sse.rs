@@ -106,9 +106,15 @@ impl Seen {
 async fn stream_events(state: Arc<ApiState>, filter: EventFilter, resume: Option<String>, tx: Tx) {
     let mut stop = state.stop.clone();
     let mut live = state.events.subscribe();
-    let mut last = resume.clone();
+    // Where the next catch-up reads from (the client's id at first), and the last id this
+    // stream delivered: only ids read from this storage order broadcast events. A client's
+    // id from elsewhere (a reset store, a restored backup) must not hide live events.
+    let mut cursor = Cursor {
+        read_after: resume.clone(),
+        delivered: None,
+    };
     let mut seen = Seen::new();
-    if resume.is_some() && !catch_up(&state, &filter, &mut last, &mut seen, &tx).await {
+    if resume.is_some() && !catch_up(&state, &filter, &mut cursor, &mut seen, &tx).await {
         return;
     }
     loop {
@@ -117,17 +123,17 @@ async fn stream_events(state: Arc<ApiState>, filter: EventFilter, resume: Option
             _ = stop.changed() => return,
             got = live.recv() => match got {
                 Ok(event) => {
-                    if already_sent(&last, &mut seen, &event.id) {
+                    if already_sent(&cursor.delivered, &mut seen, &event.id) {
                         continue;
                     }
-                    last = Some(event.id.clone());
+                    cursor.delivered_now(&event.id);
                     if filter.matches(&event) && !send(&tx, &event).await {
                         return;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     live = state.events.subscribe();
-                    if !catch_up(&state, &filter, &mut last, &mut seen, &tx).await {
+                    if !catch_up(&state, &filter, &mut cursor, &mut seen, &tx).await {
                         return;
                     }
                 }
@@ -148,18 +154,31 @@ fn already_sent(last: &Option<String>, seen: &mut Seen, id: &str) -> bool {
     seen.already_sent(id)
 }
 
-/// Read stored events after `last` until none are left. False when the client is gone.
+/// Where a stream stands (see `stream_events`).
+struct Cursor {
+    read_after: Option<String>,
+    delivered: Option<String>,
+}
+
+impl Cursor {
+    fn delivered_now(&mut self, id: &str) {
+        self.read_after = Some(id.to_string());
+        self.delivered = Some(id.to_string());
+    }
+}
+
+/// Read stored events after the cursor until none are left. False when the client is gone.
 async fn catch_up(
     state: &ApiState,
     filter: &EventFilter,
-    last: &mut Option<String>,
+    cursor: &mut Cursor,
     seen: &mut Seen,
     tx: &Tx,
 ) -> bool {
     loop {
         let page = match state
             .storage
-            .events_since(last.as_deref(), CATCH_UP_PAGE)
+            .events_since(cursor.read_after.as_deref(), CATCH_UP_PAGE)
             .await
         {
             Ok(p) => p,
@@ -175,7 +194,7 @@ async fn catch_up(
         let n = page.len();
         for event in page {
             seen.remember(&event.id);
-            *last = Some(event.id.clone());
+            cursor.delivered_now(&event.id);
             if filter.matches(&event) && !send(tx, &event).await {
                 return false;
             }
