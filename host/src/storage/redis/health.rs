@@ -16,7 +16,8 @@ impl RedisStorage {
             .and_then(|m| m.parse().ok())
             .unwrap_or(0);
         if major < MIN_REDIS_MAJOR {
-            return Err(StorageError::Unavailable(format!(
+            // Not an outage (waiting will not fix it): the fallback must not spool for it.
+            return Err(StorageError::InvalidInput(format!(
                 "redis at `{}` is version {version}; spool needs redis {MIN_REDIS_MAJOR}.0 or later",
                 self.url
             )));

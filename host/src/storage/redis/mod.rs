@@ -104,6 +104,13 @@ impl RedisStorage {
             install_crypto_provider();
         }
         let conn = Conn::connect(&cfg).await.map_err(|e| {
+            // A TLS file that cannot be read is a configuration error, not an outage: the
+            // fallback spool must not wait for it to "come back".
+            if e.kind() == ErrorKind::InvalidClientConfig {
+                return StorageError::InvalidInput(format!(
+                    "redis storage `{shown}` is misconfigured: {e}; fix the url's options"
+                ));
+            }
             let hint = if tls {
                 "check that it is running, reachable and serving TLS on that port, that its \
                  certificate chains to a system root or the `ca=` file and names the url's host, \
@@ -192,7 +199,6 @@ impl RedisStorage {
                     | ErrorKind::TryAgain
                     | ErrorKind::ClusterConnectionNotFound
                     | ErrorKind::MasterNameNotFoundBySentinel
-                    | ErrorKind::InvalidClientConfig
             );
         if unavailable {
             StorageError::Unavailable(format!(
