@@ -115,7 +115,8 @@ fn assert_no_wrongtype(ds: &[Daemon]) {
     }
 }
 
-/// `job_id -> number of job.started events` from the events stream `{prefix}:events`.
+/// `job_id -> number of job.started events`, read from the events stream `{prefix}:events`
+/// itself.
 fn started_events(conn: &mut Redis, prefix: &str) -> HashMap<String, u64> {
     let key = format!("{{{prefix}}}:events");
     let mut counts = HashMap::new();
@@ -139,8 +140,14 @@ fn started_events(conn: &mut Redis, prefix: &str) -> HashMap<String, u64> {
                     .map(|kv| kv[1].clone())
                     .unwrap_or_default()
             };
-            if get("kind").ends_with("started") {
-                *counts.entry(get("job_id")).or_insert(0) += 1;
+            // An entry holds one script call's events: `e` is a JSON array of
+            // `[kind, job_id, job_type, data]` (host/src/storage/redis/lua/lib.lua).
+            let events: Vec<(String, String, String, serde_json::Value)> =
+                serde_json::from_str(&get("e")).expect("an event entry's `e` field");
+            for (kind, job_id, _, _) in events {
+                if kind == "job.started" {
+                    *counts.entry(job_id).or_insert(0) += 1;
+                }
             }
             start = format!("({id}");
         }

@@ -584,3 +584,75 @@ async fn legacy_per_state_indexes_go_at_the_first_sweep_not_at_connect() {
     let exists: bool = c.exists(&legacy).await.unwrap();
     assert!(!exists, "the first sweep removes the stale index");
 }
+
+async fn all_events(s: &Backend) -> Vec<spool_host::storage::Event> {
+    let mut out: Vec<spool_host::storage::Event> = Vec::new();
+    loop {
+        let after = out.last().map(|e| e.id.clone());
+        let page = s.events_since(after.as_deref(), 100).await.unwrap();
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+/// The event log holds about `max_events` events however they were batched: one enqueue of
+/// many jobs is one stream entry, and the cap counts events, not entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_log_is_capped_by_events_not_entries() {
+    let Some(base) = redis_server::shared_standalone_url() else {
+        return;
+    };
+    let prefix = redis_server::fresh_prefix("evcap");
+    let opts = StorageOptions {
+        max_events: 300,
+        ..StorageOptions::default()
+    };
+    let clock = Arc::new(ManualClock::new());
+    let s = storage::open(&format!("{base}/?prefix={prefix}&clock=local"), opts, clock)
+        .await
+        .expect("open redis storage");
+    // Batches of 50 (one entry each) and single jobs (one entry each), mixed.
+    let mut last_ids = Vec::new();
+    for round in 0..20 {
+        let n = if round % 2 == 1 { 50 } else { 1 };
+        let made = s
+            .enqueue_batch((0..n).map(|_| job("evcap")).collect())
+            .await
+            .unwrap();
+        last_ids = made.into_iter().map(|e| e.job.id).collect();
+    }
+    // 20 rounds wrote 510 events; the log keeps at least the newest 300 and never more
+    // than the cap plus the entry that crossed it.
+    let all = all_events(&s).await;
+    assert!(
+        (300..=300 + 50).contains(&all.len()),
+        "kept {} events",
+        all.len()
+    );
+    let newest: Vec<&str> = all
+        .iter()
+        .rev()
+        .take(last_ids.len())
+        .filter_map(|e| e.job_id.as_deref())
+        .collect();
+    assert_eq!(
+        newest,
+        last_ids
+            .iter()
+            .rev()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
+    // The sweep's own trim (a backstop, by entries) cuts no more.
+    s.sweep_retention(&RetentionPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(all_events(&s).await.len(), all.len());
+    // The marks that time the cap stay bounded too.
+    let mut c = raw(&base).await;
+    let marks: i64 = c.llen(format!("{{{prefix}}}:events:marks")).await.unwrap();
+    let entries: i64 = c.xlen(format!("{{{prefix}}}:events")).await.unwrap();
+    assert_eq!(marks, entries, "one mark per entry kept");
+}

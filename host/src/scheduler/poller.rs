@@ -203,7 +203,11 @@ impl Poller {
         Ok(got_total)
     }
 
-    async fn claim(&self, types: Vec<String>, n: usize) -> Result<Vec<Claimed>, StorageError> {
+    /// One claim. While it is in flight, slots that free up are fed from the buffer: a
+    /// claim is a round trip (more on a busy Redis), and short jobs would otherwise leave
+    /// their slots idle for all of it (measured: Redis drains stalled at ~12k jobs/s with
+    /// Redis and the daemon both part idle).
+    async fn claim(&mut self, types: Vec<String>, n: usize) -> Result<Vec<Claimed>, StorageError> {
         let req = ClaimRequest {
             types,
             limit: n.min(MAX_CLAIM),
@@ -211,7 +215,18 @@ impl Poller {
             worker: self.inner.cfg.worker_id.clone(),
         };
         let began = std::time::Instant::now();
-        let claimed = self.inner.storage.claim(req).await?;
+        let inner = self.inner.clone();
+        let claim = inner.storage.claim(req);
+        tokio::pin!(claim);
+        let claimed = loop {
+            tokio::select! {
+                r = &mut claim => break r?,
+                _ = inner.freed.notified(), if !self.buffer.is_empty() => {
+                    self.reap_finished();
+                    self.start_buffered();
+                }
+            }
+        };
         self.inner.metrics.storage_call("claim", began.elapsed());
         self.inner.metrics.claimed(claimed.len());
         if !claimed.is_empty()

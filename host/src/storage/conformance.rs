@@ -84,6 +84,7 @@ macro_rules! __spool_conformance_cases {
             cache_namespaces_do_not_mix,
             every_job_transition_writes_an_event,
             events_resume_after_an_id,
+            events_of_one_batch_page_like_any_others,
             wait_for_work_wakes_on_new_work,
             wait_for_work_wakes_on_promotion_release_and_replay,
             ping_and_info_describe_the_backend,

@@ -331,3 +331,54 @@ pub async fn ping_and_info_describe_the_backend(s: Backend, _clock: Arc<ManualCl
     let info = s.info().await.unwrap();
     assert_eq!(info.backend, s.backend());
 }
+
+pub async fn events_of_one_batch_page_like_any_others(s: Backend, _clock: Arc<ManualClock>) {
+    // One batch writes its events in one step (one stream entry on Redis): resuming in the
+    // middle of it, a page at a time, must see each event once and in order.
+    let before = s.events_since(None, 1000).await.unwrap();
+    let jobs: Vec<NewJob> = (0..7).map(|_| job("evbatch")).collect();
+    let created = s.enqueue_batch(jobs).await.unwrap();
+    let c = s
+        .claim(ClaimRequest {
+            types: vec!["evbatch".into()],
+            limit: 7,
+            lease: secs(30),
+            worker: "w".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 7);
+    let mut cursor = before.last().map(|e| e.id.clone());
+    let mut seen = Vec::new();
+    loop {
+        let page = s.events_since(cursor.as_deref(), 3).await.unwrap();
+        assert!(page.len() <= 3, "a page holds at most its limit");
+        let Some(last) = page.last() else { break };
+        cursor = Some(last.id.clone());
+        seen.extend(page);
+    }
+    let ids: Vec<&str> = seen.iter().map(|e| e.id.as_str()).collect();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "no event twice: {ids:?}");
+    for pair in ids.windows(2) {
+        assert_eq!(
+            crate::events::compare_event_ids(pair[0], pair[1]),
+            Some(std::cmp::Ordering::Less),
+            "ids increase: {ids:?}"
+        );
+    }
+    let kinds: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|e| (e.kind.as_str(), e.job_id.as_deref().unwrap_or("")))
+        .collect();
+    let mut want: Vec<(&str, &str)> = created
+        .iter()
+        .map(|e| ("job.created", e.job.id.as_str()))
+        .collect();
+    want.extend(c.iter().map(|c| ("job.started", c.job.id.as_str())));
+    assert_eq!(kinds, want);
+    assert_eq!(seen[8].data["attempt"], 1);
+    assert_eq!(seen[8].data["worker"], "w");
+    assert_eq!(seen[0].data["status"], "pending");
+}

@@ -227,8 +227,37 @@ pub fn required_job(v: Value, what: &str) -> Result<Job, StorageError> {
         .ok_or_else(|| StorageError::Internal(format!("redis returned no job for {what}")))
 }
 
-/// An event from a stream entry (`[id, [field, value, ...]]`).
-pub fn event_from_entry(v: Value) -> Result<Event, StorageError> {
+/// Events per stream entry at most; event `k` of entry `ms-s` has the id
+/// `ms-(s * EVENTS_PER_ENTRY + k)` (lua/lib.lua `write_events`, which writes them).
+pub const EVENTS_PER_ENTRY: u64 = 1000;
+
+/// A stream or event id, `ms-seq` (a bare integer reads as `n-0`).
+pub fn parse_event_id(id: &str) -> Result<(u64, u64), StorageError> {
+    let bad = || {
+        StorageError::InvalidInput(format!(
+            "invalid event id `{}`: resume from an id this storage handed out",
+            id.escape_debug()
+        ))
+    };
+    let id = id.trim();
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    Ok((
+        ms.parse().map_err(|_| bad())?,
+        seq.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// Where to resume after event `after`: the id of the stream entry that holds it (XRANGE
+/// starts there, inclusive) and the id of the event itself, as (ms, seq).
+pub fn resume_point(after: &str) -> Result<(String, (u64, u64)), StorageError> {
+    let (ms, seq) = parse_event_id(after)?;
+    Ok((format!("{ms}-{}", seq / EVENTS_PER_ENTRY), (ms, seq)))
+}
+
+/// The events of a stream entry (`[id, [field, value, ...]]`): a batch `{at, n, e}` written
+/// by lua/lib.lua, or a single event `{kind, job_id, job_type, at, data}` as earlier versions
+/// wrote one entry per event (read as an entry of one event).
+pub fn events_from_entry(v: Value) -> Result<Vec<Event>, StorageError> {
     let mut parts = as_array(v, "stream entry")?.into_iter();
     let (Some(id), Some(fields)) = (parts.next(), parts.next()) else {
         return Err(StorageError::Internal(
@@ -236,6 +265,8 @@ pub fn event_from_entry(v: Value) -> Result<Event, StorageError> {
         ));
     };
     let id = as_string(&id, "event id")?;
+    let (ms, seq) = parse_event_id(&id).map_err(|_| corrupt(format!("stream entry id `{id}`")))?;
+    let event_id = |k: u64| format!("{ms}-{}", seq * EVENTS_PER_ENTRY + k);
     let mut f: HashMap<String, String> = HashMap::new();
     let fields = match fields {
         Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
@@ -247,42 +278,39 @@ pub fn event_from_entry(v: Value) -> Result<Event, StorageError> {
     }
     let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let at: Millis = f.get("at").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let data = match f.get("data") {
-        Some(d) => serde_json::from_str(d).map_err(|_| corrupt(format!("data of event `{id}`")))?,
-        None => serde_json::Value::Object(Default::default()),
+    let Some(batch) = f.get("e") else {
+        let data = match f.get("data") {
+            Some(d) => {
+                serde_json::from_str(d).map_err(|_| corrupt(format!("data of event `{id}`")))?
+            }
+            None => serde_json::Value::Object(Default::default()),
+        };
+        return Ok(vec![Event {
+            kind: f
+                .remove("kind")
+                .ok_or_else(|| corrupt(format!("event `{id}` without kind")))?,
+            job_id: non_empty(f.remove("job_id")),
+            job_type: non_empty(f.remove("job_type")),
+            at,
+            data,
+            id: event_id(0),
+        }]);
     };
-    Ok(Event {
-        kind: f
-            .remove("kind")
-            .ok_or_else(|| corrupt(format!("event `{id}` without kind")))?,
-        job_id: non_empty(f.remove("job_id")),
-        job_type: non_empty(f.remove("job_type")),
-        at,
-        data,
-        id,
-    })
-}
-
-/// The first stream id after `after` (XRANGE's start is inclusive; `(id` needs Redis 6.2).
-/// Accepts `ms-seq` stream ids and bare integers (read as `n-0`).
-pub fn next_stream_id(after: &str) -> Result<String, StorageError> {
-    let bad = || {
-        StorageError::InvalidInput(format!(
-            "invalid event id `{}`: resume from an id this storage handed out",
-            after.escape_debug()
-        ))
-    };
-    let (ms, seq) = match after.trim().split_once('-') {
-        Some((ms, seq)) => (
-            ms.parse::<u64>().map_err(|_| bad())?,
-            seq.parse::<u64>().map_err(|_| bad())?,
-        ),
-        None => (after.trim().parse::<u64>().map_err(|_| bad())?, 0),
-    };
-    Ok(match seq.checked_add(1) {
-        Some(s) => format!("{ms}-{s}"),
-        None => format!("{}-0", ms.checked_add(1).ok_or_else(bad)?),
-    })
+    type Encoded = (String, String, String, serde_json::Value);
+    let events: Vec<Encoded> =
+        serde_json::from_str(batch).map_err(|_| corrupt(format!("events of entry `{id}`")))?;
+    Ok(events
+        .into_iter()
+        .zip(0..)
+        .map(|((kind, job_id, job_type, data), k)| Event {
+            id: event_id(k),
+            kind,
+            job_id: non_empty(Some(job_id)),
+            job_type: non_empty(Some(job_type)),
+            at,
+            data,
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -346,13 +374,75 @@ mod tests {
     }
 
     #[test]
-    fn resuming_starts_right_after_the_given_event() {
-        assert_eq!(
-            next_stream_id("1700000000000-4").unwrap(),
-            "1700000000000-5"
+    fn resuming_starts_at_the_entry_holding_the_given_event() {
+        let (entry, at) = resume_point("1700000000000-4017").unwrap();
+        assert_eq!(entry, "1700000000000-4");
+        assert_eq!(at, (1700000000000, 4017));
+        assert_eq!(resume_point("7").unwrap().0, "7-0");
+        assert!(resume_point("abc").is_err());
+        assert!(resume_point("1-x").is_err());
+    }
+
+    fn entry(id: &str, fields: &[(&str, &str)]) -> Value {
+        let flat = fields
+            .iter()
+            .flat_map(|(k, v)| [k.to_string(), v.to_string()])
+            .map(|s| Value::BulkString(s.into_bytes()))
+            .collect();
+        Value::Array(vec![
+            Value::BulkString(id.as_bytes().to_vec()),
+            Value::Array(flat),
+        ])
+    }
+
+    #[test]
+    fn a_batch_entry_reads_as_its_events_with_ids_in_order() {
+        let e = entry(
+            "1700-2",
+            &[
+                ("at", "1700"),
+                ("n", "2"),
+                (
+                    "e",
+                    r#"[["job.created","a","echo",{"attempt":0}],["plugin.loaded","","",{}]]"#,
+                ),
+            ],
         );
-        assert_eq!(next_stream_id("7").unwrap(), "7-1");
-        assert_eq!(next_stream_id(&format!("5-{}", u64::MAX)).unwrap(), "6-0");
-        assert!(next_stream_id("abc").is_err());
+        let events = events_from_entry(e).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].id, "1700-2000");
+        assert_eq!(events[1].id, "1700-2001");
+        assert_eq!(events[0].job_id.as_deref(), Some("a"));
+        assert_eq!(events[1].job_id, None);
+        assert_eq!(events[1].kind, "plugin.loaded");
+        assert_eq!(events[0].at, 1700);
+        assert_eq!(events[0].data["attempt"], 0);
+    }
+
+    #[test]
+    fn a_single_event_entry_of_the_old_form_still_reads() {
+        let e = entry(
+            "1700-3",
+            &[
+                ("kind", "job.started"),
+                ("job_id", "a"),
+                ("job_type", "echo"),
+                ("at", "1700"),
+                ("data", r#"{"attempt":1}"#),
+            ],
+        );
+        let events = events_from_entry(e).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].id, "1700-3000");
+        assert_eq!(events[0].kind, "job.started");
+    }
+
+    #[test]
+    fn a_batch_that_is_not_json_is_corrupt() {
+        let e = entry("1700-0", &[("at", "1700"), ("n", "1"), ("e", "[oops")]);
+        assert!(matches!(
+            events_from_entry(e),
+            Err(StorageError::Corrupt(_))
+        ));
     }
 }

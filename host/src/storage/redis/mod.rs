@@ -237,6 +237,11 @@ impl RedisStorage {
         cmd.query_async(&mut conn).await.map_err(|e| self.err(e))
     }
 
+    async fn query_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let mut conn = self.conn.clone();
+        pipe.query_async(&mut conn).await.map_err(|e| self.err(e))
+    }
+
     /// A cache script's invocation: the entry, the expiry hash, the time source.
     fn cache_script<'a>(
         &self,
@@ -300,15 +305,15 @@ impl RedisStorage {
         }
     }
 
-    fn claimed_from(&self, v: Value) -> Result<Claimed> {
-        let mut fields = codec::fields_from_value(v)?
-            .ok_or_else(|| StorageError::Internal("redis returned an empty claimed job".into()))?;
-        let lease = fields.remove("lease").ok_or_else(|| {
-            StorageError::Internal("redis returned a claimed job without lease".into())
-        })?;
-        Ok(Claimed {
+    /// A claimed job from its `HGETALL`; `None` when the hash is gone.
+    fn claimed_from(&self, v: Value) -> Result<Option<Claimed>> {
+        let Some(mut fields) = codec::fields_from_value(v)? else {
+            return Ok(None);
+        };
+        let lease = fields.remove("lease").unwrap_or_default();
+        Ok(Some(Claimed {
             job: codec::job_from_fields(fields)?,
             lease: LeaseToken(lease),
-        })
+        }))
     }
 }

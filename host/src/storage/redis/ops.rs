@@ -2,9 +2,7 @@
 //! backend, `storage::limits`), runs one script (or a plain single-key command) and reads
 //! the reply. Maintenance methods loop over bounded script calls.
 
-use super::codec::{
-    self, as_array, as_int, as_string, job_from_value, next_stream_id, required_job,
-};
+use super::codec::{self, as_array, as_int, as_string, job_from_value, required_job};
 use super::health::server_warnings;
 use super::{BATCH, IMPORT_BATCH, MAX_CLAIM, RedisStorage, SWEEP_BUDGET, keys, scripts};
 use crate::job::{self, Job, JobState, LeaseToken, Millis, NewJob, millis_i64};
@@ -157,13 +155,33 @@ impl Storage for RedisStorage {
             .arg(limit)
             .arg(types.len())
             .arg(&types[..]);
-        for _ in 0..limit {
-            inv.arg(job::new_lease_token().0);
+        let nonce = job::new_lease_token().0;
+        inv.arg(&nonce);
+        let ids = as_array(self.run(&inv).await?, "claim")?
+            .iter()
+            .map(|v| as_string(v, "claimed id"))
+            .collect::<Result<Vec<_>>>()?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        as_array(self.run(&inv).await?, "claim")?
-            .into_iter()
-            .map(|v| self.claimed_from(v))
-            .collect()
+        // The script leased the jobs; read them now, in one round trip.
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGETALL").arg(self.keys.job(id));
+        }
+        let hashes: Vec<Value> = self.query_pipe(&pipe).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (v, k) in hashes.into_iter().zip(1..) {
+            let token = format!("{nonce}-{k}");
+            // Gone (deleted) or leased anew since (a lease shorter than this round trip):
+            // not ours any more.
+            if let Some(c) = self.claimed_from(v)?
+                && c.lease.0 == token
+            {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 
     async fn renew_leases(
@@ -392,8 +410,9 @@ impl Storage for RedisStorage {
                 }
             }
         }
-        // Streams are capped approximately on every XADD; trim exactly here, like the
-        // other backends do in their sweep.
+        // The scripts keep the log to `max_events` events (lua/lib.lua write_events); an
+        // entry holds at least one event, so this trim never cuts below that and bounds the
+        // log even if the scripts' marks were lost.
         let _: i64 = self
             .query(
                 redis::cmd("XTRIM")
@@ -511,24 +530,41 @@ impl Storage for RedisStorage {
     }
 
     async fn events_since(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
-        let start = match after {
-            None => "-".to_owned(),
-            Some(a) => next_stream_id(a)?,
-        };
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let (start, after) = match after {
+            None => ("-".to_owned(), None),
+            Some(a) => {
+                let (entry, at) = codec::resume_point(a)?;
+                (entry, Some(at))
+            }
+        };
+        // Only the first entry can hold events up to `after`: one entry more than `limit`
+        // always yields `limit` newer events when the log has them.
         let mut cmd = redis::cmd("XRANGE");
         cmd.arg(self.keys.events())
             .arg(start)
             .arg("+")
             .arg("COUNT")
-            .arg(limit);
+            .arg(limit.saturating_add(1));
         let v: Value = self.query(&cmd).await?;
-        as_array(v, "events")?
-            .into_iter()
-            .map(codec::event_from_entry)
-            .collect()
+        let mut out = Vec::with_capacity(limit);
+        for entry in as_array(v, "events")? {
+            for e in codec::events_from_entry(entry)? {
+                let newer = match after {
+                    None => true,
+                    Some(at) => codec::parse_event_id(&e.id)? > at,
+                };
+                if newer {
+                    out.push(e);
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn wait_for_work(&self, timeout: Duration) {

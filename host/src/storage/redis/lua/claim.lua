@@ -3,12 +3,15 @@
 -- ARGV[5]   worker name (diagnostics)
 -- ARGV[6]   limit
 -- ARGV[7]   t, the number of types; ARGV[8..7+t] the types
--- ARGV[8+t..] `limit` fresh lease tokens, one per job that may be claimed
--- Returns   the claimed jobs' fields, best first.
+-- ARGV[8+t] a fresh random nonce: the k-th job claimed gets the lease token `<nonce>-<k>`
+--           (unguessable and unique, at the cost of one random number per claim)
+-- Returns   the claimed jobs' ids, best first, in token order. The caller
+--           reads the jobs themselves afterwards (plain HGETALLs, ops.rs): a hash read
+--           inside Lua costs several times more, and the jobs are ours once leased.
 -- Each type's first `limit` ready jobs are read in one ZRANGE; each round takes the best
 -- head among the types (lowest score, then lowest id), so a claim over several types honours
 -- priority and FIFO across all of them.
-zbuffer()
+batch_begin()
 local lease_ms, worker = tonumber(ARGV[4]), ARGV[5]
 local limit, nt = tonumber(ARGV[6]), tonumber(ARGV[7])
 local types, heads, pos = {}, {}, {}
@@ -20,7 +23,8 @@ end
 local out = {}
 local lease_expires = fmt(NOW + lease_ms)
 local started = fmt(NOW)
-local token = 7 + nt
+local worker_json = '"worker":' .. jstr(worker)
+local nonce = ARGV[8 + nt]
 while #out < limit do
   local best, best_id, best_score = nil, nil, nil
   for i = 1, nt do
@@ -34,20 +38,23 @@ while #out < limit do
   end
   if not best then break end
   pos[best] = pos[best] + 2
-  local j = load(best_id)
-  if j and j.status == 'pending' then
-    token = token + 1
-    local attempt = (tonumber(j.attempt) or 0) + 1
-    move(best_id, j, 'running', {
-      attempt = tostring(attempt), started_at = started, lease = ARGV[token],
-      worker = worker, lease_expires_at = lease_expires, cancel_requested = '0',
-      progress = false,
-    })
-    emit('job.started', best_id, j.type, job_data(j, { worker = worker }))
-    out[#out + 1] = flat_of(j)
+  local t = types[best]
+  local key = k_job(best_id)
+  local f = redis.call('HMGET', key, 'status', 'attempt', 'progress')
+  if f[1] == 'pending' then
+    local attempt = fmt((tonumber(f[2]) or 0) + 1)
+    unplace(best_id, t, 'pending')
+    redis.call('HSET', key, 'status', 'running', 'attempt', attempt, 'started_at', started,
+      'lease', nonce .. '-' .. (#out + 1), 'worker', worker, 'lease_expires_at', lease_expires,
+      'cancel_requested', '0')
+    if f[3] then redis.call('HDEL', key, 'progress') end
+    place(best_id, { type = t, lease_expires_at = lease_expires }, 'running')
+    emit('job.started', best_id, t,
+      '{"status":"running","attempt":' .. attempt .. ',' .. worker_json .. '}')
+    out[#out + 1] = best_id
   else
-    zrem(k_ready(types[best]), best_id) -- a stale entry (move() unplaces pending jobs)
+    zrem(k_ready(t), best_id) -- a stale entry (every state change unplaces pending jobs)
   end
 end
-zflush()
+batch_end()
 return out

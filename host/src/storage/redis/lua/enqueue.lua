@@ -6,7 +6,7 @@
 --           {0, the existing job's fields} (the id existed, or a live job holds the unique
 --           key).
 -- Publishes on the wake channel when a job became pending.
-zbuffer()
+batch_begin()
 local n = tonumber(ARGV[4])
 local out, wake = {}, false
 for k = 0, n - 1 do
@@ -18,6 +18,6 @@ for k = 0, n - 1 do
     out[#out + 1] = { 0, dump(id) }
   end
 end
-zflush()
+batch_end()
 if wake then redis.call('PUBLISH', CH_WAKE, 'enqueue') end
 return out

@@ -5,7 +5,7 @@
 --           2 failed, 3 cancelled (job::rules::state_after_failure: a requested cancel wins,
 --           then no retry_at or no attempts left fails; a retrying job waits in the delayed
 --           set until run_at = retry_at, even when that is not in the future).
-zbuffer()
+batch_begin()
 local n = tonumber(ARGV[4])
 local codes = { retrying = 1, failed = 2, cancelled = 3 }
 local out = {}
@@ -25,5 +25,5 @@ for k = 0, n - 1 do
     out[#out + 1] = 0
   end
 end
-zflush()
+batch_end()
 return out

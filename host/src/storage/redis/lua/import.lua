@@ -3,7 +3,7 @@
 -- changes nothing.
 -- ARGV[4..] per job: m (number of field/value pairs), then the pairs (codec.rs format)
 -- Returns how many jobs were inserted. No events: the jobs' history happened elsewhere.
-zbuffer()
+batch_begin()
 local i, inserted, wake = 4, 0, false
 while i <= #ARGV do
   local m = tonumber(ARGV[i])
@@ -31,6 +31,6 @@ while i <= #ARGV do
     inserted = inserted + 1
   end
 end
-zflush()
+batch_end()
 if wake then redis.call('PUBLISH', CH_WAKE, 'import') end
 return inserted

@@ -6,7 +6,8 @@ local id, token = ARGV[4], ARGV[5]
 local j = load(id)
 if not holds_lease(j, token) then return 0 end
 redis.call('HSET', k_job(id), 'progress', ARGV[6])
-local message = cjson.null
-if ARGV[9] == '1' then message = ARGV[8] end
-emit('job.progress', id, j.type, job_data(j, { percent = tonumber(ARGV[7]), message = message }))
+local message = 'null'
+if ARGV[9] == '1' then message = jstr(ARGV[8]) end
+emit('job.progress', id, j.type,
+  job_data(j, '"percent":' .. fmt(tonumber(ARGV[7]) or 0) .. ',"message":' .. message))
 return 1

@@ -1,7 +1,7 @@
 -- promote.lua: move scheduled and retrying jobs whose run_at has come to `pending`.
 -- ARGV[4] batch size (bounded work per call; the caller loops while a batch comes back full)
 -- Returns how many jobs were promoted.
-zbuffer()
+batch_begin()
 local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', fmt(NOW), 'LIMIT', 0, tonumber(ARGV[4]))
 local moved = 0
 for _, id in ipairs(due) do
@@ -13,6 +13,6 @@ for _, id in ipairs(due) do
     zrem(K_DELAYED, id) -- a stale entry; never expected
   end
 end
-zflush()
+batch_end()
 if moved > 0 then redis.call('PUBLISH', CH_WAKE, 'promote') end
 return moved

@@ -6,6 +6,7 @@
 -- (job::rules::state_after_lease_expiry): a requested cancel ends `cancelled`; the last
 -- attempt ends `failed`, so a job that kills its daemon every time stops; else `pending`,
 -- ready at once (run_at = now).
+batch_begin()
 local expired = redis.call('ZRANGEBYSCORE', K_RUNNING, '-inf', fmt(NOW), 'LIMIT', 0, tonumber(ARGV[4]))
 local requeued, failed = 0, 0
 for _, id in ipairs(expired) do
@@ -26,5 +27,6 @@ for _, id in ipairs(expired) do
     redis.call('ZREM', K_RUNNING, id) -- a stale entry; never expected
   end
 end
+batch_end()
 if requeued > 0 then redis.call('PUBLISH', CH_WAKE, 'reap') end
 return { requeued, failed, #expired }

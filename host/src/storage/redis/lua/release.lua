@@ -3,6 +3,7 @@
 -- Returns   how many leases were given back. The job goes back to `pending` keeping its
 --           ready time (front of its priority), or to `cancelled` when a cancel was requested
 --           (job::rules::state_after_release).
+batch_begin()
 local released, wake = 0, false
 for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
@@ -19,5 +20,6 @@ for i = 4, #ARGV, 2 do
     released = released + 1
   end
 end
+batch_end()
 if wake then redis.call('PUBLISH', CH_WAKE, 'release') end
 return released

@@ -14,6 +14,6 @@ move(id, j, 'pending', {
   started_at = false, result = false, progress = false, lease_expires_at = false,
 })
 if j.unique_key then redis.call('HSET', K_UNIQUE, j.unique_key, id) end
-emit('job.retrying', id, j.type, job_data(j, { replay = true }))
+emit('job.retrying', id, j.type, job_data(j, '"replay":true'))
 redis.call('PUBLISH', CH_WAKE, 'replay')
 return { 1, dump(id) }
