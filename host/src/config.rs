@@ -35,7 +35,7 @@
 //! cancelled_max_age = "24h"
 //! cancelled_max_count = 1000
 //! sweep_interval = "1m"
-//! max_events = 100000                   # event log entries kept
+//! max_events = 100000                   # newest events kept
 //!
 //! [retention.types.thumbnail]           # per job type; unset keys inherit [retention]
 //! completed_max_age = "1h"
