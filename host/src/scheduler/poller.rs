@@ -188,7 +188,7 @@ impl Poller {
                     if n == 0 {
                         continue;
                     }
-                    let got = self.claim(g.types.clone(), n).await?;
+                    let got = self.claim(g.types.clone(), n, false).await?;
                     free -= got.len().min(free);
                     got_total += got.len();
                     self.start_or_buffer(got).await;
@@ -196,18 +196,24 @@ impl Poller {
             }
         }
         if !unlimited.is_empty() && free + refill > 0 {
-            let got = self.claim(unlimited, free + refill).await?;
+            let got = self.claim(unlimited, free + refill, true).await?;
             got_total += got.len();
             self.start_or_buffer(got).await;
         }
         Ok(got_total)
     }
 
-    /// One claim. While it is in flight, slots that free up are fed from the buffer: a
-    /// claim is a round trip (more on a busy Redis), and short jobs would otherwise leave
-    /// their slots idle for all of it (measured: Redis drains stalled at ~12k jobs/s with
-    /// Redis and the daemon both part idle).
-    async fn claim(&mut self, types: Vec<String>, n: usize) -> Result<Vec<Claimed>, StorageError> {
+    /// One claim. With `feed`, slots that free up while it is in flight are fed from the
+    /// buffer: a claim is a round trip (more on a busy Redis), and short jobs would otherwise
+    /// leave their slots idle for all of it (measured: Redis drains stalled at ~12k jobs/s
+    /// with Redis and the daemon both part idle). Only for claims whose jobs may wait in the
+    /// buffer: a limited plugin's jobs were claimed for slots counted free, and must find them.
+    async fn claim(
+        &mut self,
+        types: Vec<String>,
+        n: usize,
+        feed: bool,
+    ) -> Result<Vec<Claimed>, StorageError> {
         let req = ClaimRequest {
             types,
             limit: n.min(MAX_CLAIM),
@@ -221,7 +227,7 @@ impl Poller {
         let claimed = loop {
             tokio::select! {
                 r = &mut claim => break r?,
-                _ = inner.freed.notified(), if !self.buffer.is_empty() => {
+                _ = inner.freed.notified(), if feed && !self.buffer.is_empty() => {
                     self.reap_finished();
                     self.start_buffered();
                 }
