@@ -626,6 +626,12 @@ async fn the_event_log_is_capped_by_events_not_entries() {
     // 20 rounds wrote 510 events; the log keeps at least the newest 300 and never more
     // than the cap plus the entry that crossed it.
     let all = all_events(&s).await;
+    // A page is its limit, read across many entries and from inside batches.
+    assert_eq!(s.events_since(None, 120).await.unwrap().len(), 120);
+    let mid = &all[all.len() - 60].id;
+    let tail = s.events_since(Some(mid), 100).await.unwrap();
+    assert_eq!(tail.len(), 59);
+    assert_eq!(tail[0].id, all[all.len() - 59].id);
     assert!(
         (300..=300 + 50).contains(&all.len()),
         "kept {} events",

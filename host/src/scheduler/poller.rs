@@ -50,6 +50,8 @@ struct Poller {
     window_starts: u64,
     window_began: Instant,
     rate: f64,
+    /// True once shutdown began: a claim in flight then starts no buffered jobs.
+    stop: watch::Receiver<bool>,
 }
 
 /// Runs until `stop`; returns the still-running workers for `drain`.
@@ -62,6 +64,7 @@ pub(super) async fn run(inner: Arc<PoolInner>, mut stop: watch::Receiver<bool>) 
         window_starts: 0,
         window_began: Instant::now(),
         rate: 0.0,
+        stop: stop.clone(),
     };
     let mut failing = false;
     loop {
@@ -227,7 +230,7 @@ impl Poller {
         let claimed = loop {
             tokio::select! {
                 r = &mut claim => break r?,
-                _ = inner.freed.notified(), if feed && !self.buffer.is_empty() => {
+                _ = inner.freed.notified(), if feed && !self.buffer.is_empty() && !*self.stop.borrow() => {
                     self.reap_finished();
                     self.start_buffered();
                 }

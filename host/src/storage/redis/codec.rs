@@ -254,6 +254,26 @@ pub fn resume_point(after: &str) -> Result<(String, (u64, u64)), StorageError> {
     Ok((format!("{ms}-{}", seq / EVENTS_PER_ENTRY), (ms, seq)))
 }
 
+/// The id of a stream entry (`[id, fields]`), as (ms, seq).
+pub fn entry_id(v: &Value) -> Result<(u64, u64), StorageError> {
+    let id = match v {
+        Value::Array(parts) => parts.first(),
+        _ => None,
+    }
+    .ok_or_else(|| StorageError::Internal("short stream entry from redis".into()))?;
+    let id = as_string(id, "event id")?;
+    parse_event_id(&id).map_err(|_| corrupt(format!("stream entry id `{id}`")))
+}
+
+/// The first stream id after entry `ms-seq` (XRANGE's start is inclusive; `(id` needs
+/// Redis 6.2).
+pub fn stream_id_after(ms: u64, seq: u64) -> String {
+    match seq.checked_add(1) {
+        Some(s) => format!("{ms}-{s}"),
+        None => format!("{}-0", ms.saturating_add(1)),
+    }
+}
+
 /// The events of a stream entry (`[id, [field, value, ...]]`): a batch `{at, n, e}` written
 /// by lua/lib.lua, or a single event `{kind, job_id, job_type, at, data}` as earlier versions
 /// wrote one entry per event (read as an entry of one event).
@@ -381,6 +401,8 @@ mod tests {
         assert_eq!(resume_point("7").unwrap().0, "7-0");
         assert!(resume_point("abc").is_err());
         assert!(resume_point("1-x").is_err());
+        assert_eq!(stream_id_after(5, 4), "5-5");
+        assert_eq!(stream_id_after(5, u64::MAX), "6-0");
     }
 
     fn entry(id: &str, fields: &[(&str, &str)]) -> Value {

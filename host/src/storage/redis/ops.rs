@@ -23,6 +23,9 @@ fn lease_pairs(leases: &[(String, LeaseToken)]) -> Vec<&str> {
         .collect()
 }
 
+/// Stream entries asked for per XRANGE by `events_since`.
+const ENTRIES_PER_READ: usize = 16;
+
 #[async_trait]
 impl Storage for RedisStorage {
     fn backend(&self) -> &'static str {
@@ -164,15 +167,41 @@ impl Storage for RedisStorage {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        // The script leased the jobs; read them now, in one round trip.
+        // The script leased the jobs; read them now, in one round trip (retried: the read
+        // changes nothing). Should it keep failing, the leases go back at once, without an
+        // attempt counted, rather than wait for the reaper (which would count one).
+        let token = |k: usize| format!("{nonce}-{k}");
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.cmd("HGETALL").arg(self.keys.job(id));
         }
-        let hashes: Vec<Value> = self.query_pipe(&pipe).await?;
+        let mut tries = 0;
+        let hashes: Vec<Value> = loop {
+            match self.query_pipe(&pipe).await {
+                Ok(h) => break h,
+                Err(e) if tries < 2 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "reading claimed jobs failed; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => {
+                    let leases: Vec<(String, LeaseToken)> = ids
+                        .iter()
+                        .zip(1..)
+                        .map(|(id, k)| (id.clone(), LeaseToken(token(k))))
+                        .collect();
+                    if let Err(re) = self.release(&leases).await {
+                        tracing::warn!(error = %re, jobs = leases.len(),
+                            "cannot give back claimed jobs that could not be read; they \
+                             return when their leases expire");
+                    }
+                    return Err(e);
+                }
+            }
+        };
         let mut out = Vec::with_capacity(ids.len());
         for (v, k) in hashes.into_iter().zip(1..) {
-            let token = format!("{nonce}-{k}");
+            let token = token(k);
             // Gone (deleted) or leased anew since (a lease shorter than this round trip):
             // not ours any more.
             if let Some(c) = self.claimed_from(v)?
@@ -533,38 +562,47 @@ impl Storage for RedisStorage {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let (start, after) = match after {
+        let (mut start, after) = match after {
             None => ("-".to_owned(), None),
             Some(a) => {
                 let (entry, at) = codec::resume_point(a)?;
                 (entry, Some(at))
             }
         };
-        // Only the first entry can hold events up to `after`: one entry more than `limit`
-        // always yields `limit` newer events when the log has them.
-        let mut cmd = redis::cmd("XRANGE");
-        cmd.arg(self.keys.events())
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit.saturating_add(1));
-        let v: Value = self.query(&cmd).await?;
+        // An entry holds up to EVENTS_PER_ENTRY events: read a few entries at a time, so a
+        // small page never makes Redis send a large part of the log.
+        let count = limit.clamp(1, ENTRIES_PER_READ);
         let mut out = Vec::with_capacity(limit);
-        for entry in as_array(v, "events")? {
-            for e in codec::events_from_entry(entry)? {
-                let newer = match after {
-                    None => true,
-                    Some(at) => codec::parse_event_id(&e.id)? > at,
-                };
-                if newer {
-                    out.push(e);
-                    if out.len() == limit {
-                        return Ok(out);
+        loop {
+            let mut cmd = redis::cmd("XRANGE");
+            cmd.arg(self.keys.events())
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(count);
+            let entries = as_array(self.query::<Value>(&cmd).await?, "events")?;
+            let full = entries.len() >= count;
+            let mut last_entry = None;
+            for entry in entries {
+                last_entry = Some(codec::entry_id(&entry)?);
+                for e in codec::events_from_entry(entry)? {
+                    let newer = match after {
+                        None => true,
+                        Some(at) => codec::parse_event_id(&e.id)? > at,
+                    };
+                    if newer {
+                        out.push(e);
+                        if out.len() == limit {
+                            return Ok(out);
+                        }
                     }
                 }
             }
+            match last_entry {
+                Some((ms, seq)) if full => start = codec::stream_id_after(ms, seq),
+                _ => return Ok(out),
+            }
         }
-        Ok(out)
     }
 
     async fn wait_for_work(&self, timeout: Duration) {

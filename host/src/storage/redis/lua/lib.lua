@@ -29,7 +29,8 @@
 --   P:events                 stream, the event log: one entry per script call, holding that
 --                            call's events (write_events below says how ids and the cap work)
 --   P:events:total           string: events ever written (the cap's count)
---   P:events:marks           list of `<entry id> <events before it>`, one per entry, oldest first
+--   P:events:marks           list of `<entry id> <events before it>`, one per entry kept, oldest
+--                            first
 --   channel P:wake           published when work becomes ready (wait_for_work)
 
 local P = ARGV[1]
@@ -160,7 +161,8 @@ local function write_events(events)
     i = last + 1
   end
   -- Drop the oldest mark while the entries from the next one on hold the newest EVENTS_MAX
-  -- events; then everything before the oldest mark left can go.
+  -- events; then keep only the marked entries, the newest (one mark per entry; MAXLEN
+  -- rather than MINID, which needs Redis 6.2).
   local dropped = false
   while true do
     local next_mark = redis.call('LINDEX', K_EVENT_MARKS, 1)
@@ -171,8 +173,7 @@ local function write_events(events)
     dropped = true
   end
   if dropped then
-    local head = redis.call('LINDEX', K_EVENT_MARKS, 0)
-    if head then redis.call('XTRIM', K_EVENTS, 'MINID', string.match(head, '^(%S+)')) end
+    redis.call('XTRIM', K_EVENTS, 'MAXLEN', redis.call('LLEN', K_EVENT_MARKS))
   end
   return first
 end
