@@ -5,7 +5,8 @@
 -- Returns   one code per completion: 1 completed, 0 lease lost (nothing written, follow-ups
 --           dropped). A requested cancel does not stop a completion: the work is done.
 -- The hot path of every job, so written out rather than through end_attempt (lib.lua), which
--- does the same for any target state: it reads five fields, not the whole job.
+-- does the same for any target state (45k instructions a job fewer, callgrind): keep the two
+-- in step; conformance `completion_records_result_logs_and_version` checks the result.
 batch_begin()
 local n = tonumber(ARGV[4])
 local i, out, wake = 5, {}, false
@@ -21,11 +22,11 @@ for _ = 1, n do
     if pv == '' then
       redis.call('HSET', key, 'status', 'completed', 'result', ARGV[i + 2], 'logs', ARGV[i + 3],
         'finished_at', finished)
-      redis.call('HDEL', key, 'lease', 'worker', 'lease_expires_at', 'plugin_version')
+      redis.call('HDEL', key, 'plugin_version', unpack(LEASE_FIELDS))
     else
       redis.call('HSET', key, 'status', 'completed', 'result', ARGV[i + 2], 'logs', ARGV[i + 3],
         'finished_at', finished, 'plugin_version', pv)
-      redis.call('HDEL', key, 'lease', 'worker', 'lease_expires_at')
+      redis.call('HDEL', key, unpack(LEASE_FIELDS))
     end
     place(id, { type = t, finished_at = finished }, 'completed')
     if f[5] then release_unique(id, { unique_key = f[5] }) end

