@@ -254,17 +254,6 @@ pub fn resume_point(after: &str) -> Result<(String, (u64, u64)), StorageError> {
     Ok((format!("{ms}-{}", seq / EVENTS_PER_ENTRY), (ms, seq)))
 }
 
-/// The id of a stream entry (`[id, fields]`), as (ms, seq).
-pub fn entry_id(v: &Value) -> Result<(u64, u64), StorageError> {
-    let id = match v {
-        Value::Array(parts) => parts.first(),
-        _ => None,
-    }
-    .ok_or_else(|| StorageError::Internal("short stream entry from redis".into()))?;
-    let id = as_string(id, "event id")?;
-    parse_event_id(&id).map_err(|_| corrupt(format!("stream entry id `{id}`")))
-}
-
 /// The first stream id after entry `ms-seq` (XRANGE's start is inclusive; `(id` needs
 /// Redis 6.2).
 pub fn stream_id_after(ms: u64, seq: u64) -> String {
@@ -274,10 +263,17 @@ pub fn stream_id_after(ms: u64, seq: u64) -> String {
     }
 }
 
+/// A stream entry's events, with the entry's id and each event's position as (ms, seq),
+/// the form `parse_event_id` gives, for comparing without parsing again.
+pub struct EntryEvents {
+    pub entry: (u64, u64),
+    pub events: Vec<((u64, u64), Event)>,
+}
+
 /// The events of a stream entry (`[id, [field, value, ...]]`): a batch `{at, n, e}` written
 /// by lua/lib.lua, or a single event `{kind, job_id, job_type, at, data}` as earlier versions
 /// wrote one entry per event (read as an entry of one event).
-pub fn events_from_entry(v: Value) -> Result<Vec<Event>, StorageError> {
+pub fn events_from_entry(v: Value) -> Result<EntryEvents, StorageError> {
     let mut parts = as_array(v, "stream entry")?.into_iter();
     let (Some(id), Some(fields)) = (parts.next(), parts.next()) else {
         return Err(StorageError::Internal(
@@ -285,8 +281,13 @@ pub fn events_from_entry(v: Value) -> Result<Vec<Event>, StorageError> {
         ));
     };
     let id = as_string(&id, "event id")?;
-    let (ms, seq) = parse_event_id(&id).map_err(|_| corrupt(format!("stream entry id `{id}`")))?;
-    let event_id = |k: u64| format!("{ms}-{}", seq * EVENTS_PER_ENTRY + k);
+    let bad_id = || corrupt(format!("stream entry id `{id}`"));
+    let (ms, seq) = parse_event_id(&id).map_err(|_| bad_id())?;
+    let first = seq.checked_mul(EVENTS_PER_ENTRY).ok_or_else(bad_id)?;
+    let at_k = |k: u64| {
+        let pos = (ms, first + k);
+        (pos, format!("{}-{}", pos.0, pos.1))
+    };
     let mut f: HashMap<String, String> = HashMap::new();
     let fields = match fields {
         Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
@@ -305,7 +306,8 @@ pub fn events_from_entry(v: Value) -> Result<Vec<Event>, StorageError> {
             }
             None => serde_json::Value::Object(Default::default()),
         };
-        return Ok(vec![Event {
+        let (pos, event_id) = at_k(0);
+        let event = Event {
             kind: f
                 .remove("kind")
                 .ok_or_else(|| corrupt(format!("event `{id}` without kind")))?,
@@ -313,24 +315,41 @@ pub fn events_from_entry(v: Value) -> Result<Vec<Event>, StorageError> {
             job_type: non_empty(f.remove("job_type")),
             at,
             data,
-            id: event_id(0),
-        }]);
+            id: event_id,
+        };
+        return Ok(EntryEvents {
+            entry: (ms, seq),
+            events: vec![(pos, event)],
+        });
     };
     type Encoded = (String, String, String, serde_json::Value);
     let events: Vec<Encoded> =
         serde_json::from_str(batch).map_err(|_| corrupt(format!("events of entry `{id}`")))?;
-    Ok(events
+    if events.len() as u64 > EVENTS_PER_ENTRY {
+        return Err(corrupt(format!(
+            "entry `{id}` with more than {EVENTS_PER_ENTRY} events"
+        )));
+    }
+    let events = events
         .into_iter()
         .zip(0..)
-        .map(|((kind, job_id, job_type, data), k)| Event {
-            id: event_id(k),
-            kind,
-            job_id: non_empty(Some(job_id)),
-            job_type: non_empty(Some(job_type)),
-            at,
-            data,
+        .map(|((kind, job_id, job_type, data), k)| {
+            let (pos, event_id) = at_k(k);
+            let event = Event {
+                id: event_id,
+                kind,
+                job_id: non_empty(Some(job_id)),
+                job_type: non_empty(Some(job_type)),
+                at,
+                data,
+            };
+            (pos, event)
         })
-        .collect())
+        .collect();
+    Ok(EntryEvents {
+        entry: (ms, seq),
+        events,
+    })
 }
 
 #[cfg(test)]
@@ -430,7 +449,10 @@ mod tests {
                 ),
             ],
         );
-        let events = events_from_entry(e).unwrap();
+        let read = events_from_entry(e).unwrap();
+        assert_eq!(read.entry, (1700, 2));
+        assert_eq!(read.events[1].0, (1700, 2001));
+        let events: Vec<Event> = read.events.into_iter().map(|(_, e)| e).collect();
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].id, "1700-2000");
         assert_eq!(events[1].id, "1700-2001");
@@ -453,7 +475,12 @@ mod tests {
                 ("data", r#"{"attempt":1}"#),
             ],
         );
-        let events = events_from_entry(e).unwrap();
+        let events: Vec<Event> = events_from_entry(e)
+            .unwrap()
+            .events
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].id, "1700-3000");
         assert_eq!(events[0].kind, "job.started");

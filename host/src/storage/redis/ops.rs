@@ -584,13 +584,10 @@ impl Storage for RedisStorage {
             let full = entries.len() >= count;
             let mut last_entry = None;
             for entry in entries {
-                last_entry = Some(codec::entry_id(&entry)?);
-                for e in codec::events_from_entry(entry)? {
-                    let newer = match after {
-                        None => true,
-                        Some(at) => codec::parse_event_id(&e.id)? > at,
-                    };
-                    if newer {
+                let read = codec::events_from_entry(entry)?;
+                last_entry = Some(read.entry);
+                for (pos, e) in read.events {
+                    if after.is_none_or(|at| pos > at) {
                         out.push(e);
                         if out.len() == limit {
                             return Ok(out);
