@@ -247,7 +247,8 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(
         grace = %crate::config::show(core.config.shutdown_grace),
-        running = core.pool.running(),
+        // Leases held: running jobs and the claimed ones about to start (given back at once).
+        leased = core.pool.running(),
         "shutting down: no new jobs are claimed; running jobs may finish (signal again to stop them now)"
     );
     let report = core.shutdown(async move { signals.next().await }).await;

@@ -600,3 +600,47 @@ async fn guest_log_lines_are_kept_with_the_job() {
     );
     assert_eq!(*services.lines.lock().unwrap(), ex.logs);
 }
+
+/// A small pool under churn: every job a full pool lets in finds its slots, although freed
+/// slots wait in wasmtime's decommit queue. CI once failed a `slow` job with "maximum
+/// concurrent limit of 16 for memory stripe 0 reached" on a daemon with 4 workers; this
+/// churn did not make that race happen on demand, so it guards the sizing (engine.rs) and
+/// the retry (execute.rs) only against regressions that make it common.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_pool_under_churn_never_runs_out_of_slots() {
+    let rt = Arc::new(
+        Runtime::new(RuntimeConfig {
+            max_instances: 4,
+            trace_guest_logs: false,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let echo = load(&rt, "echo").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (rt, echo) = (rt.clone(), echo.clone());
+        tasks.spawn(async move {
+            let mut failed = Vec::new();
+            for _ in 0..2000 {
+                let ex = rt
+                    .execute(&echo, input("echo", r#"{"n":1}"#), Arc::new(NoServices))
+                    .await;
+                if !matches!(ex.outcome, Outcome::Success(_)) {
+                    failed.push(format!("{:?}", ex.outcome));
+                }
+            }
+            failed
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        failed.extend(r.unwrap());
+    }
+    assert!(
+        failed.is_empty(),
+        "{} jobs failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+}

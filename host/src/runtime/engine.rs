@@ -157,11 +157,22 @@ fn plugin_version(digest: &[u8; 32], manifest: &Manifest) -> String {
     }
 }
 
+/// Freed pool slots are decommitted this many regions at a time (see `build_engine`).
+const DECOMMIT_BATCH: usize = 64;
+
 /// The engine: component model, epoch interruption, and a pooling allocator sized for `max`
 /// concurrent instances. Knob values come from the spike (research/toolchains.md §6): batched
 /// decommits and PAGEMAP_SCAN stop two threads from fighting over the address space, and a
 /// small keep-resident keeps slot reuse cheap (1 MiB made Rust guests 2x slower).
 fn build_engine(max: u32) -> Result<Engine, RuntimeError> {
+    // Freed memory, table and stack slots wait in wasmtime's decommit queue (one per thread
+    // shard, at most the CPU count and 16) until DECOMMIT_BATCH regions gathered. With 4
+    // workers the queue could hold every memory slot of the pool, and a job starting while
+    // another thread flushed it found none ("maximum concurrent limit of 16 for memory stripe
+    // 0 reached"). So each kind gets that many slots more than its running jobs can hold;
+    // `execute` still retries a full pool, for guests larger than these totals assume.
+    let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+    let queued = u32::try_from(shards * DECOMMIT_BATCH).unwrap_or(u32::MAX);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(max)
         // A Rust component has 1 memory, 2-3 tables and 3-4 core instances; interpreted
@@ -170,16 +181,16 @@ fn build_engine(max: u32) -> Result<Engine, RuntimeError> {
         // with 2 per instance, 8 workers running `slow` ran out of tables under load and the
         // job crashed ("maximum concurrent limit of 32 for tables reached"). Table and
         // core-instance slots are small; memory slots reserve address space only.
-        .total_memories(max.saturating_mul(4))
-        .total_tables(max.saturating_mul(32))
-        .total_stacks(max)
+        .total_memories(max.saturating_mul(4).saturating_add(queued))
+        .total_tables(max.saturating_mul(32).saturating_add(queued))
+        .total_stacks(max.saturating_add(queued))
         .total_core_instances(max.saturating_mul(32))
         .max_memories_per_component(8)
         .max_tables_per_component(32)
         .max_core_instances_per_component(64)
         .max_component_instance_size(1 << 20)
         .max_memory_size(MAX_MEMORY as usize)
-        .decommit_batch_size(64)
+        .decommit_batch_size(DECOMMIT_BATCH)
         .linear_memory_keep_resident(64 << 10)
         .table_keep_resident(16 << 10)
         // Linux >= 6.7 only; Auto quietly falls back to madvise elsewhere.

@@ -15,13 +15,22 @@ use serde_json::value::RawValue;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 
 /// Extra time the watchdog gives the epoch path before it drops the call itself. Epoch
 /// interrupts give a clean trap; the watchdog is for guests blocked in a host call, where
 /// epochs never fire.
 const WATCHDOG_SLACK: Duration = Duration::from_millis(20);
+
+/// How often an instantiation that found the instance pool full is tried again, and the
+/// first pause (doubling, at most `POOL_RETRY_MAX_PAUSE`): about 1.5 s in all. The pool has
+/// room for every job the instance semaphore lets in, but a slot freed by an earlier job sits
+/// in wasmtime's decommit queue until some thread flushes it; a flush running on another
+/// thread at that moment makes the allocation fail although the slot is on its way back.
+const POOL_RETRIES: u32 = 20;
+const POOL_RETRY_PAUSE: Duration = Duration::from_millis(1);
+const POOL_RETRY_MAX_PAUSE: Duration = Duration::from_millis(100);
 /// How often the watchdog looks at the cancel flag while a guest sits in a host call.
 const WATCHDOG_POLL: Duration = Duration::from_millis(100);
 
@@ -43,14 +52,40 @@ pub(crate) async fn execute(
         job_id: input.id.clone(),
     });
     let start = Instant::now();
-    let (mut store, log) = new_store(inner, plugin, timeout, start, services.clone(), trace);
+    let log = Arc::new(Mutex::new(JobLog::new(services.clone(), trace)));
+    let for_store = services.clone();
+    let fresh_store = || {
+        new_store(
+            inner,
+            plugin,
+            timeout,
+            start,
+            for_store.clone(),
+            log.clone(),
+        )
+    };
+    let mut store = fresh_store();
     let job = guest_job(input);
     // Set once instantiation returns (None: the job was stopped or failed before that).
     let mut instantiate = None;
 
     let result: CallResult = {
         let call = async {
-            let handler = code.pre.instantiate_async(&mut store).await?;
+            let mut pause = POOL_RETRY_PAUSE;
+            let mut tries = 0;
+            let handler = loop {
+                match code.pre.instantiate_async(&mut store).await {
+                    Err(e) if e.is::<PoolConcurrencyLimitError>() && tries < POOL_RETRIES => {
+                        // A failed instantiation may keep what it got in its store: start
+                        // again from a fresh one, after the in-flight flush had its time.
+                        tries += 1;
+                        store = fresh_store();
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(POOL_RETRY_MAX_PAUSE);
+                    }
+                    other => break other?,
+                }
+            };
             instantiate = Some(start.elapsed());
             handler.call_handle(&mut store, &job).await
         };
@@ -111,10 +146,9 @@ fn new_store(
     timeout: Duration,
     start: Instant,
     services: Arc<dyn JobServices>,
-    trace: Option<TraceNames>,
-) -> (Store<JobState>, Arc<Mutex<JobLog>>) {
+    log: Arc<Mutex<JobLog>>,
+) -> Store<JobState> {
     let code = &plugin.code;
-    let log = Arc::new(Mutex::new(JobLog::new(services.clone(), trace)));
     let wasi = WasiCtx::builder()
         .stdout(CapturePipe {
             stream: Stream::Stdout,
@@ -136,7 +170,7 @@ fn new_store(
         stop: None,
         services,
         config: code.config.clone(),
-        log: log.clone(),
+        log,
         followups: Vec::new(),
         followup_bytes: 0,
     };
@@ -155,7 +189,7 @@ fn new_store(
             None => UpdateDeadline::Yield(1),
         })
     });
-    (store, log)
+    store
 }
 
 /// Where one job's time goes, summed over `iterations` jobs: store setup, instantiation, the
@@ -172,14 +206,8 @@ pub(crate) async fn phase_times(
     for _ in 0..iterations {
         let job = guest_job(input.clone());
         let a = Instant::now();
-        let (mut store, _log) = new_store(
-            inner,
-            plugin,
-            plugin.code.timeout,
-            a,
-            services.clone(),
-            None,
-        );
+        let log = Arc::new(Mutex::new(JobLog::new(services.clone(), None)));
+        let mut store = new_store(inner, plugin, plugin.code.timeout, a, services.clone(), log);
         let b = Instant::now();
         let handler = plugin.code.pre.instantiate_async(&mut store).await?;
         let c = Instant::now();
