@@ -23,16 +23,18 @@ use wasmtime_wasi::WasiCtx;
 /// epochs never fire.
 const WATCHDOG_SLACK: Duration = Duration::from_millis(20);
 
+/// How often the watchdog looks at the cancel flag while a guest sits in a host call.
+const WATCHDOG_POLL: Duration = Duration::from_millis(100);
+
 /// How often an instantiation that found the instance pool full is tried again, and the
 /// first pause (doubling, at most `POOL_RETRY_MAX_PAUSE`): about 1.5 s in all. The pool has
 /// room for every job the instance semaphore lets in, but a slot freed by an earlier job sits
 /// in wasmtime's decommit queue until some thread flushes it; a flush running on another
-/// thread at that moment makes the allocation fail although the slot is on its way back.
+/// thread at that moment makes the allocation fail although the slot is on its way back
+/// (engine.rs gives the pool headroom for that queue; this covers what headroom misses).
 const POOL_RETRIES: u32 = 20;
 const POOL_RETRY_PAUSE: Duration = Duration::from_millis(1);
 const POOL_RETRY_MAX_PAUSE: Duration = Duration::from_millis(100);
-/// How often the watchdog looks at the cancel flag while a guest sits in a host call.
-const WATCHDOG_POLL: Duration = Duration::from_millis(100);
 
 /// How the call ended, before classification.
 type CallResult = Result<wasmtime::Result<Result<String, JobError>>, StopReason>;
