@@ -108,6 +108,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         Outcome::Retry { error, after: None } => job_failed(&mut stderr, "retry", &error),
         Outcome::Fail { error } => job_failed(&mut stderr, "fail, no retry", &error),
         Outcome::Crashed { error, kind } => job_failed(&mut stderr, kind.as_str(), &error),
+        Outcome::NoCapacity { error } => job_failed(&mut stderr, "host out of capacity", &error),
     }
 }
 

@@ -17,6 +17,7 @@ pub const JOBS_FAILED: &str = "spool_jobs_failed_total";
 pub const JOBS_RETRIED: &str = "spool_jobs_retried_total";
 pub const JOBS_CANCELLED: &str = "spool_jobs_cancelled_total";
 pub const JOBS_LEASE_LOST: &str = "spool_jobs_lease_lost_total";
+pub const JOBS_RELEASED: &str = "spool_jobs_released_total";
 pub const JOB_DURATION: &str = "spool_job_duration_seconds";
 pub const QUEUE_DEPTH: &str = "spool_queue_depth";
 pub const OLDEST_PENDING_AGE: &str = "spool_oldest_pending_age_seconds";
@@ -68,6 +69,7 @@ struct TypeCounters {
     retried: AtomicU64,
     cancelled: AtomicU64,
     lease_lost: AtomicU64,
+    released: AtomicU64,
     duration: Histogram,
     recent: std::sync::Mutex<RateRing>,
 }
@@ -204,6 +206,9 @@ pub enum AttemptEnd {
     /// A running job a user cancelled stopped.
     Cancelled,
     LeaseLost,
+    /// Given back to the queue before the plugin ran (no free instance slot); the attempt
+    /// is not counted.
+    Released,
 }
 
 /// The daemon's metrics. Cheap to share (`Arc`); every method is lock-free after a type's
@@ -331,8 +336,11 @@ impl Metrics {
     /// One attempt ended; `ran` is how long the plugin ran.
     pub fn attempt_ended(&self, job_type: &str, end: AttemptEnd, ran: Duration) {
         let c = self.of(job_type);
-        c.duration.observe(ran);
-        if end != AttemptEnd::LeaseLost
+        // A released attempt never reached its plugin: no duration, no recent rate.
+        if end != AttemptEnd::Released {
+            c.duration.observe(ran);
+        }
+        if !matches!(end, AttemptEnd::LeaseLost | AttemptEnd::Released)
             && let Ok(mut r) = c.recent.lock()
         {
             r.add(unix_now().as_secs(), ran);
@@ -343,6 +351,7 @@ impl Metrics {
             AttemptEnd::Failed => &c.failed,
             AttemptEnd::Cancelled => &c.cancelled,
             AttemptEnd::LeaseLost => &c.lease_lost,
+            AttemptEnd::Released => &c.released,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -391,7 +400,7 @@ impl Metrics {
             .read()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        let per_type: [(&str, &str, CounterField); 7] = [
+        let per_type: [(&str, &str, CounterField); 8] = [
             (JOBS_ENQUEUED, "Jobs enqueued through this daemon.", |c| {
                 &c.enqueued
             }),
@@ -420,6 +429,11 @@ impl Metrics {
                 JOBS_LEASE_LOST,
                 "Attempts whose result was dropped: the lease was lost.",
                 |c| &c.lease_lost,
+            ),
+            (
+                JOBS_RELEASED,
+                "Attempts given back to the queue before the plugin ran (no free instance slot), not counted.",
+                |c| &c.released,
             ),
         ];
         for (name, help, field) in per_type {

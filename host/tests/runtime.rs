@@ -644,3 +644,44 @@ async fn a_small_pool_under_churn_never_runs_out_of_slots() {
         failed.first()
     );
 }
+
+/// When the pool stays full through every retry, the job is not the plugin's failure: it
+/// ends `NoCapacity` (the scheduler gives it back uncounted), not a crash that uses up an
+/// attempt. The pool is filled for real, by instances made outside the instance semaphore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_that_stays_full_is_no_capacity_and_the_next_job_runs() {
+    let rt = Runtime::new(RuntimeConfig {
+        max_instances: 1,
+        trace_guest_logs: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let echo = load(&rt, "echo").await;
+    let held = rt.occupy_instances(&echo, 1).await.unwrap();
+    let started = Instant::now();
+    let ex = rt
+        .execute(&echo, input("echo", "1"), Arc::new(NoServices))
+        .await;
+    match &ex.outcome {
+        Outcome::NoCapacity { error } => {
+            assert!(
+                error.starts_with("no free instance slot after 20 tries"),
+                "{error}"
+            );
+            assert!(error.contains("not at fault"), "{error}");
+        }
+        other => panic!("expected NoCapacity, got {other:?}"),
+    }
+    assert!(ex.instantiate.is_none(), "the plugin never ran");
+    // It waited for the pool (20 tries, about 1.4 s) before giving up.
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
+    let ex = rt
+        .execute(&echo, input("echo", "2"), Arc::new(NoServices))
+        .await;
+    assert_eq!(success(&ex.outcome), serde_json::json!(2));
+}

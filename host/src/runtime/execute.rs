@@ -194,6 +194,26 @@ fn new_store(
     store
 }
 
+/// `n` instances of `plugin`, made outside the instance semaphore and kept until the stores
+/// drop: a full pool on demand, as a slot in wasmtime's decommit queue makes one for a moment.
+/// For tests only.
+pub(crate) async fn occupy(
+    inner: &RuntimeInner,
+    plugin: &LoadedPlugin,
+    n: usize,
+) -> wasmtime::Result<Vec<Store<JobState>>> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let services: Arc<dyn JobServices> = Arc::new(super::NoServices);
+        let log = Arc::new(Mutex::new(JobLog::new(services.clone(), None)));
+        let hour = Duration::from_secs(3600);
+        let mut store = new_store(inner, plugin, hour, Instant::now(), services, log);
+        plugin.code.pre.instantiate_async(&mut store).await?;
+        held.push(store);
+    }
+    Ok(held)
+}
+
 /// Where one job's time goes, summed over `iterations` jobs: store setup, instantiation, the
 /// call, and dropping the store (which returns the instance slot to the pool). For the
 /// benchmark only.
@@ -265,6 +285,13 @@ fn classify(
     let out_of_memory = || crashed(CrashKind::OutOfMemory, limiter.message());
     match result {
         Err(reason) => stopped(reason),
+        Ok(Err(error)) if error.is::<PoolConcurrencyLimitError>() => Outcome::NoCapacity {
+            error: format!(
+                "no free instance slot after {POOL_RETRIES} tries ({error}): the host ran out \
+                 of instance capacity, so the plugin did not run and is not at fault (the pool \
+                 is sized for every worker: please report this)"
+            ),
+        },
         Ok(Err(error)) => {
             if let Some(reason) = stop {
                 return stopped(reason);

@@ -187,6 +187,10 @@ pub enum Outcome {
     Fail { error: String },
     /// Host-detected failure; the retry policy applies.
     Crashed { error: String, kind: CrashKind },
+    /// The plugin never ran: the instance pool stayed full through every retry. A capacity
+    /// problem of the host, not the plugin's: the scheduler gives the job back to the queue
+    /// without counting the attempt.
+    NoCapacity { error: String },
 }
 
 impl Outcome {
@@ -196,7 +200,8 @@ impl Outcome {
             Outcome::Success(_) => None,
             Outcome::Retry { error, .. }
             | Outcome::Fail { error }
-            | Outcome::Crashed { error, .. } => Some(error),
+            | Outcome::Crashed { error, .. }
+            | Outcome::NoCapacity { error } => Some(error),
         }
     }
 }
@@ -304,6 +309,21 @@ impl Runtime {
         execute::phase_times(&self.inner, plugin, input, iterations)
             .await
             .map_err(|e| format!("{e:#}"))
+    }
+
+    /// Holds `n` instances of `plugin` outside the instance semaphore until the returned value
+    /// drops, so that a test can fill the pool the way wasmtime's decommit queue does for a
+    /// moment. Not a stable API.
+    #[doc(hidden)]
+    pub async fn occupy_instances(
+        &self,
+        plugin: &LoadedPlugin,
+        n: usize,
+    ) -> Result<Box<dyn std::any::Any + Send>, String> {
+        match execute::occupy(&self.inner, plugin, n).await {
+            Ok(stores) => Ok(Box::new(stores)),
+            Err(e) => Err(format!("{e:#}")),
+        }
     }
 
     /// Pooling allocator occupancy, for `/metrics`.

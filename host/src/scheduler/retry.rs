@@ -20,6 +20,11 @@ pub enum Decision {
         error: String,
         retry_at: Option<Millis>,
     },
+    /// The plugin never ran (`Outcome::NoCapacity`): give the lease back, the attempt not
+    /// counted.
+    Release {
+        error: String,
+    },
 }
 
 pub fn backoff_policy(job: &Job, plugin: &RetryPolicy, daemon: &RetryConfig) -> BackoffPolicy {
@@ -62,6 +67,7 @@ pub fn decide(
             error,
             retry_at: Some(backoff()),
         },
+        Outcome::NoCapacity { error } => Decision::Release { error },
     }
 }
 

@@ -297,6 +297,43 @@ async fn retries_back_off_then_succeed_and_permanent_failures_do_not_retry() {
     pool.shutdown(std::future::pending()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_free_instance_slot_gives_the_job_back_without_counting_the_attempt() {
+    let s = storage();
+    let p = FakePlugins::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    p.add(
+        "full",
+        None,
+        Arc::new({
+            let calls = calls.clone();
+            move |input, _| {
+                let first = calls.fetch_add(1, Ordering::SeqCst) < 2;
+                Box::pin(async move {
+                    if first {
+                        Outcome::NoCapacity {
+                            error: "no free instance slot".into(),
+                        }
+                    } else {
+                        Outcome::Success(
+                            RawValue::from_string(format!("{}", input.attempt)).unwrap(),
+                        )
+                    }
+                })
+            }
+        }),
+    );
+    let pool = start(&s, &p, cfg(1));
+    let ids = enqueue(&s, "full", 1).await;
+    wait_for(&s, &ids, JobState::Completed).await;
+    let j = s.get(&ids[0]).await.unwrap().unwrap();
+    // Given back twice, uncounted: the run that completed it was its first attempt.
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!((j.attempt, j.result.unwrap().get()), (1, "1"));
+    assert_eq!(j.error, None);
+    pool.shutdown(std::future::pending()).await;
+}
+
 /// Runs until told to stop, then reports a cancelled crash (like the runtime does).
 fn until_cancelled(started: Arc<Notify>) -> Handler {
     Arc::new(move |_, services| {

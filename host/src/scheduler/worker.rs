@@ -5,6 +5,7 @@
 use super::retry::{self, Decision};
 use super::services::DaemonServices;
 use super::{JobFlags, PoolInner, Resolved, Settlement};
+use crate::metrics::AttemptEnd;
 use crate::runtime::{CrashKind, Execution, JobInput, Outcome};
 use crate::storage::{Claimed, Completion, Failure};
 use std::sync::Arc;
@@ -99,7 +100,7 @@ pub(super) async fn run(
             inner.metrics.instantiated(&resolved.plugin, d);
         }
         if flags.lost.load(Ordering::Relaxed) {
-            inner.metrics.attempt_ended(&job.job_type, crate::metrics::AttemptEnd::LeaseLost, exec.duration);
+            inner.metrics.attempt_ended(&job.job_type, AttemptEnd::LeaseLost, exec.duration);
             tracing::warn!("lease lost while the job ran (another daemon may have taken it over); result dropped");
             return;
         }
@@ -124,6 +125,18 @@ pub(super) async fn run(
                     job_type: job.job_type.clone(),
                     ran,
                 }
+            }
+            Decision::Release { error } => {
+                // Straight back to `pending`, not through the completer: nothing ran, so
+                // there is nothing to record. If storage is away, the lease expires and the
+                // reaper returns the job (then counting the attempt).
+                tracing::warn!(error = %error, "job given back to the queue, its attempt not counted");
+                inner.metrics.attempt_ended(&job.job_type, AttemptEnd::Released, ran);
+                let lease = [(job.id.clone(), claimed.lease)];
+                if let Err(e) = inner.storage.release(&lease).await {
+                    tracing::warn!(error = %e, "cannot give the job back; it returns when its lease expires");
+                }
+                return;
             }
             Decision::Fail { error, retry_at } => {
                 if flags.cancelled() {
