@@ -415,6 +415,16 @@ fn redis_killed_and_restarted_mid_run_loses_no_job() {
     );
     let msg = refused.body["error"]["message"].as_str().unwrap_or("");
     assert!(msg.contains("check that it is running"), "{msg}");
+    // /metrics still answers: the daemon's own counters, storage marked down, no queue gauges.
+    let m = d.get("/metrics");
+    assert_eq!(m.status, 200, "{}", m.text);
+    assert!(m.text.contains("\nspool_storage_up 0\n"), "{}", m.text);
+    assert!(
+        m.text.contains("spool_jobs_completed_total{type=\"echo\"}"),
+        "{}",
+        m.text
+    );
+    assert!(!m.text.contains("spool_queue_depth{"), "{}", m.text);
     r.restart();
     let back = Instant::now();
     d.wait_until(
@@ -425,6 +435,15 @@ fn redis_killed_and_restarted_mid_run_loses_no_job() {
     eprintln!(
         "health said healthy {} ms after redis came back",
         back.elapsed().as_millis()
+    );
+    // The queue gauges come back once the 1 s probe cache holds an answer from the new Redis.
+    d.wait_until(
+        Duration::from_secs(5),
+        "/metrics to show storage up with queue gauges",
+        || {
+            let m = d.get("/metrics");
+            m.text.contains("\nspool_storage_up 1\n") && m.text.contains("spool_queue_depth{")
+        },
     );
     wait_all_finished(&d, t.jobs);
     account(&url, &echo, &[], &mut t);

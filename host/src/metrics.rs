@@ -29,6 +29,7 @@ pub const JOBS_SWEPT: &str = "spool_jobs_swept_total";
 pub const PLUGINS_LOADED: &str = "spool_plugins_loaded";
 pub const PLUGINS_FAILED: &str = "spool_plugins_failed";
 pub const STORAGE_ERRORS: &str = "spool_storage_errors_total";
+pub const STORAGE_UP: &str = "spool_storage_up";
 pub const STORAGE_LATENCY: &str = "spool_storage_latency_seconds";
 pub const PLUGIN_LOADS: &str = "spool_plugin_loads_total";
 pub const PLUGIN_LOAD_FAILURES: &str = "spool_plugin_load_failures_total";
@@ -240,6 +241,8 @@ pub struct Snapshot {
     pub stats: Option<Stats>,
     pub plugins_loaded: u64,
     pub plugins_failed: u64,
+    /// Storage answered this scrape's ping.
+    pub storage_up: bool,
 }
 
 impl Metrics {
@@ -589,6 +592,12 @@ impl Metrics {
                 "Storage calls that failed in background tasks.",
                 "counter",
                 self.storage_errors.load(Ordering::Relaxed),
+            ),
+            (
+                STORAGE_UP,
+                "1 when storage answered this scrape's ping, else 0 (then no queue gauges).",
+                "gauge",
+                u64::from(snap.storage_up),
             ),
             (
                 PLUGINS_LOADED,

@@ -238,15 +238,26 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
-    if let Ok(Ok(latency)) = tokio::time::timeout(PROBE_TIMEOUT, state.storage.ping()).await {
+    // As in /health: storage that did not answer a ping will not answer `stats` either, so
+    // the scrape does not wait for its timeout; the daemon's own counters still go out.
+    let ping = tokio::time::timeout(PING_TIMEOUT, state.storage.ping()).await;
+    let storage_up = if let Ok(Ok(latency)) = ping {
         state.metrics.storage_call("ping", latency);
-    }
-    let stats = state.probe_cache.get(state.storage.as_ref()).await.stats;
+        true
+    } else {
+        false
+    };
+    let stats = if storage_up {
+        state.probe_cache.get(state.storage.as_ref()).await.stats
+    } else {
+        None
+    };
     let (plugins_loaded, plugins_failed) = state.catalog.counts();
     let text = state.metrics.render(&Snapshot {
         stats,
         plugins_loaded,
         plugins_failed,
+        storage_up,
     });
     (
         [(
