@@ -154,13 +154,15 @@ impl EventHub {
 /// The order of two event ids, when both have a known form: decimal integers (SQLite, memory)
 /// or Redis stream ids (`MILLIS-SEQ`). None when either is something else.
 pub fn compare_event_ids(a: &str, b: &str) -> Option<std::cmp::Ordering> {
-    fn key(id: &str) -> Option<(u64, u64)> {
-        match id.split_once('-') {
-            None => Some((id.parse().ok()?, 0)),
-            Some((ms, seq)) => Some((ms.parse().ok()?, seq.parse().ok()?)),
-        }
-    }
-    Some(key(a)?.cmp(&key(b)?))
+    Some(event_position(a)?.cmp(&event_position(b)?))
+}
+
+/// An event id as (ms, seq): `ms-seq` (a Redis stream id), or a bare integer `n` read as
+/// `(n, 0)` (SQLite, memory). None for anything else. The one parser of event ids.
+pub fn event_position(id: &str) -> Option<(u64, u64)> {
+    let id = id.trim();
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// Which events an SSE client wants.
@@ -218,6 +220,9 @@ mod tests {
         assert_eq!(compare_event_ids("1700-2", "1700-10"), Some(Less));
         assert_eq!(compare_event_ids("1701-0", "1700-10"), Some(Greater));
         assert_eq!(compare_event_ids("x", "1"), None);
+        assert_eq!(event_position(" 5 "), Some((5, 0)));
+        assert_eq!(event_position("1-2-3"), None);
+        assert_eq!(event_position("-1"), None);
     }
 
     #[test]

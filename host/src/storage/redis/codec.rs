@@ -233,18 +233,12 @@ pub const EVENTS_PER_ENTRY: u64 = 1000;
 
 /// A stream or event id, `ms-seq` (a bare integer reads as `n-0`).
 pub fn parse_event_id(id: &str) -> Result<(u64, u64), StorageError> {
-    let bad = || {
+    crate::events::event_position(id).ok_or_else(|| {
         StorageError::InvalidInput(format!(
             "invalid event id `{}`: resume from an id this storage handed out",
             id.escape_debug()
         ))
-    };
-    let id = id.trim();
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    Ok((
-        ms.parse().map_err(|_| bad())?,
-        seq.parse().map_err(|_| bad())?,
-    ))
+    })
 }
 
 /// Where to resume after event `after`: the id of the stream entry that holds it (XRANGE
