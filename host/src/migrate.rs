@@ -20,7 +20,7 @@ mod progress;
 mod tests;
 
 use crate::job::{Job, JobState, Millis, serde_time::format_rfc3339};
-use crate::storage::{self, ListFilter, Storage, StorageError};
+use crate::storage::{self, ImportEvents, ListFilter, Storage, StorageError};
 use futures::{StreamExt, stream};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -246,7 +246,7 @@ async fn copy_page(
     };
     if !dry_run && !jobs.is_empty() {
         out.copied = dst
-            .import_jobs(jobs.to_vec())
+            .import_jobs(jobs.to_vec(), ImportEvents::None)
             .await
             .map_err(MigrateError::Destination)?;
     }

@@ -199,6 +199,25 @@ async fn jobs_accepted_while_redis_is_down_reach_it_exactly_once() {
         "{}",
         redis.log()
     );
+    // Each job has its `job.created` in Redis's event log once: the 100 written by Redis's
+    // enqueue, the 600 by the replay, since the spool's own log is never read.
+    let mut created: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = plain
+            .events_since(after.as_deref(), 500)
+            .await
+            .expect("events");
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        created.extend(
+            page.into_iter()
+                .filter(|e| e.kind == "job.created")
+                .filter_map(|e| e.job_id),
+        );
+    }
+    assert_eq!(created.len(), 700, "one job.created per job");
+    assert_eq!(created.into_iter().collect::<HashSet<_>>(), want_set);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -11,7 +11,7 @@ mod redis_server;
 use serde_json::value::RawValue;
 use spool_host::job::{Clock, Job, JobState, Millis, NewJob, SystemClock};
 use spool_host::migrate::{self, Options, Report};
-use spool_host::storage::{self, ListFilter, Storage, StorageOptions};
+use spool_host::storage::{self, ImportEvents, ListFilter, Storage, StorageOptions};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -146,7 +146,10 @@ async fn jobs_in_every_state_survive_sqlite_to_redis_to_sqlite() {
     let jobs = mixed_jobs(n, clock.now_ms());
     let t = Instant::now();
     for chunk in jobs.chunks(1000) {
-        first.import_jobs(chunk.to_vec()).await.expect("seed");
+        first
+            .import_jobs(chunk.to_vec(), ImportEvents::None)
+            .await
+            .expect("seed");
     }
     println!(
         "seeded {n} jobs into SQLite in {:.2} s",

@@ -88,7 +88,12 @@ async fn copies_every_state_with_ids_and_a_second_run_adds_nothing() {
     let now = clock.now_ms();
     let (src, dst) = (store(&clock), store(&clock));
     let jobs = mixed_jobs(100, now);
-    assert_eq!(src.import_jobs(jobs.clone()).await.unwrap(), 100);
+    assert_eq!(
+        src.import_jobs(jobs.clone(), ImportEvents::None)
+            .await
+            .unwrap(),
+        100
+    );
 
     let mut seen = Vec::new();
     let report = migrate(&*src, Some(&*dst), &small_batches(), now, &mut |p| {
@@ -182,8 +187,12 @@ async fn dry_run_counts_and_writes_nothing() {
     let now = clock.now_ms();
     let (src, dst) = (store(&clock), store(&clock));
     let jobs = mixed_jobs(30, now);
-    src.import_jobs(jobs.clone()).await.unwrap();
-    dst.import_jobs(jobs[..10].to_vec()).await.unwrap();
+    src.import_jobs(jobs.clone(), ImportEvents::None)
+        .await
+        .unwrap();
+    dst.import_jobs(jobs[..10].to_vec(), ImportEvents::None)
+        .await
+        .unwrap();
     let dry = Options {
         dry_run: true,
         ..small_batches()
@@ -208,13 +217,17 @@ async fn count_check_names_jobs_the_destination_holds_in_another_state() {
     let now = clock.now_ms();
     let (src, dst) = (store(&clock), store(&clock));
     let jobs = mixed_jobs(14, now);
-    src.import_jobs(jobs.clone()).await.unwrap();
+    src.import_jobs(jobs.clone(), ImportEvents::None)
+        .await
+        .unwrap();
     // The destination already has job 1 (pending in the source) as cancelled.
     let pending = jobs.iter().find(|j| j.status == JobState::Pending).unwrap();
     let mut moved_on = pending.clone();
     moved_on.status = JobState::Cancelled;
     moved_on.finished_at = Some(now);
-    dst.import_jobs(vec![moved_on]).await.unwrap();
+    dst.import_jobs(vec![moved_on], ImportEvents::None)
+        .await
+        .unwrap();
 
     let err = run_migrate(&src, &dst, small_batches(), now)
         .await

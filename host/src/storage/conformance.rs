@@ -47,6 +47,7 @@ macro_rules! __spool_conformance_cases {
             unique_key_returns_the_live_job,
             unique_key_is_free_again_once_the_job_finishes,
             import_keeps_ids_and_states_and_is_idempotent,
+            announced_import_writes_job_created_for_what_it_inserts,
             claim_orders_by_priority_then_ready_time_then_id,
             claim_takes_only_the_requested_types_up_to_the_limit,
             claim_skips_jobs_that_are_not_pending,

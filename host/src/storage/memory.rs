@@ -8,8 +8,8 @@ mod state;
 use super::limits::{self, check_cache_key};
 use super::{
     BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
-    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
-    Storage, StorageOptions,
+    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
+    Settled, Stats, Storage, StorageOptions,
 };
 use crate::job::{Clock, Job, LeaseToken, Millis, NewJob, millis_i64};
 use async_trait::async_trait;
@@ -82,13 +82,13 @@ impl Storage for MemoryStorage {
         Ok(out)
     }
 
-    async fn import_jobs(&self, jobs: Vec<Job>) -> Result<u64> {
+    async fn import_jobs(&self, jobs: Vec<Job>, events: ImportEvents) -> Result<u64> {
         limits::check_imported(&jobs)?;
         let now = self.now();
         let inserted = {
             let mut state = self.lock();
             jobs.into_iter()
-                .filter(|job| state.import(job.clone(), now))
+                .filter(|job| state.import(job.clone(), events, now))
                 .count() as u64
         };
         if inserted > 0 {

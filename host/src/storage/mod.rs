@@ -368,6 +368,17 @@ pub struct Event {
     pub data: serde_json::Value,
 }
 
+/// Whether `import_jobs` writes `job.created` for the jobs it inserts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportEvents {
+    /// No events: the jobs' history happened elsewhere (`spool migrate`).
+    None,
+    /// `job.created` for each job inserted, with its status as imported: jobs the daemon
+    /// accepted while it could not store them here (the fallback spool's replay), whose
+    /// creation this storage's event log has not seen.
+    Created,
+}
+
 /// An event to append (the storage gives it an id and time).
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -408,7 +419,7 @@ pub trait Storage: Send + Sync + 'static {
     async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>>;
     /// Insert jobs exactly as given (ids, states, results, attempts), skipping ids that
     /// exist. For `spool migrate` and the fallback replay. Returns how many were inserted.
-    async fn import_jobs(&self, jobs: Vec<Job>) -> Result<u64>;
+    async fn import_jobs(&self, jobs: Vec<Job>, events: ImportEvents) -> Result<u64>;
 
     async fn get(&self, id: &str) -> Result<Option<Job>>;
     /// Jobs ordered by id (creation order), newest first, filtered, paginated.

@@ -29,8 +29,8 @@ mod writer;
 use super::limits::{self, check_cache_key};
 use super::{
     BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
-    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
-    Storage, StorageError, StorageOptions,
+    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
+    Settled, Stats, Storage, StorageError, StorageOptions,
 };
 use crate::job::{Clock, Job, LeaseToken, Millis, NewJob, Progress, millis_i64};
 use async_trait::async_trait;
@@ -173,11 +173,11 @@ impl Storage for SqliteStorage {
             .await
     }
 
-    async fn import_jobs(&self, batch: Vec<Job>) -> Result<u64> {
+    async fn import_jobs(&self, batch: Vec<Job>, events: ImportEvents) -> Result<u64> {
         limits::check_imported(&batch)?;
         let now = self.now();
         self.writer
-            .call(move |conn, ctx| jobs::import(conn, ctx, batch, now))
+            .call(move |conn, ctx| jobs::import(conn, ctx, batch, events, now))
             .await
     }
 

@@ -4,7 +4,7 @@
 use super::*;
 use crate::job::DEFAULT_MAX_PAYLOAD_BYTES;
 use crate::job::{self, JobState, ManualClock};
-use crate::storage::ListFilter;
+use crate::storage::{ImportEvents, ListFilter};
 
 pub async fn enqueue_stores_a_pending_job_with_defaults(s: Backend, clock: Arc<ManualClock>) {
     let now = clock.now_ms();
@@ -298,8 +298,18 @@ pub async fn import_keeps_ids_and_states_and_is_idempotent(s: Backend, clock: Ar
     jobs[6].unique_key = Some("imp-key".into());
     jobs[6].finished_at = Some(now - 300);
 
-    assert_eq!(s.import_jobs(jobs.clone()).await.unwrap(), 7);
-    assert_eq!(s.import_jobs(jobs.clone()).await.unwrap(), 0);
+    assert_eq!(
+        s.import_jobs(jobs.clone(), ImportEvents::None)
+            .await
+            .unwrap(),
+        7
+    );
+    assert_eq!(
+        s.import_jobs(jobs.clone(), ImportEvents::None)
+            .await
+            .unwrap(),
+        0
+    );
     for want in &jobs {
         let got = get(&s, &want.id).await;
         assert_eq!(got.status, want.status, "{}", want.id);
@@ -344,6 +354,92 @@ pub async fn import_keeps_ids_and_states_and_is_idempotent(s: Backend, clock: Ar
         base("imp-ok", JobState::Pending),
         base("bad id", JobState::Pending),
     ];
-    assert_invalid(s.import_jobs(bad).await, "cannot import job `bad id`");
+    assert_invalid(
+        s.import_jobs(bad, ImportEvents::None).await,
+        "cannot import job `bad id`",
+    );
     assert!(s.get("imp-ok").await.unwrap().is_none());
+}
+
+/// The fallback replay's import: a `job.created` per job inserted, as an enqueue writes it
+/// (status as imported), none for the ids the storage had.
+pub async fn announced_import_writes_job_created_for_what_it_inserts(
+    s: Backend,
+    clock: Arc<ManualClock>,
+) {
+    let now = clock.now_ms();
+    let spooled = |id: &str, status: JobState| {
+        let mut j = Job::from_new(
+            NewJob {
+                id: id.to_owned(),
+                priority: 3,
+                ..job("announced")
+            },
+            now - 1_000,
+        );
+        j.status = status;
+        j
+    };
+    let there = s
+        .enqueue(NewJob {
+            id: "ann-there".into(),
+            ..job("announced")
+        })
+        .await
+        .unwrap();
+    assert!(there.created);
+    let mut later = spooled("ann-later", JobState::Scheduled);
+    later.run_at = now + 60_000;
+    let jobs = vec![
+        spooled("ann-pending", JobState::Pending),
+        later,
+        spooled("ann-cancelled", JobState::Cancelled),
+        spooled("ann-there", JobState::Pending),
+    ];
+    assert_eq!(
+        s.import_jobs(jobs.clone(), ImportEvents::Created)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(s.import_jobs(jobs, ImportEvents::Created).await.unwrap(), 0);
+    let created: Vec<(String, serde_json::Value)> = s
+        .events_since(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "job.created")
+        .map(|e| (e.job_id.unwrap_or_default(), e.data))
+        .collect();
+    let ids: Vec<&str> = created.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["ann-there", "ann-pending", "ann-later", "ann-cancelled"]
+    );
+    let data = |id: &str| {
+        created
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, d)| d.clone())
+            .unwrap()
+    };
+    let pending = data("ann-pending");
+    assert_eq!(
+        (
+            &pending["status"],
+            &pending["attempt"],
+            &pending["priority"]
+        ),
+        (
+            &serde_json::json!("pending"),
+            &serde_json::json!(0),
+            &serde_json::json!(3)
+        ),
+        "{pending}"
+    );
+    assert_eq!(
+        data("ann-later")["run_at"],
+        serde_json::json!(crate::job::serde_time::format_rfc3339(now + 60_000))
+    );
+    assert_eq!(data("ann-cancelled")["status"], "cancelled");
 }

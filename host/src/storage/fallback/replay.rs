@@ -9,7 +9,7 @@
 //! page is deleted: nothing is duplicated and nothing is lost.
 
 use super::{FallbackStorage, count_jobs};
-use crate::storage::{ListFilter, RetentionPolicy, Storage, StorageError};
+use crate::storage::{ImportEvents, ListFilter, RetentionPolicy, Storage, StorageError};
 use futures::future::join_all;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -96,7 +96,10 @@ impl FallbackStorage {
                 break;
             }
             let ids: Vec<String> = page.iter().map(|j| j.id.clone()).collect();
-            let imported = match primary.import_jobs(page.clone()).await {
+            let imported = match primary
+                .import_jobs(page.clone(), ImportEvents::Created)
+                .await
+            {
                 Ok(n) => n,
                 Err(StorageError::Unavailable(e)) => {
                     self.mark_down(e);
@@ -205,7 +208,10 @@ impl FallbackStorage {
             ));
             out.push(job);
         }
-        primary.import_jobs(out).await.map(|_| ())
+        primary
+            .import_jobs(out, ImportEvents::Created)
+            .await
+            .map(|_| ())
     }
 
     /// Tries the primary: opens it if it was never reached, else pings it. True when it

@@ -7,8 +7,8 @@ use super::FallbackStorage;
 use crate::job::{Job, LeaseToken, NewJob};
 use crate::storage::{
     BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
-    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
-    Storage, StorageError,
+    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
+    Settled, Stats, Storage, StorageError,
 };
 use async_trait::async_trait;
 use std::sync::atomic::Ordering;
@@ -40,8 +40,8 @@ impl Storage for FallbackStorage {
         self.spool_jobs(jobs).await
     }
 
-    async fn import_jobs(&self, jobs: Vec<Job>) -> Result<u64> {
-        to_primary!(self.import_jobs(jobs))
+    async fn import_jobs(&self, jobs: Vec<Job>, events: ImportEvents) -> Result<u64> {
+        to_primary!(self.import_jobs(jobs, events))
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>> {

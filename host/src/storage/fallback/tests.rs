@@ -7,8 +7,8 @@ use super::*;
 use crate::job::{Job, JobState, LeaseToken, ManualClock};
 use crate::storage::memory::MemoryStorage;
 use crate::storage::{
-    BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Event, Failure, JobPage,
-    LeaseStatus, ListFilter, NewEvent, Reaped, RetentionPolicy, Settled, Stats,
+    BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Event, Failure, ImportEvents,
+    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, RetentionPolicy, Settled, Stats,
 };
 use async_trait::async_trait;
 use serde_json::value::RawValue;
@@ -59,7 +59,7 @@ macro_rules! switch_storage {
 switch_storage! {
     fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
     fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>>;
-    fn import_jobs(&self, jobs: Vec<Job>) -> Result<u64>;
+    fn import_jobs(&self, jobs: Vec<Job>, events: ImportEvents) -> Result<u64>;
     fn get(&self, id: &str) -> Result<Option<Job>>;
     fn list(&self, filter: ListFilter) -> Result<JobPage>;
     fn delete(&self, id: &str) -> Result<bool>;
@@ -292,7 +292,7 @@ async fn a_replay_interrupted_after_the_import_duplicates_nothing() {
         .jobs;
     s.primary
         .inner
-        .import_jobs(spooled[..20].to_vec())
+        .import_jobs(spooled[..20].to_vec(), ImportEvents::None)
         .await
         .unwrap();
 

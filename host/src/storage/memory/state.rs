@@ -9,8 +9,8 @@ use crate::storage::job_events;
 use crate::storage::limits;
 use crate::storage::transitions;
 use crate::storage::{
-    CancelOutcome, Claimed, Completion, Enqueued, Event, Failure, LeaseStatus, NewEvent, Reaped,
-    Result, RetentionPolicy, Settled, Stats,
+    CancelOutcome, Claimed, Completion, Enqueued, Event, Failure, ImportEvents, LeaseStatus,
+    NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -137,7 +137,7 @@ impl State {
     }
 
     /// Insert a job as given unless its id exists or its live unique key is taken.
-    pub(super) fn import(&mut self, mut job: Job, now: Millis) -> bool {
+    pub(super) fn import(&mut self, mut job: Job, events: ImportEvents, now: Millis) -> bool {
         if self.jobs.contains_key(&job.id) {
             return false;
         }
@@ -145,6 +145,9 @@ impl State {
             return false;
         }
         limits::normalize_imported(&mut job, now);
+        if events == ImportEvents::Created {
+            self.push_event(job_events::created(&job), now);
+        }
         self.put(Entry { job, lease: None });
         true
     }

@@ -9,8 +9,8 @@ use crate::job::{self, Job, JobState, LeaseToken, Millis, NewJob, millis_i64};
 use crate::storage::limits::{self, check_cache_key, check_cache_value};
 use crate::storage::{
     BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
-    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
-    Storage, StorageError, TypeStats,
+    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
+    Settled, Stats, Storage, StorageError, TypeStats,
 };
 use async_trait::async_trait;
 use redis::Value;
@@ -80,7 +80,7 @@ impl Storage for RedisStorage {
         Ok(out)
     }
 
-    async fn import_jobs(&self, mut jobs: Vec<Job>) -> Result<u64> {
+    async fn import_jobs(&self, mut jobs: Vec<Job>, events: ImportEvents) -> Result<u64> {
         limits::check_imported(&jobs)?;
         // The shared rules; the lease of a running job is clamped to Redis's own time by
         // import.lua, so no host time caps it here.
@@ -90,6 +90,7 @@ impl Storage for RedisStorage {
         let mut inserted = 0;
         for chunk in jobs.chunks(IMPORT_BATCH) {
             let mut inv = self.job_script(&scripts::IMPORT);
+            inv.arg(u8::from(events == ImportEvents::Created));
             for job in chunk {
                 let fields = codec::job_to_fields(job);
                 inv.arg(fields.len());

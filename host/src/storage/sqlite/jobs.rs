@@ -11,7 +11,8 @@ use crate::storage::job_events;
 use crate::storage::limits;
 use crate::storage::transitions;
 use crate::storage::{
-    CancelOutcome, Claimed, Completion, Enqueued, Failure, LeaseStatus, Settled, StorageError,
+    CancelOutcome, Claimed, Completion, Enqueued, Failure, ImportEvents, LeaseStatus, Settled,
+    StorageError,
 };
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
@@ -56,12 +57,16 @@ pub(super) fn import(
     conn: &Connection,
     ctx: &mut TxCtx,
     jobs: Vec<Job>,
+    events: ImportEvents,
     now: Millis,
 ) -> OpResult<u64> {
     let mut inserted = 0;
     for mut job in jobs {
         limits::normalize_imported(&mut job, now);
         if insert_job(conn, &job)? {
+            if events == ImportEvents::Created {
+                insert_event(conn, job_events::created(&job), now)?;
+            }
             inserted += 1;
             ctx.wake |= job.status == JobState::Pending;
         }
