@@ -17,7 +17,8 @@ use tracing::Instrument;
 pub(super) struct SlotGuard {
     inner: Arc<PoolInner>,
     job_id: String,
-    _permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+    /// Taken in `drop`, before the poller is told: see there.
+    permits: Option<(OwnedSemaphorePermit, Option<OwnedSemaphorePermit>)>,
 }
 
 impl SlotGuard {
@@ -30,7 +31,7 @@ impl SlotGuard {
         Self {
             inner,
             job_id,
-            _permits: permits,
+            permits: Some(permits),
         }
     }
 }
@@ -39,7 +40,10 @@ impl Drop for SlotGuard {
     fn drop(&mut self) {
         self.inner.held().remove(&self.job_id);
         self.inner.metrics.worker_busy(false);
-        // The permits drop right after this body; the poller re-checks free slots anyway.
+        // The permits go back before the poller is woken: a poller that woke first would
+        // count no free slot, wait for the next `freed`, and with one slot never claim again
+        // (seen: a job given back stayed pending for good).
+        drop(self.permits.take());
         self.inner.freed.notify_one();
     }
 }
