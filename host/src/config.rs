@@ -306,22 +306,18 @@ impl RawConfig {
             (None, Some(dir)) => format!("sqlite://{}", dir.join("spool.db").display()),
             (None, None) => DEFAULT_STORAGE.to_string(),
         };
-        let known = [
-            "sqlite://",
-            "memory://",
-            "redis://",
-            "rediss://",
-            "redis+sentinel://",
-            "redis+cluster://",
-        ];
-        if !known.iter().any(|p| storage.starts_with(p)) && storage != "memory" {
+        let known = ["sqlite://", "memory://"];
+        if !known.iter().any(|p| storage.starts_with(p))
+            && !crate::storage::is_redis_url(&storage)
+            && storage != "memory"
+        {
             bail!(
                 "config: `storage` must be a URL such as sqlite://./data/spool.db, memory:// \
                  or redis://host:6379 (got {storage:?})"
             );
         }
         let fallback = self.fallback.filter(|f| !f.trim().is_empty());
-        if fallback.is_some() && !storage.starts_with("redis") {
+        if fallback.is_some() && !crate::storage::is_redis_url(&storage) {
             bail!(
                 "config: `fallback` (a local spool for when Redis is unreachable) needs a redis \
                  storage URL (storage is {storage:?}); remove `fallback` or use redis://host:6379"

@@ -12,7 +12,7 @@
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use redis_server::TlsStandalone;
+use redis_server::{TlsCluster, TlsStandalone};
 use spool_host::job::{Clock, ManualClock, SystemClock};
 use spool_host::storage::{self, ClaimRequest, Storage, StorageError, StorageOptions};
 use std::sync::{Arc, OnceLock};
@@ -105,10 +105,13 @@ async fn jobs_run_over_tls_and_wake_ups_arrive_over_tls() {
     let info = a.info().await.expect("info over tls");
     assert!(format!("{info:?}").contains("rediss://"), "{info:?}");
 
-    // A second daemon on the same prefix: its enqueue wakes the first one's waiter through
-    // the TLS pub/sub subscription.
-    let prefix = redis_server::fresh_prefix("tlswake");
-    let url = srv.url(&prefix);
+    wake_up_arrives(&srv.url(&redis_server::fresh_prefix("tlswake")), clock).await;
+}
+
+/// A second daemon on `url`'s prefix: its enqueue wakes the first one's waiter through the
+/// pub/sub subscription (over TLS here).
+async fn wake_up_arrives(url: &str, clock: Arc<ManualClock>) {
+    let url = url.to_owned();
     let waiter = storage::open(&url, StorageOptions::default(), clock.clone())
         .await
         .expect("open waiter");
@@ -210,5 +213,56 @@ async fn a_server_that_requires_client_certificates_takes_cert_and_key() {
         .expect("open with a client certificate");
     round_trip(&s).await;
     let e = open_err(&format!("{base}&connect_timeout=2s&timeout=2s")).await;
+    assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
+}
+
+/// A Cluster over TLS (`rediss+cluster://`): jobs run across the nodes the Cluster announces
+/// (reached over TLS too), the wake-up subscription arrives over TLS, and a wrong CA or a
+/// plain url are refused with errors that say what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls_runs_jobs_and_wakes_workers() {
+    if !redis_server::require_tls_tools("redis TLS cluster test") {
+        return;
+    }
+    let cluster = TlsCluster::start().expect("start a three-node TLS cluster");
+    let clock = Arc::new(ManualClock::new());
+    let url = cluster.url(&redis_server::fresh_prefix("tlscluster"));
+    let s = storage::open(&url, StorageOptions::default(), clock.clone())
+        .await
+        .expect("open redis cluster storage over tls");
+    round_trip(&s).await;
+    // Several jobs in one batch: the prefix's hash tag keeps them on one node's slot.
+    let batch: Vec<_> = (0..50)
+        .map(|i| storage::conformance::job(&format!("tls-{}", i % 5)))
+        .collect();
+    assert_eq!(s.enqueue_batch(batch).await.expect("batch").len(), 50);
+    assert_eq!(
+        s.stats().await.expect("stats").types.len(),
+        6,
+        "five batch types and `tls`"
+    );
+    wake_up_arrives(
+        &cluster.url(&redis_server::fresh_prefix("tlsclwake")),
+        clock,
+    )
+    .await;
+
+    let wrong_dir = cluster.dir.join("other-ca");
+    std::fs::create_dir_all(&wrong_dir).expect("dir");
+    let wrong = redis_server::make_ca(&wrong_dir, "other").expect("make another ca");
+    let e = open_err(&format!(
+        "rediss+cluster://127.0.0.1:{}/?ca={}&connect_timeout=2s",
+        cluster.ports[0],
+        wrong.display()
+    ))
+    .await;
+    assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("certificate") && msg.contains("ca="), "{msg}");
+    let e = open_err(&format!(
+        "redis+cluster://127.0.0.1:{}/?connect_timeout=2s&timeout=2s",
+        cluster.ports[0]
+    ))
+    .await;
     assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
 }

@@ -68,10 +68,7 @@ pub async fn open_spooled(
         .split_once("://")
         .map(|(s, _)| s.to_ascii_lowercase())
         .unwrap_or_default();
-    if !matches!(
-        scheme.as_str(),
-        "redis" | "rediss" | "redis+sentinel" | "redis+cluster"
-    ) {
+    if !super::is_redis_url(primary_url) {
         return Err(StorageError::InvalidInput(format!(
             "a fallback spool only makes sense in front of redis (storage is `{}`): remove \
              `fallback`, or use a redis:// storage url",

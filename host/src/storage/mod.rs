@@ -111,7 +111,23 @@ impl Default for StorageOptions {
 
 /// The URL forms `open` understands, for error messages.
 const SUPPORTED_URLS: &str = "sqlite://PATH (e.g. sqlite://./data/spool.db), memory://, \
-     redis://HOST[:PORT][/DB], rediss://..., redis+sentinel://... or redis+cluster://...";
+     redis://HOST[:PORT][/DB], rediss://..., redis+sentinel://..., redis+cluster://... or \
+     rediss+cluster://...";
+
+/// The URL schemes of Redis storage (`storage::redis` parses them).
+pub const REDIS_SCHEMES: [&str; 5] = [
+    "redis",
+    "rediss",
+    "redis+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+];
+
+/// Whether `url` names Redis storage (by its scheme, in any case).
+pub fn is_redis_url(url: &str) -> bool {
+    url.split_once("://")
+        .is_some_and(|(scheme, _)| REDIS_SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)))
+}
 
 /// Every job `filter` selects (its `limit` and `cursor` are ignored), newest first, read in
 /// pages of `MAX_LIST_LIMIT`. For bounded sets (running jobs, tests); `spool migrate` pages
@@ -136,8 +152,7 @@ pub async fn list_all(s: &dyn Storage, filter: ListFilter) -> Result<Vec<Job>> {
 }
 
 /// Open the backend a URL names: `sqlite://PATH` (relative or absolute; parent folders are
-/// created), `memory://`, or Redis (`redis://`, `rediss://`, `redis+sentinel://`,
-/// `redis+cluster://`, handled by `storage::redis`).
+/// created), `memory://`, or Redis (`REDIS_SCHEMES`, handled by `storage::redis`).
 pub async fn open(
     url: &str,
     opts: StorageOptions,
@@ -156,10 +171,8 @@ pub async fn open(
             Ok(Arc::new(storage))
         }
         "memory" => Ok(Arc::new(memory::MemoryStorage::new(opts, clock))),
-        // Redis (H5's module): every Redis flavour goes to `redis::open`.
-        "redis" | "rediss" | "redis+sentinel" | "redis+cluster" => {
-            redis::open(url, opts, clock).await
-        }
+        // Every Redis flavour goes to `redis::open`.
+        _ if is_redis_url(url) => redis::open(url, opts, clock).await,
         // Only the scheme is echoed: the rest of a URL may hold a password.
         _ => Err(StorageError::InvalidInput(format!(
             "unsupported storage url scheme `{}`: use {SUPPORTED_URLS}",

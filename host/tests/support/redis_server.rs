@@ -590,7 +590,8 @@ pub fn make_signed_cert(dir: &Path, ca: &str, name: &str, server: bool) -> Resul
         ],
     )?;
     let usage = if server {
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+        // clientAuth too: Cluster nodes present it to each other on the TLS bus.
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n"
     } else {
         "extendedKeyUsage=clientAuth\n"
     };
@@ -695,6 +696,105 @@ impl TlsStandalone {
             "rediss://127.0.0.1:{}/?ca={}&prefix={prefix}&clock=local",
             self.tls_port,
             self.file("ca.pem")
+        )
+    }
+}
+
+/// `redis-cli --tls` against a TLS-only server whose CA is `dir/ca.pem`: its output, or None
+/// when it could not run or failed.
+fn tls_cli(dir: &Path, args: &[String]) -> Option<String> {
+    // `timeout`: `--cluster create` waits for ever for nodes that cannot meet.
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg("redis-cli")
+        .arg("--tls")
+        .arg("--cacert")
+        .arg(dir.join("ca.pem"))
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A three-master Cluster that speaks only TLS (`--port 0`, `tls-cluster yes`, so the nodes
+/// announce their TLS ports and talk TLS on the bus), with a throwaway CA (`ca.pem`) and a
+/// server certificate for 127.0.0.1/localhost in `dir`.
+#[derive(Debug, Clone)]
+pub struct TlsCluster {
+    pub ports: Vec<u16>,
+    pub dir: PathBuf,
+}
+
+impl TlsCluster {
+    /// Err says what is missing: `openssl`, or TLS in this `redis-server` build.
+    pub fn start() -> Result<TlsCluster, String> {
+        on_reaper_thread(|| {
+            let dir = temp_dir("tlscluster");
+            make_ca(&dir, "ca")?;
+            make_signed_cert(&dir, "ca", "server", true)?;
+            let mut ports = Vec::new();
+            while ports.len() < 3 {
+                let p = free_port(true);
+                if !ports.contains(&p) {
+                    ports.push(p);
+                }
+            }
+            for &p in &ports {
+                let node_dir = dir.join(p.to_string());
+                std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
+                let mut args = base_args(0, &node_dir);
+                let file = |f: &str| dir.join(f).display().to_string();
+                for (k, v) in [
+                    ("--tls-port", p.to_string()),
+                    ("--tls-cluster", "yes".into()),
+                    ("--tls-cert-file", file("server.pem")),
+                    ("--tls-key-file", file("server.key")),
+                    ("--tls-ca-cert-file", file("ca.pem")),
+                    ("--tls-auth-clients", "no".into()),
+                    ("--cluster-enabled", "yes".into()),
+                    ("--cluster-config-file", "nodes.conf".into()),
+                    ("--cluster-node-timeout", "5000".into()),
+                ] {
+                    args.push(k.into());
+                    args.push(v);
+                }
+                spawn(&args, &node_dir);
+            }
+            for &p in &ports {
+                let ping = ["-p".to_owned(), p.to_string(), "PING".to_owned()];
+                wait_until(&format!("tls cluster node {p} answering PING"), || {
+                    tls_cli(&dir, &ping).is_some_and(|o| o.contains("PONG"))
+                });
+            }
+            let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
+            create.extend(ports.iter().map(|p| format!("127.0.0.1:{p}")));
+            create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(str::to_owned));
+            tls_cli(&dir, &create).ok_or("redis-cli --tls --cluster create failed")?;
+            for &p in &ports {
+                let info = [
+                    "-p".to_owned(),
+                    p.to_string(),
+                    "CLUSTER".into(),
+                    "INFO".into(),
+                ];
+                wait_until(
+                    &format!("tls cluster node {p} reporting cluster_state:ok"),
+                    || tls_cli(&dir, &info).is_some_and(|o| o.contains("cluster_state:ok")),
+                );
+            }
+            Ok(TlsCluster { ports, dir })
+        })
+    }
+
+    /// `rediss+cluster://` to two of the nodes with `ca=` the CA, in clock=local mode.
+    pub fn url(&self, prefix: &str) -> String {
+        format!(
+            "rediss+cluster://127.0.0.1:{},127.0.0.1:{}/?ca={}&prefix={prefix}&clock=local",
+            self.ports[0],
+            self.ports[1],
+            self.dir.join("ca.pem").display()
         )
     }
 }

@@ -8,11 +8,14 @@
 //!   certificate for servers that require one (`tls-auth-clients yes`). Files are PEM, read
 //!   at each (re)connect, so renewed certificates are picked up. There is no option to skip
 //!   verification: that would let anyone on the path read and rewrite every job; give the
-//!   self-signed server's CA with `ca=` instead. TLS is for standalone servers only.
+//!   self-signed server's CA with `ca=` instead.
 //! - `redis+sentinel://[user:pass@]host1[:port],host2[:port]/MASTER[/db][?options]`: ask the
 //!   Sentinels (default port 26379) for MASTER; `user:pass` is for the data nodes,
 //!   `sentinel_username` / `sentinel_password` options for the Sentinels.
-//! - `redis+cluster://[user:pass@]host1[:port],host2[:port][?options]`: a Cluster (db 0 only).
+//! - `redis+cluster://[user:pass@]host1[:port],host2[:port][?options]`: a Cluster (db 0 only);
+//!   `rediss+cluster://` reaches every node over TLS, with the same `ca`/`cert`/`key` options
+//!   (the nodes must run `tls-cluster yes`, so that they announce their TLS ports). TLS is not
+//!   offered for Sentinel yet.
 //!
 //! Options: `prefix` (default `spool`; keys are `{prefix}:...`), `timeout` (per command,
 //! default 5s), `connect_timeout` (default 5s), `clock`: `redis` (default: job times come
@@ -57,6 +60,7 @@ pub enum Topology {
     },
     Cluster {
         nodes: Vec<Node>,
+        tls: bool,
     },
 }
 
@@ -84,6 +88,14 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
+    /// Whether the data nodes are reached over TLS (`rediss://`, `rediss+cluster://`).
+    pub fn tls(&self) -> bool {
+        match self.topology {
+            Topology::Single { tls, .. } | Topology::Cluster { tls, .. } => tls,
+            Topology::Sentinel { .. } => false,
+        }
+    }
+
     /// The mode's name for `info` and logs.
     pub fn mode(&self) -> &'static str {
         match self.topology {
@@ -257,7 +269,7 @@ pub fn parse(url: &str) -> Result<RedisConfig, StorageError> {
                 db: db_from(path.get(1))?,
             }
         }
-        "redis+cluster" => {
+        "redis+cluster" | "rediss+cluster" => {
             if !path.is_empty() {
                 return Err(bad(
                     &shown,
@@ -266,17 +278,17 @@ pub fn parse(url: &str) -> Result<RedisConfig, StorageError> {
             }
             Topology::Cluster {
                 nodes: parse_nodes(hosts, 6379).map_err(|e| bad(&shown, e))?,
+                tls: scheme == "rediss+cluster",
             }
         }
         other => return Err(bad(&shown, format!("unknown scheme `{other}`"))),
     };
     let files = &cfg.tls_files;
-    let tls = matches!(cfg.topology, Topology::Single { tls: true, .. });
-    if !tls && *files != TlsFiles::default() {
+    if !cfg.tls() && *files != TlsFiles::default() {
         return Err(bad(
             &shown,
-            "options `ca`, `cert` and `key` are for TLS: use a rediss:// url (TLS is supported \
-             for a standalone server only)",
+            "options `ca`, `cert` and `key` are for TLS: use a rediss:// or rediss+cluster:// \
+             url (TLS is supported for a standalone server and a Cluster, not yet for Sentinel)",
         ));
     }
     if files.cert.is_some() != files.key.is_some() {
@@ -479,10 +491,22 @@ mod tests {
                         host: "h".into(),
                         port: 7001
                     }
-                ]
+                ],
+                tls: false
             }
         );
         assert!(parse("redis+cluster://h:7000/1").is_err());
+        let c = parse("rediss+cluster://a:7000,b:7001?ca=/ca.pem").unwrap();
+        assert!(c.tls());
+        assert_eq!(c.tls_files.ca, Some(PathBuf::from("/ca.pem")));
+        let e = parse("redis+cluster://a:7000?ca=/ca.pem")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rediss+cluster://"), "{e}");
+        let e = parse("redis+sentinel://a/m?ca=/ca.pem")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not yet for Sentinel"), "{e}");
     }
 
     #[test]

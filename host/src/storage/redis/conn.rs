@@ -38,7 +38,7 @@ impl Conn {
     pub async fn connect(cfg: &RedisConfig) -> RedisResult<Conn> {
         match &cfg.topology {
             Topology::Single { node, db, .. } => {
-                let client = single_client(cfg, node, *db)?;
+                let client = node_client(cfg, node, *db)?;
                 // One plain attempt first: the manager retries with backoff (seconds), and a
                 // daemon whose Redis is down at startup should say so at once.
                 let probe = AsyncConnectionConfig::new()
@@ -60,12 +60,19 @@ impl Conn {
                     ConnectionManager::new_with_config(client, manager_cfg).await?,
                 ))
             }
-            Topology::Cluster { nodes } => {
+            Topology::Cluster { nodes, .. } => {
                 let infos: Vec<ConnectionInfo> =
-                    nodes.iter().map(|n| connection_info(cfg, n, 0)).collect();
+                    nodes.iter().map(|n| node_info(cfg, n, 0)).collect();
                 let mut builder = redis::cluster::ClusterClientBuilder::new(infos)
                     .connection_timeout(cfg.connect_timeout)
                     .response_timeout(cfg.timeout);
+                if cfg.tls() {
+                    // The nodes the Cluster announces are reached the same way.
+                    builder = builder.tls(redis::cluster::TlsMode::Secure);
+                    if let Some(certs) = tls_certificates(cfg)? {
+                        builder = builder.certs(certs);
+                    }
+                }
                 if let Some(u) = &cfg.username {
                     builder = builder.username(u.clone());
                 }
@@ -212,23 +219,44 @@ pub fn means_master_lost(e: &RedisError) -> bool {
         )
 }
 
-/// The client for a standalone server: plain TCP, or TLS for `rediss://` (rustls; the
-/// server is checked against the system roots, or the `ca` file instead; `cert`/`key` add a
-/// client certificate). The PEM files are read now, so each reconnect sees renewed ones.
-pub fn single_client(cfg: &RedisConfig, node: &Node, db: i64) -> RedisResult<redis::Client> {
-    let Topology::Single { tls: true, .. } = cfg.topology else {
-        return redis::Client::open(connection_info(cfg, node, db));
-    };
+/// The client for one data node (a standalone server, or a Cluster node for the wake-up
+/// subscription): plain TCP, or TLS when the url asks for it (rustls; the server is checked
+/// against the system roots, or the `ca` file instead; `cert`/`key` add a client
+/// certificate). The PEM files are read now, so each reconnect sees renewed ones.
+pub fn node_client(cfg: &RedisConfig, node: &Node, db: i64) -> RedisResult<redis::Client> {
+    let info = node_info(cfg, node, db);
+    match tls_certificates(cfg)? {
+        None => redis::Client::open(info),
+        Some(certs) => redis::Client::build_with_tls(info, certs).map_err(|e| {
+            RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "cannot use the TLS files in the url",
+                format!("{e}; check that `ca`, `cert` and `key` are PEM files"),
+            ))
+        }),
+    }
+}
+
+/// How to reach `node`: over TLS when the url says so, else plain TCP.
+fn node_info(cfg: &RedisConfig, node: &Node, db: i64) -> ConnectionInfo {
     let mut info = connection_info(cfg, node, db);
-    info.addr = ConnectionAddr::TcpTls {
-        host: node.host.clone(),
-        port: node.port,
-        insecure: false,
-        tls_params: None,
-    };
+    if cfg.tls() {
+        info.addr = ConnectionAddr::TcpTls {
+            host: node.host.clone(),
+            port: node.port,
+            insecure: false,
+            tls_params: None,
+        };
+    }
+    info
+}
+
+/// The PEM files of a TLS url, read now; None when it gives none (the system roots, no
+/// client certificate) or is not TLS.
+fn tls_certificates(cfg: &RedisConfig) -> RedisResult<Option<TlsCertificates>> {
     let files = &cfg.tls_files;
-    if files.ca.is_none() && files.cert.is_none() {
-        return redis::Client::open(info);
+    if !cfg.tls() || (files.ca.is_none() && files.cert.is_none()) {
+        return Ok(None);
     }
     let client_tls = match (&files.cert, &files.key) {
         (Some(cert), Some(key)) => Some(ClientTlsConfig {
@@ -242,20 +270,10 @@ pub fn single_client(cfg: &RedisConfig, node: &Node, db: i64) -> RedisResult<red
         .as_deref()
         .map(|ca| read_pem(ca, "CA certificate (ca=)"))
         .transpose()?;
-    redis::Client::build_with_tls(
-        info,
-        TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
-    .map_err(|e| {
-        RedisError::from((
-            ErrorKind::InvalidClientConfig,
-            "cannot use the TLS files in the url",
-            format!("{e}; check that `ca`, `cert` and `key` are PEM files"),
-        ))
-    })
+    Ok(Some(TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
 }
 
 fn read_pem(path: &Path, what: &str) -> RedisResult<Vec<u8>> {

@@ -99,8 +99,7 @@ impl RedisStorage {
     pub async fn connect(url: &str, opts: StorageOptions, clock: Arc<dyn Clock>) -> Result<Self> {
         let cfg = config::parse(url)?;
         let shown = config::redact(url);
-        let tls = matches!(cfg.topology, config::Topology::Single { tls: true, .. });
-        if tls {
+        if cfg.tls() {
             install_crypto_provider();
         }
         let conn = Conn::connect(&cfg).await.map_err(|e| {
@@ -111,7 +110,7 @@ impl RedisStorage {
                     "redis storage `{shown}` is misconfigured: {e}; fix the url's options"
                 ));
             }
-            let hint = if tls {
+            let hint = if cfg.tls() {
                 "check that it is running, reachable and serving TLS on that port, that its \
                  certificate chains to a system root or the `ca=` file and names the url's host, \
                  and that the credentials are right"

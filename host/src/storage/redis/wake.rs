@@ -9,7 +9,7 @@
 //! every node of a Cluster and on replicas, so subscribing to any node works.
 
 use super::config::{RedisConfig, Topology};
-use super::conn::{connection_info, sentinel_client, single_client};
+use super::conn::{node_client, sentinel_client};
 use futures::StreamExt;
 use redis::RedisResult;
 use redis::aio::PubSub;
@@ -99,10 +99,8 @@ impl Listener {
 
 async fn subscribe(cfg: &RedisConfig, node: usize, channel: &str) -> RedisResult<PubSub> {
     let client = match &cfg.topology {
-        Topology::Single { node, db, .. } => single_client(cfg, node, *db)?,
-        Topology::Cluster { nodes } => {
-            redis::Client::open(connection_info(cfg, &nodes[node % nodes.len()], 0))?
-        }
+        Topology::Single { node, db, .. } => node_client(cfg, node, *db)?,
+        Topology::Cluster { nodes, .. } => node_client(cfg, &nodes[node % nodes.len()], 0)?,
         Topology::Sentinel { .. } => sentinel_client(cfg)?.async_get_client().await?,
     };
     let mut pubsub = tokio::time::timeout(cfg.connect_timeout, client.get_async_pubsub())
