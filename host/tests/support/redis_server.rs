@@ -348,6 +348,18 @@ pub fn shared_standalone_url() -> Option<String> {
     .clone()
 }
 
+/// Three distinct free ports, each with its Cluster bus port (+10000) free too.
+fn cluster_ports() -> Vec<u16> {
+    let mut ports = Vec::new();
+    while ports.len() < 3 {
+        let p = free_port(true);
+        if !ports.contains(&p) {
+            ports.push(p);
+        }
+    }
+    ports
+}
+
 /// A three-master Cluster (no replicas).
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -358,13 +370,7 @@ impl Cluster {
     pub fn start() -> Cluster {
         on_reaper_thread(|| {
             let dir = temp_dir("cluster");
-            let mut ports = Vec::new();
-            while ports.len() < 3 {
-                let p = free_port(true);
-                if !ports.contains(&p) {
-                    ports.push(p);
-                }
-            }
+            let ports = cluster_ports();
             for &p in &ports {
                 let node_dir = dir.join(p.to_string());
                 std::fs::create_dir_all(&node_dir).expect("node dir");
@@ -734,13 +740,7 @@ impl TlsCluster {
             let dir = temp_dir("tlscluster");
             make_ca(&dir, "ca")?;
             make_signed_cert(&dir, "ca", "server", true)?;
-            let mut ports = Vec::new();
-            while ports.len() < 3 {
-                let p = free_port(true);
-                if !ports.contains(&p) {
-                    ports.push(p);
-                }
-            }
+            let ports = cluster_ports();
             for &p in &ports {
                 let node_dir = dir.join(p.to_string());
                 std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
