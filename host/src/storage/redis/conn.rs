@@ -276,14 +276,27 @@ fn tls_certificates(cfg: &RedisConfig) -> RedisResult<Option<TlsCertificates>> {
     }))
 }
 
+/// A PEM file's bytes. A file without a PEM block is refused here: the TLS library would
+/// take it as "no certificates" and every handshake would then fail, which reads as Redis
+/// being unreachable (and a fallback spool would wait for it for ever).
 fn read_pem(path: &Path, what: &str) -> RedisResult<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
+    let bad = |why: String| {
         RedisError::from((
             ErrorKind::InvalidClientConfig,
             "cannot read a TLS file",
-            format!("the {what} `{}`: {e}", path.display()),
+            format!("the {what} `{}`: {why}", path.display()),
         ))
-    })
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(bad(
+            "it is not a PEM file (no `-----BEGIN ...-----` block); give the PEM form (from \
+             DER: `openssl x509 -inform der -in FILE -out FILE.pem` for a certificate, \
+             `openssl pkey -inform der -in FILE -out FILE.pem` for a key)"
+                .into(),
+        ));
+    }
+    Ok(bytes)
 }
 
 pub fn connection_info(cfg: &RedisConfig, node: &Node, db: i64) -> ConnectionInfo {
@@ -329,4 +342,32 @@ pub fn sentinel_client(cfg: &RedisConfig) -> RedisResult<SentinelClient> {
         b = b.set_client_to_sentinel_password(p.clone());
     }
     b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_file_that_is_not_pem_is_a_configuration_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.der");
+        std::fs::write(&not_pem, [0x30u8, 0x82, 0x01, 0x0a]).unwrap();
+        let e = read_pem(&not_pem, "CA certificate (ca=)").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidClientConfig);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("ca.der") && msg.contains("not a PEM file") && msg.contains("openssl"),
+            "{msg}"
+        );
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(read_pem(&pem, "CA certificate (ca=)").is_ok());
+        let e = read_pem(&dir.path().join("missing.pem"), "client key (key=)").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidClientConfig);
+    }
 }
