@@ -564,25 +564,97 @@ async fn redis_throughput() {
     }
 }
 
-/// The per-state indexes of an earlier version are removed by a daemon's sweep, never at
-/// connect (`spool migrate --dry-run` and read-only replicas connect too).
-#[tokio::test]
-async fn legacy_per_state_indexes_go_at_the_first_sweep_not_at_connect() {
+/// A store written by an earlier version: its indexes that this version never reads go at the
+/// first retention sweep (never at connect), and a job leased under the old layout (in the
+/// all-types running set) is still reaped when its lease runs out, and runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_an_earlier_version_is_reaped_and_cleaned_up() {
     let Some(base) = redis_server::shared_standalone_url() else {
         return;
     };
     let prefix = redis_server::fresh_prefix("legacy");
-    let legacy = format!("{{{prefix}}}:jobs:s:pending");
+    let tag = format!("{{{prefix}}}");
+    let clock = Arc::new(ManualClock::new());
+    let s = open(
+        &format!("{base}/?prefix={prefix}&clock=local"),
+        clock.clone(),
+    )
+    .await;
     let mut c = raw(&base).await;
-    let _: () = c.zadd(&legacy, "old-job", 0).await.unwrap();
-    let s = open(&format!("{base}/?prefix={prefix}"), Arc::new(SystemClock)).await;
-    let exists: bool = c.exists(&legacy).await.unwrap();
-    assert!(exists, "connecting writes nothing");
+    // A job running under the old layout: in `{p}:running` and the old id index of running
+    // jobs, not in the type's running set.
+    let old = s.enqueue(job("legacy")).await.unwrap().job;
+    let claimed = s
+        .claim(ClaimRequest {
+            types: vec!["legacy".into()],
+            limit: 1,
+            lease: Duration::from_secs(5),
+            worker: "w".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].job.id, old.id);
+    let expires = clock.now_ms() + 5_000;
+    let _: () = c
+        .zrem(format!("{tag}:running:legacy"), &old.id)
+        .await
+        .unwrap();
+    let _: () = c
+        .zadd(format!("{tag}:running"), &old.id, expires)
+        .await
+        .unwrap();
+    let stale = [
+        format!("{tag}:jobs:s:pending"),
+        format!("{tag}:jobs"),
+        format!("{tag}:jobs:st:running:legacy"),
+        format!("{tag}:finished:completed:legacy"),
+    ];
+    for key in &stale {
+        let _: () = c.zadd(key, &old.id, 0).await.unwrap();
+    }
+    // Connecting again writes nothing.
+    let s = open(
+        &format!("{base}/?prefix={prefix}&clock=local"),
+        clock.clone(),
+    )
+    .await;
+    for key in &stale {
+        let exists: bool = c.exists(key).await.unwrap();
+        assert!(exists, "connecting writes nothing ({key})");
+    }
+    clock.advance(Duration::from_secs(6));
+    let reaped = s.reap_expired().await.unwrap();
+    assert_eq!(reaped.requeued, 1, "the old lease is reaped");
+    let exists: bool = c.exists(format!("{tag}:running")).await.unwrap();
+    assert!(!exists, "the reaper drains the old running set");
+    let again = s
+        .claim(ClaimRequest {
+            types: vec!["legacy".into()],
+            limit: 1,
+            lease: Duration::from_secs(5),
+            worker: "w".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(again[0].job.id, old.id);
+    assert_eq!(again[0].job.attempt, 2);
     s.sweep_retention(&RetentionPolicy::default())
         .await
         .unwrap();
-    let exists: bool = c.exists(&legacy).await.unwrap();
-    assert!(!exists, "the first sweep removes the stale index");
+    for key in &stale {
+        let exists: bool = c.exists(key).await.unwrap();
+        assert!(!exists, "the first sweep removes {key}");
+    }
+    let running = s
+        .list(ListFilter {
+            status: Some(spool_host::job::JobState::Running),
+            job_type: Some("legacy".into()),
+            ..ListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(running.jobs.len(), 1);
+    assert_eq!(running.jobs[0].id, old.id);
 }
 
 async fn all_events(s: &Backend) -> Vec<spool_host::storage::Event> {

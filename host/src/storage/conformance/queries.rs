@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::job::{JobState, ManualClock};
-use crate::storage::ListFilter;
+use crate::storage::{JobPage, ListFilter};
 
 pub async fn get_returns_none_for_an_unknown_id(s: Backend, _clock: Arc<ManualClock>) {
     assert!(s.get("no-such-job").await.unwrap().is_none());
@@ -147,4 +147,60 @@ pub async fn stats_count_states_per_type(s: Backend, clock: Arc<ManualClock>) {
     assert_eq!(b.counts.get(&JobState::Pending).copied().unwrap_or(0), 0);
     assert_eq!(b.oldest_pending_age_ms, None);
     assert_eq!(stats.types.len(), 2);
+}
+
+/// Running jobs page newest first with a cursor, by type and across types, and are counted
+/// per type (Redis keeps them by lease expiry, not by id: the listing sorts them).
+pub async fn running_jobs_page_newest_first_and_are_counted(s: Backend, clock: Arc<ManualClock>) {
+    let mut ids = Vec::new();
+    for t in ["run-a", "run-b", "run-a", "run-b", "run-a"] {
+        ids.push(enqueue(&s, job(t)).await.id);
+        clock.advance(secs(1));
+    }
+    // Claimed in an order unlike the ids', with leases of different lengths.
+    for (t, lease) in [("run-b", 50), ("run-a", 5), ("run-a", 500), ("run-b", 5)] {
+        let c = s
+            .claim(ClaimRequest {
+                types: vec![t.into()],
+                limit: 1,
+                lease: secs(lease),
+                worker: "w".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(c.len(), 1);
+    }
+    // ids[4] (run-a) stays pending.
+    let page = |status: JobState, job_type: Option<&str>, cursor: Option<String>| {
+        let filter = ListFilter {
+            status: Some(status),
+            job_type: job_type.map(str::to_owned),
+            limit: 2,
+            cursor,
+        };
+        let s = s.clone();
+        async move { s.list(filter).await.unwrap() }
+    };
+    let first = page(JobState::Running, None, None).await;
+    let ids_of = |p: &JobPage| p.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids_of(&first), [ids[3].clone(), ids[2].clone()]);
+    let second = page(JobState::Running, None, first.next_cursor.clone()).await;
+    assert_eq!(ids_of(&second), [ids[1].clone(), ids[0].clone()]);
+    assert_eq!(second.next_cursor, None);
+    let a = page(JobState::Running, Some("run-a"), None).await;
+    assert_eq!(ids_of(&a), [ids[2].clone(), ids[0].clone()]);
+    assert_eq!(a.next_cursor, None);
+    assert!(a.jobs.iter().all(|j| j.status == JobState::Running));
+    let stats = s.stats().await.unwrap();
+    for t in ["run-a", "run-b"] {
+        assert_eq!(
+            stats.types[t].counts.get(&JobState::Running),
+            Some(&2),
+            "{t}"
+        );
+    }
+    assert_eq!(
+        stats.types["run-a"].counts.get(&JobState::Pending),
+        Some(&1)
+    );
 }

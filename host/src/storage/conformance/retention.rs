@@ -140,3 +140,26 @@ pub async fn retention_never_touches_live_jobs(s: Backend, clock: Arc<ManualCloc
         assert!(exists(&s, id).await, "{id}");
     }
 }
+
+/// The age counts from when a job finished, not from when it was created: a job created first
+/// that finished last outlives its age from creation.
+pub async fn retention_never_sweeps_a_job_before_its_age(s: Backend, clock: Arc<ManualClock>) {
+    let early = enqueue(&s, job("ret-late")).await;
+    let c_early = claim(&s, &["ret-late"], 1).await.remove(0);
+    assert_eq!(c_early.job.id, early.id);
+    clock.advance(secs(60));
+    let late = finished(&s, "ret-late", JobState::Completed).await;
+    clock.advance(secs(2 * 3600));
+    // The job created first finishes two hours after the other.
+    s.complete(vec![completion(&c_early)]).await.unwrap();
+    let policy = RetentionPolicy {
+        completed: keep(Some(3600), None),
+        ..RetentionPolicy::default()
+    };
+    clock.advance(secs(1800));
+    s.sweep_retention(&policy).await.unwrap();
+    assert!(exists(&s, &early.id).await, "finished 30 min ago, kept 1 h");
+    clock.advance(secs(1800));
+    s.sweep_retention(&policy).await.unwrap();
+    assert!(!exists(&s, &early.id).await && !exists(&s, &late).await);
+}

@@ -65,7 +65,12 @@ pub fn job_from_fields(mut f: HashMap<String, String>) -> Result<Job, StorageErr
     };
     let started_at = opt_num(take("started_at"), "started_at")?;
     let finished_at = opt_num(take("finished_at"), "finished_at")?;
-    let lease_expires_at = opt_num(take("lease_expires_at"), "lease_expires_at")?;
+    // Only a running job's lease means anything: a completion leaves the lease fields in
+    // the hash (lua/complete.lua).
+    let lease_expires_at = match take("lease_expires_at") {
+        Some(v) if status == JobState::Running => Some(num::<i64>(&v, ctx("lease_expires_at"))?),
+        _ => None,
+    };
     let timeout_ms = take("timeout_ms")
         .map(|v| num::<u64>(&v, ctx("timeout_ms")))
         .transpose()?;

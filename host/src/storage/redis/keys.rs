@@ -29,7 +29,8 @@ impl Keys {
         &self.tag
     }
 
-    /// Every job id, lexicographic. Job scripts declare it as KEYS[1] for routing.
+    /// The key job scripts declare as KEYS[1], for routing to our slot. Earlier versions kept
+    /// an index of every job id under this name; nothing writes it now (lua/lib.lua).
     pub fn all_jobs(&self) -> String {
         format!("{}:jobs", self.tag)
     }
@@ -60,9 +61,10 @@ impl Keys {
     /// The id index `list` reads for a filter (see lua/list.lua).
     pub fn list_index(&self, status: Option<JobState>, job_type: Option<&str>) -> String {
         match (status, job_type) {
-            (None, None) => self.all_jobs(),
-            // No index of one state over all types: list.lua merges the per-type ones.
-            (Some(_), None) => String::new(),
+            // No index over all types: list.lua merges the per-type ones.
+            (_, None) => String::new(),
+            // Nor an id index of running jobs: list.lua sorts their sets.
+            (Some(JobState::Running), Some(_)) => String::new(),
             (None, Some(t)) => format!("{}:jobs:t:{t}", self.tag),
             (Some(s), Some(t)) => format!("{}:jobs:st:{}:{t}", self.tag, state_name(s)),
         }

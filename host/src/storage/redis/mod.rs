@@ -143,34 +143,51 @@ impl RedisStorage {
         Ok(storage)
     }
 
-    /// Earlier versions kept one id index per state over all types (`{prefix}:jobs:s:<state>`);
-    /// lists by state now merge the per-type indexes, so those sets are only stale copies.
-    /// The first retention sweep of a daemon unlinks them (UNLINK frees them off Redis's main
-    /// thread). It is done there, not at connect, so that `spool migrate` (even `--dry-run`)
-    /// and read-only replicas never see a write; a failure is only logged.
+    /// Indexes earlier versions wrote and this one never reads: the id index of every job
+    /// (`{prefix}:jobs`), one id index per state over all types (`{prefix}:jobs:s:<state>`),
+    /// the id index of running jobs per type
+    /// (`{prefix}:jobs:st:running:<type>`) and the by-finished_at index of finished jobs
+    /// (`{prefix}:finished:<state>:<type>`); lua/lib.lua says what replaced them. The first
+    /// retention sweep of a daemon unlinks them (UNLINK frees them off Redis's main thread).
+    /// It is done there, not at connect, so that `spool migrate` (even `--dry-run`) and
+    /// read-only replicas never see a write; a failure is only logged. The all-types running
+    /// set of earlier versions (`{prefix}:running`) is not among them: it may still hold the
+    /// leases of jobs an earlier version claimed, and the reaper drains it (lua/reap.lua).
     async fn drop_legacy_indexes_once(&self) {
         if self.legacy_dropped.swap(true, Ordering::Relaxed) {
             return;
         }
-        let mut unlink = redis::cmd("UNLINK");
-        for s in crate::job::JobState::ALL {
-            unlink.arg(format!(
-                "{}:jobs:s:{}",
-                self.keys.tag(),
-                keys::state_name(s)
-            ));
-        }
-        match self.query::<i64>(&unlink).await {
-            Ok(n) if n > 0 => tracing::info!(
-                keys = n,
-                "removed the per-state indexes of an earlier version"
-            ),
+        match self.unlink_legacy_indexes().await {
+            Ok(n) if n > 0 => tracing::info!(keys = n, "removed the indexes of an earlier version"),
             Ok(_) => {}
             Err(e) => {
                 self.legacy_dropped.store(false, Ordering::Relaxed);
-                tracing::warn!(error = %e, "cannot remove the per-state indexes of an earlier version; retrying at the next sweep");
+                tracing::warn!(error = %e, "cannot remove the indexes of an earlier version; retrying at the next sweep");
             }
         }
+    }
+
+    async fn unlink_legacy_indexes(&self) -> Result<i64> {
+        let tag = self.keys.tag();
+        let types: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.types()))
+            .await?;
+        let mut names: Vec<String> = crate::job::JobState::ALL
+            .iter()
+            .map(|s| format!("{tag}:jobs:s:{}", keys::state_name(*s)))
+            .collect();
+        names.push(self.keys.all_jobs());
+        for t in &types {
+            names.push(format!("{tag}:jobs:st:running:{t}"));
+            for s in ["completed", "failed", "cancelled"] {
+                names.push(format!("{tag}:finished:{s}:{t}"));
+            }
+        }
+        let mut unlinked = 0;
+        for chunk in names.chunks(256) {
+            unlinked += self.query::<i64>(redis::cmd("UNLINK").arg(chunk)).await?;
+        }
+        Ok(unlinked)
     }
 
     fn err(&self, e: RedisError) -> StorageError {

@@ -122,7 +122,8 @@ impl Storage for RedisStorage {
         inv.arg(index)
             .arg(filter.cursor.as_deref().unwrap_or(""))
             .arg(limit)
-            .arg(filter.status.map(keys::state_name).unwrap_or(""));
+            .arg(filter.status.map(keys::state_name).unwrap_or(""))
+            .arg(filter.job_type.as_deref().unwrap_or(""));
         let mut items = as_array(self.run(&inv).await?, "list")?.into_iter();
         let more = items.next().map(|v| as_int(&v, "list")).transpose()? == Some(1);
         let jobs = items

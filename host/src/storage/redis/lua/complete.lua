@@ -6,7 +6,8 @@
 --           dropped). A requested cancel does not stop a completion: the work is done.
 -- The hot path of every job, so written out rather than through end_attempt (lib.lua), which
 -- does the same for any target state (45k instructions a job fewer, callgrind): keep the two
--- in step; conformance `completion_records_result_logs_and_version` checks the result.
+-- in step (but for the lease fields, which end_attempt deletes and this leaves);
+-- conformance `completion_records_result_logs_and_version` checks the result.
 batch_begin()
 local n = tonumber(ARGV[4])
 local i, out, wake = 5, {}, false
@@ -19,14 +20,15 @@ for _ = 1, n do
   if f[1] == 'running' and f[2] == token then
     local t, pv = f[3], ARGV[i + 4]
     unplace(id, t, 'running')
+    -- The lease fields stay: they mean nothing once the job is not running (codec.rs reads
+    -- lease_expires_at of running jobs only), and an HDEL is one more call per job.
     if pv == '' then
       redis.call('HSET', key, 'status', 'completed', 'result', ARGV[i + 2], 'logs', ARGV[i + 3],
         'finished_at', finished)
-      redis.call('HDEL', key, 'plugin_version', unpack(LEASE_FIELDS))
+      redis.call('HDEL', key, 'plugin_version')
     else
       redis.call('HSET', key, 'status', 'completed', 'result', ARGV[i + 2], 'logs', ARGV[i + 3],
         'finished_at', finished, 'plugin_version', pv)
-      redis.call('HDEL', key, unpack(LEASE_FIELDS))
     end
     place(id, { type = t, finished_at = finished }, 'completed')
     if f[5] then release_unique(id, { unique_key = f[5] }) end

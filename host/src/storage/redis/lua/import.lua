@@ -26,7 +26,6 @@ while i <= #ARGV do
     local flat = {}
     for f, v in pairs(j) do flat[#flat + 1] = f; flat[#flat + 1] = v end
     redis.call('HSET', k_job(id), unpack(flat))
-    zadd(K_ALL, 0, id)
     zadd(k_by_type(j.type), 0, id)
     note_type(j.type)
     place(id, j, j.status)

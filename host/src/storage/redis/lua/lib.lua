@@ -14,16 +14,27 @@
 --
 -- Key layout (all under the tag; the variable part always comes last, so names never collide):
 --   P:job:<id>               hash: the job's fields (codec.rs is the Rust side of the format)
---   P:jobs                   zset, score 0, by id: every job (lexicographic = creation order)
---   P:jobs:t:<type>          the same, one type
---   P:jobs:st:<state>:<type> the same, one state and type (its ZCARD is the stats count; a
---                            listing by state alone merges these over the types: one index
---                            fewer to write at every state change)
+--   P:jobs                   no longer written (a listing of every job merges the per-type
+--                            indexes below); its name is KEYS[1], for routing only
+--   P:jobs:t:<type>          zset, score 0, by id: every job of one type (lexicographic =
+--                            creation order)
+--   P:jobs:st:<state>:<type> the same, one state and type, for every state but `running`
+--                            (its ZCARD is the stats count; a listing by state alone merges
+--                            these over the types). For finished states it is also the
+--                            retention index: oldest id first (sweep.lua)
 --   P:ready:<type>           zset of pending jobs, score = priority * 2^48 + ready time (ms);
 --                            equal scores order by id: FIFO within a priority, O(log n) claim
 --   P:delayed                zset of scheduled and retrying jobs by run_at
---   P:running                zset of running jobs by lease expiry (the reaper's index)
---   P:finished:<state>:<type> zset of completed/failed/cancelled jobs by finished_at (retention)
+--   P:running:<type>         zset of running jobs by lease expiry: the reaper's index, the
+--                            stats count and (sorted by id when read) the listing of running
+--                            jobs, whose number the worker slots bound
+-- Each job is in as few indexes as a state allows, because every index write is paid at each
+-- state change of every job: dropping the id index of `running` and the separate
+-- by-finished_at index of finished jobs and the all-jobs index took 4 of 12 sorted-set writes
+-- off a job's way through the queue (README, Performance, has the figures).
+-- Earlier versions also wrote P:running (all types), P:jobs, P:jobs:st:running:<type> and
+-- P:finished:<state>:<type>: reap.lua drains the first, the daemon unlinks the others
+-- (drop_legacy_indexes_once in mod.rs).
 --   P:unique                 hash unique_key -> id, live jobs only
 --   P:types                  set of job types that have jobs
 --   P:events                 stream, the event log: one entry per script call, holding that
@@ -61,15 +72,22 @@ end
 -- integer (Lua 5.1 casts to long); it is several times cheaper than `%.0f`.
 local function fmt(n) return string.format('%d', n) end
 
--- A string as JSON. Ids, types and names are plain text; cjson only for the rest.
+-- A string as JSON. cjson's encoder is C: it costs less than checking the text in Lua first
+-- (1.7k instructions against 4.2k for an id, callgrind). Kinds and types repeat in a batch:
+-- their text is kept for the call.
+local JSTR = {}
 local function jstr(v)
-  if string.find(v, '^[%w%-%.:_ ]*$') then return '"' .. v .. '"' end
-  return cjson.encode(v)
+  local r = JSTR[v]
+  if not r then
+    r = cjson.encode(v)
+    JSTR[v] = r
+  end
+  return r
 end
+local function jstr_once(v) return cjson.encode(v) end
 
-local K_ALL = P .. ':jobs'
 local K_DELAYED = P .. ':delayed'
-local K_RUNNING = P .. ':running'
+local K_RUNNING_LEGACY = P .. ':running'
 local K_UNIQUE = P .. ':unique'
 local K_TYPES = P .. ':types'
 local K_EVENTS = P .. ':events'
@@ -80,7 +98,7 @@ local function k_job(id) return P .. ':job:' .. id end
 local function k_ready(t) return P .. ':ready:' .. t end
 local function k_by_type(t) return P .. ':jobs:t:' .. t end
 local function k_by_state_type(s, t) return P .. ':jobs:st:' .. s .. ':' .. t end
-local function k_finished(s, t) return P .. ':finished:' .. s .. ':' .. t end
+local function k_running(t) return P .. ':running:' .. t end
 
 local function is_finished(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end
 
@@ -240,32 +258,32 @@ local function dump(id)
   return flat
 end
 
--- Adds job `id` to the sets of state `s`. `j` needs type, priority, run_at,
--- lease_expires_at (running) and finished_at (finished).
+-- Adds job `id` to the sets of state `s`. `j` needs type, priority, run_at and
+-- lease_expires_at (running).
 local function place(id, j, s)
+  if s == 'running' then
+    zadd(k_running(j.type), fmt(tonumber(j.lease_expires_at) or NOW), id)
+    return
+  end
   zadd(k_by_state_type(s, j.type), 0, id)
   if s == 'pending' then
     zadd(k_ready(j.type), ready_score(j.priority, j.run_at), id)
   elseif s == 'scheduled' or s == 'retrying' then
     zadd(K_DELAYED, fmt(tonumber(j.run_at) or NOW), id)
-  elseif s == 'running' then
-    zadd(K_RUNNING, fmt(tonumber(j.lease_expires_at) or NOW), id)
-  elseif is_finished(s) then
-    zadd(k_finished(s, j.type), fmt(tonumber(j.finished_at) or NOW), id)
   end
 end
 
 -- Removes job `id` of type `t` from the sets of state `s`.
 local function unplace(id, t, s)
+  if s == 'running' then
+    zrem(k_running(t), id)
+    return
+  end
   zrem(k_by_state_type(s, t), id)
   if s == 'pending' then
     zrem(k_ready(t), id)
   elseif s == 'scheduled' or s == 'retrying' then
     zrem(K_DELAYED, id)
-  elseif s == 'running' then
-    zrem(K_RUNNING, id)
-  elseif is_finished(s) then
-    zrem(k_finished(s, t), id)
   end
 end
 
@@ -333,7 +351,8 @@ end
 -- Appends an event (to the batch in a batching script, else to the log at once); `data` is
 -- its data as JSON text. Returns the event id when written at once, nil when batched.
 local function emit(kind, id, t, data)
-  local e = '[' .. jstr(kind) .. ',' .. jstr(id or '') .. ',' .. jstr(t or '') .. ',' .. data .. ']'
+  local e = '[' .. jstr(kind) .. ',' .. jstr_once(id or '') .. ',' .. jstr(t or '') .. ',' .. data
+    .. ']'
   if EVBUF then
     EVBUF[#EVBUF + 1] = e
     return nil
@@ -356,7 +375,7 @@ local function attempt_ended_event(id, j, lease_expired)
   local s, extra, kind = j.status, {}, nil
   if lease_expired then extra[#extra + 1] = '"reason":"lease_expired"' end
   if s == 'retrying' or s == 'failed' or s == 'pending' then
-    if j.error then extra[#extra + 1] = '"error":' .. jstr(j.error)
+    if j.error then extra[#extra + 1] = '"error":' .. jstr_once(j.error)
     else extra[#extra + 1] = '"error":null' end
   end
   if s == 'retrying' then extra[#extra + 1] = '"run_at":"' .. rfc3339(j.run_at) .. '"' end
@@ -372,7 +391,7 @@ end
 -- Ends the attempt of a leased job `j`: writes `set`, drops the lease, stamps finished_at
 -- and frees the unique key when the job finished, files it under `to`, writes the event.
 -- complete.lua does the same for `completed` written out (the hot path: 45k instructions a
--- job fewer, callgrind); both drop LEASE_FIELDS.
+-- job fewer, callgrind), but leaves LEASE_FIELDS, which mean nothing outside `running`.
 local LEASE_FIELDS = { 'lease', 'worker', 'lease_expires_at' }
 local function end_attempt(id, j, to, set, lease_expired)
   for _, f in ipairs(LEASE_FIELDS) do set[f] = false end
@@ -396,7 +415,6 @@ local function remove_job(id)
   local j = load(id)
   if not j then return 0 end
   unplace(id, j.type, j.status)
-  zrem(K_ALL, id)
   zrem(k_by_type(j.type), id)
   release_unique(id, j)
   redis.call('DEL', k_job(id))
@@ -435,7 +453,6 @@ local function insert_new(a, i)
   if unique ~= '' then f[#f + 1] = 'unique_key'; f[#f + 1] = unique end
   if a[i + 8] ~= '' then f[#f + 1] = 'backoff'; f[#f + 1] = a[i + 8] end
   redis.call('HSET', k_job(id), unpack(f))
-  zadd(K_ALL, 0, id)
   zadd(k_by_type(t), 0, id)
   note_type(t)
   place(id, { type = t, priority = a[i + 3], run_at = run_at }, s)

@@ -7,7 +7,7 @@ local j = load(id)
 if not holds_lease(j, token) then return 0 end
 redis.call('HSET', k_job(id), 'progress', ARGV[6])
 local message = 'null'
-if ARGV[9] == '1' then message = jstr(ARGV[8]) end
+if ARGV[9] == '1' then message = jstr_once(ARGV[8]) end
 emit('job.progress', id, j.type,
   job_data(j, '"percent":' .. fmt(tonumber(ARGV[7]) or 0) .. ',"message":' .. message))
 return 1

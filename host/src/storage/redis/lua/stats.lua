@@ -1,13 +1,15 @@
 -- stats.lua: counts per type and state, and the age of the oldest pending job per type.
 -- No arguments of its own.
 -- Returns per type with jobs: {type, {7 counts in codec.rs STATES order}, oldest age ms or -1}.
--- Counts are ZCARDs of the per-(state, type) indexes: O(types) work, no scan of jobs.
+-- Counts are ZCARDs of the per-(state, type) indexes (lib.lua): O(types) work, no scan of jobs.
 local states = { 'scheduled', 'pending', 'running', 'retrying', 'completed', 'failed', 'cancelled' }
 local out = {}
 for _, t in ipairs(redis.call('SMEMBERS', K_TYPES)) do
   local counts, total = {}, 0
   for i, s in ipairs(states) do
-    counts[i] = redis.call('ZCARD', k_by_state_type(s, t))
+    local key = k_by_state_type(s, t)
+    if s == 'running' then key = k_running(t) end
+    counts[i] = redis.call('ZCARD', key)
     total = total + counts[i]
   end
   if total > 0 then
