@@ -59,6 +59,17 @@ pub(crate) fn created(job: &Job) -> NewEvent {
     )
 }
 
+/// The events of a job an announced import inserts (the fallback replay hands over jobs
+/// accepted, and maybe cancelled, while the primary was away): `job.created`, then
+/// `job.cancelled` for a job cancelled meanwhile, as if both had happened here.
+pub(crate) fn announced(job: &Job) -> Vec<NewEvent> {
+    let mut out = vec![created(job)];
+    if job.status == JobState::Cancelled {
+        out.push(cancelled(job));
+    }
+    out
+}
+
 pub(crate) fn started(job: &Job, worker: &str) -> NewEvent {
     job_event(STARTED, job, json!({ "worker": worker }))
 }

@@ -362,7 +362,8 @@ pub async fn import_keeps_ids_and_states_and_is_idempotent(s: Backend, clock: Ar
 }
 
 /// The fallback replay's import: a `job.created` per job inserted, as an enqueue writes it
-/// (status as imported), none for the ids the storage had.
+/// (status as imported), then `job.cancelled` for a job cancelled while spooled; none for the
+/// ids the storage had.
 pub async fn announced_import_writes_job_created_for_what_it_inserts(
     s: Backend,
     clock: Arc<ManualClock>,
@@ -442,4 +443,25 @@ pub async fn announced_import_writes_job_created_for_what_it_inserts(
         serde_json::json!(crate::job::serde_time::format_rfc3339(now + 60_000))
     );
     assert_eq!(data("ann-cancelled")["status"], "cancelled");
+    // A job cancelled before the hand-over also says so, after its creation.
+    let job_events: Vec<(String, String)> = s
+        .events_since(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.job_id.as_deref() == Some("ann-cancelled"))
+        .map(|e| {
+            (
+                e.kind,
+                e.data["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        job_events,
+        [
+            ("job.created".to_owned(), "cancelled".to_owned()),
+            ("job.cancelled".to_owned(), "cancelled".to_owned())
+        ]
+    );
 }

@@ -146,7 +146,9 @@ impl State {
         }
         limits::normalize_imported(&mut job, now);
         if events == ImportEvents::Created {
-            self.push_event(job_events::created(&job), now);
+            for e in job_events::announced(&job) {
+                self.push_event(e, now);
+            }
         }
         self.put(Entry { job, lease: None });
         true

@@ -65,7 +65,9 @@ pub(super) fn import(
         limits::normalize_imported(&mut job, now);
         if insert_job(conn, &job)? {
             if events == ImportEvents::Created {
-                insert_event(conn, job_events::created(&job), now)?;
+                for e in job_events::announced(&job) {
+                    insert_event(conn, e, now)?;
+                }
             }
             inserted += 1;
             ctx.wake |= job.status == JobState::Pending;

@@ -1,9 +1,9 @@
 -- import.lua: insert jobs exactly as given (spool migrate, fallback replay), skipping ids
 -- that exist and live jobs whose unique key a live job here holds, so running it twice
 -- changes nothing.
--- ARGV[4]   '1': write job.created for each job inserted (the fallback replay: the jobs were
---           accepted while Redis was away); '0': no events (spool migrate: their history
---           happened elsewhere)
+-- ARGV[4]   '1': write job.created for each job inserted, and job.cancelled for a cancelled
+--           one (the fallback replay: the jobs were accepted, and maybe cancelled, while Redis
+--           was away); '0': no events (spool migrate: their history happened elsewhere)
 -- ARGV[5..] per job: m (number of field/value pairs), then the pairs (codec.rs format)
 -- Returns how many jobs were inserted.
 batch_begin()
@@ -32,8 +32,9 @@ while i <= #ARGV do
     if live and j.unique_key then redis.call('HSET', K_UNIQUE, j.unique_key, id) end
     if j.status == 'pending' then wake = true end
     if announce then
-      emit('job.created', id, j.type, job_data(j, '"priority":' .. fmt(tonumber(j.priority) or 0)
-        .. ',"run_at":"' .. rfc3339(tonumber(j.run_at) or NOW) .. '"'))
+      -- job_events.rs announced: created, and cancelled for a job cancelled meanwhile.
+      emit_created(id, j)
+      if j.status == 'cancelled' then emit('job.cancelled', id, j.type, job_data(j)) end
     end
     inserted = inserted + 1
   end

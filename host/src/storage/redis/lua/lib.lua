@@ -369,6 +369,13 @@ local function job_data(j, extra)
   return d .. '}'
 end
 
+-- `job.created` of a job just written (job_events.rs created); `j` needs type, status,
+-- attempt, priority and run_at.
+local function emit_created(id, j)
+  emit('job.created', id, j.type, job_data(j, '"priority":' .. fmt(tonumber(j.priority) or 0)
+    .. ',"run_at":"' .. rfc3339(tonumber(j.run_at) or NOW) .. '"'))
+end
+
 -- The event of a job whose attempt just ended (job_events.rs attempt_ended): none for a
 -- released job back in `pending`.
 local function attempt_ended_event(id, j, lease_expired)
@@ -457,8 +464,7 @@ local function insert_new(a, i)
   note_type(t)
   place(id, { type = t, priority = a[i + 3], run_at = run_at }, s)
   if unique ~= '' then redis.call('HSET', K_UNIQUE, unique, id) end
-  emit('job.created', id, t, '{"status":"' .. s .. '","attempt":0,"priority":'
-    .. fmt(tonumber(a[i + 3])) .. ',"run_at":"' .. rfc3339(run_at) .. '"}')
+  emit_created(id, { type = t, status = s, attempt = '0', priority = a[i + 3], run_at = run_at })
   return 1, id, s
 end
 
