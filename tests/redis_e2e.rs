@@ -279,7 +279,7 @@ fn a_sentinel_failover_mid_run_loses_no_job() {
         "no job ran more than twice"
     );
     // Everything is on the new master.
-    let n = redis::command(set.replica, &["ZCARD", "{e2e-failover}:jobs"]).expect("ZCARD");
+    let n = redis::command(set.replica, &["ZCARD", "{e2e-failover}:jobs:t:slow"]).expect("ZCARD");
     assert_eq!(n, Reply::Int(2000), "the new master holds every job");
     assert_no_wrongtype(&ds);
 }
