@@ -1,15 +1,18 @@
 //! Redis storage on a three-master Redis Cluster this test builds on free loopback ports:
-//! the shared storage conformance suite, and a check that all of one Spool's keys share
-//! one hash slot (so every script runs on one node, never CROSSSLOT).
+//! the shared storage conformance suite, a check that all of one Spool's keys share
+//! one hash slot (so every script runs on one node, never CROSSSLOT), and, on a Cluster with
+//! replicas, the master of that slot killed mid-run.
 //!
 //! Run: `cargo test -p spool-host --features testing --test storage_redis_cluster`.
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use spool_host::job::{ManualClock, SystemClock};
-use spool_host::storage::{self, Storage, StorageOptions};
+use spool_host::job::{JobState, ManualClock, SystemClock};
+use spool_host::storage::{self, ClaimRequest, Storage, StorageOptions};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 type Backend = Arc<dyn Storage>;
 
@@ -116,4 +119,150 @@ async fn all_keys_of_one_spool_live_in_one_slot() {
     for k in keys {
         assert_eq!(slot(k), first, "{k}");
     }
+}
+
+/// The master holding a Spool's slot is killed (SIGKILL) mid-run in a Cluster with replicas:
+/// its replica takes over, the storage finds the new master by itself, and every job is
+/// completed; none is lost. Jobs whose claim or completion the dead master took with it run
+/// again once their lease runs out (at least once, as documented), and nothing else does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_master_killed_mid_run_loses_no_job() {
+    if !redis_server::require_redis("redis cluster failover") {
+        return;
+    }
+    const JOBS: usize = 3000;
+    let c = tokio::task::spawn_blocking(redis_server::Cluster::start_replicated)
+        .await
+        .unwrap();
+    let prefix = redis_server::fresh_prefix("failover");
+    let s: Backend = storage::open(
+        &c.url(&prefix).replace("&clock=local", ""),
+        StorageOptions::default(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("open redis cluster storage");
+    let mut ids = Vec::new();
+    for chunk in (0..JOBS).collect::<Vec<_>>().chunks(500) {
+        let batch = chunk
+            .iter()
+            .map(|_| storage::conformance::job("fo"))
+            .collect();
+        for e in s.enqueue_batch(batch).await.unwrap() {
+            ids.push(e.job.id);
+        }
+    }
+    let master = c
+        .master_of(&format!("{{{prefix}}}:jobs"))
+        .expect("our master");
+    // Every enqueue is on the replica before its master dies (replication is async).
+    let acked = redis_server::command(master, &["WAIT", "1", "5000"]).unwrap();
+    assert_eq!(acked, ":1", "the replica acknowledged the enqueues");
+
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (s, done, errors) = (s.clone(), done.clone(), errors.clone());
+        workers.push(tokio::spawn(async move {
+            let mut reap_at = Instant::now();
+            while Instant::now() < deadline {
+                if w == 0 && reap_at.elapsed() > Duration::from_millis(500) {
+                    let _ = s.reap_expired().await;
+                    reap_at = Instant::now();
+                }
+                let claimed = match s
+                    .claim(ClaimRequest {
+                        types: vec!["fo".into()],
+                        limit: 16,
+                        lease: Duration::from_secs(3),
+                        worker: format!("w{w}"),
+                    })
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if claimed.is_empty() {
+                    let stats = s.stats().await;
+                    let open = stats.map(|st| {
+                        st.types.get("fo").map_or(0, |t| {
+                            t.counts
+                                .iter()
+                                .filter(|(k, _)| k.is_live())
+                                .map(|(_, n)| *n)
+                                .sum()
+                        })
+                    });
+                    if open.is_ok_and(|n: u64| n == 0) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                let batch: Vec<_> = claimed
+                    .iter()
+                    .map(storage::conformance::completion)
+                    .collect();
+                // A completion the outage refused is tried again (as the daemon's completer
+                // does) until it lands or the lease is gone.
+                loop {
+                    match s.complete(batch.clone()).await {
+                        Ok(settled) => {
+                            done.fetch_add(settled.len(), Ordering::Relaxed);
+                            break;
+                        }
+                        Err(_) if Instant::now() < deadline => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => panic!("completion never landed: {e}"),
+                    }
+                }
+            }
+        }));
+    }
+    while done.load(Ordering::Relaxed) < JOBS / 4 {
+        assert!(Instant::now() < deadline, "the run got going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = done.load(Ordering::Relaxed);
+    assert!(before < JOBS, "the kill comes mid-run ({before} done)");
+    c.kill9(master);
+    let killed_at = Instant::now();
+    for w in workers {
+        w.await.unwrap();
+    }
+    eprintln!(
+        "failover: {before} of {JOBS} done at the kill, finished {:.1} s after it, {} storage errors meanwhile",
+        killed_at.elapsed().as_secs_f64(),
+        errors.load(Ordering::Relaxed)
+    );
+    let new_master = c
+        .master_of(&format!("{{{prefix}}}:jobs"))
+        .expect("a new master");
+    assert_ne!(new_master, master, "a replica took over");
+    let stats = s.stats().await.unwrap();
+    let fo = &stats.types["fo"];
+    assert_eq!(
+        fo.counts.get(&JobState::Completed).copied(),
+        Some(JOBS as u64),
+        "every job completed: {:?}",
+        fo.counts
+    );
+    let mut reruns = 0;
+    for id in &ids {
+        let job = s.get(id).await.unwrap().expect("no job lost");
+        assert_eq!(job.status, JobState::Completed);
+        if job.attempt > 1 {
+            reruns += 1;
+        }
+        assert!(job.attempt <= 2, "job {id} ran {} times", job.attempt);
+    }
+    eprintln!("failover: {reruns} jobs needed a second attempt");
 }

@@ -350,8 +350,12 @@ pub fn shared_standalone_url() -> Option<String> {
 
 /// Three distinct free ports, each with its Cluster bus port (+10000) free too.
 fn cluster_ports() -> Vec<u16> {
+    cluster_ports_n(3)
+}
+
+fn cluster_ports_n(n: usize) -> Vec<u16> {
     let mut ports = Vec::new();
-    while ports.len() < 3 {
+    while ports.len() < n {
         let p = free_port(true);
         if !ports.contains(&p) {
             ports.push(p);
@@ -360,17 +364,30 @@ fn cluster_ports() -> Vec<u16> {
     ports
 }
 
-/// A three-master Cluster (no replicas).
+/// A three-master Cluster, without replicas (`start`) or with one replica per master
+/// (`start_replicated`: six nodes, a short node timeout so a failover comes in seconds).
 #[derive(Debug, Clone)]
 pub struct Cluster {
+    /// Every node, masters and replicas, as created (`redis-cli --cluster create` makes the
+    /// first three masters).
     pub ports: Vec<u16>,
+    pids: Vec<u32>,
 }
 
 impl Cluster {
     pub fn start() -> Cluster {
-        on_reaper_thread(|| {
+        Self::start_with(0, "5000")
+    }
+
+    pub fn start_replicated() -> Cluster {
+        Self::start_with(1, "1500")
+    }
+
+    fn start_with(replicas: usize, node_timeout: &'static str) -> Cluster {
+        on_reaper_thread(move || {
             let dir = temp_dir("cluster");
-            let ports = cluster_ports();
+            let ports = cluster_ports_n(3 * (1 + replicas));
+            let mut pids = Vec::new();
             for &p in &ports {
                 let node_dir = dir.join(p.to_string());
                 std::fs::create_dir_all(&node_dir).expect("node dir");
@@ -382,11 +399,11 @@ impl Cluster {
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-node-timeout",
-                        "5000",
+                        node_timeout,
                     ]
                     .map(str::to_owned),
                 );
-                spawn(&args, &node_dir);
+                pids.push(spawn(&args, &node_dir));
             }
             for &p in &ports {
                 wait_for_ping(p);
@@ -397,7 +414,7 @@ impl Cluster {
                 create.arg(format!("127.0.0.1:{p}"));
             }
             let out = create
-                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
                 .output()
                 .expect("run redis-cli --cluster create");
             assert!(
@@ -415,8 +432,54 @@ impl Cluster {
                     },
                 );
             }
-            Cluster { ports }
+            let cluster = Cluster { ports, pids };
+            for &p in &cluster.ports {
+                if cluster.role(p).as_deref() == Some("slave") {
+                    wait_until(&format!("replica {p} in sync"), || {
+                        command(p, &["INFO", "replication"])
+                            .is_ok_and(|i| i.contains("master_link_status:up"))
+                    });
+                }
+            }
+            cluster
         })
+    }
+
+    /// `master` or `slave`, as the node says of itself.
+    pub fn role(&self, port: u16) -> Option<String> {
+        let info = command(port, &["INFO", "replication"]).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("role:"))
+            .map(|r| r.trim().to_owned())
+    }
+
+    /// The port of the master serving `key`'s slot, as a live node reports it.
+    pub fn master_of(&self, key: &str) -> Option<u16> {
+        let slot: u16 = self.ports.iter().find_map(|&p| {
+            command(p, &["CLUSTER", "KEYSLOT", key])
+                .ok()?
+                .trim_start_matches(':')
+                .parse()
+                .ok()
+        })?;
+        self.ports.iter().copied().find(|&p| {
+            self.role(p).as_deref() == Some("master")
+                && command(p, &["CLUSTER", "NODES"]).is_ok_and(|nodes| {
+                    nodes
+                        .lines()
+                        .any(|l| l.contains("myself") && l.contains("master") && owns_slot(l, slot))
+                })
+        })
+    }
+
+    /// SIGKILL for the node on `port` (no shutdown, no last write).
+    pub fn kill9(&self, port: u16) {
+        if let Some(i) = self.ports.iter().position(|&p| p == port) {
+            // SAFETY: plain kill(2) on a pid this process spawned.
+            unsafe {
+                libc::kill(self.pids[i] as libc::pid_t, libc::SIGKILL);
+            }
+        }
     }
 
     pub fn url(&self, prefix: &str) -> String {
@@ -825,4 +888,16 @@ pub fn require_tls_tools(what: &str) -> bool {
         .as_bytes(),
     );
     false
+}
+
+/// Whether a `CLUSTER NODES` line lists `slot` among its ranges (`0-5460 5461 ...`).
+fn owns_slot(line: &str, slot: u16) -> bool {
+    line.split_whitespace().skip(8).any(|range| {
+        let mut ends = range.splitn(2, '-').map(|v| v.parse::<u16>());
+        match (ends.next(), ends.next()) {
+            (Some(Ok(a)), Some(Ok(b))) => (a..=b).contains(&slot),
+            (Some(Ok(a)), None) => a == slot,
+            _ => false,
+        }
+    })
 }
