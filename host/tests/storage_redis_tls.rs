@@ -2,7 +2,7 @@
 //! TLS only (`--port 0 --tls-port P`) and a throwaway CA made by `openssl`: the shared
 //! storage conformance suite over TLS (commands and the wake-up subscription both use it),
 //! then the failures that must say what to do (wrong CA, system roots only, missing files,
-//! a client certificate the server requires).
+//! a client certificate the server requires), a TLS Cluster and a TLS Sentinel set.
 //!
 //! Needs `redis-server` built with TLS and `openssl`; under CI=true a missing one fails.
 //! Run: `cargo test -p spool-host --features testing --test storage_redis_tls`.
@@ -12,7 +12,7 @@
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use redis_server::{TlsCluster, TlsStandalone};
+use redis_server::{TlsCluster, TlsSentinelSet, TlsStandalone};
 use spool_host::job::{Clock, ManualClock, SystemClock};
 use spool_host::storage::{self, ClaimRequest, Storage, StorageError, StorageOptions};
 use std::sync::{Arc, OnceLock};
@@ -265,4 +265,102 @@ async fn a_cluster_over_tls_runs_jobs_and_wakes_workers() {
     ))
     .await;
     assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
+}
+
+/// `rediss+sentinel://`: the Sentinel, the master and the replica speak only TLS. Jobs run,
+/// wake-ups arrive, a failover is followed (the storage asks the Sentinel again, over TLS,
+/// and reaches the new master over TLS), and a Sentinel signed by another CA is refused
+/// with a message that names the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_over_tls_runs_jobs_and_follows_a_failover() {
+    if !redis_server::require_tls_tools("redis TLS sentinel test") {
+        return;
+    }
+    let set = TlsSentinelSet::start().expect("start a TLS sentinel set");
+    let clock = Arc::new(ManualClock::new());
+    let s = storage::open(
+        &set.url(&redis_server::fresh_prefix("tlssent")),
+        StorageOptions::default(),
+        clock.clone(),
+    )
+    .await
+    .expect("open redis sentinel storage over tls");
+    round_trip(&s).await;
+    let info = s.info().await.expect("info over tls");
+    assert_eq!(info.details["role"], "master", "{info:?}");
+    wake_up_arrives(&set.url(&redis_server::fresh_prefix("tlssentwake")), clock).await;
+
+    let before = s
+        .enqueue(storage::conformance::job("tls-fo"))
+        .await
+        .expect("enqueue before the failover")
+        .job
+        .id;
+    assert_eq!(
+        set.cli(set.master, &["WAIT", "1", "5000"])
+            .map(|o| o.trim().to_owned()),
+        Some("1".to_owned()),
+        "the replica acknowledged the writes"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while set
+        .cli(
+            set.sentinel,
+            &["SENTINEL", "FAILOVER", redis_server::MASTER_NAME],
+        )
+        .is_none_or(|o| !o.contains("OK"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sentinel refused the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    while set
+        .cli(set.master, &["INFO", "replication"])
+        .is_none_or(|o| !o.contains("role:slave"))
+    {
+        assert!(Instant::now() < deadline, "the old master was not demoted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = loop {
+        match s.enqueue(storage::conformance::job("tls-fo")).await {
+            Ok(e) => break e.job.id,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no write after the failover: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let mut got: Vec<String> = storage::conformance::claim(&s, &["tls-fo"], 10)
+        .await
+        .into_iter()
+        .map(|c| c.job.id)
+        .collect();
+    got.sort();
+    let mut want = vec![before, after];
+    want.sort();
+    assert_eq!(got, want, "both jobs are on the new master");
+    assert!(
+        set.cli(set.replica, &["INFO", "replication"])
+            .is_some_and(|o| o.contains("role:master")),
+        "the replica is the master now"
+    );
+
+    let wrong_dir = set.dir.join("other-ca");
+    std::fs::create_dir_all(&wrong_dir).expect("dir");
+    let wrong = redis_server::make_ca(&wrong_dir, "other").expect("make another ca");
+    let e = open_err(&format!(
+        "rediss+sentinel://127.0.0.1:{}/{}?ca={}&connect_timeout=2s&timeout=2s",
+        set.sentinel,
+        redis_server::MASTER_NAME,
+        wrong.display()
+    ))
+    .await;
+    assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("certificate") && msg.contains("ca="), "{msg}");
 }

@@ -111,14 +111,15 @@ impl Default for StorageOptions {
 
 /// The URL forms `open` understands, for error messages.
 const SUPPORTED_URLS: &str = "sqlite://PATH (e.g. sqlite://./data/spool.db), memory://, \
-     redis://HOST[:PORT][/DB], rediss://..., redis+sentinel://..., redis+cluster://... or \
-     rediss+cluster://...";
+     redis://HOST[:PORT][/DB], rediss://..., redis+sentinel://..., rediss+sentinel://..., \
+     redis+cluster://... or rediss+cluster://...";
 
 /// The URL schemes of Redis storage (`storage::redis` parses them).
-pub const REDIS_SCHEMES: [&str; 5] = [
+pub const REDIS_SCHEMES: [&str; 6] = [
     "redis",
     "rediss",
     "redis+sentinel",
+    "rediss+sentinel",
     "redis+cluster",
     "rediss+cluster",
 ];

@@ -862,6 +862,129 @@ impl TlsCluster {
     }
 }
 
+/// A master, one replica and one Sentinel as in `SentinelSet`, every one of them TLS-only
+/// (`port 0`, `tls-port`), replicating over TLS, with a throwaway CA in `dir`.
+#[derive(Debug, Clone)]
+pub struct TlsSentinelSet {
+    pub master: u16,
+    pub replica: u16,
+    pub sentinel: u16,
+    pub dir: PathBuf,
+}
+
+impl TlsSentinelSet {
+    /// Err says what is missing: `openssl`, or TLS in this `redis-server` build.
+    pub fn start() -> Result<TlsSentinelSet, String> {
+        on_reaper_thread(|| {
+            let dir = temp_dir("tlssentinel");
+            make_ca(&dir, "ca")?;
+            make_signed_cert(&dir, "ca", "server", true)?;
+            let file = |f: &str| dir.join(f).display().to_string();
+            let tls = |port: u16| -> Vec<String> {
+                [
+                    ("--tls-port", port.to_string()),
+                    ("--tls-replication", "yes".into()),
+                    ("--tls-cert-file", file("server.pem")),
+                    ("--tls-key-file", file("server.key")),
+                    ("--tls-ca-cert-file", file("ca.pem")),
+                    ("--tls-auth-clients", "no".into()),
+                ]
+                .into_iter()
+                .flat_map(|(k, v)| [k.to_owned(), v])
+                .collect()
+            };
+            let (master, replica, sentinel) =
+                (free_port(false), free_port(false), free_port(false));
+            for (port, extra) in [
+                (master, vec![]),
+                (
+                    replica,
+                    vec![
+                        "--replicaof".to_owned(),
+                        "127.0.0.1".to_owned(),
+                        master.to_string(),
+                    ],
+                ),
+            ] {
+                let node_dir = dir.join(port.to_string());
+                std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
+                let mut args = base_args(0, &node_dir);
+                args.extend(tls(port));
+                args.extend(extra);
+                spawn(&args, &node_dir);
+                let ping = ["-p".to_owned(), port.to_string(), "PING".to_owned()];
+                wait_until(&format!("tls node {port} answering PING"), || {
+                    tls_cli(&dir, &ping).is_some_and(|o| o.contains("PONG"))
+                });
+            }
+            let info = [
+                "-p".to_owned(),
+                replica.to_string(),
+                "INFO".into(),
+                "replication".into(),
+            ];
+            wait_until("the tls replica in sync with the master", || {
+                tls_cli(&dir, &info).is_some_and(|o| o.contains("master_link_status:up"))
+            });
+            let sdir = dir.join("sentinel");
+            std::fs::create_dir_all(&sdir).map_err(|e| e.to_string())?;
+            let conf = sdir.join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port 0\ntls-port {sentinel}\nbind 127.0.0.1\ndir {}\nlogfile sentinel.log\n\
+                     tls-replication yes\ntls-cert-file {}\ntls-key-file {}\n\
+                     tls-ca-cert-file {}\ntls-auth-clients no\n\
+                     sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 1\n\
+                     sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                     sentinel failover-timeout {MASTER_NAME} 5000\n",
+                    sdir.display(),
+                    file("server.pem"),
+                    file("server.key"),
+                    file("ca.pem"),
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+            spawn(
+                &[conf.display().to_string(), "--sentinel".to_owned()],
+                &sdir,
+            );
+            let replicas = [
+                "-p".to_owned(),
+                sentinel.to_string(),
+                "SENTINEL".into(),
+                "REPLICAS".into(),
+                MASTER_NAME.into(),
+            ];
+            wait_until("the tls sentinel to know the replica", || {
+                tls_cli(&dir, &replicas).is_some_and(|o| o.contains("master-link-status"))
+            });
+            Ok(TlsSentinelSet {
+                master,
+                replica,
+                sentinel,
+                dir,
+            })
+        })
+    }
+
+    /// `rediss+sentinel://` with `ca=` the CA, in clock=local mode.
+    pub fn url(&self, prefix: &str) -> String {
+        format!(
+            "rediss+sentinel://127.0.0.1:{}/{MASTER_NAME}?ca={}&prefix={prefix}&clock=local",
+            self.sentinel,
+            self.dir.join("ca.pem").display()
+        )
+    }
+
+    /// `redis-cli --tls` with this set's CA against `port`; its output, or None.
+    pub fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
+        let mut all = vec!["-p".to_owned(), port.to_string()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        tls_cli(&self.dir, &all)
+    }
+}
+
 /// Whether to run the TLS tests: needs `redis-server` and `openssl`; a missing one is a
 /// loud skip, or a panic under `CI=true`.
 pub fn require_tls_tools(what: &str) -> bool {

@@ -12,10 +12,12 @@
 //! - `redis+sentinel://[user:pass@]host1[:port],host2[:port]/MASTER[/db][?options]`: ask the
 //!   Sentinels (default port 26379) for MASTER; `user:pass` is for the data nodes,
 //!   `sentinel_username` / `sentinel_password` options for the Sentinels.
+//!   `rediss+sentinel://` reaches the Sentinels and the data nodes over TLS, with the same
+//!   `ca`/`cert`/`key` options for both (the Sentinels must announce the nodes' TLS ports:
+//!   run the nodes with `tls-port` and `port 0`, `tls-replication yes`).
 //! - `redis+cluster://[user:pass@]host1[:port],host2[:port][?options]`: a Cluster (db 0 only);
 //!   `rediss+cluster://` reaches every node over TLS, with the same `ca`/`cert`/`key` options
-//!   (the nodes must run `tls-cluster yes`, so that they announce their TLS ports). TLS is not
-//!   offered for Sentinel yet.
+//!   (the nodes must run `tls-cluster yes`, so that they announce their TLS ports).
 //!
 //! Options: `prefix` (default `spool`; keys are `{prefix}:...`), `timeout` (per command,
 //! default 5s), `connect_timeout` (default 5s), `clock`: `redis` (default: job times come
@@ -57,6 +59,7 @@ pub enum Topology {
         sentinels: Vec<Node>,
         master: String,
         db: i64,
+        tls: bool,
     },
     Cluster {
         nodes: Vec<Node>,
@@ -88,11 +91,13 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
-    /// Whether the data nodes are reached over TLS (`rediss://`, `rediss+cluster://`).
+    /// Whether the nodes (and Sentinels) are reached over TLS (`rediss://`,
+    /// `rediss+sentinel://`, `rediss+cluster://`).
     pub fn tls(&self) -> bool {
         match self.topology {
-            Topology::Single { tls, .. } | Topology::Cluster { tls, .. } => tls,
-            Topology::Sentinel { .. } => false,
+            Topology::Single { tls, .. }
+            | Topology::Sentinel { tls, .. }
+            | Topology::Cluster { tls, .. } => tls,
         }
     }
 
@@ -252,7 +257,7 @@ pub fn parse(url: &str) -> Result<RedisConfig, StorageError> {
                 tls: scheme == "rediss",
             }
         }
-        "redis+sentinel" => {
+        "redis+sentinel" | "rediss+sentinel" => {
             let sentinels = parse_nodes(hosts, 26379).map_err(|e| bad(&shown, e))?;
             let master = path.first().ok_or_else(|| {
                 bad(
@@ -267,6 +272,7 @@ pub fn parse(url: &str) -> Result<RedisConfig, StorageError> {
                 sentinels,
                 master: percent_decode(master).map_err(|e| bad(&shown, e))?,
                 db: db_from(path.get(1))?,
+                tls: scheme == "rediss+sentinel",
             }
         }
         "redis+cluster" | "rediss+cluster" => {
@@ -287,8 +293,8 @@ pub fn parse(url: &str) -> Result<RedisConfig, StorageError> {
     if !cfg.tls() && *files != TlsFiles::default() {
         return Err(bad(
             &shown,
-            "options `ca`, `cert` and `key` are for TLS: use a rediss:// or rediss+cluster:// \
-             url (TLS is supported for a standalone server and a Cluster, not yet for Sentinel)",
+            "options `ca`, `cert` and `key` are for TLS: use a rediss://, rediss+sentinel:// or \
+             rediss+cluster:// url",
         ));
     }
     if files.cert.is_some() != files.key.is_some() {
@@ -470,6 +476,7 @@ mod tests {
                 ],
                 master: "mymaster".into(),
                 db: 2,
+                tls: false,
             }
         );
         assert_eq!(c.sentinel_password.as_deref(), Some("x"));
@@ -506,7 +513,10 @@ mod tests {
         let e = parse("redis+sentinel://a/m?ca=/ca.pem")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("not yet for Sentinel"), "{e}");
+        assert!(e.contains("rediss+sentinel://"), "{e}");
+        let c = parse("rediss+sentinel://a,b:26380/m/1?ca=/ca.pem").unwrap();
+        assert!(c.tls());
+        assert_eq!(c.mode(), "sentinel");
     }
 
     #[test]

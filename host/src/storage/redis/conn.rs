@@ -22,7 +22,7 @@ use redis::{
     AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, ProtocolVersion,
     RedisConnectionInfo, RedisError, RedisFuture, RedisResult, Value,
 };
-use redis::{ClientTlsConfig, TlsCertificates};
+use redis::{ClientTlsConfig, TlsCertificates, TlsMode};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -311,12 +311,15 @@ pub fn connection_info(cfg: &RedisConfig, node: &Node, db: i64) -> ConnectionInf
     }
 }
 
-/// A Sentinel client for the master of `cfg`'s topology (which must be Sentinel).
+/// A Sentinel client for the master of `cfg`'s topology (which must be Sentinel). With
+/// `rediss+sentinel://` both the Sentinels and the master are reached over TLS, checked
+/// against the same `ca` (or the system roots) and shown the same client certificate.
 pub fn sentinel_client(cfg: &RedisConfig) -> RedisResult<SentinelClient> {
     let Topology::Sentinel {
         sentinels,
         master,
         db,
+        tls,
     } = &cfg.topology
     else {
         return Err(RedisError::from((
@@ -324,11 +327,30 @@ pub fn sentinel_client(cfg: &RedisConfig) -> RedisResult<SentinelClient> {
             "not a sentinel url",
         )));
     };
-    let addrs = sentinels
-        .iter()
-        .map(|n| ConnectionAddr::Tcp(n.host.clone(), n.port));
+    let addrs = sentinels.iter().map(|n| {
+        if *tls {
+            ConnectionAddr::TcpTls {
+                host: n.host.clone(),
+                port: n.port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(n.host.clone(), n.port)
+        }
+    });
     let mut b = SentinelClientBuilder::new(addrs, master.clone(), SentinelServerType::Master)?
         .set_client_to_redis_db(*db);
+    if *tls {
+        b = b
+            .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+            .set_client_to_redis_tls_mode(TlsMode::Secure);
+        if let Some(certs) = tls_certificates(cfg)? {
+            b = b
+                .set_client_to_sentinel_certificates(certs.clone())
+                .set_client_to_redis_certificates(certs);
+        }
+    }
     if let Some(u) = &cfg.username {
         b = b.set_client_to_redis_username(u.clone());
     }
