@@ -584,17 +584,9 @@ async fn a_store_of_an_earlier_version_is_reaped_and_cleaned_up() {
     // A job running under the old layout: in `{p}:running` and the old id index of running
     // jobs, not in the type's running set.
     let old = s.enqueue(job("legacy")).await.unwrap().job;
-    let claimed = s
-        .claim(ClaimRequest {
-            types: vec!["legacy".into()],
-            limit: 1,
-            lease: Duration::from_secs(5),
-            worker: "w".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(claimed[0].job.id, old.id);
-    let expires = clock.now_ms() + 5_000;
+    let claimed = storage::conformance::claim_one(&s, "legacy").await;
+    assert_eq!(claimed.job.id, old.id);
+    let expires = claimed.job.lease_expires_at.expect("a running job's lease");
     let _: () = c
         .zrem(format!("{tag}:running:legacy"), &old.id)
         .await
@@ -622,22 +614,16 @@ async fn a_store_of_an_earlier_version_is_reaped_and_cleaned_up() {
         let exists: bool = c.exists(key).await.unwrap();
         assert!(exists, "connecting writes nothing ({key})");
     }
-    clock.advance(Duration::from_secs(6));
+    clock.advance(Duration::from_millis(
+        u64::try_from(expires - clock.now_ms()).unwrap() + 1,
+    ));
     let reaped = s.reap_expired().await.unwrap();
     assert_eq!(reaped.requeued, 1, "the old lease is reaped");
     let exists: bool = c.exists(format!("{tag}:running")).await.unwrap();
     assert!(!exists, "the reaper drains the old running set");
-    let again = s
-        .claim(ClaimRequest {
-            types: vec!["legacy".into()],
-            limit: 1,
-            lease: Duration::from_secs(5),
-            worker: "w".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(again[0].job.id, old.id);
-    assert_eq!(again[0].job.attempt, 2);
+    let again = storage::conformance::claim_one(&s, "legacy").await;
+    assert_eq!(again.job.id, old.id);
+    assert_eq!(again.job.attempt, 2);
     s.sweep_retention(&RetentionPolicy::default())
         .await
         .unwrap();

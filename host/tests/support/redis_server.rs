@@ -509,54 +509,7 @@ impl SentinelSet {
     pub fn start() -> SentinelSet {
         on_reaper_thread(|| {
             let dir = temp_dir("sentinel");
-            let (master, replica, sentinel) =
-                (free_port(false), free_port(false), free_port(false));
-            for (port, extra) in [
-                (master, vec![]),
-                (
-                    replica,
-                    vec![
-                        "--replicaof".to_owned(),
-                        "127.0.0.1".to_owned(),
-                        master.to_string(),
-                    ],
-                ),
-            ] {
-                let node_dir = dir.join(port.to_string());
-                std::fs::create_dir_all(&node_dir).expect("node dir");
-                let mut args = base_args(port, &node_dir);
-                args.extend(extra);
-                spawn(&args, &node_dir);
-                wait_for_ping(port);
-            }
-            wait_until("the replica in sync with the master", || {
-                command(replica, &["INFO", "replication"])
-                    .is_ok_and(|i| i.contains("master_link_status:up"))
-            });
-            let sdir = dir.join("sentinel");
-            std::fs::create_dir_all(&sdir).expect("sentinel dir");
-            let conf = sdir.join("sentinel.conf");
-            std::fs::write(
-                &conf,
-                format!(
-                    "port {sentinel}\nbind 127.0.0.1\ndir {}\nlogfile sentinel.log\n\
-                     sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 1\n\
-                     sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-                     sentinel failover-timeout {MASTER_NAME} 5000\n\
-                     sentinel parallel-syncs {MASTER_NAME} 1\n",
-                    sdir.display()
-                ),
-            )
-            .expect("write sentinel.conf");
-            spawn(
-                &[conf.display().to_string(), "--sentinel".to_owned()],
-                &sdir,
-            );
-            wait_for_ping(sentinel);
-            wait_until("the sentinel to know the replica", || {
-                command(sentinel, &["SENTINEL", "REPLICAS", MASTER_NAME])
-                    .is_ok_and(|r| !r.starts_with("*0"))
-            });
+            let (master, replica, sentinel) = start_sentinel_set(&dir, false);
             SentinelSet {
                 master,
                 replica,
@@ -590,6 +543,91 @@ impl SentinelSet {
         }
         lines.get(4)?.parse().ok()
     }
+}
+
+/// Starts a master, its replica and a Sentinel watching them as `MASTER_NAME`, each in a
+/// folder of `dir`, and waits until the replica is in sync and the Sentinel knows it; returns
+/// their ports. With `tls` every one of them speaks only TLS (`port 0`, `tls-port`,
+/// `tls-replication yes`), with the `ca.pem` and `server.pem`/`server.key` already in `dir`.
+fn start_sentinel_set(dir: &Path, tls: bool) -> (u16, u16, u16) {
+    let file = |f: &str| dir.join(f).display().to_string();
+    let tls_settings = [
+        ("tls-replication", "yes".to_owned()),
+        ("tls-cert-file", file("server.pem")),
+        ("tls-key-file", file("server.key")),
+        ("tls-ca-cert-file", file("ca.pem")),
+        ("tls-auth-clients", "no".to_owned()),
+    ];
+    let ask = |port: u16, args: &[&str]| -> Option<String> {
+        if tls {
+            let mut all = vec!["-p".to_owned(), port.to_string()];
+            all.extend(args.iter().map(|a| (*a).to_owned()));
+            tls_cli(dir, &all)
+        } else {
+            command(port, args).ok()
+        }
+    };
+    let (master, replica, sentinel) = (free_port(false), free_port(false), free_port(false));
+    for (port, extra) in [
+        (master, vec![]),
+        (
+            replica,
+            vec![
+                "--replicaof".to_owned(),
+                "127.0.0.1".to_owned(),
+                master.to_string(),
+            ],
+        ),
+    ] {
+        let node_dir = dir.join(port.to_string());
+        std::fs::create_dir_all(&node_dir).expect("node dir");
+        let mut args = base_args(if tls { 0 } else { port }, &node_dir);
+        if tls {
+            args.extend(["--tls-port".to_owned(), port.to_string()]);
+            for (k, v) in &tls_settings {
+                args.extend([format!("--{k}"), v.clone()]);
+            }
+        }
+        args.extend(extra);
+        spawn(&args, &node_dir);
+        wait_until(&format!("redis on port {port} answering PING"), || {
+            ask(port, &["PING"]).is_some_and(|r| r.contains("PONG"))
+        });
+    }
+    wait_until("the replica in sync with the master", || {
+        ask(replica, &["INFO", "replication"]).is_some_and(|i| i.contains("master_link_status:up"))
+    });
+    let sdir = dir.join("sentinel");
+    std::fs::create_dir_all(&sdir).expect("sentinel dir");
+    let conf = sdir.join("sentinel.conf");
+    let mut text = if tls {
+        let mut t = format!("port 0\ntls-port {sentinel}\n");
+        for (k, v) in &tls_settings {
+            t.push_str(&format!("{k} {v}\n"));
+        }
+        t
+    } else {
+        format!("port {sentinel}\n")
+    };
+    text.push_str(&format!(
+        "bind 127.0.0.1\ndir {}\nlogfile sentinel.log\n\
+         sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 1\n\
+         sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+         sentinel failover-timeout {MASTER_NAME} 5000\n\
+         sentinel parallel-syncs {MASTER_NAME} 1\n",
+        sdir.display()
+    ));
+    std::fs::write(&conf, text).expect("write sentinel.conf");
+    spawn(
+        &[conf.display().to_string(), "--sentinel".to_owned()],
+        &sdir,
+    );
+    // Plain: the raw reply's first line (`*0` = none); TLS: redis-cli's text (empty = none).
+    wait_until("the sentinel to know the replica", || {
+        ask(sentinel, &["SENTINEL", "REPLICAS", MASTER_NAME])
+            .is_some_and(|r| !r.trim().is_empty() && !r.starts_with("*0"))
+    });
+    (master, replica, sentinel)
 }
 
 /// Runs `openssl` with `args` in `dir`; Err carries its output when it fails.
@@ -879,86 +917,7 @@ impl TlsSentinelSet {
             let dir = temp_dir("tlssentinel");
             make_ca(&dir, "ca")?;
             make_signed_cert(&dir, "ca", "server", true)?;
-            let file = |f: &str| dir.join(f).display().to_string();
-            let tls = |port: u16| -> Vec<String> {
-                [
-                    ("--tls-port", port.to_string()),
-                    ("--tls-replication", "yes".into()),
-                    ("--tls-cert-file", file("server.pem")),
-                    ("--tls-key-file", file("server.key")),
-                    ("--tls-ca-cert-file", file("ca.pem")),
-                    ("--tls-auth-clients", "no".into()),
-                ]
-                .into_iter()
-                .flat_map(|(k, v)| [k.to_owned(), v])
-                .collect()
-            };
-            let (master, replica, sentinel) =
-                (free_port(false), free_port(false), free_port(false));
-            for (port, extra) in [
-                (master, vec![]),
-                (
-                    replica,
-                    vec![
-                        "--replicaof".to_owned(),
-                        "127.0.0.1".to_owned(),
-                        master.to_string(),
-                    ],
-                ),
-            ] {
-                let node_dir = dir.join(port.to_string());
-                std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
-                let mut args = base_args(0, &node_dir);
-                args.extend(tls(port));
-                args.extend(extra);
-                spawn(&args, &node_dir);
-                let ping = ["-p".to_owned(), port.to_string(), "PING".to_owned()];
-                wait_until(&format!("tls node {port} answering PING"), || {
-                    tls_cli(&dir, &ping).is_some_and(|o| o.contains("PONG"))
-                });
-            }
-            let info = [
-                "-p".to_owned(),
-                replica.to_string(),
-                "INFO".into(),
-                "replication".into(),
-            ];
-            wait_until("the tls replica in sync with the master", || {
-                tls_cli(&dir, &info).is_some_and(|o| o.contains("master_link_status:up"))
-            });
-            let sdir = dir.join("sentinel");
-            std::fs::create_dir_all(&sdir).map_err(|e| e.to_string())?;
-            let conf = sdir.join("sentinel.conf");
-            std::fs::write(
-                &conf,
-                format!(
-                    "port 0\ntls-port {sentinel}\nbind 127.0.0.1\ndir {}\nlogfile sentinel.log\n\
-                     tls-replication yes\ntls-cert-file {}\ntls-key-file {}\n\
-                     tls-ca-cert-file {}\ntls-auth-clients no\n\
-                     sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 1\n\
-                     sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-                     sentinel failover-timeout {MASTER_NAME} 5000\n",
-                    sdir.display(),
-                    file("server.pem"),
-                    file("server.key"),
-                    file("ca.pem"),
-                ),
-            )
-            .map_err(|e| e.to_string())?;
-            spawn(
-                &[conf.display().to_string(), "--sentinel".to_owned()],
-                &sdir,
-            );
-            let replicas = [
-                "-p".to_owned(),
-                sentinel.to_string(),
-                "SENTINEL".into(),
-                "REPLICAS".into(),
-                MASTER_NAME.into(),
-            ];
-            wait_until("the tls sentinel to know the replica", || {
-                tls_cli(&dir, &replicas).is_some_and(|o| o.contains("master-link-status"))
-            });
+            let (master, replica, sentinel) = start_sentinel_set(&dir, true);
             Ok(TlsSentinelSet {
                 master,
                 replica,
