@@ -31,7 +31,7 @@
 -- Each job is in as few indexes as a state allows, because every index write is paid at each
 -- state change of every job: dropping the id index of `running` and the separate
 -- by-finished_at index of finished jobs and the all-jobs index took 4 of 12 sorted-set writes
--- off a job's way through the queue (README, Performance, has the figures).
+-- off a job's way through the queue (README, Moving and measuring, has the figures).
 -- Earlier versions also wrote P:running (all types), P:jobs, P:jobs:st:running:<type> and
 -- P:finished:<state>:<type>: reap.lua drains the first, the daemon unlinks the others
 -- (drop_legacy_indexes_once in mod.rs).
