@@ -30,10 +30,10 @@ for _ = 1, n do
       redis.call('HSET', key, 'status', 'completed', 'result', ARGV[i + 2], 'logs', ARGV[i + 3],
         'finished_at', finished, 'plugin_version', pv)
     end
-    place(id, { type = t, finished_at = finished }, 'completed')
+    place(id, { type = t }, 'completed')
     if f[5] then release_unique(id, { unique_key = f[5] }) end
     emit('job.completed', id, t,
-      '{"status":"completed","attempt":' .. fmt(tonumber(f[4]) or 0) .. '}')
+      '{"status":"completed","attempt":' .. (f[4] or '0') .. '}')
     for k = 0, nf - 1 do
       local created, _, state = insert_new(ARGV, i + 6 + k * 9)
       if created == 1 and state == 'pending' then wake = true end

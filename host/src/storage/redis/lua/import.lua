@@ -33,7 +33,7 @@ while i <= #ARGV do
     if j.status == 'pending' then wake = true end
     if announce then
       -- job_events.rs announced: created, and cancelled for a job cancelled meanwhile.
-      emit_created(id, j)
+      emit_created(id, j.type, j.status, fmt(tonumber(j.attempt) or 0), j.priority, j.run_at)
       if j.status == 'cancelled' then emit('job.cancelled', id, j.type, job_data(j)) end
     end
     inserted = inserted + 1

@@ -28,13 +28,6 @@
 --   P:running:<type>         zset of running jobs by lease expiry: the reaper's index, the
 --                            stats count and (sorted by id when read) the listing of running
 --                            jobs, whose number the worker slots bound
--- Each job is in as few indexes as a state allows, because every index write is paid at each
--- state change of every job: dropping the id index of `running` and the separate
--- by-finished_at index of finished jobs and the all-jobs index took 4 of 12 sorted-set writes
--- off a job's way through the queue (README, Moving and measuring, has the figures).
--- Earlier versions also wrote P:running (all types), P:jobs, P:jobs:st:running:<type> and
--- P:finished:<state>:<type>: reap.lua drains the first, the daemon unlinks the others
--- (drop_legacy_indexes_once in mod.rs).
 --   P:unique                 hash unique_key -> id, live jobs only
 --   P:types                  set of job types that have jobs
 --   P:events                 stream, the event log: one entry per script call, holding that
@@ -43,6 +36,14 @@
 --   P:events:marks           list of `<entry id> <events before it>`, one per entry kept, oldest
 --                            first
 --   channel P:wake           published when work becomes ready (wait_for_work)
+--
+-- Each job is in as few indexes as a state allows, because every index write is paid at each
+-- state change of every job: dropping the id index of `running` and the separate
+-- by-finished_at index of finished jobs and the all-jobs index took 4 of 12 sorted-set writes
+-- off a job's way through the queue (README, Moving and measuring, has the figures).
+-- Earlier versions also wrote P:running (all types), P:jobs, P:jobs:st:running:<type> and
+-- P:finished:<state>:<type>: reap.lua drains the first, the daemon unlinks the others
+-- (drop_legacy_indexes_once in mod.rs).
 
 local P = ARGV[1]
 local EVENTS_MAX = tonumber(ARGV[3])
@@ -258,11 +259,12 @@ local function dump(id)
   return flat
 end
 
--- Adds job `id` to the sets of state `s`. `j` needs type, priority, run_at and
--- lease_expires_at (running).
+-- Adds job `id` to the sets of state `s`. `j` needs type, priority, run_at and, for
+-- `running`, lease_expires_at as the digits written to the hash (claim.lua, import.lua: used
+-- as the score as it is, not parsed and formatted again for every claimed job).
 local function place(id, j, s)
   if s == 'running' then
-    zadd(k_running(j.type), fmt(tonumber(j.lease_expires_at) or NOW), id)
+    zadd(k_running(j.type), j.lease_expires_at or fmt(NOW), id)
     return
   end
   zadd(k_by_state_type(s, j.type), 0, id)
@@ -369,11 +371,11 @@ local function job_data(j, extra)
   return d .. '}'
 end
 
--- `job.created` of a job just written (job_events.rs created); `j` needs type, status,
--- attempt, priority and run_at.
-local function emit_created(id, j)
-  emit('job.created', id, j.type, job_data(j, '"priority":' .. fmt(tonumber(j.priority) or 0)
-    .. ',"run_at":"' .. rfc3339(tonumber(j.run_at) or NOW) .. '"'))
+-- `job.created` of a job just written (job_events.rs created), in state `s` on attempt
+-- `attempt` (digits).
+local function emit_created(id, t, s, attempt, priority, run_at)
+  emit('job.created', id, t, '{"status":"' .. s .. '","attempt":' .. attempt .. ',"priority":'
+    .. fmt(tonumber(priority) or 0) .. ',"run_at":"' .. rfc3339(tonumber(run_at) or NOW) .. '"}')
 end
 
 -- The event of a job whose attempt just ended (job_events.rs attempt_ended): none for a
@@ -464,7 +466,7 @@ local function insert_new(a, i)
   note_type(t)
   place(id, { type = t, priority = a[i + 3], run_at = run_at }, s)
   if unique ~= '' then redis.call('HSET', K_UNIQUE, unique, id) end
-  emit_created(id, { type = t, status = s, attempt = '0', priority = a[i + 3], run_at = run_at })
+  emit_created(id, t, s, '0', a[i + 3], run_at)
   return 1, id, s
 end
 
