@@ -136,7 +136,7 @@ async fn a_cluster_master_killed_mid_run_loses_no_job() {
         .unwrap();
     let prefix = redis_server::fresh_prefix("failover");
     let s: Backend = storage::open(
-        &c.url(&prefix).replace("&clock=local", ""),
+        &c.url(&prefix),
         StorageOptions::default(),
         Arc::new(SystemClock),
     )

@@ -52,6 +52,19 @@ async fn open_err(url: &str) -> StorageError {
     }
 }
 
+/// Opens `url(ca)` with `ca` a fresh CA (made in `dir`) that did not sign the server: an
+/// outage (`Unavailable`) whose message names the certificate and `ca=`. Returns the message.
+async fn another_ca_is_refused(dir: &std::path::Path, url: impl FnOnce(&str) -> String) -> String {
+    let other = dir.join("other-ca");
+    std::fs::create_dir_all(&other).expect("dir");
+    let wrong = redis_server::make_ca(&other, "other").expect("make another ca");
+    let e = open_err(&url(&wrong.display().to_string())).await;
+    assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("certificate") && msg.contains("ca="), "{msg}");
+    msg
+}
+
 macro_rules! tls_conformance {
     ($factory:ident ; $($case:ident),* $(,)?) => {
         mod conformance {
@@ -146,20 +159,14 @@ async fn wake_up_arrives(url: &str, clock: Arc<ManualClock>) {
 #[tokio::test]
 async fn a_server_signed_by_another_ca_is_refused_with_a_clear_error() {
     let Some(srv) = shared() else { return };
-    let other = srv.dir.join("other-ca");
-    std::fs::create_dir_all(&other).expect("dir");
-    let wrong = redis_server::make_ca(&other, "other").expect("make another ca");
-    let url = format!(
-        "rediss://127.0.0.1:{}/?ca={}&connect_timeout=2s",
-        srv.tls_port,
-        wrong.display()
-    );
-    let e = open_err(&url).await;
-    assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
-    let msg = e.to_string();
+    let msg = another_ca_is_refused(&srv.dir, |ca| {
+        format!(
+            "rediss://127.0.0.1:{}/?ca={ca}&connect_timeout=2s",
+            srv.tls_port
+        )
+    })
+    .await;
     assert!(msg.contains("cannot connect to redis"), "{msg}");
-    assert!(msg.contains("certificate"), "{msg}");
-    assert!(msg.contains("ca="), "{msg}");
 }
 
 #[tokio::test]
@@ -247,18 +254,13 @@ async fn a_cluster_over_tls_runs_jobs_and_wakes_workers() {
     )
     .await;
 
-    let wrong_dir = cluster.dir.join("other-ca");
-    std::fs::create_dir_all(&wrong_dir).expect("dir");
-    let wrong = redis_server::make_ca(&wrong_dir, "other").expect("make another ca");
-    let e = open_err(&format!(
-        "rediss+cluster://127.0.0.1:{}/?ca={}&connect_timeout=2s",
-        cluster.ports[0],
-        wrong.display()
-    ))
+    another_ca_is_refused(&cluster.dir, |ca| {
+        format!(
+            "rediss+cluster://127.0.0.1:{}/?ca={ca}&connect_timeout=2s",
+            cluster.ports[0]
+        )
+    })
     .await;
-    assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
-    let msg = e.to_string();
-    assert!(msg.contains("certificate") && msg.contains("ca="), "{msg}");
     let e = open_err(&format!(
         "redis+cluster://127.0.0.1:{}/?connect_timeout=2s&timeout=2s",
         cluster.ports[0]
@@ -350,17 +352,12 @@ async fn sentinel_over_tls_runs_jobs_and_follows_a_failover() {
         "the replica is the master now"
     );
 
-    let wrong_dir = set.dir.join("other-ca");
-    std::fs::create_dir_all(&wrong_dir).expect("dir");
-    let wrong = redis_server::make_ca(&wrong_dir, "other").expect("make another ca");
-    let e = open_err(&format!(
-        "rediss+sentinel://127.0.0.1:{}/{}?ca={}&connect_timeout=2s&timeout=2s",
-        set.sentinel,
-        redis_server::MASTER_NAME,
-        wrong.display()
-    ))
+    another_ca_is_refused(&set.dir, |ca| {
+        format!(
+            "rediss+sentinel://127.0.0.1:{}/{}?ca={ca}&connect_timeout=2s&timeout=2s",
+            set.sentinel,
+            redis_server::MASTER_NAME
+        )
+    })
     .await;
-    assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
-    let msg = e.to_string();
-    assert!(msg.contains("certificate") && msg.contains("ca="), "{msg}");
 }
