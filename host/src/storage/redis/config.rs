@@ -13,8 +13,8 @@
 //!   Sentinels (default port 26379) for MASTER; `user:pass` is for the data nodes,
 //!   `sentinel_username` / `sentinel_password` options for the Sentinels.
 //!   `rediss+sentinel://` reaches the Sentinels and the data nodes over TLS, with the same
-//!   `ca`/`cert`/`key` options for both (the Sentinels must announce the nodes' TLS ports:
-//!   run the nodes with `tls-port` and `port 0`, `tls-replication yes`).
+//!   `ca`/`cert`/`key` options for both (the Sentinels must reach the nodes over TLS and
+//!   announce their TLS ports: `tls-replication yes` on the nodes and on the Sentinels).
 //! - `redis+cluster://[user:pass@]host1[:port],host2[:port][?options]`: a Cluster (db 0 only);
 //!   `rediss+cluster://` reaches every node over TLS, with the same `ca`/`cert`/`key` options
 //!   (the nodes must run `tls-cluster yes`, so that they announce their TLS ports).
