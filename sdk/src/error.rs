@@ -23,7 +23,9 @@ pub enum ErrorKind {
 /// - any `std::error::Error` becomes a **retry** (like a trap, the job's retry policy applies),
 ///   with the error and its sources as the message;
 /// - except [`serde_json::Error`] and [`crate::EnqueueError`], which become a **fail**: bad
-///   JSON or a malformed follow-up job do not get better by running again.
+///   JSON or a malformed follow-up job do not get better by running again;
+/// - and `spool_sdk::http::HttpError` (contract 0.2), which retries unless the request can
+///   never be sent as written (see its `is_retry`).
 ///
 /// Use [`ResultExt`] to choose the kind and add context yourself.
 ///
@@ -108,6 +110,15 @@ where
     fn from(error: E) -> Self {
         let message = chain(&error);
         let any: &dyn std::any::Any = &error;
+        #[cfg(feature = "contract-0-2")]
+        if let Some(http) = any.downcast_ref::<crate::http::HttpError>() {
+            // A request that can never be sent as written fails; no response at all retries.
+            return if http.is_retry() {
+                Error::retry(message)
+            } else {
+                Error::fail(message)
+            };
+        }
         if any.is::<serde_json::Error>() || any.is::<crate::EnqueueError>() {
             Error::fail(message)
         } else {

@@ -32,14 +32,28 @@
 //! ```
 //!
 //! Build the plugin crate (`crate-type = ["cdylib"]`, depending on `spool-sdk` only) with
-//! `cargo build --target wasm32-wasip2 --release`: the `.wasm` is a component exporting
-//! `spool:plugin/handler@0.1.0`, ready to drop into the daemon's plugins folder.
+//! `cargo build --target wasm32-wasip2 --release`: the `.wasm` is a component targeting
+//! `spool:plugin/handler@0.2.0`, ready to drop into the daemon's plugins folder.
+//!
+//! ## Contract versions
+//!
+//! | `spool-sdk` dependency | world | adds |
+//! |---|---|---|
+//! | default features (`contract-0-2`) | `spool:plugin/handler@0.2.0` | [`http`] (outbound requests to the manifest's `allowed_hosts`), [`secrets`] |
+//! | `default-features = false` | `spool:plugin/handler@0.1.0` | nothing: the released 0.1 world, exactly as SDK 0.1 built it |
+//!
+//! Daemons that link 0.2.0 run both; a daemon that knows only 0.1.0 refuses a 0.2.0
+//! component. Build for 0.1.0 only when the plugin needs neither HTTP nor secrets and must
+//! load on older daemons. (Cargo unifies features per build: in a workspace, build the 0.1.0
+//! plugins in a `cargo build -p ...` of their own.)
 //!
 //! - The handler returns any `Serialize` value (the SDK encodes it as JSON; `()` is `null`),
 //!   a [`RawJson`] (JSON text passed through untouched), or an [`Error`]: [`Error::retry`], [`Error::retry_after`] or [`Error::fail`]. `?` turns
 //!   other errors into retries, except bad JSON and refused follow-ups, which fail.
 //! - Host services: [`log`], [`progress`] (including [`progress::cancelled`]), [`cache`],
-//!   [`enqueue()`] with [`NewJob`], and [`config`] (the manifest's `[config]`).
+//!   [`enqueue()`] with [`NewJob`], and [`config`] (the manifest's `[config]`); with contract
+//!   0.2, [`secrets`] (the manifest's `[secrets]`) and [`http`] (GET/POST with JSON bodies on
+//!   wasi:http, errors and statuses mapped to retry or fail).
 //! - A panic, an endless loop or running out of memory stops the instance; the host records
 //!   the attempt as crashed and its retry policy applies. Each job runs in a fresh instance,
 //!   so globals last for one job only.
@@ -52,10 +66,14 @@ pub mod cache;
 pub mod config;
 mod enqueue;
 mod error;
+#[cfg(feature = "contract-0-2")]
+pub mod http;
 mod job;
 pub mod log;
 mod output;
 pub mod progress;
+#[cfg(feature = "contract-0-2")]
+pub mod secrets;
 mod sys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

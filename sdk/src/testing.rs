@@ -19,6 +19,12 @@
 //!
 //! State is per thread (each `#[test]` runs on its own thread) and [`FakeHost::install`]
 //! starts it afresh. TTLs are kept and honoured against the real clock.
+//!
+//! With the `contract-0-2` feature (the default) the fake also holds secrets
+//! ([`FakeHost::set_secret`]) and answers outbound HTTP with canned responses
+//! ([`FakeHost::respond`], [`FakeResponse`]; every request is recorded, see
+//! [`FakeHost::requests`]). Like the daemon, it denies a request to anything it was not told
+//! about (`HTTP-request-denied`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -27,6 +33,11 @@ use std::time::{Duration, Instant};
 
 use crate::log::Level;
 use crate::{Error, Job, Output};
+
+#[cfg(feature = "contract-0-2")]
+mod http;
+#[cfg(feature = "contract-0-2")]
+pub use http::{FakeResponse, RecordedRequest};
 
 /// A follow-up job the handler enqueued, as the fake host recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +67,8 @@ struct State {
     cancelled: bool,
     config: BTreeMap<String, String>,
     enqueued: Vec<EnqueuedJob>,
+    #[cfg(feature = "contract-0-2")]
+    http: http::State,
 }
 
 struct Entry {
@@ -95,7 +108,8 @@ pub struct FakeHost {
 }
 
 impl FakeHost {
-    /// Start this thread's fake host afresh (empty cache, no logs, no config) and return it.
+    /// Start this thread's fake host afresh (empty cache, no logs, no config, no secrets, no
+    /// HTTP responses) and return it.
     pub fn install() -> Self {
         with(|state| *state = State::default());
         Self {
@@ -171,6 +185,9 @@ where
 pub(crate) mod calls {
     use super::*;
     use crate::sys::FollowUp;
+
+    #[cfg(feature = "contract-0-2")]
+    pub(crate) use super::http::{http_send, secrets_get};
 
     pub(crate) fn log(level: Level, message: &str) {
         with(|state| state.logs.push((level, message.to_owned())));

@@ -54,3 +54,8 @@ pub(crate) fn enqueue(job: FollowUp) -> Result<String, String> {
 pub(crate) fn config_get(name: &str) -> Option<String> {
     config::get(name)
 }
+
+#[cfg(feature = "contract-0-2")]
+pub(crate) fn secrets_get(name: &str) -> Option<String> {
+    crate::bindings::spool::plugin::secrets::get(name)
+}
