@@ -62,15 +62,29 @@ ensure_rust_target() {
     fi
 }
 
+# Rust plugins built for the released contract spool:plugin/handler@0.1.0 (their spool-sdk
+# dependency has default-features = false). Cargo unifies a package's features across one
+# invocation, so they get a `cargo build -p ...` of their own: built together with the 0.2.0
+# plugins they would become 0.2.0 components too.
+RUST_CONTRACT_0_1=(echo markdown)
+
 # Rust plugins: every plugins/<name>/ with a Cargo.toml, a member of plugins/Cargo.toml.
 # Cargo names the component after the crate with `-` turned into `_`.
 build_rust() {
     ensure_rust_target
     local target_dir="${CARGO_TARGET_DIR:-$ROOT/plugins/target}"
-    cargo build --manifest-path "$ROOT/plugins/Cargo.toml" --target wasm32-wasip2 --release \
-        --target-dir "$target_dir" \
+    local cargo_build=(cargo build --manifest-path "$ROOT/plugins/Cargo.toml"
+        --target wasm32-wasip2 --release --target-dir "$target_dir")
+    local name only=() except=()
+    for name in "${RUST_CONTRACT_0_1[@]}"; do
+        only+=(-p "$name")
+        except+=(--exclude "$name")
+    done
+    "${cargo_build[@]}" --workspace "${except[@]}" \
         || die "the Rust plugins failed to build (see cargo's output above)"
-    local dir name
+    "${cargo_build[@]}" "${only[@]}" \
+        || die "the Rust plugins for contract 0.1.0 (${RUST_CONTRACT_0_1[*]}) failed to build (see cargo's output above)"
+    local dir
     for dir in "$ROOT"/plugins/*/; do
         [[ -f "$dir/Cargo.toml" ]] || continue
         name="$(basename "$dir")"
