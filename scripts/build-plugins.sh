@@ -3,9 +3,10 @@
 #
 #   scripts/build-plugins.sh [OUT_DIR]      (default: target/plugins under the repo root)
 #
-# Each language has one build_<lang> function that builds its plugins and calls
-# install_plugin for each; only Rust exists so far (plugins/<name>/Cargo.toml, one cargo
-# workspace in plugins/). Installs are atomic (copy to a dot-temp file in OUT_DIR, then mv)
+# Each language has a build_<lang> function that builds its plugins and calls install_plugin
+# for each: Rust here (plugins/<name>/Cargo.toml, one cargo workspace in plugins/, built in two
+# invocations: contract 0.2.0 and 0.1.0), JavaScript for contract 0.2.0 here, the 0.1.0
+# JavaScript, Python and C examples in build-plugins-langs.sh. Installs are atomic (copy to a dot-temp file in OUT_DIR, then mv)
 # and skip files whose content is unchanged, so a running daemon's watcher sees only real
 # changes. Prints one line per plugin: name, size, and whether it changed.
 set -euo pipefail
@@ -93,10 +94,37 @@ build_rust() {
     done
 }
 
+# JavaScript plugins for contract 0.2.0: plugins/<name>/ like the js-* ones (package.json and
+# its lock, build.mjs, src/*.js), but built against wit/spool-plugin@0.2.0 with componentize-js's
+# `http` feature on (their build.mjs), so `fetch` works. Uses build-plugins-langs.sh's helpers;
+# its build_js builds the js-* plugins for 0.1.0.
+JS_CONTRACT_0_2=(fetch-title)
+
+build_js_contract_0_2() {
+    local wit="$ROOT/wit/spool-plugin@0.2.0" name dir out
+    for name in "${JS_CONTRACT_0_2[@]}"; do
+        dir="$ROOT/plugins/$name"
+        ensure_node
+        ensure_npm_packages "$dir"
+        mkdir -p "$LANG_TOOLS/js"
+        out="$LANG_TOOLS/js/$name.wasm"
+        LANG_STAMP_EXTRA="node $(node --version)"
+        if ! up_to_date "$out.stamp" "$dir/package-lock.json" "$dir/build.mjs" \
+            "$dir"/src/*.js "$wit"/*.wit "$wit"/deps/*/*.wit || [[ ! -f "$out" ]]; then
+            lang_log "building $name (componentize-js, ~15 s)"
+            (cd "$dir" && SPOOL_WIT="$wit" nice -n 10 node build.mjs "$out" >/dev/null) \
+                || die "the JavaScript plugin \`$name\` failed to build (see the output above)"
+            echo "$LANG_STAMP" >"$out.stamp"
+        fi
+        install_plugin "$name" "$out" "$dir/manifest.toml"
+    done
+}
+
 build_rust
 # JavaScript, Python and C examples (H6): functions in build-plugins-langs.sh.
 source "$ROOT/scripts/build-plugins-langs.sh"
 build_js
+build_js_contract_0_2
 build_python
 build_c
 echo "plugins installed in $OUT_DIR"
