@@ -18,11 +18,26 @@ const WRITE_CHUNK: usize = 4096;
 const READ_CHUNK: u64 = 64 * 1024;
 
 pub(crate) fn http_send(request: &HttpRequest) -> Result<HttpResponse, HttpFailure> {
-    let entries: Vec<(String, Vec<u8>)> = request
+    let mut entries: Vec<(String, Vec<u8>)> = request
         .headers
         .iter()
         .map(|(name, value)| (name.clone(), value.as_bytes().to_vec()))
         .collect();
+    // The body's length is known: say it, or the request goes out chunked, which some
+    // receivers (small webhook endpoints above all) do not accept. The host checks that the
+    // body written matches it.
+    let has_length = request
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-length"));
+    let sends_body =
+        !request.body.is_empty() || matches!(request.method.as_str(), "POST" | "PUT" | "PATCH");
+    if sends_body && !has_length {
+        entries.push((
+            "content-length".to_owned(),
+            request.body.len().to_string().into_bytes(),
+        ));
+    }
     let headers = Fields::from_list(&entries).map_err(|e| HttpFailure {
         code: "invalid-request".into(),
         detail: Some(format!("the host refused the request's headers ({e:?})")),
