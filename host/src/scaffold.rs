@@ -3,12 +3,16 @@
 //! daemon loads, with a README saying what to install, how to build, test with `spool exec`
 //! and deploy.
 //!
-//! The templates live in `host/templates/` and are embedded in the binary, with the released
-//! WIT and, for C, the committed wit-bindgen bindings and the WASI preview1 adapter, so the
+//! The templates live in `host/templates/` and are embedded in the binary, with the WIT and,
+//! for C, the committed wit-bindgen bindings and the WASI preview1 adapter, so the
 //! command works on a machine with no Spool checkout, except for Rust: the SDK is not on
 //! crates.io, so a Rust project depends on it by path, on the checkout this binary was built
 //! from (or `--sdk`). Every project holds the same example handler (a greeting that counts
 //! with the cache and reads `greeting` from its manifest), so one test drives all four.
+//!
+//! Contracts: Rust (the SDK's default features), JavaScript and Python projects target
+//! `spool:plugin/handler@0.2.0` (outbound HTTP and secrets); C stays on the released 0.1.0,
+//! whose bindings are generated once and shipped (no HTTP client for C plugins yet).
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -17,8 +21,56 @@ use std::process::ExitCode;
 /// The componentize-py version the Python template's README and build script name.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 
-const WIT: &str = include_str!("../../wit/spool-plugin@0.1.0/plugin.wit");
-const WIT_PATH: &str = "wit/spool-plugin@0.1.0/plugin.wit";
+/// The contract of C projects (their bindings in `plugins/c-mdstats/gen/` are for it).
+const WIT_0_1: (&str, &str) = (
+    "wit/spool-plugin@0.1.0/plugin.wit",
+    include_str!("../../wit/spool-plugin@0.1.0/plugin.wit"),
+);
+
+/// The contract of JavaScript and Python projects: the world and the WASI 0.2.12 packages it
+/// uses (componentize-js and componentize-py resolve them from `deps/`).
+const WIT_0_2: &[(&str, &str)] = &[
+    (
+        "wit/spool-plugin@0.2.0/plugin.wit",
+        include_str!("../../wit/spool-plugin@0.2.0/plugin.wit"),
+    ),
+    (
+        "wit/spool-plugin@0.2.0/deps/cli/package.wit",
+        include_str!("../../wit/spool-plugin@0.2.0/deps/cli/package.wit"),
+    ),
+    (
+        "wit/spool-plugin@0.2.0/deps/clocks/package.wit",
+        include_str!("../../wit/spool-plugin@0.2.0/deps/clocks/package.wit"),
+    ),
+    (
+        "wit/spool-plugin@0.2.0/deps/filesystem/package.wit",
+        include_str!("../../wit/spool-plugin@0.2.0/deps/filesystem/package.wit"),
+    ),
+    (
+        "wit/spool-plugin@0.2.0/deps/http/package.wit",
+        include_str!("../../wit/spool-plugin@0.2.0/deps/http/package.wit"),
+    ),
+    (
+        "wit/spool-plugin@0.2.0/deps/io/package.wit",
+        include_str!("../../wit/spool-plugin@0.2.0/deps/io/package.wit"),
+    ),
+    (
+        "wit/spool-plugin@0.2.0/deps/random/package.wit",
+        include_str!("../../wit/spool-plugin@0.2.0/deps/random/package.wit"),
+    ),
+    (
+        "wit/spool-plugin@0.2.0/deps/sockets/package.wit",
+        include_str!("../../wit/spool-plugin@0.2.0/deps/sockets/package.wit"),
+    ),
+];
+
+/// The contract version a project in `lang` targets.
+fn contract(lang: Lang) -> &'static str {
+    match lang {
+        Lang::C => "0.1.0",
+        Lang::Rust | Lang::Js | Lang::Python => "0.2.0",
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
@@ -216,6 +268,7 @@ pub fn project_files(name: &str, lang: Lang, sdk: Option<&Path>) -> Vec<ProjectF
             )
             .replace("{{sdk_path}}", &sdk_path)
             .replace("{{componentize_py_version}}", COMPONENTIZE_PY_VERSION)
+            .replace("{{contract}}", contract(lang))
             .into_bytes()
     };
     let text = |path: &str, template: &str| ProjectFile {
@@ -235,6 +288,11 @@ pub fn project_files(name: &str, lang: Lang, sdk: Option<&Path>) -> Vec<ProjectF
     };
     let readme_tail = include_str!("../templates/common/README-tail.md");
     let readme = |head: &str| text("README.md", &format!("{head}{readme_tail}"));
+    let wit_0_2 = || {
+        WIT_0_2
+            .iter()
+            .map(|(path, wit)| verbatim(path, wit.as_bytes()))
+    };
 
     let mut files =
         match lang {
@@ -263,15 +321,24 @@ pub fn project_files(name: &str, lang: Lang, sdk: Option<&Path>) -> Vec<ProjectF
                 text("src/plugin.js", include_str!("../templates/js/plugin.js")),
                 script(include_str!("../templates/js/build.sh")),
                 text(".gitignore", include_str!("../templates/js/gitignore")),
-                verbatim(WIT_PATH, WIT.as_bytes()),
-            ],
+            ]
+            .into_iter()
+            .chain(wit_0_2())
+            .collect(),
             Lang::Python => vec![
                 readme(include_str!("../templates/python/README.md")),
                 text("src/app.py", include_str!("../templates/python/app.py")),
+                // A blocking HTTP client on the generated wasi:http bindings.
+                text(
+                    "src/spool_http.py",
+                    include_str!("../templates/python/spool_http.py"),
+                ),
                 script(include_str!("../templates/python/build.sh")),
                 text(".gitignore", include_str!("../templates/python/gitignore")),
-                verbatim(WIT_PATH, WIT.as_bytes()),
-            ],
+            ]
+            .into_iter()
+            .chain(wit_0_2())
+            .collect(),
             Lang::C => vec![
             readme(include_str!("../templates/c/README.md")),
             text("src/plugin.c", include_str!("../templates/c/plugin.c")),
@@ -291,7 +358,7 @@ pub fn project_files(name: &str, lang: Lang, sdk: Option<&Path>) -> Vec<ProjectF
             ),
             script(include_str!("../templates/c/build.sh")),
             text(".gitignore", include_str!("../templates/c/gitignore")),
-            verbatim(WIT_PATH, WIT.as_bytes()),
+            verbatim(WIT_0_1.0, WIT_0_1.1.as_bytes()),
         ],
         };
     // `NAME.toml`: the manifest, named after the plugin.
@@ -405,7 +472,10 @@ mod tests {
                     "{lang:?} lacks {expected}: {paths:?}"
                 );
             }
-            assert_eq!(paths.contains(&WIT_PATH), lang != Lang::Rust, "{lang:?}");
+            let wit_0_1 = paths.contains(&WIT_0_1.0);
+            let wit_0_2 = WIT_0_2.iter().all(|(path, _)| paths.contains(path));
+            assert_eq!(wit_0_1, lang == Lang::C, "{lang:?}");
+            assert_eq!(wit_0_2, matches!(lang, Lang::Js | Lang::Python), "{lang:?}");
             for file in &files {
                 if let Ok(text) = std::str::from_utf8(&file.contents) {
                     assert!(
@@ -473,7 +543,11 @@ mod tests {
         let dir = tmp.path().join("nested/hello");
         write_project(&dir, &project_files("hello", Lang::Python, None)).unwrap();
         assert!(dir.join("src/app.py").is_file());
-        assert!(dir.join(WIT_PATH).is_file());
+        assert!(dir.join(WIT_0_2[0].0).is_file());
+        assert!(
+            dir.join("wit/spool-plugin@0.2.0/deps/http/package.wit")
+                .is_file()
+        );
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.join("build.sh"))
             .unwrap()

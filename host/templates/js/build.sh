@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds {{name}}.wasm (a component for spool:plugin/handler@0.1.0) in this folder.
+# Builds {{name}}.wasm (a component for spool:plugin/handler@0.2.0) in this folder.
 # Needs Node.js 18 or later with npm; installs the build packages into node_modules first
 # (from package-lock.json; about a minute the first time).
 set -euo pipefail

@@ -11,11 +11,26 @@
 // Throwing anything else (an Error object, a bug) traps: the host records a crash and the
 // retry policy applies. Host imports that return `result<_, string>` throw the error string.
 // 64-bit numbers (u64, s64) are BigInts.
+//
+// Contract 0.2.0 also gives `fetch` (to the hosts `allowed_hosts` in {{name}}.toml lists) and
+// secrets (`import { get as secret } from 'spool:plugin/secrets@0.2.0'`). `handle` may then be
+// an `async function`: the engine runs until its promise settles, and a rejection with a
+// job-error value is that error:
+//
+//   export async function handle(job) {
+//     let response;
+//     try {
+//       response = await fetch('https://api.example.com/greet', { method: 'POST', body: job.payload });
+//     } catch (e) { // no response: host not allowed, refused, timed out, a limit
+//       throw { tag: 'retry', val: { message: `${e.message}`, afterMs: undefined } };
+//     }
+//     return JSON.stringify({ status: response.status });
+//   }
 
-import { log } from 'spool:plugin/log@0.1.0';
-import { report } from 'spool:plugin/progress@0.1.0';
-import { increment } from 'spool:plugin/cache@0.1.0';
-import { get as configGet } from 'spool:plugin/config@0.1.0';
+import { log } from 'spool:plugin/log@0.2.0';
+import { report } from 'spool:plugin/progress@0.2.0';
+import { increment } from 'spool:plugin/cache@0.2.0';
+import { get as configGet } from 'spool:plugin/config@0.2.0';
 
 export function handle(job) {
   const payload = JSON.parse(job.payload);

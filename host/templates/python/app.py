@@ -17,7 +17,9 @@ import json
 import wit_world
 from componentize_py_types import Err
 from wit_world.imports import cache, config, log, progress
-from wit_world.imports.types import Job, JobError_Fail, JobError_Retry, RetryInfo
+# Contract 0.2.0's world has two `types` interfaces: Spool's is `spool_plugin_types`, wasi:http's
+# `wasi_http_types` (see spool_http.py for outbound requests).
+from wit_world.imports.spool_plugin_types import Job, JobError_Fail, JobError_Retry, RetryInfo
 
 
 class WitWorld(wit_world.WitWorld):

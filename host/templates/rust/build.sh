@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds {{name}}.wasm (a component for spool:plugin/handler@0.1.0) in this folder.
+# Builds {{name}}.wasm (a component for spool:plugin/handler@0.2.0) in this folder.
 # Needs Rust (rustup) with the wasm32-wasip2 target, which this script adds when missing.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -4,6 +4,18 @@
 //! It shows the host imports: `log`, `progress`, `cache` (a counter per name) and `config`
 //! (`greeting` from `{{name}}.toml`), and the two kinds of error: a bad payload fails the
 //! job for good; a cache outage asks for a retry.
+//!
+//! Built for contract `spool:plugin/handler@0.2.0` (the SDK's default features), so it may
+//! also call other services and read secrets, once `{{name}}.toml` lists them:
+//!
+//! ```ignore
+//! let reply: serde_json::Value = spool_sdk::http::post("https://api.example.com/greetings")
+//!     .header("Authorization", format!("Bearer {}", spool_sdk::secrets::require("api_token")?))
+//!     .json(&serde_json::json!({ "name": payload.name }))
+//!     .send()?              // no response (host not allowed, refused, timed out): retry
+//!     .error_for_status()? // 429/503 retry after Retry-After, 5xx retry, 4xx fail
+//!     .json()?;
+//! ```
 
 use serde::{Deserialize, Serialize};
 use spool_sdk::{Error, Job, cache, config, log, progress};
