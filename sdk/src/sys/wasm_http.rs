@@ -71,11 +71,16 @@ pub(crate) fn http_send(request: &HttpRequest) -> Result<HttpResponse, HttpFailu
         .body()
         .expect("a new outgoing request's body is taken once");
     let future = outgoing_handler::handle(outgoing, None).map_err(failure)?;
-    write_body(body, &request.body)?;
+    // A request the host refuses (a host not in allowed_hosts, a limit) closes the body stream
+    // and reports why through the response future: its error code wins over the write's.
+    let written = write_body(body, &request.body);
 
     future.subscribe().block();
     let response = match future.get() {
-        Some(Ok(Ok(response))) => response,
+        Some(Ok(Ok(response))) => {
+            written?;
+            response
+        }
         Some(Ok(Err(code))) => return Err(failure(code)),
         // `get` after the pollable is ready returns the response once; neither case can occur.
         Some(Err(())) | None => {
@@ -144,9 +149,10 @@ fn stream_failure(error: StreamError) -> HttpFailure {
                 detail: Some(io.to_debug_string()),
             },
         },
+        // Reading treats `closed` as the end of the body, so this comes from writing.
         StreamError::Closed => HttpFailure {
-            code: "HTTP-response-incomplete".into(),
-            detail: None,
+            code: "connection-terminated".into(),
+            detail: Some("the request body could not be sent".into()),
         },
     }
 }
