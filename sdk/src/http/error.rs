@@ -88,7 +88,10 @@ impl HttpError {
             "connection-terminated" => "the connection was closed before the response ended",
             "connection-timeout" => "connecting took longer than `connect_timeout`",
             "HTTP-response-timeout" => "the response did not start within `first_byte_timeout`",
-            "connection-read-timeout" => "the server sent nothing for longer than `idle_timeout`",
+            // Hosts differ on which code a slow first byte gets; name both limits.
+            "connection-read-timeout" => {
+                "the server sent nothing in time (`first_byte_timeout` or `idle_timeout`)"
+            }
             "connection-write-timeout" => "sending the request timed out",
             "connection-limit-reached" => {
                 "a request limit was reached (`max_requests` per job or `max_concurrent` per \
