@@ -185,22 +185,40 @@ fn load_plugins(c: &mut Criterion) {
                 let cold = &cold;
                 let path = &path;
                 async move {
-                    cold.load_bytes(name, path, bytes.clone(), Manifest::default())
-                        .await
-                        .expect("load")
+                    cold.load_bytes(
+                        name,
+                        path,
+                        bytes.clone(),
+                        Manifest::default(),
+                        Default::default(),
+                    )
+                    .await
+                    .expect("load")
                 }
             })
         });
         // Fill the cache once, then measure loads that only map the `.cwasm` and pre-link.
-        rt.block_on(cached.load_bytes(name, &path, bytes.clone(), Manifest::default()))
-            .expect("load");
+        rt.block_on(cached.load_bytes(
+            name,
+            &path,
+            bytes.clone(),
+            Manifest::default(),
+            Default::default(),
+        ))
+        .expect("load");
         group.bench_with_input(BenchmarkId::new("cached", name), bytes, |b, bytes| {
             b.to_async(&rt).iter(|| {
                 let cached = &cached;
                 let path = &path;
                 async move {
                     cached
-                        .load_bytes(name, path, bytes.clone(), Manifest::default())
+                        .load_bytes(
+                            name,
+                            path,
+                            bytes.clone(),
+                            Manifest::default(),
+                            Default::default(),
+                        )
                         .await
                         .expect("load")
                 }

@@ -78,16 +78,18 @@ impl Core {
             })?;
             tracing::info!(dir = %config.plugins.display(), "created the plugins folder: drop NAME.wasm files into it");
         }
+        let metrics = Metrics::new();
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: Some(config.cache_dir.clone()),
             max_instances: u32::try_from(config.workers).unwrap_or(u32::MAX),
             default_timeout: config.job_timeout,
             default_memory: config.job_memory,
             trace_guest_logs: true,
+            http: config.http.clone(),
+            http_observer: Some(metrics.clone()),
             ..RuntimeConfig::default()
         })?;
         let registry = PluginRegistry::new(runtime, config.plugins.clone());
-        let metrics = Metrics::new();
         let events = EventHub::new(storage.clone());
         match events.skip_to_end().await {
             Ok(_) => {}

@@ -39,6 +39,15 @@
 //!
 //! [retention.types.thumbnail]           # per job type; unset keys inherit [retention]
 //! completed_max_age = "1h"
+//!
+//! [http]                                # plugins' outbound requests; manifests override
+//! max_requests = 100                    # per job attempt
+//! max_response_bytes = "10MiB"
+//! connect_timeout = "5s"                # resolve, connect, TLS handshake
+//! first_byte_timeout = "30s"            # until the status line and headers
+//! idle_timeout = "30s"                  # longest pause inside a response body
+//! max_concurrent = 16                   # per plugin, across the daemon
+//! ca_file = "/etc/ssl/private-ca.pem"   # SPOOL_HTTP_CA_FILE (default: the system's roots)
 //! ```
 
 use crate::storage::{Retention, RetentionPolicy, TypeRetention};
@@ -94,6 +103,8 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Events the event log keeps (older ones are trimmed by the sweeper).
     pub max_events: u64,
+    /// Plugins' outbound HTTP: default limits and CA roots.
+    pub http: crate::runtime::HttpConfig,
 }
 
 /// Daemon-wide retry defaults; a plugin's manifest and a job's own settings override them.
@@ -136,6 +147,20 @@ pub struct RawConfig {
     pub retry: RawRetry,
     #[serde(default)]
     pub retention: RawRetention,
+    #[serde(default)]
+    pub http: RawHttp,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub max_requests: Option<i64>,
+    pub max_response_bytes: Option<SizeValue>,
+    pub connect_timeout: Option<String>,
+    pub first_byte_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_concurrent: Option<i64>,
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -224,6 +249,10 @@ impl RawConfig {
             fallback: var("SPOOL_FALLBACK"),
             job_timeout: var("SPOOL_JOB_TIMEOUT"),
             job_memory: var("SPOOL_JOB_MEMORY").map(SizeValue::Text),
+            http: RawHttp {
+                ca_file: var("SPOOL_HTTP_CA_FILE").map(PathBuf::from),
+                ..RawHttp::default()
+            },
             ..RawConfig::default()
         };
         if let Some(w) = var("SPOOL_WORKERS") {
@@ -281,6 +310,19 @@ impl RawConfig {
             let mine = t.types.remove(&name).unwrap_or_default();
             t.types.insert(name, merge_limits(mine, limits));
         }
+        let (h, o) = (&mut self.http, other.http);
+        macro_rules! take_http {
+            ($($f:ident),*) => { $( if o.$f.is_some() { h.$f = o.$f; } )* };
+        }
+        take_http!(
+            max_requests,
+            max_response_bytes,
+            connect_timeout,
+            first_byte_timeout,
+            idle_timeout,
+            max_concurrent,
+            ca_file
+        );
         self
     }
 
@@ -392,6 +434,7 @@ impl RawConfig {
             Some(n) => n as u64,
         };
         let retention = validate_retention(self.retention.limits, self.retention.types)?;
+        let http = validate_http(self.http)?;
         Ok(Config {
             storage,
             plugins,
@@ -410,8 +453,54 @@ impl RawConfig {
             retention,
             sweep_interval,
             max_events,
+            http,
         })
     }
+}
+
+fn validate_http(raw: RawHttp) -> anyhow::Result<crate::runtime::HttpConfig> {
+    let mut limits = crate::runtime::HttpLimits::default();
+    let count = |key: &str, v: Option<i64>, default: u32| -> anyhow::Result<u32> {
+        match v {
+            None => Ok(default),
+            Some(n) if n >= 1 && n <= i64::from(u32::MAX) => Ok(n as u32),
+            Some(n) => bail!("config: `http.{key}` must be a whole number of at least 1 (got {n})"),
+        }
+    };
+    let time = |key: &str, v: Option<&str>, default: Duration| -> anyhow::Result<Duration> {
+        let d = duration(&format!("http.{key}"), v)?.unwrap_or(default);
+        if d.is_zero() {
+            bail!("config: `http.{key}` must be longer than 0s");
+        }
+        Ok(d)
+    };
+    limits.max_requests = count("max_requests", raw.max_requests, limits.max_requests)?;
+    limits.max_concurrent = count("max_concurrent", raw.max_concurrent, limits.max_concurrent)?;
+    if let Some(v) = &raw.max_response_bytes {
+        limits.max_response_bytes = size("http.max_response_bytes", v)?;
+        if limits.max_response_bytes == 0 {
+            bail!("config: `http.max_response_bytes` must be at least 1 byte");
+        }
+    }
+    limits.connect_timeout = time(
+        "connect_timeout",
+        raw.connect_timeout.as_deref(),
+        limits.connect_timeout,
+    )?;
+    limits.first_byte_timeout = time(
+        "first_byte_timeout",
+        raw.first_byte_timeout.as_deref(),
+        limits.first_byte_timeout,
+    )?;
+    limits.idle_timeout = time(
+        "idle_timeout",
+        raw.idle_timeout.as_deref(),
+        limits.idle_timeout,
+    )?;
+    Ok(crate::runtime::HttpConfig {
+        limits,
+        ca_file: raw.ca_file,
+    })
 }
 
 impl Config {

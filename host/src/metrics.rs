@@ -35,6 +35,15 @@ pub const PLUGIN_LOADS: &str = "spool_plugin_loads_total";
 pub const PLUGIN_LOAD_FAILURES: &str = "spool_plugin_load_failures_total";
 pub const LAST_CLAIM_AGE: &str = "spool_last_claim_age_seconds";
 pub const INSTANTIATION: &str = "spool_instantiation_seconds";
+pub const HTTP_REQUESTS: &str = "spool_http_requests_total";
+pub const HTTP_DURATION: &str = "spool_http_request_duration_seconds";
+pub const HTTP_DENIED: &str = "spool_http_denied_total";
+
+/// Upper bounds (seconds) of the outbound request histogram (request sent to response
+/// headers, or to the failure).
+const HTTP_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
 
 /// Upper bounds (seconds) of the storage latency histogram (one call: ping, claim, complete,
 /// fail).
@@ -229,6 +238,13 @@ pub struct Metrics {
     instantiation: RwLock<BTreeMap<String, Arc<Histogram>>>,
     /// Plugin name -> (loads, load failures).
     plugin_loads: RwLock<BTreeMap<String, (u64, u64)>>,
+    /// Outbound requests by (plugin, host, status or error kind). Hosts are those a plugin's
+    /// allow-list let through, so the set stays as small as the manifests make it.
+    http_requests: RwLock<BTreeMap<(String, String, String), u64>>,
+    /// Outbound request duration, by plugin.
+    http_duration: RwLock<BTreeMap<String, Arc<Histogram>>>,
+    /// Requests refused before connecting, by (plugin, reason).
+    http_denied: RwLock<BTreeMap<(String, String), u64>>,
     /// Unix ms of the last claim that returned a job (0: none yet).
     last_claim_ms: AtomicU64,
     /// When these metrics were created (the daemon's start).
@@ -261,6 +277,67 @@ impl Metrics {
     /// A job's instance of `plugin` was ready after `d` (store setup plus instantiation).
     pub fn instantiated(&self, plugin: &str, d: Duration) {
         observe_keyed(&self.instantiation, plugin, &INSTANTIATION_BUCKETS, d);
+    }
+
+    /// The outbound HTTP series, in the text format.
+    fn render_http(&self, out: &mut String) {
+        header(
+            out,
+            HTTP_REQUESTS,
+            "Outbound HTTP requests of plugins, by plugin, host and status (or error kind).",
+            "counter",
+        );
+        let requests: Vec<((String, String, String), u64)> = self
+            .http_requests
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        for ((plugin, host, status), n) in requests {
+            let _ = writeln!(
+                out,
+                "{HTTP_REQUESTS}{{plugin=\"{}\",host=\"{}\",status=\"{}\"}} {n}",
+                escape(&plugin),
+                escape(&host),
+                escape(&status)
+            );
+        }
+        header(
+            out,
+            HTTP_DURATION,
+            "Time from sending an outbound request to its response headers (or failure).",
+            "histogram",
+        );
+        let durations: Vec<(String, Arc<Histogram>)> = self
+            .http_duration
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        for (plugin, h) in durations {
+            h.render(
+                out,
+                HTTP_DURATION,
+                &format!("plugin=\"{}\"", escape(&plugin)),
+            );
+        }
+        header(
+            out,
+            HTTP_DENIED,
+            "Outbound requests refused before connecting, by plugin and reason.",
+            "counter",
+        );
+        let denied: Vec<((String, String), u64)> = self
+            .http_denied
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        for ((plugin, reason), n) in denied {
+            let _ = writeln!(
+                out,
+                "{HTTP_DENIED}{{plugin=\"{}\",reason=\"{}\"}} {n}",
+                escape(&plugin),
+                escape(&reason)
+            );
+        }
     }
 
     /// A plugin loaded (`ok`) or its file failed to load.
@@ -519,6 +596,7 @@ impl Metrics {
                 escape(p)
             );
         }
+        self.render_http(&mut out);
         if let Some(stats) = &snap.stats {
             header(
                 &mut out,
@@ -715,5 +793,24 @@ mod tests {
         m.enqueued("a\"b\\c", 1);
         let text = m.render(&Snapshot::default());
         assert!(text.contains(r#"{type="a\"b\\c"}"#), "{text}");
+    }
+}
+
+impl crate::runtime::HttpObserver for Metrics {
+    fn request(&self, plugin: &str, host: &str, status: &str, duration: Duration) {
+        let mut map = self
+            .http_requests
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        *map.entry((plugin.to_string(), host.to_string(), status.to_string()))
+            .or_default() += 1;
+        drop(map);
+        observe_keyed(&self.http_duration, plugin, &HTTP_BUCKETS, duration);
+    }
+
+    fn denied(&self, plugin: &str, reason: &str) {
+        let mut map = self.http_denied.write().unwrap_or_else(|p| p.into_inner());
+        *map.entry((plugin.to_string(), reason.to_string()))
+            .or_default() += 1;
     }
 }

@@ -544,7 +544,13 @@ async fn compiled_plugins_are_cached_on_disk() {
 
     let rt = Runtime::new(cfg()).unwrap();
     let (_, source) = rt
-        .load_bytes("echo", &path, bytes.clone(), Default::default())
+        .load_bytes(
+            "echo",
+            &path,
+            bytes.clone(),
+            Default::default(),
+            Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!(source, CompileSource::CompiledAndCached);
@@ -559,7 +565,13 @@ async fn compiled_plugins_are_cached_on_disk() {
     drop(rt);
     let rt = Runtime::new(cfg()).unwrap();
     let (echo, source) = rt
-        .load_bytes("echo", &path, bytes.clone(), Default::default())
+        .load_bytes(
+            "echo",
+            &path,
+            bytes.clone(),
+            Default::default(),
+            Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!(source, CompileSource::Cache);
@@ -574,7 +586,7 @@ async fn compiled_plugins_are_cached_on_disk() {
     std::fs::write(cache.path().join("x.tmp"), b"").unwrap();
     std::fs::rename(cache.path().join("x.tmp"), &file).unwrap();
     let (_, source) = rt
-        .load_bytes("echo", &path, bytes, Default::default())
+        .load_bytes("echo", &path, bytes, Default::default(), Default::default())
         .await
         .unwrap();
     assert_eq!(source, CompileSource::CompiledAndCached);

@@ -1,11 +1,13 @@
 //! `NAME.toml`, the optional manifest beside `NAME.wasm`, parsed strictly: an unknown key or a
 //! bad value is an error that names the key (for example "`retry.backoff_cap` must be a
 //! duration such as \"30s\" (got \"soon\")"). The format is documented in
-//! /work/coord/runtime-api.md and the README.
+//! docs/plugins.md.
 //!
 //! The TOML is walked by hand rather than through serde so that every error can name the full
 //! key path and say what a good value looks like.
 
+use super::secrets::SecretSource;
+use crate::runtime::http::{AllowList, HttpLimitsOverride};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use toml::Value;
@@ -26,8 +28,13 @@ pub struct Manifest {
     pub max_concurrency: Option<u32>,
     pub retry: RetryPolicy,
     pub config: BTreeMap<String, String>,
-    /// Must be empty in 0.1: there is no network access yet.
+    /// Where outbound HTTP may go, as written (each entry checked by `AllowList::parse`);
+    /// empty: nowhere.
     pub allowed_hosts: Vec<String>,
+    /// `[secrets]`: name -> where the daemon reads the value.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `[http]`: limits on outbound requests that differ from the daemon's.
+    pub http: HttpLimitsOverride,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,6 +45,11 @@ pub struct RetryPolicy {
 }
 
 impl Manifest {
+    /// `allowed_hosts`, parsed (it was checked when the manifest was read).
+    pub fn allow_list(&self) -> AllowList {
+        AllowList::parse(&self.allowed_hosts).unwrap_or_default()
+    }
+
     /// The job types, defaulting to the plugin's name.
     pub fn types_or(&self, name: &str) -> Vec<String> {
         if self.types.is_empty() {
@@ -65,7 +77,7 @@ impl Manifest {
             .iter()
             .map(|(k, v)| format!("{}={}", text(k), text(v)))
             .collect();
-        Some(format!(
+        let mut out = format!(
             "types=[{}]\ntimeout={}\nmemory={}\nmax_concurrency={}\nretry.max_attempts={}\n\
              retry.backoff_base={}\nretry.backoff_cap={}\nconfig={{{}}}\nallowed_hosts=[{}]\n",
             list(&self.types),
@@ -77,7 +89,30 @@ impl Manifest {
             ms(self.retry.backoff_cap),
             config.join(","),
             list(&self.allowed_hosts),
-        ))
+        );
+        // Secrets count by name and source, never by value: a version is shown to anyone.
+        if !self.secrets.is_empty() {
+            let secrets: Vec<String> = self
+                .secrets
+                .iter()
+                .map(|(k, v)| format!("{}={}", text(k), text(&v.to_string())))
+                .collect();
+            out.push_str(&format!("secrets={{{}}}\n", secrets.join(",")));
+        }
+        if self.http != HttpLimitsOverride::default() {
+            let h = &self.http;
+            out.push_str(&format!(
+                "http.max_requests={}\nhttp.max_response_bytes={}\nhttp.connect_timeout={}\n\
+                 http.first_byte_timeout={}\nhttp.idle_timeout={}\nhttp.max_concurrent={}\n",
+                num(h.max_requests.map(u64::from)),
+                num(h.max_response_bytes),
+                ms(h.connect_timeout),
+                ms(h.first_byte_timeout),
+                ms(h.idle_timeout),
+                num(h.max_concurrent.map(u64::from)),
+            ));
+        }
+        Some(out)
     }
 
     /// Parse a manifest. The error is the message only (no file name): the caller wraps it.
@@ -94,12 +129,12 @@ impl Manifest {
                 }
                 "allowed_hosts" => {
                     m.allowed_hosts = parse_string_list("allowed_hosts", value)?;
-                    if !m.allowed_hosts.is_empty() {
-                        return Err("`allowed_hosts` must be empty: spool 0.1 gives plugins no network access yet".into());
-                    }
+                    AllowList::parse(&m.allowed_hosts)?;
                 }
                 "retry" => m.retry = parse_retry(value)?,
                 "config" => m.config = parse_config(value)?,
+                "secrets" => m.secrets = parse_secrets(value)?,
+                "http" => m.http = parse_http(value)?,
                 other => return Err(unknown_key(other, TOP_KEYS)),
             }
         }
@@ -115,8 +150,18 @@ const TOP_KEYS: &[&str] = &[
     "allowed_hosts",
     "retry",
     "config",
+    "secrets",
+    "http",
 ];
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff_base", "backoff_cap"];
+const HTTP_KEYS: &[&str] = &[
+    "max_requests",
+    "max_response_bytes",
+    "connect_timeout",
+    "first_byte_timeout",
+    "idle_timeout",
+    "max_concurrent",
+];
 
 fn unknown_key(key: &str, known: &[&str]) -> String {
     let known: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
@@ -209,6 +254,21 @@ fn parse_count(key: &str, value: &Value) -> Result<u32, String> {
     }
 }
 
+/// A size such as "10MiB" or a whole number of bytes, at least 1.
+fn parse_bytes(key: &str, value: &Value) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "`{key}` must be a size such as \"10MiB\" or a number of bytes (got {})",
+            shown(value)
+        )
+    };
+    match value {
+        Value::Integer(n) if *n > 0 => Ok(*n as u64),
+        Value::String(s) => parse_size(s).filter(|n| *n > 0).ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
 /// "64MiB", "512KiB", "1GiB", "64MB" (decimal), or an integer number of bytes.
 fn parse_memory(value: &Value) -> Result<u64, String> {
     let bad = || {
@@ -279,6 +339,53 @@ fn parse_retry(value: &Value) -> Result<RetryPolicy, String> {
     Ok(r)
 }
 
+fn parse_secrets(value: &Value) -> Result<BTreeMap<String, SecretSource>, String> {
+    let Value::Table(t) = value else {
+        return Err(format!(
+            "`secrets` must be a table such as `[secrets]` (got {})",
+            shown(value)
+        ));
+    };
+    t.iter()
+        .map(|(k, v)| {
+            if k.is_empty() {
+                return Err("`secrets` has an empty name".to_string());
+            }
+            let Value::String(s) = v else {
+                return Err(format!(
+                    "`secrets.{k}` must be a string such as \"env:VAR\" or \"file:/run/secrets/{k}\" (got {})",
+                    shown(v)
+                ));
+            };
+            let source = SecretSource::parse(s).map_err(|e| format!("`secrets.{k}`: {e}"))?;
+            Ok((k.clone(), source))
+        })
+        .collect()
+}
+
+fn parse_http(value: &Value) -> Result<HttpLimitsOverride, String> {
+    let Value::Table(t) = value else {
+        return Err(format!(
+            "`http` must be a table such as `[http]` (got {})",
+            shown(value)
+        ));
+    };
+    let mut h = HttpLimitsOverride::default();
+    for (key, v) in t {
+        let path = format!("http.{key}");
+        match key.as_str() {
+            "max_requests" => h.max_requests = Some(parse_count(&path, v)?),
+            "max_concurrent" => h.max_concurrent = Some(parse_count(&path, v)?),
+            "max_response_bytes" => h.max_response_bytes = Some(parse_bytes(&path, v)?),
+            "connect_timeout" => h.connect_timeout = Some(parse_duration(&path, v)?),
+            "first_byte_timeout" => h.first_byte_timeout = Some(parse_duration(&path, v)?),
+            "idle_timeout" => h.idle_timeout = Some(parse_duration(&path, v)?),
+            other => return Err(unknown_key(&format!("http.{other}"), HTTP_KEYS)),
+        }
+    }
+    Ok(h)
+}
+
 fn parse_config(value: &Value) -> Result<BTreeMap<String, String>, String> {
     let Value::Table(t) = value else {
         return Err(format!(
@@ -324,9 +431,19 @@ mod tests {
             backoff_cap = "1m"
             [config]
             greeting = "hi"
+            [secrets]
+            api_key = "env:API_KEY"
+            [http]
+            max_requests = 5
+            max_response_bytes = "1MiB"
+            idle_timeout = "2s"
             "#,
         )
         .unwrap();
+        assert_eq!(m.secrets["api_key"], SecretSource::Env("API_KEY".into()));
+        assert_eq!(m.http.max_requests, Some(5));
+        assert_eq!(m.http.max_response_bytes, Some(1 << 20));
+        assert_eq!(m.http.idle_timeout, Some(Duration::from_secs(2)));
         assert_eq!(m.types, vec!["resize", "thumbnail"]);
         assert_eq!(m.timeout, Some(Duration::from_secs(2)));
         assert_eq!(m.memory, Some(32 << 20));
@@ -364,7 +481,13 @@ mod tests {
         let e = Manifest::parse("[config]\nsize = 3").unwrap_err();
         assert!(e.starts_with("`config.size` must be a string"), "{e}");
         let e = Manifest::parse("allowed_hosts = [\"example.com\"]").unwrap_err();
-        assert!(e.contains("no network"), "{e}");
+        assert!(e.contains("has no scheme"), "{e}");
+        let e = Manifest::parse("[secrets]\nkey = \"vault:x\"").unwrap_err();
+        assert!(e.starts_with("`secrets.key`:"), "{e}");
+        let e = Manifest::parse("[http]\nmax_requests = 0").unwrap_err();
+        assert!(e.starts_with("`http.max_requests`"), "{e}");
+        let e = Manifest::parse("[http]\nretries = 1").unwrap_err();
+        assert!(e.contains("unknown key `http.retries`"), "{e}");
     }
 
     #[test]

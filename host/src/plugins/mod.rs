@@ -7,6 +7,7 @@
 mod loader;
 pub mod manifest;
 mod registry;
+pub mod secrets;
 mod watcher;
 
 use serde::Serialize;
@@ -14,10 +15,12 @@ use std::path::PathBuf;
 
 pub use manifest::{Manifest, RetryPolicy};
 pub use registry::PluginRegistry;
+pub use secrets::SecretSource;
 pub use watcher::WatcherHandle;
 
-/// The world every plugin must target (wit/spool-plugin@0.1.0).
-pub const WORLD: &str = "spool:plugin/handler@0.1.0";
+/// The world new plugins target (wit/spool-plugin@0.2.0); components built for the released
+/// `spool:plugin/handler@0.1.0` load too.
+pub const WORLD: &str = "spool:plugin/handler@0.2.0";
 
 /// One version of one plugin, compiled and pre-linked, ready to run jobs. Jobs hold the `Arc`
 /// for their whole run, so a hot reload never pulls code out from under a running job.
@@ -31,6 +34,8 @@ pub struct LoadedPlugin {
     pub manifest: Manifest,
     pub path: PathBuf,
     pub loaded_at_ms: i64,
+    /// The contract version the component was built for: "0.1.0" or "0.2.0".
+    pub contract: &'static str,
     /// The compiled, pre-linked component (written by `Runtime::load`, read by
     /// `Runtime::execute`).
     pub(crate) code: crate::runtime::PluginCode,
@@ -44,6 +49,7 @@ impl std::fmt::Debug for LoadedPlugin {
             .field("types", &self.types)
             .field("path", &self.path)
             .field("loaded_at_ms", &self.loaded_at_ms)
+            .field("contract", &self.contract)
             .finish_non_exhaustive()
     }
 }
@@ -131,26 +137,31 @@ pub enum LoadFailure {
     #[error("cannot read it: {0}")]
     Read(String),
     #[error(
-        "it is not a WebAssembly file; a plugin is a component targeting `{WORLD}`, built with spool-sdk 0.1"
+        "it is not a WebAssembly file; a plugin is a component targeting `{WORLD}`, built with spool-sdk 0.2"
     )]
     NotWasm,
     #[error(
-        "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 with spool-sdk 0.1"
+        "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 with spool-sdk 0.2"
     )]
     CoreModule,
     #[error(
         "it is truncated or corrupt ({0}); a file still being copied is loaded again once the copy completes"
     )]
     Corrupt(String),
-    #[error("it does not export `{WORLD}`{0}; rebuild it with spool-sdk 0.1")]
+    #[error(
+        "it does not export `{WORLD}` (or `spool:plugin/handler@0.1.0`){0}; rebuild it with spool-sdk 0.2"
+    )]
     WrongWorld(String),
     #[error(
-        "it imports `{0}`, which this host does not provide (plugins get `spool:plugin/*@0.1.0` and WASI 0.2 without files or network); rebuild it with spool-sdk 0.1"
+        "it imports `{0}`, which this host does not provide (plugins get `spool:plugin/*@0.2.0` or `@0.1.0`, WASI 0.2 without files or sockets, and `wasi:http/outgoing-handler`); rebuild it with spool-sdk 0.2"
     )]
     UnknownImport(String),
     /// A bad `NAME.toml`; the message names the key.
     #[error("{0}")]
     Manifest(String),
+    /// A secret of `[secrets]` could not be read; names the secret and its source.
+    #[error("{0}")]
+    Secret(String),
     #[error(
         "job type `{job_type}` is already handled by plugin `{other}`; remove it from one of the manifests"
     )]

@@ -7,6 +7,7 @@
 //! it finishes on the old version; a file that fails to load leaves the old version serving.
 
 use super::loader::{self, Stamp};
+use super::secrets::{SecretStamps, read_secrets, secret_files_changed, stamp_secret_files};
 use super::{
     LoadError, LoadFailure, LoadedPlugin, PluginEvent, PluginState, PluginStatus, WatcherHandle,
 };
@@ -51,6 +52,8 @@ struct Book {
     fingerprints: HashMap<String, [u8; 32]>,
     /// mtime/size per name at the last reconcile, for the polling fallback.
     stamps: HashMap<String, Stamp>,
+    /// The plugin's secret files as last read; a change reloads the plugin.
+    secret_stamps: HashMap<String, SecretStamps>,
 }
 
 struct Inner {
@@ -222,24 +225,62 @@ impl PluginRegistry {
             Ok(None) => {
                 book.fingerprints.remove(name);
                 book.stamps.remove(name);
+                book.secret_stamps.remove(name);
                 lock(&self.inner.failed).remove(name);
                 return self.unload(name);
             }
             Err(e) => return Some(self.failed(name, e)),
         };
-        if book.fingerprints.get(name) == Some(&files.fingerprint) {
+        // The manifest's secrets are part of what is loaded: a rotated secret file reloads
+        // the plugin like a changed manifest. Only a digest of the values is kept.
+        let manifest = files.manifest(name);
+        let secrets = manifest.as_ref().ok().map(|m| {
+            book.secret_stamps
+                .insert(name.to_string(), stamp_secret_files(&m.secrets));
+            read_secrets(&m.secrets)
+        });
+        let fingerprint = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(files.fingerprint);
+            match &secrets {
+                Some(Ok(s)) => {
+                    for name in s.names() {
+                        h.update(name.as_bytes());
+                        h.update([0]);
+                        h.update(s.get(name).unwrap_or_default().as_bytes());
+                        h.update([0]);
+                    }
+                }
+                Some(Err(e)) => h.update(e.to_string().as_bytes()),
+                None => {}
+            }
+            let digest: [u8; 32] = h.finalize().into();
+            digest
+        };
+        if book.fingerprints.get(name) == Some(&fingerprint) {
             return None;
         }
-        book.fingerprints
-            .insert(name.to_string(), files.fingerprint);
-        let manifest = match files.manifest(name) {
+        book.fingerprints.insert(name.to_string(), fingerprint);
+        let manifest = match manifest {
             Ok(m) => m,
             Err(e) => return Some(self.failed(name, e)),
+        };
+        let secrets = match secrets {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                let path = files.toml_path.clone();
+                return Some(self.failed(
+                    name,
+                    LoadError::plugin(name, path, LoadFailure::Secret(e.to_string())),
+                ));
+            }
+            None => Default::default(),
         };
         let (plugin, _) = match self
             .inner
             .runtime
-            .load_bytes(name, &files.wasm_path, files.wasm, manifest)
+            .load_bytes(name, &files.wasm_path, files.wasm, manifest, secrets)
             .await
         {
             Ok(loaded) => loaded,
@@ -317,29 +358,42 @@ impl PluginRegistry {
     /// it was last looked at (and new or vanished ones). Returns how many it reconciled.
     pub async fn rescan(&self) -> usize {
         let dir = self.inner.dir.clone();
-        let known: BTreeMap<String, Stamp> = {
+        let (known, secrets): (BTreeMap<String, Stamp>, Vec<(String, SecretStamps)>) = {
             let book = self.inner.writer.lock().await;
-            book.stamps.iter().map(|(k, v)| (k.clone(), *v)).collect()
+            (
+                book.stamps.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                book.secret_stamps
+                    .iter()
+                    .filter(|(_, s)| !s.is_empty())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
         };
         let mut names: BTreeSet<String> = known.keys().cloned().collect();
         names.extend(self.inner.current.load().by_name.keys().cloned());
         // Listing and stat-ing every file is blocking I/O (slow on the network filesystems
         // this fallback exists for): off the async workers.
-        let stamped = tokio::task::spawn_blocking(move || {
+        let (stamped, rotated) = tokio::task::spawn_blocking(move || {
             names.extend(loader::list_names(&dir).unwrap_or_default());
-            names
+            let stamped = names
                 .into_iter()
                 .map(|name| {
                     let stamp = loader::stamp(&dir, &name);
                     (name, stamp)
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            let rotated: BTreeSet<String> = secrets
+                .into_iter()
+                .filter(|(_, s)| secret_files_changed(s))
+                .map(|(name, _)| name)
+                .collect();
+            (stamped, rotated)
         })
         .await
         .unwrap_or_default();
         let mut count = 0;
         for (name, stamp) in stamped {
-            if known.get(&name) != Some(&stamp) {
+            if known.get(&name) != Some(&stamp) || rotated.contains(&name) {
                 count += 1;
                 self.reconcile(&name).await;
             }

@@ -1,10 +1,13 @@
 //! The process-wide wasmtime pieces: the `Engine` (pooling allocator, epoch interruption),
-//! the epoch ticker thread, the `Linker` with WASI p2 and the Spool imports, and loading a
-//! component into a pre-linked `HandlerPre` (compile off the async workers, cached on disk).
+//! the epoch ticker thread, the `Linker` with WASI p2, `wasi:http` and the Spool imports of
+//! both contract versions, and loading a component into a pre-linked `Pre` of its version
+//! (compile off the async workers, cached on disk).
 
-use super::bindings::{Handler, HandlerPre};
+use super::bindings::{v1, v2};
 use super::cache::ArtifactCache;
 use super::host_api::JobState;
+use super::http::{HttpPolicy, TlsRoots};
+use super::secrets::Secrets;
 use super::{CompileSource, PluginCode, RuntimeConfig, RuntimeError};
 use crate::plugins::manifest::MAX_MEMORY;
 use crate::plugins::{LoadError, LoadFailure, LoadedPlugin, Manifest};
@@ -20,6 +23,22 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 /// Epoch tick: the resolution of timeouts and how often a spinning guest yields to tokio.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// A component pre-linked against the contract version it was built for.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    V1(v1::HandlerPre<JobState>),
+    V2(v2::HandlerPre<JobState>),
+}
+
+impl Pre {
+    pub(crate) fn contract(&self) -> &'static str {
+        match self {
+            Pre::V1(_) => "0.1.0",
+            Pre::V2(_) => "0.2.0",
+        }
+    }
+}
+
 pub(crate) struct RuntimeInner {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<JobState>,
@@ -28,6 +47,7 @@ pub(crate) struct RuntimeInner {
     /// failing when the pool is full.
     pub(crate) slots: Arc<Semaphore>,
     cache: Option<ArtifactCache>,
+    tls: Arc<TlsRoots>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -42,10 +62,26 @@ impl RuntimeInner {
         let max = cfg.max_instances.max(1);
         let engine = build_engine(max)?;
         let mut linker = Linker::<JobState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
-        Handler::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |s| s)
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let link_error = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;
+        // Every component may import wasi:http; what it may reach is decided per plugin
+        // (`allowed_hosts`, empty by default) when a request is sent.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_error)?;
+        v1::Handler::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |s| s)
+            .map_err(link_error)?;
+        // The 0.2.0 world's WASI imports are linked above; only its own interfaces here.
+        {
+            use v2::spool::plugin::{cache, config, enqueue, log, progress, secrets, types};
+            let l = &mut linker;
+            types::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+            log::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+            progress::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+            cache::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+            enqueue::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+            config::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+            secrets::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+        }
+        let tls = Arc::new(TlsRoots::new(cfg.http.ca_file.clone()).map_err(RuntimeError::Tls)?);
         let cache = match &cfg.cache_dir {
             Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
             None => None,
@@ -58,6 +94,7 @@ impl RuntimeInner {
             slots: Arc::new(Semaphore::new(max as usize)),
             cfg,
             cache,
+            tls,
             ticker_stop,
         })
     }
@@ -75,15 +112,10 @@ impl RuntimeInner {
         path: &Path,
         bytes: Vec<u8>,
         manifest: Manifest,
+        secrets: Secrets,
     ) -> Result<(Arc<LoadedPlugin>, CompileSource), LoadError> {
         let fail = |reason| LoadError::plugin(name, path, reason);
         check_header(&bytes).map_err(fail)?;
-        if !manifest.allowed_hosts.is_empty() {
-            return Err(fail(LoadFailure::Manifest(
-                "`allowed_hosts` must be empty: spool 0.1 gives plugins no network access yet"
-                    .into(),
-            )));
-        }
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         let engine = self.engine.clone();
         let cache = self.cache.clone();
@@ -103,8 +135,17 @@ impl RuntimeInner {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| fail(link_failure(&self.engine, &component, &e)))?;
-        let pre =
-            HandlerPre::new(pre).map_err(|e| fail(export_failure(&self.engine, &component, &e)))?;
+        let export_error = |e: wasmtime::Error| fail(export_failure(&self.engine, &component, &e));
+        // The version its imports name first; the other when its `handle` fits only that one
+        // (a component that imports nothing of ours).
+        let as_v1 = |p| v1::HandlerPre::new(p).map(Pre::V1);
+        let as_v2 = |p| v2::HandlerPre::new(p).map(Pre::V2);
+        let pre = if imports_contract_v2(&self.engine, &component) {
+            as_v2(pre.clone()).or_else(|e| as_v1(pre).map_err(|_| e))
+        } else {
+            as_v1(pre.clone()).or_else(|e| as_v2(pre).map_err(|_| e))
+        }
+        .map_err(export_error)?;
 
         let types = manifest.types_or(name);
         for t in &types {
@@ -116,8 +157,18 @@ impl RuntimeInner {
             })?;
         }
         let version = plugin_version(&digest, &manifest);
+        let http = HttpPolicy::new(
+            name,
+            manifest.allow_list(),
+            manifest.http.over(self.cfg.http.limits),
+            self.tls.clone(),
+            self.cfg.http_observer.clone(),
+        );
+        let contract = pre.contract();
         let code = PluginCode {
             pre,
+            secrets: Arc::new(secrets),
+            http: Arc::new(http),
             config: Arc::new(manifest.config.clone()),
             timeout: manifest.timeout.unwrap_or(self.cfg.default_timeout),
             memory: manifest
@@ -132,6 +183,7 @@ impl RuntimeInner {
             manifest,
             path: path.to_path_buf(),
             loaded_at_ms: crate::job::system_now_ms(),
+            contract,
             code,
         };
         tracing::debug!(plugin = name, version = %plugin.version, ?source, "plugin compiled and linked");
@@ -258,6 +310,16 @@ fn compile_failure(e: &wasmtime::Error) -> LoadFailure {
     }
 }
 
+/// Whether the component was built for `spool:plugin@0.2.0`: it imports one of its
+/// interfaces. A component that imports none of ours is linked as 0.1.0, whose `handle`
+/// export it must then match.
+fn imports_contract_v2(engine: &Engine, component: &Component) -> bool {
+    component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| name.starts_with("spool:plugin/") && name.ends_with("@0.2.0"))
+}
+
 /// `instantiate_pre` failed: name the import we do not provide.
 fn link_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -> LoadFailure {
     let msg = one_line(&format!("{e:#}"));
@@ -270,7 +332,8 @@ fn link_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -> 
     }
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
-        let ours = name.starts_with("spool:plugin/") && name.ends_with("@0.1.0");
+        let ours = name.starts_with("spool:plugin/")
+            && (name.ends_with("@0.1.0") || name.ends_with("@0.2.0"));
         if !ours && !name.starts_with("wasi:") {
             return LoadFailure::UnknownImport(name.to_string());
         }

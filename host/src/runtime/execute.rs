@@ -3,10 +3,10 @@
 //! cancel's grace period), a watchdog for guests stuck in host calls, and turning the end of
 //! the call into an `Outcome` with a message a user can act on.
 
-use super::bindings::Job;
-use super::bindings::spool::plugin::types::JobError;
-use super::engine::{RuntimeInner, one_line};
+use super::bindings::{v1, v2};
+use super::engine::{Pre, RuntimeInner, one_line};
 use super::host_api::{CapturePipe, JobLog, JobState, Stream, TraceNames};
+use super::http::JobHttp;
 use super::limits::{Deadline, MemoryLimiter, StopReason};
 use super::{CrashKind, Execution, JobInput, JobServices, Outcome};
 use crate::job;
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::WasiHttpCtx;
 
 /// Extra time the watchdog gives the epoch path before it drops the call itself. Epoch
 /// interrupts give a clean trap; the watchdog is for guests blocked in a host call, where
@@ -36,8 +37,76 @@ const POOL_RETRIES: u32 = 20;
 const POOL_RETRY_PAUSE: Duration = Duration::from_millis(1);
 const POOL_RETRY_MAX_PAUSE: Duration = Duration::from_millis(100);
 
+/// Why `handle` did not succeed, as either contract version says it.
+#[derive(Debug)]
+enum GuestError {
+    Retry {
+        message: String,
+        after_ms: Option<u64>,
+    },
+    Fail(String),
+}
+
 /// How the call ended, before classification.
-type CallResult = Result<wasmtime::Result<Result<String, JobError>>, StopReason>;
+type CallResult = Result<wasmtime::Result<Result<String, GuestError>>, StopReason>;
+
+/// An instance of either contract version.
+enum Instance {
+    V1(v1::Handler),
+    V2(v2::Handler),
+}
+
+impl Instance {
+    async fn new(pre: &Pre, store: &mut Store<JobState>) -> wasmtime::Result<Instance> {
+        Ok(match pre {
+            Pre::V1(p) => Instance::V1(p.instantiate_async(store).await?),
+            Pre::V2(p) => Instance::V2(p.instantiate_async(store).await?),
+        })
+    }
+
+    async fn call(
+        &self,
+        store: &mut Store<JobState>,
+        job: &JobInput,
+    ) -> wasmtime::Result<Result<String, GuestError>> {
+        macro_rules! guest_job {
+            ($v:ident) => {
+                $v::Job {
+                    id: job.id.clone(),
+                    job_type: job.job_type.clone(),
+                    payload: job.payload.clone(),
+                    attempt: job.attempt,
+                    max_attempts: job.max_attempts,
+                    priority: job.priority,
+                    created_at_ms: job.created_at_ms,
+                    unique_key: job.unique_key.clone(),
+                }
+            };
+        }
+        Ok(match self {
+            Instance::V1(h) => h
+                .call_handle(store, &guest_job!(v1))
+                .await?
+                .map_err(|e| match e {
+                    v1::spool::plugin::types::JobError::Retry(i) => GuestError::Retry {
+                        message: i.message,
+                        after_ms: i.after_ms,
+                    },
+                    v1::spool::plugin::types::JobError::Fail(m) => GuestError::Fail(m),
+                }),
+            Instance::V2(h) => h
+                .call_handle(store, &guest_job!(v2))
+                .await?
+                .map_err(|e| match e {
+                    v2::spool::plugin::types::JobError::Retry(i) => GuestError::Retry {
+                        message: i.message,
+                        after_ms: i.after_ms,
+                    },
+                    v2::spool::plugin::types::JobError::Fail(m) => GuestError::Fail(m),
+                }),
+        })
+    }
+}
 
 pub(crate) async fn execute(
     inner: &RuntimeInner,
@@ -54,7 +123,11 @@ pub(crate) async fn execute(
         job_id: input.id.clone(),
     });
     let start = Instant::now();
-    let log = Arc::new(Mutex::new(JobLog::new(services.clone(), trace)));
+    let log = Arc::new(Mutex::new(JobLog::new(
+        services.clone(),
+        trace,
+        code.secrets.clone(),
+    )));
     let for_store = services.clone();
     let fresh_store = || {
         new_store(
@@ -67,7 +140,7 @@ pub(crate) async fn execute(
         )
     };
     let mut store = fresh_store();
-    let job = guest_job(input);
+    let job = input;
     // Set once instantiation returns (None: the job was stopped or failed before that).
     let mut instantiate = None;
 
@@ -76,7 +149,7 @@ pub(crate) async fn execute(
             let mut pause = POOL_RETRY_PAUSE;
             let mut tries = 0;
             let handler = loop {
-                match code.pre.instantiate_async(&mut store).await {
+                match Instance::new(&code.pre, &mut store).await {
                     Err(e) if e.is::<PoolConcurrencyLimitError>() && tries < POOL_RETRIES => {
                         // A failed instantiation may keep what it got in its store: start
                         // again from a fresh one, after the in-flight flush had its time.
@@ -89,7 +162,7 @@ pub(crate) async fn execute(
                 }
             };
             instantiate = Some(start.elapsed());
-            handler.call_handle(&mut store, &job).await
+            handler.call(&mut store, &job).await
         };
         tokio::select! {
             biased;
@@ -105,13 +178,16 @@ pub(crate) async fn execute(
     let peak_memory = state.limiter.peak();
     let mut log = JobLog::lock(&log);
     log.finish();
-    let outcome = classify(
-        result,
-        stop,
-        &state.limiter,
-        &log,
-        timeout,
-        inner.cfg.cancel_grace,
+    let outcome = redact(
+        classify(
+            result,
+            stop,
+            &state.limiter,
+            &log,
+            timeout,
+            inner.cfg.cancel_grace,
+        ),
+        &code.secrets,
     );
     let logs = log.take_lines();
     drop(log);
@@ -127,16 +203,37 @@ pub(crate) async fn execute(
     }
 }
 
-fn guest_job(input: JobInput) -> Job {
-    Job {
-        id: input.id,
-        job_type: input.job_type,
-        payload: input.payload,
-        attempt: input.attempt,
-        max_attempts: input.max_attempts,
-        priority: input.priority,
-        created_at_ms: input.created_at_ms,
-        unique_key: input.unique_key,
+/// The plugin's secrets taken out of what the attempt leaves behind: its result and its error
+/// message (which may quote the guest's own text).
+fn redact(outcome: Outcome, secrets: &super::Secrets) -> Outcome {
+    if secrets.is_empty() {
+        return outcome;
+    }
+    let text = |s: String| match secrets.redact(&s) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(r) => r,
+    };
+    match outcome {
+        Outcome::Success(raw) => match secrets.redact_json(raw.get()) {
+            std::borrow::Cow::Borrowed(_) => Outcome::Success(raw),
+            std::borrow::Cow::Owned(json) => match RawValue::from_string(json) {
+                Ok(raw) => Outcome::Success(raw),
+                Err(e) => Outcome::Crashed {
+                    error: format!("the plugin's result could not be redacted: {e}"),
+                    kind: CrashKind::InvalidResult,
+                },
+            },
+        },
+        Outcome::Retry { error, after } => Outcome::Retry {
+            error: text(error),
+            after,
+        },
+        Outcome::Fail { error } => Outcome::Fail { error: text(error) },
+        Outcome::Crashed { error, kind } => Outcome::Crashed {
+            error: text(error),
+            kind,
+        },
+        Outcome::NoCapacity { error } => Outcome::NoCapacity { error },
     }
 }
 
@@ -164,6 +261,7 @@ fn new_store(
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .build();
+    let http = JobHttp::new(code.http.clone(), log.clone());
     let state = JobState {
         wasi,
         table: ResourceTable::new(),
@@ -175,6 +273,9 @@ fn new_store(
         log,
         followups: Vec::new(),
         followup_bytes: 0,
+        secrets: code.secrets.clone(),
+        http_ctx: WasiHttpCtx::new(),
+        http,
     };
     let mut store = Store::new(&inner.engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -205,10 +306,14 @@ pub(crate) async fn occupy(
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
         let services: Arc<dyn JobServices> = Arc::new(super::NoServices);
-        let log = Arc::new(Mutex::new(JobLog::new(services.clone(), None)));
+        let log = Arc::new(Mutex::new(JobLog::new(
+            services.clone(),
+            None,
+            plugin.code.secrets.clone(),
+        )));
         let hour = Duration::from_secs(3600);
         let mut store = new_store(inner, plugin, hour, Instant::now(), services, log);
-        plugin.code.pre.instantiate_async(&mut store).await?;
+        Instance::new(&plugin.code.pre, &mut store).await?;
         held.push(store);
     }
     Ok(held)
@@ -226,14 +331,17 @@ pub(crate) async fn phase_times(
     let mut t = [Duration::ZERO; 4];
     let services: Arc<dyn JobServices> = Arc::new(super::NoServices);
     for _ in 0..iterations {
-        let job = guest_job(input.clone());
         let a = Instant::now();
-        let log = Arc::new(Mutex::new(JobLog::new(services.clone(), None)));
+        let log = Arc::new(Mutex::new(JobLog::new(
+            services.clone(),
+            None,
+            plugin.code.secrets.clone(),
+        )));
         let mut store = new_store(inner, plugin, plugin.code.timeout, a, services.clone(), log);
         let b = Instant::now();
-        let handler = plugin.code.pre.instantiate_async(&mut store).await?;
+        let handler = Instance::new(&plugin.code.pre, &mut store).await?;
         let c = Instant::now();
-        let _ = handler.call_handle(&mut store, &job).await?;
+        let _ = handler.call(&mut store, input).await?;
         let d = Instant::now();
         drop(store);
         let e = Instant::now();
@@ -336,11 +444,11 @@ fn classify(
             }
         }
         Ok(Ok(Err(_))) if limiter.refused().is_some() => out_of_memory(),
-        Ok(Ok(Err(JobError::Retry(info)))) => Outcome::Retry {
-            error: info.message,
-            after: info.after_ms.map(Duration::from_millis),
+        Ok(Ok(Err(GuestError::Retry { message, after_ms }))) => Outcome::Retry {
+            error: message,
+            after: after_ms.map(Duration::from_millis),
         },
-        Ok(Ok(Err(JobError::Fail(error)))) => Outcome::Fail { error },
+        Ok(Ok(Err(GuestError::Fail(error)))) => Outcome::Fail { error },
     }
 }
 
@@ -349,7 +457,7 @@ mod tests {
     use super::*;
 
     fn classify_ok(result: &str) -> Outcome {
-        let log = JobLog::new(Arc::new(super::super::NoServices), None);
+        let log = JobLog::new(Arc::new(super::super::NoServices), None, Arc::default());
         let limiter = MemoryLimiter::new(64 << 20);
         let t = Duration::from_secs(1);
         classify(Ok(Ok(Ok(result.to_string()))), None, &limiter, &log, t, t)
@@ -377,12 +485,12 @@ mod tests {
 
     #[test]
     fn a_refused_grow_turns_a_guest_error_into_out_of_memory() {
-        let log = JobLog::new(Arc::new(super::super::NoServices), None);
+        let log = JobLog::new(Arc::new(super::super::NoServices), None, Arc::default());
         let mut limiter = MemoryLimiter::new(64 << 20);
         use wasmtime::ResourceLimiter;
         assert!(!limiter.memory_growing(0, 100 << 20, None).unwrap());
         let t = Duration::from_secs(1);
-        let error = JobError::Fail("malloc failed".into());
+        let error = GuestError::Fail("malloc failed".into());
         match classify(Ok(Ok(Err(error))), None, &limiter, &log, t, t) {
             Outcome::Crashed {
                 kind: CrashKind::OutOfMemory,

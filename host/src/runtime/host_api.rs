@@ -1,10 +1,14 @@
 //! What a job's `Store` holds (`JobState`) and the host side of the plugin imports: log,
-//! progress, cache, enqueue, config; plus the capture of the guest's stdout/stderr into the
-//! job's log lines (bounded, so a chatty guest cannot grow host memory).
+//! progress, cache, enqueue, config and (0.2.0) secrets, for both contract versions from one
+//! implementation; the capture of the guest's stdout/stderr into the job's log lines (bounded,
+//! so a chatty guest cannot grow host memory); and the redaction of the plugin's secrets from
+//! everything it writes.
 
 use super::JobServices;
-use super::bindings::spool::plugin::{cache, config, enqueue, log, progress, types};
+use super::bindings::{v1, v2};
+use super::http::JobHttp;
 use super::limits::{Deadline, MemoryLimiter, StopReason};
+use super::secrets::Secrets;
 use crate::job::{self, NewJob};
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
@@ -16,6 +20,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Longest kept log line, in bytes; longer ones are cut.
 const MAX_LINE_BYTES: usize = 4096;
@@ -63,6 +68,10 @@ pub(crate) struct JobState {
     pub(crate) followups: Vec<NewJob>,
     /// Sum of the payload sizes in `followups` (bounded by `MAX_FOLLOWUP_BYTES`).
     pub(crate) followup_bytes: usize,
+    pub(crate) secrets: Arc<Secrets>,
+    pub(crate) http_ctx: WasiHttpCtx,
+    /// Decides and sends the guest's outbound requests (`wasi:http`).
+    pub(crate) http: JobHttp,
 }
 
 impl WasiView for JobState {
@@ -70,6 +79,16 @@ impl WasiView for JobState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for JobState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
         }
     }
 }
@@ -87,6 +106,8 @@ pub(crate) struct JobLog {
     partial: [Vec<u8>; 2],
     services: Arc<dyn JobServices>,
     trace: Option<TraceNames>,
+    /// Values removed from every line before it is kept or passed on.
+    secrets: Arc<Secrets>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,13 +117,18 @@ pub(crate) enum Stream {
 }
 
 impl JobLog {
-    pub(crate) fn new(services: Arc<dyn JobServices>, trace: Option<TraceNames>) -> Self {
+    pub(crate) fn new(
+        services: Arc<dyn JobServices>,
+        trace: Option<TraceNames>,
+        secrets: Arc<Secrets>,
+    ) -> Self {
         Self {
             lines: VecDeque::new(),
             stderr_tail: VecDeque::new(),
             partial: [Vec::new(), Vec::new()],
             services,
             trace,
+            secrets,
         }
     }
 
@@ -111,7 +137,7 @@ impl JobLog {
     }
 
     fn push(&mut self, level: LogLevel, tag: &str, text: &str) {
-        let text = truncate(text, MAX_LINE_BYTES);
+        let text = self.secrets.redact(truncate(text, MAX_LINE_BYTES));
         let line = format!("[{tag}] {text}");
         self.services.log(level, &line);
         if let Some(t) = &self.trace {
@@ -125,6 +151,11 @@ impl JobLog {
 
     pub(crate) fn guest_log(&mut self, level: LogLevel, message: &str) {
         self.push(level, level.as_str(), message);
+    }
+
+    /// A line the host adds about the job (such as a refused HTTP request), tagged `tag`.
+    pub(crate) fn host_note(&mut self, level: LogLevel, tag: &str, message: &str) {
+        self.push(level, tag, message);
     }
 
     /// Bytes from the guest's stdout or stderr: complete lines are logged, the rest waits.
@@ -159,7 +190,8 @@ impl JobLog {
                 if self.stderr_tail.len() == STDERR_TAIL_LINES {
                     self.stderr_tail.pop_front();
                 }
-                self.stderr_tail.push_back(truncate(text, 500).to_string());
+                let kept = self.secrets.redact(truncate(text, 500)).into_owned();
+                self.stderr_tail.push_back(kept);
             }
         }
     }
@@ -284,65 +316,29 @@ impl tokio::io::AsyncWrite for CapturePipe {
 
 // ---- the imports -------------------------------------------------------------------------
 
-impl types::Host for JobState {}
-
-impl log::Host for JobState {
-    async fn log(&mut self, level: log::Level, message: String) {
-        let level = match level {
-            log::Level::Trace => LogLevel::Trace,
-            log::Level::Debug => LogLevel::Debug,
-            log::Level::Info => LogLevel::Info,
-            log::Level::Warn => LogLevel::Warn,
-            log::Level::Error => LogLevel::Error,
-        };
-        JobLog::lock(&self.log).guest_log(level, &message);
-    }
+/// A follow-up job as either contract version asks for it.
+pub(crate) struct FollowupRequest {
+    pub(crate) job_type: String,
+    pub(crate) payload: String,
+    pub(crate) priority: Option<u8>,
+    pub(crate) delay_ms: Option<u64>,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) unique_key: Option<String>,
 }
 
-impl progress::Host for JobState {
-    async fn report(&mut self, percent: u8, message: Option<String>) {
+impl JobState {
+    async fn report_progress(&mut self, percent: u8, message: Option<String>) {
+        let message = message.map(|m| self.secrets.redact(&m).into_owned());
         self.services.progress(percent.min(100), message).await;
     }
 
-    async fn cancelled(&mut self) -> bool {
-        self.services.cancelled()
-    }
-}
-
-impl cache::Host for JobState {
-    async fn get(&mut self, key: String) -> Result<Option<String>, String> {
-        self.services.cache_get(&key).await
-    }
-
-    async fn set(&mut self, key: String, value: String, ttl_ms: Option<u64>) -> Result<(), String> {
-        self.services
-            .cache_set(&key, &value, ttl_ms.map(Duration::from_millis))
-            .await
-    }
-
-    async fn delete(&mut self, key: String) -> Result<bool, String> {
-        self.services.cache_delete(&key).await
-    }
-
-    async fn increment(
-        &mut self,
-        key: String,
-        delta: i64,
-        ttl_ms: Option<u64>,
-    ) -> Result<i64, String> {
-        self.services
-            .cache_increment(&key, delta, ttl_ms.map(Duration::from_millis))
-            .await
-    }
-}
-
-impl enqueue::Host for JobState {
-    async fn enqueue(&mut self, job: types::NewJob) -> Result<String, String> {
+    fn enqueue_followup(&mut self, mut job: FollowupRequest) -> Result<String, String> {
         if self.followups.len() >= MAX_FOLLOWUPS {
             return Err(format!(
                 "a job may enqueue at most {MAX_FOLLOWUPS} follow-up jobs"
             ));
         }
+        job.payload = self.secrets.redact_json(&job.payload).into_owned();
         let new = validate_followup(job, crate::job::system_now_ms())?;
         let bytes = self.followup_bytes + new.payload.get().len();
         if bytes > MAX_FOLLOWUP_BYTES {
@@ -359,15 +355,104 @@ impl enqueue::Host for JobState {
     }
 }
 
-impl config::Host for JobState {
+/// The host side of the interfaces both contract versions share, implemented once for the
+/// bindings of each (`v1`: spool:plugin@0.1.0, `v2`: spool:plugin@0.2.0).
+macro_rules! shared_imports {
+    ($v:ident) => {
+        impl $v::spool::plugin::types::Host for JobState {}
+
+        impl $v::spool::plugin::log::Host for JobState {
+            async fn log(&mut self, level: $v::spool::plugin::log::Level, message: String) {
+                use $v::spool::plugin::log::Level as L;
+                let level = match level {
+                    L::Trace => LogLevel::Trace,
+                    L::Debug => LogLevel::Debug,
+                    L::Info => LogLevel::Info,
+                    L::Warn => LogLevel::Warn,
+                    L::Error => LogLevel::Error,
+                };
+                JobLog::lock(&self.log).guest_log(level, &message);
+            }
+        }
+
+        impl $v::spool::plugin::progress::Host for JobState {
+            async fn report(&mut self, percent: u8, message: Option<String>) {
+                self.report_progress(percent, message).await;
+            }
+
+            async fn cancelled(&mut self) -> bool {
+                self.services.cancelled()
+            }
+        }
+
+        impl $v::spool::plugin::cache::Host for JobState {
+            async fn get(&mut self, key: String) -> Result<Option<String>, String> {
+                self.services.cache_get(&key).await
+            }
+
+            async fn set(
+                &mut self,
+                key: String,
+                value: String,
+                ttl_ms: Option<u64>,
+            ) -> Result<(), String> {
+                self.services
+                    .cache_set(&key, &value, ttl_ms.map(Duration::from_millis))
+                    .await
+            }
+
+            async fn delete(&mut self, key: String) -> Result<bool, String> {
+                self.services.cache_delete(&key).await
+            }
+
+            async fn increment(
+                &mut self,
+                key: String,
+                delta: i64,
+                ttl_ms: Option<u64>,
+            ) -> Result<i64, String> {
+                self.services
+                    .cache_increment(&key, delta, ttl_ms.map(Duration::from_millis))
+                    .await
+            }
+        }
+
+        impl $v::spool::plugin::enqueue::Host for JobState {
+            async fn enqueue(
+                &mut self,
+                job: $v::spool::plugin::types::NewJob,
+            ) -> Result<String, String> {
+                self.enqueue_followup(FollowupRequest {
+                    job_type: job.job_type,
+                    payload: job.payload,
+                    priority: job.priority,
+                    delay_ms: job.delay_ms,
+                    max_attempts: job.max_attempts,
+                    unique_key: job.unique_key,
+                })
+            }
+        }
+
+        impl $v::spool::plugin::config::Host for JobState {
+            async fn get(&mut self, name: String) -> Option<String> {
+                self.config.get(&name).cloned()
+            }
+        }
+    };
+}
+
+shared_imports!(v1);
+shared_imports!(v2);
+
+impl v2::spool::plugin::secrets::Host for JobState {
     async fn get(&mut self, name: String) -> Option<String> {
-        self.config.get(&name).cloned()
+        self.secrets.get(&name).map(str::to_string)
     }
 }
 
 /// Check a follow-up job request (with the same rules as any enqueue) and turn it into a
 /// `NewJob` with a fresh id.
-pub(crate) fn validate_followup(job: types::NewJob, now_ms: i64) -> Result<NewJob, String> {
+pub(crate) fn validate_followup(job: FollowupRequest, now_ms: i64) -> Result<NewJob, String> {
     let invalid = |e: job::JobError| format!("invalid follow-up job: {e}");
     let payload =
         job::parse_payload(&job.payload, job::DEFAULT_MAX_PAYLOAD_BYTES).map_err(invalid)?;
@@ -396,7 +481,7 @@ mod tests {
     use super::*;
 
     fn log() -> JobLog {
-        JobLog::new(Arc::new(super::super::NoServices), None)
+        JobLog::new(Arc::new(super::super::NoServices), None, Arc::default())
     }
 
     #[test]
@@ -444,8 +529,8 @@ mod tests {
         );
     }
 
-    fn new_job(payload: &str, priority: Option<u8>) -> types::NewJob {
-        types::NewJob {
+    fn new_job(payload: &str, priority: Option<u8>) -> v1::spool::plugin::types::NewJob {
+        v1::spool::plugin::types::NewJob {
             job_type: "next".into(),
             payload: payload.into(),
             priority,
@@ -458,6 +543,11 @@ mod tests {
     fn job_state() -> JobState {
         let services: Arc<dyn JobServices> = Arc::new(super::super::NoServices);
         let now = std::time::Instant::now();
+        let log = Arc::new(Mutex::new(JobLog::new(
+            services.clone(),
+            None,
+            Arc::default(),
+        )));
         JobState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -466,9 +556,12 @@ mod tests {
             stop: None,
             services: services.clone(),
             config: Arc::new(BTreeMap::new()),
-            log: Arc::new(Mutex::new(JobLog::new(services, None))),
+            log: log.clone(),
             followups: Vec::new(),
             followup_bytes: 0,
+            secrets: Arc::default(),
+            http_ctx: WasiHttpCtx::new(),
+            http: JobHttp::new(super::super::http::HttpPolicy::denying("test"), log),
         }
     }
 
@@ -479,9 +572,11 @@ mod tests {
         let fits = MAX_FOLLOWUP_BYTES / payload.len();
         for _ in 0..fits {
             let job = new_job(&payload, None);
-            enqueue::Host::enqueue(&mut state, job).await.unwrap();
+            v1::spool::plugin::enqueue::Host::enqueue(&mut state, job)
+                .await
+                .unwrap();
         }
-        let e = enqueue::Host::enqueue(&mut state, new_job(&payload, None))
+        let e = v1::spool::plugin::enqueue::Host::enqueue(&mut state, new_job(&payload, None))
             .await
             .unwrap_err();
         assert!(e.contains("at most 16 MiB of payload together"), "{e}");
@@ -489,18 +584,30 @@ mod tests {
         assert_eq!(state.followup_bytes, fits * payload.len());
     }
 
+    fn request(payload: &str, priority: Option<u8>) -> FollowupRequest {
+        let j = new_job(payload, priority);
+        FollowupRequest {
+            job_type: j.job_type,
+            payload: j.payload,
+            priority: j.priority,
+            delay_ms: j.delay_ms,
+            max_attempts: j.max_attempts,
+            unique_key: j.unique_key,
+        }
+    }
+
     #[test]
     fn followups_are_validated() {
-        let ok = validate_followup(new_job("{\"a\":1}", Some(3)), 1_000).unwrap();
+        let ok = validate_followup(request("{\"a\":1}", Some(3)), 1_000).unwrap();
         assert_eq!(ok.priority, 3);
         assert_eq!(ok.run_at, Some(2_000));
         assert_eq!(ok.max_attempts, job::DEFAULT_MAX_ATTEMPTS);
         assert!(!ok.id.is_empty());
-        let e = validate_followup(new_job("{nope", None), 0).unwrap_err();
+        let e = validate_followup(request("{nope", None), 0).unwrap_err();
         assert!(e.contains("not valid JSON"), "{e}");
-        let e = validate_followup(new_job("1", Some(11)), 0).unwrap_err();
+        let e = validate_followup(request("1", Some(11)), 0).unwrap_err();
         assert!(e.contains("invalid priority `11`"), "{e}");
-        let e = validate_followup(new_job("1", Some(0)), 0).unwrap_err();
+        let e = validate_followup(request("1", Some(0)), 0).unwrap_err();
         assert!(e.contains("invalid priority `0`"), "{e}");
     }
 }

@@ -1,17 +1,18 @@
 //! The Wasm runtime: one wasmtime `Engine` (pooling allocator, epoch interruption), a linker
-//! with WASI p2 (no files, no network) and the Spool host imports, compiled-component caching,
-//! and `execute`, which runs one job in a fresh instance with the plugin's time and memory
-//! limits and turns whatever happens (result, error, trap, timeout, out of memory) into an
-//! `Outcome`. A guest can never take the host down.
-//!
-//! API contract: /work/coord/runtime-api.md.
+//! with WASI p2 (no files, no sockets), `wasi:http` behind each plugin's allow-list, and the
+//! Spool host imports of both contract versions; compiled-component caching; and `execute`,
+//! which runs one job in a fresh instance with the plugin's time and memory limits and turns
+//! whatever happens (result, error, trap, timeout, out of memory) into an `Outcome`. A guest
+//! can never take the host down.
 
 mod bindings;
 mod cache;
 mod engine;
 mod execute;
 mod host_api;
+pub mod http;
 mod limits;
+mod secrets;
 
 use crate::plugins::{LoadError, LoadFailure, LoadedPlugin, Manifest};
 use serde_json::value::RawValue;
@@ -22,6 +23,8 @@ use std::time::Duration;
 
 pub use engine::pagemap_scan_available;
 pub use host_api::LogLevel;
+pub use http::{HttpConfig, HttpLimits, HttpObserver};
+pub use secrets::{REDACTED, Secrets};
 
 /// Default per-attempt timeout when neither the job nor the manifest sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,7 +34,7 @@ pub const DEFAULT_MEMORY: u64 = 64 << 20;
 /// interrupted.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RuntimeConfig {
     /// Where compiled components (`.cwasm`) are cached, keyed by content hash and engine;
     /// None compiles every load.
@@ -46,6 +49,24 @@ pub struct RuntimeConfig {
     pub trace_guest_logs: bool,
     /// How long a job told to stop may keep running before it is interrupted.
     pub cancel_grace: Duration,
+    /// Outbound HTTP: default limits (manifests override them) and the CA roots.
+    pub http: HttpConfig,
+    /// Where outbound requests are reported (the daemon's metrics).
+    pub http_observer: Option<Arc<dyn HttpObserver>>,
+}
+
+impl std::fmt::Debug for RuntimeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeConfig")
+            .field("cache_dir", &self.cache_dir)
+            .field("max_instances", &self.max_instances)
+            .field("default_timeout", &self.default_timeout)
+            .field("default_memory", &self.default_memory)
+            .field("trace_guest_logs", &self.trace_guest_logs)
+            .field("cancel_grace", &self.cancel_grace)
+            .field("http", &self.http)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -57,6 +78,8 @@ impl Default for RuntimeConfig {
             default_memory: DEFAULT_MEMORY,
             trace_guest_logs: true,
             cancel_grace: CANCEL_GRACE,
+            http: HttpConfig::default(),
+            http_observer: None,
         }
     }
 }
@@ -69,6 +92,8 @@ pub enum RuntimeError {
     CacheDir { dir: PathBuf, reason: String },
     #[error("cannot start the epoch ticker thread: {0}")]
     Ticker(String),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Cheap to clone: everything lives behind one `Arc`.
@@ -232,10 +257,12 @@ impl CrashKind {
 /// `LoadedPlugin`).
 #[derive(Clone)]
 pub(crate) struct PluginCode {
-    pre: bindings::HandlerPre<host_api::JobState>,
+    pre: engine::Pre,
     config: Arc<BTreeMap<String, String>>,
     timeout: Duration,
     memory: u64,
+    secrets: Arc<Secrets>,
+    http: Arc<http::HttpPolicy>,
 }
 
 /// Where a component came from when it was loaded (for logs and the benchmark).
@@ -260,7 +287,8 @@ impl Runtime {
         &self.inner.cfg
     }
 
-    /// Compile (or load from cache) and pre-link; the compile runs on `spawn_blocking`.
+    /// Compile (or load from cache) and pre-link; the compile runs on `spawn_blocking`. Reads
+    /// the manifest's secrets now.
     pub async fn load(
         &self,
         name: &str,
@@ -270,21 +298,24 @@ impl Runtime {
         let bytes = tokio::fs::read(wasm)
             .await
             .map_err(|e| LoadError::plugin(name, wasm, LoadFailure::Read(e.to_string())))?;
-        self.load_bytes(name, wasm, bytes, manifest)
+        let secrets = crate::plugins::secrets::read_secrets(&manifest.secrets)
+            .map_err(|e| LoadError::plugin(name, wasm, LoadFailure::Secret(e.to_string())))?;
+        self.load_bytes(name, wasm, bytes, manifest, secrets)
             .await
             .map(|(p, _)| p)
     }
 
-    /// `load` for bytes already read (the registry hashes them first, so it must compile
-    /// exactly what it hashed). Also says whether the cache was used.
+    /// `load` for bytes and secrets already read (the registry hashes them first, so it must
+    /// compile exactly what it hashed). Also says whether the cache was used.
     pub async fn load_bytes(
         &self,
         name: &str,
         path: &Path,
         bytes: Vec<u8>,
         manifest: Manifest,
+        secrets: Secrets,
     ) -> Result<(Arc<LoadedPlugin>, CompileSource), LoadError> {
-        self.inner.load(name, path, bytes, manifest).await
+        self.inner.load(name, path, bytes, manifest, secrets).await
     }
 
     /// One job in a fresh instance with the plugin's limits. Never panics, never fails the host.
