@@ -8,4 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build-plugins.sh target/plugins
 cargo build -p spool-host
+# The `webhook` example signs its requests with this secret (its manifest reads it from the
+# environment); a development value unless you set your own.
+export SPOOL_WEBHOOK_KEY="${SPOOL_WEBHOOK_KEY:-dev-webhook-key}"
 exec target/debug/spool daemon --plugins target/plugins "$@"
