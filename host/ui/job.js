@@ -32,7 +32,7 @@ export async function job(view, route, { navigate }) {
   }
 
   function render(j) {
-    const actions = h('div', { class: 'actions' },
+    const actions = h('div', { class: 'actions job-actions' },
       h('button', { type: 'button', id: 'job-retry', disabled: !['failed', 'cancelled'].includes(j.status),
         onclick: () => act('retry') }, 'Retry'),
       h('button', { type: 'button', id: 'job-cancel', disabled: !LIVE.includes(j.status),
@@ -55,7 +55,7 @@ export async function job(view, route, { navigate }) {
       ['Unique key', j.unique_key || ''],
       ['Plugin version', j.plugin_version || ''],
       ['Handled', j.handled ? 'a loaded plugin handles this type' : 'no loaded plugin handles this type'],
-    ].filter(([, v]) => v !== '' && v !== null && v !== undefined);
+    ].filter(([, v]) => v !== '' && v !== null && v !== undefined && !(v instanceof Node && !v.textContent));
     if (j.cancel_requested) facts.push(['Cancel', 'requested; the worker stops it']);
     const parts = [h('section', { class: 'card' }, h('dl', { class: 'kv', id: 'job-facts' },
       facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])))];

@@ -120,16 +120,16 @@ export async function jobs(view, route, { onEvent, navigate }) {
       bulkBar.append(h('span', { id: 'selected-count' }, `${selected.size} selected:`),
         ['retry', 'cancel', 'delete'].map((a) => h('button', {
           type: 'button', id: `bulk-${a}`, class: a === 'delete' ? 'danger' : '',
-          onclick: () => bulk(a, { ids: [...selected] }, `${selected.size} selected`),
+          onclick: () => bulk(a, { ids: [...selected] }, `of the ${selected.size} selected`),
         }, VERB[a])),
         h('button', { type: 'button', onclick: () => { selected.clear(); render(); } }, 'Clear selection'));
     }
     if (type) {
       bulkBar.append(h('span', {}, `Every failed job of type ${type}:`),
         h('button', { type: 'button', id: 'bulk-failed-retry',
-          onclick: () => bulk('retry', { filter: { status: 'failed', type } }, `failed ${type}`) }, 'Retry all'),
+          onclick: () => bulk('retry', { filter: { status: 'failed', type } }, `every failed job of type ${type}`) }, 'Retry all'),
         h('button', { type: 'button', id: 'bulk-failed-delete', class: 'danger',
-          onclick: () => bulk('delete', { filter: { status: 'failed', type } }, `failed ${type}`) }, 'Delete all'));
+          onclick: () => bulk('delete', { filter: { status: 'failed', type } }, `every failed job of type ${type}`) }, 'Delete all'));
     }
   }
 
@@ -137,13 +137,13 @@ export async function jobs(view, route, { onEvent, navigate }) {
     try {
       const dry = await api('/api/v1/jobs/bulk', { method: 'POST', body: { action, ...target, dry_run: true } });
       if (!dry.matched) {
-        toast(`No job to ${action} among the ${what} jobs.`);
+        toast(`No job to ${action} (${what}).`);
         return;
       }
       const skipped = dry.error_count ? ` (${dry.error_count} of them cannot be: skipped)` : '';
       const more = dry.truncated ? ' (the newest ones; run it again for the rest)' : '';
       const n = dry.matched === 1 ? '1 job' : `${dry.matched} jobs`;
-      const ok = await confirmAction(`${VERB[action]} ${n}${more}${skipped}?`, `${VERB[action]} ${n}`);
+      const ok = await confirmAction(`${VERB[action]} ${n} (${what})${more}${skipped}?`, `${VERB[action]} ${n}`);
       if (!ok) return;
       const done = await api('/api/v1/jobs/bulk', { method: 'POST', body: { action, ...target } });
       const errs = done.error_count ? `; ${done.error_count} failed: ${done.errors[0]?.message ?? ''}` : '';

@@ -112,8 +112,8 @@ function renderChart(box, tp) {
   const minutes = tp.minutes || [];
   const W = 600;
   const H = 150;
-  const top = 12;
-  const bottom = 18;
+  const top = 4;
+  const bottom = 2;
   const max = Math.max(1, ...minutes.map((m) => m.completed + m.failed + m.retried));
   const bw = W / Math.max(1, minutes.length);
   const scale = (H - top - bottom) / max;
@@ -136,10 +136,8 @@ function renderChart(box, tp) {
   box.append(
     s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': label, preserveAspectRatio: 'none' },
       s('line', { class: 'axis', x1: 0, x2: W, y1: H - bottom, y2: H - bottom }),
-      s('text', { x: 2, y: 10 }, `${max}/min`),
-      s('text', { x: 2, y: H - 4 }, '60 min ago'),
-      s('text', { x: W - 2, y: H - 4, 'text-anchor': 'end' }, 'now'),
       bars),
+    h('div', { class: 'axis-labels' }, h('span', {}, '60 min ago'), h('span', {}, `peak ${max}/min`), h('span', {}, 'now')),
     h('div', { class: 'legend' },
       h('span', { class: 'l-completed' }, `completed ${total('completed')}`),
       h('span', { class: 'l-failed' }, `failed ${total('failed')}`),
