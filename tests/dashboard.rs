@@ -77,6 +77,13 @@ fn overview_shows_counts_of_jobs_submitted_through_the_cli() {
         "{chart}"
     );
     b.screenshot("overview-1280");
+    // The plugins page lists each loaded plugin with its version and types.
+    b.goto(&format!("{}/#/plugins", d.url));
+    let row = b.wait_text("#plugins-table tr[data-plugin=\"flaky\"]");
+    assert!(row.contains("flaky") && row.contains("loaded"), "{row}");
+    b.screenshot("plugins");
+    b.goto(&format!("{}/#/", d.url));
+    b.wait_text("#types-table");
     // Narrow: the table scrolls inside its box, the page itself does not.
     b.resize(390, 844);
     let wide = b.exec(
