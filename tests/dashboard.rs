@@ -77,10 +77,20 @@ fn overview_shows_counts_of_jobs_submitted_through_the_cli() {
         "{chart}"
     );
     b.screenshot("overview-1280");
-    // The plugins page lists each loaded plugin with its version and types.
+    // The plugins page lists each loaded plugin with its version and types, and a file that
+    // failed to load with its error.
+    std::fs::write(d.plugins.join("broken.wasm"), b"not a component").expect("write");
+    d.wait_until(LONG, "broken.wasm to be reported", || {
+        d.get("/api/v1/plugins").text.contains("broken")
+    });
     b.goto(&format!("{}/#/plugins", d.url));
     let row = b.wait_text("#plugins-table tr[data-plugin=\"flaky\"]");
     assert!(row.contains("flaky") && row.contains("loaded"), "{row}");
+    let failed = b.wait_text("#plugins-failed");
+    assert!(
+        failed.contains("broken") && failed.contains("failed to load"),
+        "{failed}"
+    );
     b.screenshot("plugins");
     b.goto(&format!("{}/#/", d.url));
     b.wait_text("#types-table");
@@ -128,6 +138,36 @@ fn a_job_submitted_while_the_page_is_open_appears_without_a_reload() {
         json!(true)
     );
     b.screenshot("live-overview");
+    // Paging by cursor: 60 jobs of a type no plugin handles stay pending, 50 a page.
+    let ids = d.submit_batch(&vec![json!({"type": "nobody"}); 60]);
+    b.goto(&format!("{}/#/jobs?type=nobody", d.url));
+    let rows = |n: u64| {
+        move |b: &Browser| {
+            let got = b.exec(
+                "return document.querySelectorAll('#jobs-table tbody tr').length;",
+                &[],
+            );
+            (got.as_u64() == Some(n)).then_some(())
+        }
+    };
+    b.wait_for("a first page of 50", WAIT, rows(50));
+    b.click("#page-older");
+    b.wait_for("a second page of 10", WAIT, rows(10));
+    // The oldest job is last on the last page (newest first).
+    let last = b
+        .text("#jobs-table tbody tr:last-child")
+        .unwrap_or_default();
+    assert!(last.contains(&ids[0]), "{last}");
+    b.click("#page-newer");
+    b.wait_for("the first page again", WAIT, rows(50));
+    // Open a job by its id.
+    b.type_into("#open-id", &ids[7]);
+    b.click("#opener button[type=submit]");
+    let facts = b.wait_text("#job-facts");
+    assert!(
+        facts.contains("no loaded plugin handles this type"),
+        "{facts}"
+    );
     b.assert_no_js_errors(&[]);
 }
 
