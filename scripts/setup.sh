@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Spool needs, on a fresh machine of this kind, and nothing
-# twice: the wasm32-wasip2 Rust target, rustfmt/clippy, and redis-server (for the Redis tests).
+# twice: the wasm32-wasip2 Rust target, rustfmt/clippy, redis-server (for the Redis tests), and
+# Chromium with its WebDriver (for the dashboard's browser tests).
 # Called by scripts/run.sh and scripts/test.sh; safe to run again.
 set -euo pipefail
 
@@ -27,4 +28,9 @@ apt_install() {
 
 if ! command -v redis-server >/dev/null 2>&1; then
     apt_install redis-server
+fi
+
+# The dashboard tests drive Debian's headless Chromium through chromedriver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    apt_install chromium chromium-driver
 fi

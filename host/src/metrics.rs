@@ -4,6 +4,7 @@
 //! `render` writes the text exposition format (version 0.0.4).
 
 use crate::storage::Stats;
+use crate::throughput::{Minute, MinuteRing, Outcome};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -249,6 +250,8 @@ pub struct Metrics {
     last_claim_ms: AtomicU64,
     /// When these metrics were created (the daemon's start).
     created: Option<std::time::Instant>,
+    /// Attempts per minute over the last hour (the dashboard's throughput chart).
+    minutes: std::sync::Mutex<MinuteRing>,
 }
 
 /// Values read at scrape time by the caller of `render`.
@@ -434,6 +437,26 @@ impl Metrics {
             AttemptEnd::Released => &c.released,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        let outcome = match end {
+            AttemptEnd::Completed => Some(Outcome::Completed),
+            AttemptEnd::Failed => Some(Outcome::Failed),
+            AttemptEnd::Retried => Some(Outcome::Retried),
+            _ => None,
+        };
+        if let Some(o) = outcome
+            && let Ok(mut m) = self.minutes.lock()
+        {
+            m.add(unix_now().as_millis() as u64, o);
+        }
+    }
+
+    /// Completed, failed and retried attempts per minute, the last hour, oldest first.
+    pub fn throughput(&self) -> Vec<Minute> {
+        let now = unix_now().as_millis() as u64;
+        self.minutes
+            .lock()
+            .map(|m| m.series(now))
+            .unwrap_or_default()
     }
 
     pub fn set_workers(&self, total: usize) {

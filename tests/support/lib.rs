@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 /// Throwaway Redis servers for the Redis end-to-end tests.
 pub mod redis;
 
+/// Headless Chromium over WebDriver, for the dashboard tests.
+pub mod browser;
+
 /// The repository root (the root package's manifest folder).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

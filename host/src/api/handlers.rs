@@ -309,3 +309,11 @@ pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_j
 pub async fn plugins(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
     Json(json!({ "plugins": state.catalog.plugins() }))
 }
+
+/// `GET /api/v1/stats/throughput`: attempts per minute over the last hour, by this daemon.
+pub async fn throughput(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "scope": "attempts finished by this daemon",
+        "minutes": state.metrics.throughput(),
+    }))
+}

@@ -1,7 +1,9 @@
 //! The HTTP API (DESIGN.md "Interfaces"): axum routes under `/api/v1`, `/health` and
 //! `/metrics`. Handlers talk to storage only (never to the runtime); what they need to know
 //! about plugins comes through the `Catalog` trait, which `app` implements over the registry.
+//! `ui.rs` serves the web dashboard at `/`, a client of this same API.
 
+pub mod bulk;
 pub mod client;
 pub mod error;
 pub mod handlers;
@@ -9,6 +11,7 @@ pub mod health;
 pub mod routes;
 pub mod sse;
 pub mod types;
+pub mod ui;
 
 use crate::events::EventHub;
 use crate::metrics::Metrics;

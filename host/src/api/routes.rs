@@ -3,7 +3,7 @@
 
 use super::ApiState;
 use super::error::ApiError;
-use super::{handlers, health, sse};
+use super::{bulk, handlers, health, sse, ui};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
@@ -37,9 +37,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/jobs/{id}",
             get(handlers::get_job).delete(handlers::delete_job),
         )
+        .route("/jobs/bulk", post(bulk::bulk))
         .route("/jobs/{id}/retry", post(handlers::retry_job))
         .route("/jobs/{id}/cancel", post(handlers::cancel_job))
         .route("/stats", get(handlers::stats))
+        .route("/stats/throughput", get(handlers::throughput))
         .route("/plugins", get(handlers::plugins))
         .route("/events", get(sse::events))
         .fallback(api_not_found)
@@ -48,6 +50,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .nest("/api/v1", api)
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
+        .route("/", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{*name}", get(ui::asset))
         .fallback(not_found)
         .with_state(state)
 }
@@ -68,7 +73,10 @@ async fn not_found(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "no_route",
-        format!("no route {}: the API lives under /api/v1", req.uri().path()),
+        format!(
+            "no route {}: the API lives under /api/v1, the dashboard at /",
+            req.uri().path()
+        ),
     )
 }
 

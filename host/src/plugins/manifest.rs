@@ -405,6 +405,45 @@ fn parse_config(value: &Value) -> Result<BTreeMap<String, String>, String> {
         .collect()
 }
 
+/// The settings of a manifest as the API shows them (`GET /api/v1/plugins`): durations and
+/// sizes as text, and only what is set. The manifest holds no secrets (0.1 has none), so every
+/// value may be shown.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ManifestView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_base: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_cap: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Manifest {
+    pub fn view(&self) -> ManifestView {
+        let show = |d: Option<Duration>| d.map(crate::config::show);
+        ManifestView {
+            timeout: show(self.timeout),
+            memory_bytes: self.memory,
+            max_concurrency: self.max_concurrency,
+            max_attempts: self.retry.max_attempts,
+            backoff_base: show(self.retry.backoff_base),
+            backoff_cap: show(self.retry.backoff_cap),
+            config: self.config.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

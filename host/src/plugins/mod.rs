@@ -13,7 +13,7 @@ mod watcher;
 use serde::Serialize;
 use std::path::PathBuf;
 
-pub use manifest::{Manifest, RetryPolicy};
+pub use manifest::{Manifest, ManifestView, RetryPolicy};
 pub use registry::PluginRegistry;
 pub use secrets::SecretSource;
 pub use watcher::WatcherHandle;
@@ -96,6 +96,9 @@ pub struct PluginStatus {
     pub error: Option<String>,
     pub loaded_at_ms: Option<i64>,
     pub path: PathBuf,
+    /// The loaded version's manifest settings (None when nothing is loaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ManifestView>,
 }
 
 /// Why a plugin (or the plugins folder) could not be loaded. `Display` is the whole one-line

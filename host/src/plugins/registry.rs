@@ -161,6 +161,7 @@ impl PluginRegistry {
                         error,
                         loaded_at_ms: Some(p.loaded_at_ms),
                         path: p.path.clone(),
+                        manifest: Some(p.manifest.view()),
                     },
                     None => PluginStatus {
                         name: name.clone(),
@@ -170,6 +171,7 @@ impl PluginRegistry {
                         error,
                         loaded_at_ms: None,
                         path: failed.get(name).map(|f| f.path.clone()).unwrap_or_default(),
+                        manifest: None,
                     },
                 }
             })
