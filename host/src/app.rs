@@ -220,6 +220,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         events: core.events.clone(),
         max_payload: core.config.max_payload,
         default_max_attempts: core.config.retry.max_attempts,
+        job_timeout: core.config.job_timeout,
+        api_hosts: core.config.api_hosts.clone(),
+        http: core.config.http,
+        event_streams: Default::default(),
         api_token: core.config.api_token.clone(),
         started: Instant::now(),
         stop: core.stopping(),
@@ -302,6 +306,9 @@ impl Catalog for RegistryCatalog {
         self.0
             .for_type(job_type)
             .and_then(|p| p.manifest.retry.max_attempts)
+    }
+    fn timeout_for(&self, job_type: &str) -> Option<std::time::Duration> {
+        self.0.for_type(job_type).and_then(|p| p.manifest.timeout)
     }
     fn plugins(&self) -> serde_json::Value {
         serde_json::to_value(self.0.list()).unwrap_or_default()

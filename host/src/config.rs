@@ -21,6 +21,14 @@
 //! fallback = "./data/fallback.db"       # SPOOL_FALLBACK, --fallback (redis only; default none)
 //! job_timeout = "30s"                   # SPOOL_JOB_TIMEOUT (when the plugin sets none)
 //! job_memory = "64MiB"                  # SPOOL_JOB_MEMORY (when the plugin sets none)
+//! api_hosts = ["spool.internal"]        # SPOOL_API_HOSTS (comma-separated): names `Host` may
+//!                                       # carry besides IP literals and localhost
+//! max_plugin_size = "256MiB"            # SPOOL_MAX_PLUGIN_SIZE: largest NAME.wasm loaded
+//!
+//! [http]
+//! header_timeout = "10s"                # a request head must arrive within this
+//! max_connections = 1024                # more get 503 + Retry-After, then closed
+//! max_event_streams = 256               # SSE streams; more get 503 + Retry-After
 //!
 //! [retry]                               # daemon defaults; manifests and jobs override
 //! backoff_base = "1s"
@@ -61,6 +69,38 @@ pub const DEFAULT_JOB_MEMORY: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Below this a lease cannot be renewed reliably (the renewer runs every lease/3).
 const MIN_LEASE: Duration = Duration::from_secs(1);
+/// Largest plugin file read: the JavaScript and Python examples are about 20 MiB.
+pub const DEFAULT_MAX_PLUGIN_SIZE: u64 = 256 * 1024 * 1024;
+
+/// Limits of the HTTP server (`[http]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request head (line and headers) must arrive within this; idle keep-alive
+    /// connections are closed after it too.
+    pub header_timeout: Duration,
+    /// Open connections; more are answered 503 with `Retry-After` and closed.
+    pub max_connections: usize,
+    /// Open SSE streams (`/api/v1/events`); more are answered 503 with `Retry-After`.
+    pub max_event_streams: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_event_streams: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub header_timeout: Option<String>,
+    pub max_connections: Option<i64>,
+    pub max_event_streams: Option<i64>,
+}
 
 /// The validated configuration of a daemon.
 #[derive(Debug, Clone)]
@@ -89,6 +129,12 @@ pub struct Config {
     pub job_timeout: Duration,
     /// Memory limit of a job whose plugin sets none.
     pub job_memory: u64,
+    /// Names besides IP literals and `localhost` that a request's `Host` may carry (a
+    /// rebinding page's own name is refused).
+    pub api_hosts: Vec<String>,
+    /// Largest `NAME.wasm` (or `NAME.toml`) the registry reads.
+    pub max_plugin_size: u64,
+    pub http: HttpLimits,
     pub retry: RetryConfig,
     pub retention: RetentionPolicy,
     pub sweep_interval: Duration,
@@ -132,6 +178,10 @@ pub struct RawConfig {
     pub fallback: Option<String>,
     pub job_timeout: Option<String>,
     pub job_memory: Option<SizeValue>,
+    pub api_hosts: Option<Vec<String>>,
+    pub max_plugin_size: Option<SizeValue>,
+    #[serde(default)]
+    pub http: RawHttp,
     #[serde(default)]
     pub retry: RawRetry,
     #[serde(default)]
@@ -224,6 +274,13 @@ impl RawConfig {
             fallback: var("SPOOL_FALLBACK"),
             job_timeout: var("SPOOL_JOB_TIMEOUT"),
             job_memory: var("SPOOL_JOB_MEMORY").map(SizeValue::Text),
+            api_hosts: var("SPOOL_API_HOSTS").map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            }),
+            max_plugin_size: var("SPOOL_MAX_PLUGIN_SIZE").map(SizeValue::Text),
             ..RawConfig::default()
         };
         if let Some(w) = var("SPOOL_WORKERS") {
@@ -257,8 +314,20 @@ impl RawConfig {
             cache_dir,
             fallback,
             job_timeout,
-            job_memory
+            job_memory,
+            api_hosts,
+            max_plugin_size
         );
+        let (h, o) = (&mut self.http, other.http);
+        if o.header_timeout.is_some() {
+            h.header_timeout = o.header_timeout;
+        }
+        if o.max_connections.is_some() {
+            h.max_connections = o.max_connections;
+        }
+        if o.max_event_streams.is_some() {
+            h.max_event_streams = o.max_event_streams;
+        }
         let (r, o) = (&mut self.retry, other.retry);
         if o.backoff_base.is_some() {
             r.backoff_base = o.backoff_base;
@@ -375,6 +444,21 @@ impl RawConfig {
         if job_memory < 1024 * 1024 {
             bail!("config: `job_memory` must be at least 1MiB (got {job_memory} bytes)");
         }
+        let api_hosts = self
+            .api_hosts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        let max_plugin_size = match &self.max_plugin_size {
+            None => DEFAULT_MAX_PLUGIN_SIZE,
+            Some(v) => size("max_plugin_size", v)?,
+        };
+        if max_plugin_size < 1024 {
+            bail!("config: `max_plugin_size` must be at least 1KiB (got {max_plugin_size} bytes)");
+        }
+        let http = validate_http(self.http)?;
         let retry = validate_retry(self.retry)?;
         let sweep_interval = duration(
             "retention.sweep_interval",
@@ -406,6 +490,9 @@ impl RawConfig {
             fallback,
             job_timeout,
             job_memory,
+            api_hosts,
+            max_plugin_size,
+            http,
             retry,
             retention,
             sweep_interval,
@@ -638,6 +725,35 @@ fn size(key: &str, v: &SizeValue) -> anyhow::Result<u64> {
 }
 
 /// A duration the way config writes it (`30s`, `1m 30s`, `250ms`).
+fn validate_http(raw: RawHttp) -> anyhow::Result<HttpLimits> {
+    let d = HttpLimits::default();
+    let header_timeout =
+        duration("http.header_timeout", raw.header_timeout.as_deref())?.unwrap_or(d.header_timeout);
+    if header_timeout.is_zero() {
+        bail!("config: `http.header_timeout` must be longer than 0s");
+    }
+    let count = |key: &str, v: Option<i64>, default: usize| match v {
+        None => Ok(default),
+        Some(n) if (1..=1_000_000).contains(&n) => Ok(n as usize),
+        Some(n) => Err(anyhow::anyhow!(
+            "config: `{key}` must be a whole number from 1 to 1000000 (got {n})"
+        )),
+    };
+    Ok(HttpLimits {
+        header_timeout,
+        max_connections: count(
+            "http.max_connections",
+            raw.max_connections,
+            d.max_connections,
+        )?,
+        max_event_streams: count(
+            "http.max_event_streams",
+            raw.max_event_streams,
+            d.max_event_streams,
+        )?,
+    })
+}
+
 pub fn show(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }

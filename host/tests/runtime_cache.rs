@@ -71,7 +71,10 @@ async fn a_cache_file_copied_from_another_plugin_is_recompiled_not_run() {
     let (echo, other) = two_cached_plugins(dir.path()).await;
     std::fs::copy(&other, &echo).unwrap();
     let rt = Runtime::new(config(dir.path())).unwrap();
-    assert_eq!(echo_runs_as_echo(&rt).await, CompileSource::CompiledAndCached);
+    assert_eq!(
+        echo_runs_as_echo(&rt).await,
+        CompileSource::CompiledAndCached
+    );
     // Replaced with a good artifact: the next start loads it from the cache again.
     let rt = Runtime::new(config(dir.path())).unwrap();
     assert_eq!(echo_runs_as_echo(&rt).await, CompileSource::Cache);
@@ -84,7 +87,10 @@ async fn a_symlinked_cache_file_is_not_followed() {
     std::fs::remove_file(&echo).unwrap();
     std::os::unix::fs::symlink(&other, &echo).unwrap();
     let rt = Runtime::new(config(dir.path())).unwrap();
-    assert_eq!(echo_runs_as_echo(&rt).await, CompileSource::CompiledAndCached);
+    assert_eq!(
+        echo_runs_as_echo(&rt).await,
+        CompileSource::CompiledAndCached
+    );
     assert!(
         !std::fs::symlink_metadata(&echo)
             .unwrap()

@@ -119,11 +119,15 @@ impl JobServices for DaemonServices {
 
     async fn progress(&self, percent: u8, message: Option<String>) {
         let percent = percent.min(100);
+        let message =
+            message.map(|m| crate::job::truncate_text(m, crate::job::MAX_PROGRESS_MESSAGE_BYTES));
         let wait = {
             let mut st = self.progress.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             match st.last_write {
-                Some(t) if now.duration_since(t) < PROGRESS_EVERY && percent < 100 => {
+                // 100% is throttled like the rest (issue 19: a loop of 100% reports flooded
+                // the event log); the held-back report is still written when the window ends.
+                Some(t) if now.duration_since(t) < PROGRESS_EVERY => {
                     st.pending = Some((percent, message.clone()));
                     if st.flush_scheduled {
                         return;
