@@ -269,13 +269,16 @@ fn connections_and_event_streams_past_their_caps_get_503() {
 
 #[test]
 fn a_fifo_in_the_plugins_folder_does_not_stall_loading() {
-    let d = Daemon::builder(&[]).start();
+    let mut d = Daemon::builder(&[]).start();
+    d.terminate(Duration::from_secs(10));
     let fifo = d.plugins.join("x.wasm");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a plain mkfifo on a path we own.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     std::os::unix::fs::symlink("/dev/zero", d.plugins.join("zero.wasm")).unwrap();
     spool_tests::install_plugins(&d.plugins, &["echo"]);
+    // The start-up scan reads every NAME.wasm: before, it blocked on the FIFO for good.
+    d.restart();
     d.wait_until(Duration::from_secs(60), "echo to load", || {
         d.get("/api/v1/plugins").text.contains("\"echo\"")
     });

@@ -60,6 +60,7 @@ impl Core {
             max_events: config.max_events,
             ..StorageOptions::default()
         };
+        private_data_dir(&config.data_dir)?;
         let clock = Arc::new(SystemClock);
         let opened = match &config.fallback {
             Some(spool) => {
@@ -86,7 +87,11 @@ impl Core {
             trace_guest_logs: true,
             ..RuntimeConfig::default()
         })?;
-        let registry = PluginRegistry::new(runtime, config.plugins.clone());
+        let registry = PluginRegistry::with_max_file_size(
+            runtime,
+            config.plugins.clone(),
+            config.max_plugin_size,
+        );
         let metrics = Metrics::new();
         let events = EventHub::new(storage.clone());
         match events.skip_to_end().await {
@@ -179,6 +184,31 @@ impl Core {
         }
         report
     }
+}
+
+/// The data folder holds the database, fallback spool and compiled plugins: create it 0700,
+/// and make an existing one of this user 0700 (issue 19, finding 10).
+fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data folder `{}`", dir.display()))?;
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read the data folder `{}`", dir.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if meta.uid() == unsafe { libc::geteuid() } && meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "cannot make the data folder `{}` private (chmod 700)",
+                    dir.display()
+                )
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// `spool daemon`.

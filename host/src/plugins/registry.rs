@@ -61,6 +61,8 @@ struct Inner {
     failed: Mutex<BTreeMap<String, Failure>>,
     writer: tokio::sync::Mutex<Book>,
     events: broadcast::Sender<PluginEvent>,
+    /// Largest plugin file read (config `max_plugin_size`).
+    max_file_size: u64,
 }
 
 #[derive(Clone)]
@@ -78,6 +80,11 @@ impl std::fmt::Debug for PluginRegistry {
 
 impl PluginRegistry {
     pub fn new(runtime: Runtime, dir: PathBuf) -> Self {
+        Self::with_max_file_size(runtime, dir, crate::config::DEFAULT_MAX_PLUGIN_SIZE)
+    }
+
+    /// A registry that refuses plugin files over `max_file_size` bytes.
+    pub fn with_max_file_size(runtime: Runtime, dir: PathBuf, max_file_size: u64) -> Self {
         let (events, _) = broadcast::channel(1024);
         Self {
             inner: Arc::new(Inner {
@@ -87,6 +94,7 @@ impl PluginRegistry {
                 failed: Mutex::new(BTreeMap::new()),
                 writer: tokio::sync::Mutex::new(Book::default()),
                 events,
+                max_file_size,
             }),
         }
     }
@@ -217,7 +225,9 @@ impl PluginRegistry {
         let dir = &self.inner.dir;
         book.stamps
             .insert(name.to_string(), loader::stamp(dir, name));
-        let files = match loader::read_plugin(dir, name).await {
+        // Under the writer lock, but a read can no longer stall it: only regular files are
+        // read (a FIFO or device is refused without blocking), up to `max_file_size`.
+        let files = match loader::read_plugin(dir, name, self.inner.max_file_size).await {
             Ok(Some(files)) => files,
             Ok(None) => {
                 book.fingerprints.remove(name);
