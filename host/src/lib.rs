@@ -19,3 +19,4 @@ pub mod runtime;
 pub mod scaffold;
 pub mod scheduler;
 pub mod storage;
+pub mod text;

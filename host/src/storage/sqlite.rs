@@ -122,8 +122,12 @@ impl SqliteStorage {
     }
 }
 
-/// Creates the parent folders; refuses a folder where the file should be.
+/// Creates the parent folders (0700) and the database file (0600, before SQLite opens it:
+/// SQLite would create it 0644, and gives its `-wal` and `-shm` files the database file's
+/// mode); an existing database of this user is made 0600 too. Jobs hold other people's
+/// payloads and results (issue 19, finding 10). Refuses a folder where the file should be.
 fn prepare_path(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
     if path.is_dir() {
         return Err(StorageError::InvalidInput(format!(
             "`{}` is a folder: the sqlite storage url names the database file, e.g. \
@@ -133,14 +137,53 @@ fn prepare_path(path: &Path) -> Result<()> {
         )));
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            StorageError::Unavailable(format!(
-                "cannot create the folder `{}` for the database: {e}",
-                parent.display()
-            ))
-        })?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| {
+                StorageError::Unavailable(format!(
+                    "cannot create the folder `{}` for the database: {e}",
+                    parent.display()
+                ))
+            })?;
+    }
+    match std::fs::metadata(path) {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        Ok(m) if m.is_file() && m.uid() == unsafe { libc::geteuid() } && m.mode() & 0o077 != 0 => {
+            for p in [
+                path.to_path_buf(),
+                wal_path(path, "-wal"),
+                wal_path(path, "-shm"),
+            ] {
+                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // An empty file is a new SQLite database.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| {
+                    StorageError::Unavailable(format!(
+                        "cannot create the database file `{}`: {e}",
+                        path.display()
+                    ))
+                })?;
+        }
+        Err(_) => {}
     }
     Ok(())
+}
+
+fn wal_path(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    p.into()
 }
 
 #[async_trait]
