@@ -146,7 +146,7 @@ fn host_allowed(api_hosts: &[String], host: &str) -> bool {
     name.parse::<std::net::Ipv4Addr>().is_ok()
         || name == "localhost"
         || name.ends_with(".localhost")
-        || api_hosts.iter().any(|h| *h == name)
+        || api_hosts.contains(&name)
 }
 
 async fn api_not_found(req: Request) -> ApiError {

@@ -99,13 +99,10 @@ pub async fn events(
     };
     // A resume id the storage cannot read is the client's mistake: say so now, as a 400,
     // rather than as a storage error inside the stream.
-    if let Some(id) = &resume {
-        match state.storage.events_since(Some(id), 1).await {
-            Err(StorageError::InvalidInput(m)) => {
-                return ApiError::bad_request(format!("`Last-Event-ID`: {m}")).into_response();
-            }
-            Ok(_) | Err(_) => {}
-        }
+    if let Some(id) = &resume
+        && let Err(StorageError::InvalidInput(m)) = state.storage.events_since(Some(id), 1).await
+    {
+        return ApiError::bad_request(format!("`Last-Event-ID`: {m}")).into_response();
     }
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(async move {
