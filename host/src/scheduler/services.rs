@@ -173,3 +173,55 @@ impl JobServices for DaemonServices {
         self.flags.cancelled()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{NewJob, SystemClock};
+    use crate::storage::memory::MemoryStorage;
+    use crate::storage::{ClaimRequest, StorageOptions};
+
+    #[tokio::test]
+    async fn progress_at_100_percent_is_throttled_like_the_rest() {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new(
+            StorageOptions::default(),
+            Arc::new(SystemClock),
+        ));
+        let payload = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+        storage.enqueue(NewJob::new("t", payload)).await.unwrap();
+        let claimed = storage
+            .claim(ClaimRequest {
+                types: vec!["t".into()],
+                limit: 1,
+                lease: Duration::from_secs(30),
+                worker: "test".into(),
+            })
+            .await
+            .unwrap()
+            .remove(0);
+        let before = storage.events_since(None, 10_000).await.unwrap().len();
+        let services = DaemonServices::new(
+            storage.clone(),
+            "t".into(),
+            claimed.job.id.clone(),
+            claimed.lease,
+            Arc::new(JobFlags::default()),
+            None,
+        );
+        for _ in 0..100 {
+            services.progress(100, Some("x".repeat(10_000))).await;
+        }
+        let written = storage.events_since(None, 10_000).await.unwrap().len() - before;
+        assert_eq!(
+            written, 1,
+            "one write now, the rest held back for the window"
+        );
+        let job = storage.get(&claimed.job.id).await.unwrap().unwrap();
+        let message = job.progress.unwrap().message.unwrap();
+        assert!(
+            message.len() <= crate::job::MAX_PROGRESS_MESSAGE_BYTES,
+            "{}",
+            message.len()
+        );
+    }
+}
