@@ -85,7 +85,9 @@ impl SqliteStorage {
             let opts = opts.clone();
             tokio::task::spawn_blocking(move || {
                 prepare_path(&path)?;
-                connection::open_writer(&path, &opts).map(|conn| (conn, opts, path))
+                let conn = connection::open_writer(&path, &opts)?;
+                make_private(&path);
+                Ok::<_, StorageError>((conn, opts, path))
             })
             .await
             .map_err(|e| StorageError::Internal(format!("opening the database failed: {e}")))??
@@ -122,12 +124,10 @@ impl SqliteStorage {
     }
 }
 
-/// Creates the parent folders (0700) and the database file (0600, before SQLite opens it:
-/// SQLite would create it 0644, and gives its `-wal` and `-shm` files the database file's
-/// mode); an existing database of this user is made 0600 too. Jobs hold other people's
-/// payloads and results (issue 19, finding 10). Refuses a folder where the file should be.
+/// Creates the parent folders (0700, see `make_private`); refuses a folder where the file
+/// should be.
 fn prepare_path(path: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     if path.is_dir() {
         return Err(StorageError::InvalidInput(format!(
             "`{}` is a folder: the sqlite storage url names the database file, e.g. \
@@ -148,36 +148,30 @@ fn prepare_path(path: &Path) -> Result<()> {
                 ))
             })?;
     }
-    match std::fs::metadata(path) {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        Ok(m) if m.is_file() && m.uid() == unsafe { libc::geteuid() } && m.mode() & 0o077 != 0 => {
-            for p in [
-                path.to_path_buf(),
-                wal_path(path, "-wal"),
-                wal_path(path, "-shm"),
-            ] {
-                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
-            }
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // An empty file is a new SQLite database.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| {
-                    StorageError::Unavailable(format!(
-                        "cannot create the database file `{}`: {e}",
-                        path.display()
-                    ))
-                })?;
-        }
-        Err(_) => {}
-    }
     Ok(())
+}
+
+/// The database of this user and its `-wal` and `-shm` files become 0600 (SQLite creates
+/// them 0644, and later `-wal`/`-shm` files take the database file's mode). Jobs hold other
+/// people's payloads and results (issue 19, finding 10). For the moment between SQLite
+/// creating the file and this, the folder (0700 when spool created it, and the data folder
+/// always: see `app`) keeps others out. Best effort: a file of another user (or on a
+/// filesystem without modes) is left as it is.
+fn make_private(path: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for p in [
+        path.to_path_buf(),
+        wal_path(path, "-wal"),
+        wal_path(path, "-shm"),
+    ] {
+        if let Ok(m) = std::fs::metadata(&p)
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            && m.uid() == unsafe { libc::geteuid() }
+            && m.mode() & 0o077 != 0
+        {
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
+    }
 }
 
 fn wal_path(path: &Path, suffix: &str) -> std::path::PathBuf {
