@@ -286,7 +286,11 @@ pub async fn delete_job(
 }
 
 pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_json::Value>> {
-    let stats = state.storage.stats().await?;
+    // Bounded like the metrics: past `MAX_TYPE_SERIES` types, the rest are one `(other)` row.
+    let stats = crate::metrics::cap_types(
+        &state.storage.stats().await?,
+        crate::metrics::MAX_TYPE_SERIES,
+    );
     let mut totals: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
     let mut types = serde_json::Map::new();
     let mut unhandled = Vec::new();
@@ -299,7 +303,7 @@ pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_j
         let waiting = ts.counts.get(&JobState::Pending).copied().unwrap_or(0)
             + ts.counts.get(&JobState::Scheduled).copied().unwrap_or(0)
             + ts.counts.get(&JobState::Retrying).copied().unwrap_or(0);
-        if !handled && waiting > 0 {
+        if !handled && waiting > 0 && name != crate::metrics::OTHER_TYPES {
             unhandled.push(name.clone());
         }
         types.insert(
