@@ -88,6 +88,17 @@ fn err(e: crate::storage::StorageError) -> String {
     e.to_string()
 }
 
+/// A cache TTL must end within the supported time range (year 9999), checked before any
+/// backend sees it: on Redis, `cache_increment`'s `INCRBY` ran before a `PEXPIRE` that
+/// failed on a huge TTL, leaving the counter without an expiry (issue 19, finding 11).
+fn check_ttl(ttl: Option<Duration>) -> Result<(), String> {
+    let Some(ttl) = ttl else { return Ok(()) };
+    let until = crate::job::system_now_ms().saturating_add(crate::job::millis_i64(ttl));
+    crate::job::check_time("the cache entry's expiry", until)
+        .map(|_| ())
+        .map_err(|e| format!("{e}; use a shorter ttl"))
+}
+
 #[async_trait::async_trait]
 impl JobServices for DaemonServices {
     async fn cache_get(&self, key: &str) -> Result<Option<String>, String> {
@@ -95,6 +106,7 @@ impl JobServices for DaemonServices {
     }
 
     async fn cache_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), String> {
+        check_ttl(ttl)?;
         self.storage
             .cache_set(&self.ns, key, value, ttl)
             .await
@@ -111,6 +123,7 @@ impl JobServices for DaemonServices {
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64, String> {
+        check_ttl(ttl)?;
         self.storage
             .cache_increment(&self.ns, key, delta, ttl)
             .await
@@ -180,6 +193,14 @@ mod tests {
     use crate::job::{NewJob, SystemClock};
     use crate::storage::memory::MemoryStorage;
     use crate::storage::{ClaimRequest, StorageOptions};
+
+    #[test]
+    fn cache_ttls_past_year_9999_are_refused_before_storage() {
+        assert!(check_ttl(None).is_ok());
+        assert!(check_ttl(Some(Duration::from_secs(3600))).is_ok());
+        let e = check_ttl(Some(Duration::from_millis(u64::MAX))).unwrap_err();
+        assert!(e.contains("year 9999"), "{e}");
+    }
 
     #[tokio::test]
     async fn progress_at_100_percent_is_throttled_like_the_rest() {
