@@ -189,12 +189,24 @@ impl PluginRegistry {
     /// events it caused (also broadcast). Plugins that failed only because another plugin
     /// held their job type are tried again once that changes.
     pub async fn reconcile(&self, name: &str) -> Vec<PluginEvent> {
+        // Read the files before taking the writer lock, so that a slow read holds up no other
+        // plugin. Under the lock they are used only while their stamp (mtime and size of both
+        // files) is the one taken before the read; else they are read again there, so an
+        // older read can never replace a newer version loaded meanwhile.
+        let dir = &self.inner.dir;
+        let before = loader::stamp(dir, name);
+        let read = loader::read_plugin(dir, name, self.inner.max_file_size).await;
+        let mut prefetched = Some((before, read));
         let mut book = self.inner.writer.lock().await;
         let mut events = Vec::new();
         let mut work = vec![name.to_string()];
         let mut retried = BTreeSet::new();
         while let Some(name) = work.pop() {
-            let Some(event) = self.reconcile_one(&mut book, &name).await else {
+            let files = prefetched
+                .take()
+                .filter(|(stamp, _)| *stamp == loader::stamp(dir, &name))
+                .map(|(_, read)| read);
+            let Some(event) = self.reconcile_one(&mut book, &name, files).await else {
                 continue;
             };
             if matches!(
@@ -221,13 +233,23 @@ impl PluginRegistry {
             .collect()
     }
 
-    async fn reconcile_one(&self, book: &mut Book, name: &str) -> Option<PluginEvent> {
+    /// `read`: the files as read before the lock (see `reconcile`), when still current.
+    async fn reconcile_one(
+        &self,
+        book: &mut Book,
+        name: &str,
+        read: Option<Result<Option<loader::PluginFiles>, LoadError>>,
+    ) -> Option<PluginEvent> {
         let dir = &self.inner.dir;
         book.stamps
             .insert(name.to_string(), loader::stamp(dir, name));
-        // Under the writer lock, but a read can no longer stall it: only regular files are
-        // read (a FIFO or device is refused without blocking), up to `max_file_size`.
-        let files = match loader::read_plugin(dir, name, self.inner.max_file_size).await {
+        // A read here, under the lock, is bounded: only regular files are read (a FIFO or
+        // device is refused without blocking), up to `max_file_size`.
+        let read = match read {
+            Some(r) => r,
+            None => loader::read_plugin(dir, name, self.inner.max_file_size).await,
+        };
+        let files = match read {
             Ok(Some(files)) => files,
             Ok(None) => {
                 book.fingerprints.remove(name);
