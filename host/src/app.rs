@@ -60,6 +60,7 @@ impl Core {
             max_events: config.max_events,
             ..StorageOptions::default()
         };
+        private_data_dir(&config.data_dir)?;
         let clock = Arc::new(SystemClock);
         let opened = match &config.fallback {
             Some(spool) => {
@@ -89,7 +90,11 @@ impl Core {
             http_observer: Some(metrics.clone()),
             ..RuntimeConfig::default()
         })?;
-        let registry = PluginRegistry::new(runtime, config.plugins.clone());
+        let registry = PluginRegistry::with_max_file_size(
+            runtime,
+            config.plugins.clone(),
+            config.max_plugin_size,
+        );
         let events = EventHub::new(storage.clone());
         match events.skip_to_end().await {
             Ok(_) => {}
@@ -183,6 +188,31 @@ impl Core {
     }
 }
 
+/// The data folder holds the database, fallback spool and compiled plugins: create it 0700,
+/// and make an existing one of this user 0700 (issue 19, finding 10).
+fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data folder `{}`", dir.display()))?;
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read the data folder `{}`", dir.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if meta.uid() == unsafe { libc::geteuid() } && meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "cannot make the data folder `{}` private (chmod 700)",
+                    dir.display()
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// `spool daemon`.
 pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let flags = FlagOverrides {
@@ -222,6 +252,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         events: core.events.clone(),
         max_payload: core.config.max_payload,
         default_max_attempts: core.config.retry.max_attempts,
+        job_timeout: core.config.job_timeout,
+        api_hosts: core.config.api_hosts.clone(),
+        api: core.config.api,
+        event_streams: Default::default(),
         api_token: core.config.api_token.clone(),
         started: Instant::now(),
         stop: core.stopping(),
@@ -304,6 +338,9 @@ impl Catalog for RegistryCatalog {
         self.0
             .for_type(job_type)
             .and_then(|p| p.manifest.retry.max_attempts)
+    }
+    fn timeout_for(&self, job_type: &str) -> Option<std::time::Duration> {
+        self.0.for_type(job_type).and_then(|p| p.manifest.timeout)
     }
     fn plugins(&self) -> serde_json::Value {
         serde_json::to_value(self.0.list()).unwrap_or_default()

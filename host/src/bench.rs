@@ -131,8 +131,9 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
     let payload = RawValue::from_string(args.payload.trim().to_string())
         .map_err(|e| anyhow::anyhow!("--payload is not valid JSON: {e}"))?;
     let raw = RawConfig {
-        // Compiled plugins are cached by content hash: share them between bench runs.
-        cache_dir: Some(std::env::temp_dir().join("spool-bench-cache")),
+        // A private cache in the run's own scratch folder: a fixed path under the shared temp
+        // folder could be planted by another user (issue 19, finding 1).
+        cache_dir: Some(scratch.path.join("cache")),
         data_dir: Some(scratch.path.clone()),
         ..RawConfig::default()
     }
@@ -412,12 +413,17 @@ struct Scratch {
 
 impl Scratch {
     fn new() -> anyhow::Result<Scratch> {
+        use std::os::unix::fs::DirBuilderExt;
+        // An unpredictable name, created 0700 and never reused (`create` fails when it
+        // exists): the scratch folder holds the bench's database and compiled-plugin cache.
         let path = std::env::temp_dir().join(format!(
             "spool-bench-{}-{}",
             std::process::id(),
-            crate::job::system_now_ms()
+            hex::encode(rand::random::<[u8; 8]>())
         ));
-        std::fs::create_dir_all(&path)
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
             .with_context(|| format!("cannot create a scratch folder `{}`", path.display()))?;
         Ok(Scratch { path })
     }

@@ -21,6 +21,14 @@
 //! fallback = "./data/fallback.db"       # SPOOL_FALLBACK, --fallback (redis only; default none)
 //! job_timeout = "30s"                   # SPOOL_JOB_TIMEOUT (when the plugin sets none)
 //! job_memory = "64MiB"                  # SPOOL_JOB_MEMORY (when the plugin sets none)
+//! api_hosts = ["spool.internal"]        # SPOOL_API_HOSTS (comma-separated): names `Host` may
+//!                                       # carry besides IP literals and localhost
+//! max_plugin_size = "256MiB"            # SPOOL_MAX_PLUGIN_SIZE: largest NAME.wasm loaded
+//!
+//! [api]
+//! header_timeout = "10s"                # a request head must arrive within this
+//! max_connections = 1024                # more get 503 + Retry-After, then closed
+//! max_event_streams = 256               # SSE streams; more get 503 + Retry-After
 //!
 //! [retry]                               # daemon defaults; manifests and jobs override
 //! backoff_base = "1s"
@@ -70,6 +78,38 @@ pub const DEFAULT_JOB_MEMORY: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Below this a lease cannot be renewed reliably (the renewer runs every lease/3).
 const MIN_LEASE: Duration = Duration::from_secs(1);
+/// Largest plugin file read: the JavaScript and Python examples are about 20 MiB.
+pub const DEFAULT_MAX_PLUGIN_SIZE: u64 = 256 * 1024 * 1024;
+
+/// Limits of the HTTP server (`[api]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// A request head (line and headers) must arrive within this; idle keep-alive
+    /// connections are closed after it too.
+    pub header_timeout: Duration,
+    /// Open connections; more are answered 503 with `Retry-After` and closed.
+    pub max_connections: usize,
+    /// Open SSE streams (`/api/v1/events`); more are answered 503 with `Retry-After`.
+    pub max_event_streams: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_event_streams: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub header_timeout: Option<String>,
+    pub max_connections: Option<i64>,
+    pub max_event_streams: Option<i64>,
+}
 
 /// The validated configuration of a daemon.
 #[derive(Debug, Clone)]
@@ -98,13 +138,19 @@ pub struct Config {
     pub job_timeout: Duration,
     /// Memory limit of a job whose plugin sets none.
     pub job_memory: u64,
+    /// Names besides IP literals and `localhost` that a request's `Host` may carry (a
+    /// rebinding page's own name is refused).
+    pub api_hosts: Vec<String>,
+    /// Largest `NAME.wasm` (or `NAME.toml`) the registry reads.
+    pub max_plugin_size: u64,
+    pub api: ApiLimits,
+    /// Plugins' outbound HTTP: default limits and CA roots.
+    pub http: crate::runtime::HttpConfig,
     pub retry: RetryConfig,
     pub retention: RetentionPolicy,
     pub sweep_interval: Duration,
     /// Events the event log keeps (older ones are trimmed by the sweeper).
     pub max_events: u64,
-    /// Plugins' outbound HTTP: default limits and CA roots.
-    pub http: crate::runtime::HttpConfig,
 }
 
 /// Daemon-wide retry defaults; a plugin's manifest and a job's own settings override them.
@@ -143,12 +189,16 @@ pub struct RawConfig {
     pub fallback: Option<String>,
     pub job_timeout: Option<String>,
     pub job_memory: Option<SizeValue>,
+    pub api_hosts: Option<Vec<String>>,
+    pub max_plugin_size: Option<SizeValue>,
+    #[serde(default)]
+    pub api: RawApi,
+    #[serde(default)]
+    pub http: RawHttp,
     #[serde(default)]
     pub retry: RawRetry,
     #[serde(default)]
     pub retention: RawRetention,
-    #[serde(default)]
-    pub http: RawHttp,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -249,6 +299,13 @@ impl RawConfig {
             fallback: var("SPOOL_FALLBACK"),
             job_timeout: var("SPOOL_JOB_TIMEOUT"),
             job_memory: var("SPOOL_JOB_MEMORY").map(SizeValue::Text),
+            api_hosts: var("SPOOL_API_HOSTS").map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            }),
+            max_plugin_size: var("SPOOL_MAX_PLUGIN_SIZE").map(SizeValue::Text),
             http: RawHttp {
                 ca_file: var("SPOOL_HTTP_CA_FILE").map(PathBuf::from),
                 ..RawHttp::default()
@@ -286,7 +343,32 @@ impl RawConfig {
             cache_dir,
             fallback,
             job_timeout,
-            job_memory
+            job_memory,
+            api_hosts,
+            max_plugin_size
+        );
+        let (h, o) = (&mut self.api, other.api);
+        if o.header_timeout.is_some() {
+            h.header_timeout = o.header_timeout;
+        }
+        if o.max_connections.is_some() {
+            h.max_connections = o.max_connections;
+        }
+        if o.max_event_streams.is_some() {
+            h.max_event_streams = o.max_event_streams;
+        }
+        let (h, o) = (&mut self.http, other.http);
+        macro_rules! take_http {
+            ($($f:ident),*) => { $( if o.$f.is_some() { h.$f = o.$f; } )* };
+        }
+        take_http!(
+            max_requests,
+            max_response_bytes,
+            connect_timeout,
+            first_byte_timeout,
+            idle_timeout,
+            max_concurrent,
+            ca_file
         );
         let (r, o) = (&mut self.retry, other.retry);
         if o.backoff_base.is_some() {
@@ -310,19 +392,6 @@ impl RawConfig {
             let mine = t.types.remove(&name).unwrap_or_default();
             t.types.insert(name, merge_limits(mine, limits));
         }
-        let (h, o) = (&mut self.http, other.http);
-        macro_rules! take_http {
-            ($($f:ident),*) => { $( if o.$f.is_some() { h.$f = o.$f; } )* };
-        }
-        take_http!(
-            max_requests,
-            max_response_bytes,
-            connect_timeout,
-            first_byte_timeout,
-            idle_timeout,
-            max_concurrent,
-            ca_file
-        );
         self
     }
 
@@ -417,6 +486,22 @@ impl RawConfig {
         if job_memory < 1024 * 1024 {
             bail!("config: `job_memory` must be at least 1MiB (got {job_memory} bytes)");
         }
+        let api_hosts = self
+            .api_hosts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        let max_plugin_size = match &self.max_plugin_size {
+            None => DEFAULT_MAX_PLUGIN_SIZE,
+            Some(v) => size("max_plugin_size", v)?,
+        };
+        if max_plugin_size < 1024 {
+            bail!("config: `max_plugin_size` must be at least 1KiB (got {max_plugin_size} bytes)");
+        }
+        let api = validate_api(self.api)?;
+        let http = validate_http(self.http)?;
         let retry = validate_retry(self.retry)?;
         let sweep_interval = duration(
             "retention.sweep_interval",
@@ -434,7 +519,6 @@ impl RawConfig {
             Some(n) => n as u64,
         };
         let retention = validate_retention(self.retention.limits, self.retention.types)?;
-        let http = validate_http(self.http)?;
         Ok(Config {
             storage,
             plugins,
@@ -449,58 +533,16 @@ impl RawConfig {
             fallback,
             job_timeout,
             job_memory,
+            api_hosts,
+            max_plugin_size,
+            api,
+            http,
             retry,
             retention,
             sweep_interval,
             max_events,
-            http,
         })
     }
-}
-
-fn validate_http(raw: RawHttp) -> anyhow::Result<crate::runtime::HttpConfig> {
-    let mut limits = crate::runtime::HttpLimits::default();
-    let count = |key: &str, v: Option<i64>, default: u32| -> anyhow::Result<u32> {
-        match v {
-            None => Ok(default),
-            Some(n) if n >= 1 && n <= i64::from(u32::MAX) => Ok(n as u32),
-            Some(n) => bail!("config: `http.{key}` must be a whole number of at least 1 (got {n})"),
-        }
-    };
-    let time = |key: &str, v: Option<&str>, default: Duration| -> anyhow::Result<Duration> {
-        let d = duration(&format!("http.{key}"), v)?.unwrap_or(default);
-        if d.is_zero() {
-            bail!("config: `http.{key}` must be longer than 0s");
-        }
-        Ok(d)
-    };
-    limits.max_requests = count("max_requests", raw.max_requests, limits.max_requests)?;
-    limits.max_concurrent = count("max_concurrent", raw.max_concurrent, limits.max_concurrent)?;
-    if let Some(v) = &raw.max_response_bytes {
-        limits.max_response_bytes = size("http.max_response_bytes", v)?;
-        if limits.max_response_bytes == 0 {
-            bail!("config: `http.max_response_bytes` must be at least 1 byte");
-        }
-    }
-    limits.connect_timeout = time(
-        "connect_timeout",
-        raw.connect_timeout.as_deref(),
-        limits.connect_timeout,
-    )?;
-    limits.first_byte_timeout = time(
-        "first_byte_timeout",
-        raw.first_byte_timeout.as_deref(),
-        limits.first_byte_timeout,
-    )?;
-    limits.idle_timeout = time(
-        "idle_timeout",
-        raw.idle_timeout.as_deref(),
-        limits.idle_timeout,
-    )?;
-    Ok(crate::runtime::HttpConfig {
-        limits,
-        ca_file: raw.ca_file,
-    })
 }
 
 impl Config {
@@ -727,6 +769,80 @@ fn size(key: &str, v: &SizeValue) -> anyhow::Result<u64> {
 }
 
 /// A duration the way config writes it (`30s`, `1m 30s`, `250ms`).
+fn validate_http(raw: RawHttp) -> anyhow::Result<crate::runtime::HttpConfig> {
+    let mut limits = crate::runtime::HttpLimits::default();
+    let count = |key: &str, v: Option<i64>, default: u32| -> anyhow::Result<u32> {
+        match v {
+            None => Ok(default),
+            Some(n) if n >= 1 && n <= i64::from(u32::MAX) => Ok(n as u32),
+            Some(n) => bail!("config: `http.{key}` must be a whole number of at least 1 (got {n})"),
+        }
+    };
+    let time = |key: &str, v: Option<&str>, default: Duration| -> anyhow::Result<Duration> {
+        let d = duration(&format!("http.{key}"), v)?.unwrap_or(default);
+        if d.is_zero() {
+            bail!("config: `http.{key}` must be longer than 0s");
+        }
+        Ok(d)
+    };
+    limits.max_requests = count("max_requests", raw.max_requests, limits.max_requests)?;
+    limits.max_concurrent = count("max_concurrent", raw.max_concurrent, limits.max_concurrent)?;
+    if let Some(v) = &raw.max_response_bytes {
+        limits.max_response_bytes = size("http.max_response_bytes", v)?;
+        if limits.max_response_bytes == 0 {
+            bail!("config: `http.max_response_bytes` must be at least 1 byte");
+        }
+    }
+    limits.connect_timeout = time(
+        "connect_timeout",
+        raw.connect_timeout.as_deref(),
+        limits.connect_timeout,
+    )?;
+    limits.first_byte_timeout = time(
+        "first_byte_timeout",
+        raw.first_byte_timeout.as_deref(),
+        limits.first_byte_timeout,
+    )?;
+    limits.idle_timeout = time(
+        "idle_timeout",
+        raw.idle_timeout.as_deref(),
+        limits.idle_timeout,
+    )?;
+    Ok(crate::runtime::HttpConfig {
+        limits,
+        ca_file: raw.ca_file,
+    })
+}
+
+fn validate_api(raw: RawApi) -> anyhow::Result<ApiLimits> {
+    let d = ApiLimits::default();
+    let header_timeout =
+        duration("api.header_timeout", raw.header_timeout.as_deref())?.unwrap_or(d.header_timeout);
+    if header_timeout.is_zero() {
+        bail!("config: `api.header_timeout` must be longer than 0s");
+    }
+    let count = |key: &str, v: Option<i64>, default: usize| match v {
+        None => Ok(default),
+        Some(n) if (1..=1_000_000).contains(&n) => Ok(n as usize),
+        Some(n) => Err(anyhow::anyhow!(
+            "config: `{key}` must be a whole number from 1 to 1000000 (got {n})"
+        )),
+    };
+    Ok(ApiLimits {
+        header_timeout,
+        max_connections: count(
+            "api.max_connections",
+            raw.max_connections,
+            d.max_connections,
+        )?,
+        max_event_streams: count(
+            "api.max_event_streams",
+            raw.max_event_streams,
+            d.max_event_streams,
+        )?,
+    })
+}
+
 pub fn show(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }

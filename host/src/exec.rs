@@ -211,6 +211,9 @@ fn expiry(ttl: Duration) -> Option<Instant> {
     Instant::now().checked_add(ttl)
 }
 
+/// Most entries in the in-memory cache of one `spool exec` run.
+const MAX_EXEC_CACHE_ENTRIES: usize = 10_000;
+
 /// Host services for one local job: an in-memory cache, progress and logs on stderr.
 #[derive(Default)]
 struct ExecServices {
@@ -232,8 +235,18 @@ impl JobServices for ExecServices {
         Ok(self.cache().get(key).map(|(v, _)| v.clone()))
     }
     async fn cache_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), String> {
-        self.cache()
-            .insert(key.to_string(), (value.to_string(), ttl.and_then(expiry)));
+        // The daemon's checks (key and value sizes), and a bound on entries: `spool exec`
+        // keeps its cache in memory (issue 19: it had neither).
+        crate::storage::limits::check_cache_key("exec", key).map_err(|e| e.to_string())?;
+        crate::storage::limits::check_cache_value(value, job::DEFAULT_MAX_PAYLOAD_BYTES)
+            .map_err(|e| e.to_string())?;
+        let mut c = self.cache();
+        if c.len() >= MAX_EXEC_CACHE_ENTRIES && !c.contains_key(key) {
+            return Err(format!(
+                "the cache of `spool exec` holds at most {MAX_EXEC_CACHE_ENTRIES} entries"
+            ));
+        }
+        c.insert(key.to_string(), (value.to_string(), ttl.and_then(expiry)));
         Ok(())
     }
     async fn cache_delete(&self, key: &str) -> Result<bool, String> {
@@ -254,6 +267,11 @@ impl JobServices for ExecServices {
                     .map_err(|_| format!("cache key `{key}` does not hold an integer"))?;
                 (n, *exp)
             }
+            None if c.len() >= MAX_EXEC_CACHE_ENTRIES => {
+                return Err(format!(
+                    "the cache of `spool exec` holds at most {MAX_EXEC_CACHE_ENTRIES} entries"
+                ));
+            }
             None => (0, ttl.and_then(expiry)),
         };
         let new = old
@@ -264,7 +282,7 @@ impl JobServices for ExecServices {
     }
     async fn progress(&self, percent: u8, message: Option<String>) {
         match message {
-            Some(m) => eprintln!("progress {percent}%: {m}"),
+            Some(m) => eprintln!("progress {percent}%: {}", crate::text::escape_control(&m)),
             None => eprintln!("progress {percent}%"),
         }
     }
@@ -272,6 +290,25 @@ impl JobServices for ExecServices {
         false
     }
     fn log(&self, _level: LogLevel, line: &str) {
-        eprintln!("{line}");
+        eprintln!("{}", crate::text::escape_control(line));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_exec_cache_checks_values_like_the_daemon_and_bounds_its_entries() {
+        let s = ExecServices::default();
+        let big = "x".repeat(job::DEFAULT_MAX_PAYLOAD_BYTES + 1);
+        let e = s.cache_set("k", &big, None).await.unwrap_err();
+        assert!(e.contains("over the limit"), "{e}");
+        for i in 0..MAX_EXEC_CACHE_ENTRIES {
+            s.cache_set(&i.to_string(), "v", None).await.unwrap();
+        }
+        assert!(s.cache_set("one-more", "v", None).await.is_err());
+        assert!(s.cache_increment("another", 1, None).await.is_err());
+        s.cache_set("0", "w", None).await.unwrap();
     }
 }

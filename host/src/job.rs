@@ -32,6 +32,13 @@ pub const MIN_PRIORITY: u8 = 1;
 pub const MAX_PRIORITY: u8 = 10;
 /// One run plus three retries.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+/// Longest job error kept (stored, in events and in log lines), in bytes; longer ones are
+/// cut and say so. Results have their own limit (`max_payload`).
+pub const MAX_ERROR_BYTES: usize = 16 * 1024;
+/// Longest progress message kept, in bytes.
+pub const MAX_PROGRESS_MESSAGE_BYTES: usize = 1024;
+/// Most attempts a job (or a plugin's follow-up job) may ask for.
+pub const MAX_ATTEMPTS: u32 = 1000;
 /// Default limit on a payload (and on a result), in bytes.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// How many log lines a job keeps (the last ones).
@@ -42,6 +49,14 @@ pub const MAX_JOB_TYPE_LEN: usize = 128;
 pub const MAX_UNIQUE_KEY_LEN: usize = 512;
 /// Longest job id, in bytes (generated ids are 36; imported ones may differ).
 pub const MAX_JOB_ID_LEN: usize = 128;
+/// Deepest nesting of arrays and objects in a payload, follow-up payload or result.
+/// serde_json stops at 128 levels whenever it builds a value (listings, `spool job`), so a
+/// deeper document could be stored but never shown; 64 leaves room for the envelope.
+pub const MAX_JSON_DEPTH: usize = 64;
+/// Earliest and latest stored time: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
+/// Every backend stores these exactly (Lua numbers are doubles: near `i64::MAX` they wrap).
+pub const MIN_TIME_MS: Millis = -62_135_596_800_000;
+pub const MAX_TIME_MS: Millis = 253_402_300_799_999;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -362,7 +377,17 @@ impl NewJob {
         validate_job_id(&self.id)?;
         validate_job_type(&self.job_type)?;
         check_payload_size(self.payload.get().len(), max_payload_bytes)?;
+        check_json_depth("payload", self.payload.get())?;
         validate_priority(self.priority)?;
+        if let Some(at) = self.run_at {
+            check_time("run_at", at)?;
+        }
+        if self.max_attempts > MAX_ATTEMPTS {
+            return Err(JobError::Invalid(format!(
+                "max_attempts must be at most {MAX_ATTEMPTS} (got {})",
+                self.max_attempts
+            )));
+        }
         if self.max_attempts == 0 {
             return Err(JobError::Invalid(
                 "max_attempts must be at least 1 (got 0): 1 runs the job once, without retries"
@@ -419,8 +444,80 @@ pub enum JobError {
         state: JobState,
         what: String,
     },
+    #[error(
+        "{what} is nested more than {limit} levels deep: flatten it (arrays and objects may \
+         nest at most {limit} levels)"
+    )]
+    TooDeep { what: &'static str, limit: usize },
+    #[error(
+        "{what} is outside the supported time range: use a time from year 1 to year 9999 \
+         (got {ms} ms since 1970)"
+    )]
+    TimeOutOfRange { what: &'static str, ms: Millis },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Refuses JSON text nested deeper than [`MAX_JSON_DEPTH`]. A byte scan (no recursion, no
+/// allocation), so it is safe on any input; the text is assumed to be JSON already.
+pub fn check_json_depth(what: &'static str, text: &str) -> Result<(), JobError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(JobError::TooDeep {
+                        what,
+                        limit: MAX_JSON_DEPTH,
+                    });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), ending with
+/// "... (truncated, N bytes in all)" when it was cut.
+pub fn truncate_text(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let note = format!("... (truncated, {} bytes in all)", text.len());
+    let mut end = max.saturating_sub(note.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{note}", &text[..end])
+}
+
+/// Refuses a time outside [`MIN_TIME_MS`]..=[`MAX_TIME_MS`] (the one range every backend
+/// stores exactly).
+pub fn check_time(what: &'static str, ms: Millis) -> Result<Millis, JobError> {
+    if (MIN_TIME_MS..=MAX_TIME_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(JobError::TimeOutOfRange { what, ms })
+    }
+}
+
+/// `now + delay`, kept within the supported time range: for delays the host must honour
+/// rather than refuse (a plugin's retry-after).
+pub fn clamp_time(ms: Millis) -> Millis {
+    ms.clamp(MIN_TIME_MS, MAX_TIME_MS)
 }
 
 /// `high`=1, `normal`=5, `low`=10, or a number from 1 to 10 (case and spaces ignored).
@@ -450,6 +547,8 @@ pub fn validate_priority(priority: u8) -> Result<(), JobError> {
 /// huge body is refused without parsing it, then JSON.
 pub fn parse_payload(text: &str, max_bytes: usize) -> Result<Box<RawValue>, JobError> {
     check_payload_size(text.len(), max_bytes)?;
+    // Depth first: serde_json's own limit would call a deep payload "not valid JSON".
+    check_json_depth("payload", text)?;
     RawValue::from_string(text.trim().to_owned())
         .map_err(|e| JobError::PayloadNotJson(e.to_string()))
 }

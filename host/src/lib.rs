@@ -19,4 +19,5 @@ pub mod runtime;
 pub mod scaffold;
 pub mod scheduler;
 pub mod storage;
+pub mod text;
 pub mod throughput;

@@ -11,6 +11,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// Most job types with series of their own in `/metrics` (and rows in `/api/v1/stats`);
+/// the others are summed under [`OTHER_TYPES`]. Every distinct type used to add series
+/// for good (issue 19: 2,000 types grew `/metrics` from 167 to 58,167 lines).
+pub const MAX_TYPE_SERIES: usize = 200;
+/// The label of the types past [`MAX_TYPE_SERIES`]; no job type can be named this (types
+/// start with a letter or digit).
+pub const OTHER_TYPES: &str = "(other)";
+
+/// `stats` with at most `max` types: the ones with the most jobs (ties by name), and the
+/// rest summed under [`OTHER_TYPES`] (counts added, the oldest pending age kept).
+pub fn cap_types(stats: &Stats, max: usize) -> Stats {
+    if stats.types.len() <= max {
+        return stats.clone();
+    }
+    let total = |t: &crate::storage::TypeStats| t.counts.values().sum::<u64>();
+    let mut by_size: Vec<(&String, &crate::storage::TypeStats)> = stats.types.iter().collect();
+    by_size.sort_by(|a, b| total(b.1).cmp(&total(a.1)).then_with(|| a.0.cmp(b.0)));
+    let mut out = Stats::default();
+    let mut other = crate::storage::TypeStats::default();
+    for (i, (name, ts)) in by_size.into_iter().enumerate() {
+        if i < max {
+            out.types.insert(name.clone(), ts.clone());
+            continue;
+        }
+        for (state, n) in &ts.counts {
+            *other.counts.entry(*state).or_default() += n;
+        }
+        other.oldest_pending_age_ms = other.oldest_pending_age_ms.max(ts.oldest_pending_age_ms);
+    }
+    out.types.insert(OTHER_TYPES.to_string(), other);
+    out
+}
+
 pub const JOBS_ENQUEUED: &str = "spool_jobs_enqueued_total";
 pub const JOBS_STARTED: &str = "spool_jobs_started_total";
 pub const JOBS_COMPLETED: &str = "spool_jobs_completed_total";
@@ -405,7 +438,12 @@ impl Metrics {
             return c.clone();
         }
         let mut map = self.types.write().unwrap_or_else(|p| p.into_inner());
-        map.entry(job_type.to_string()).or_default().clone()
+        let key = if map.contains_key(job_type) || map.len() < MAX_TYPE_SERIES {
+            job_type
+        } else {
+            OTHER_TYPES
+        };
+        map.entry(key.to_string()).or_default().clone()
     }
 
     pub fn enqueued(&self, job_type: &str, n: u64) {
@@ -621,6 +659,7 @@ impl Metrics {
         }
         self.render_http(&mut out);
         if let Some(stats) = &snap.stats {
+            let stats = &cap_types(stats, MAX_TYPE_SERIES);
             header(
                 &mut out,
                 QUEUE_DEPTH,
@@ -759,6 +798,34 @@ mod tests {
         assert!(text.contains("spool_job_duration_seconds_bucket{type=\"echo\",le=\"0.0025\"} 1"));
         assert!(text.contains("spool_job_duration_seconds_bucket{type=\"echo\",le=\"+Inf\"} 2"));
         assert!(text.contains("spool_job_duration_seconds_count{type=\"echo\"} 2"));
+    }
+
+    #[test]
+    fn metric_series_per_type_are_capped_with_an_other_bucket() {
+        let m = Metrics::new();
+        let mut stats = Stats::default();
+        for i in 0..2000 {
+            let t = format!("type-{i:04}");
+            m.enqueued(&t, 1);
+            let mut ts = crate::storage::TypeStats::default();
+            ts.counts.insert(crate::job::JobState::Pending, 1);
+            stats.types.insert(t, ts);
+        }
+        let text = m.render(&Snapshot {
+            stats: Some(stats),
+            ..Snapshot::default()
+        });
+        let lines = |name: &str| text.lines().filter(|l| l.starts_with(name)).count();
+        assert_eq!(lines("spool_jobs_enqueued_total{"), MAX_TYPE_SERIES + 1);
+        assert_eq!(lines("spool_queue_depth{"), MAX_TYPE_SERIES + 1);
+        assert!(
+            text.contains("spool_jobs_enqueued_total{type=\"(other)\"} 1800"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spool_queue_depth{type=\"(other)\",status=\"pending\"} 1800"),
+            "{text}"
+        );
     }
 
     #[test]

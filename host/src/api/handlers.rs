@@ -12,10 +12,25 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Answers that carry stored jobs are typed, never built with `json!`: `json!` turns them
+/// into `Value`s with an `unwrap`, which panics on stored JSON it cannot represent (issue 19:
+/// a deeply nested payload broke every listing that included it). `Json` answers 500 instead.
+#[derive(Serialize)]
+struct BatchAnswer {
+    created: usize,
+    jobs: Vec<JobView>,
+}
+
+#[derive(Serialize)]
+struct ListAnswer {
+    jobs: Vec<JobView>,
+    next_cursor: Option<String>,
+}
 
 /// Largest page of `GET /api/v1/jobs`.
 const MAX_LIST: usize = 1000;
@@ -24,11 +39,14 @@ const DEFAULT_LIST: usize = 50;
 fn defaults<'a>(
     state: &ApiState,
     plugin_attempts: &'a (dyn Fn(&str) -> Option<u32> + Sync),
+    plugin_timeout: &'a (dyn Fn(&str) -> Option<std::time::Duration> + Sync),
 ) -> SubmitDefaults<'a> {
     SubmitDefaults {
         max_payload: state.max_payload,
         max_attempts: state.default_max_attempts,
         plugin_attempts,
+        job_timeout: state.job_timeout,
+        plugin_timeout,
         now: crate::job::system_now_ms(),
     }
 }
@@ -77,8 +95,10 @@ pub async fn submit(
 ) -> ApiResult<Response> {
     let body = body_or_error(body, &headers)?;
     let catalog = state.catalog.clone();
+    let timeouts = catalog.clone();
     let attempts = move |t: &str| catalog.max_attempts_for(t);
-    let job = types::parse_submit(&body, defaults(&state, &attempts))?;
+    let timeout = move |t: &str| timeouts.timeout_for(t);
+    let job = types::parse_submit(&body, defaults(&state, &attempts, &timeout))?;
     let job_type = job.job_type.clone();
     let enqueued = state.storage.enqueue(job).await?;
     let status = if enqueued.created {
@@ -100,8 +120,10 @@ pub async fn submit_batch(
 ) -> ApiResult<Response> {
     let body = body_or_error(body, &headers)?;
     let catalog = state.catalog.clone();
+    let timeouts = catalog.clone();
     let attempts = move |t: &str| catalog.max_attempts_for(t);
-    let jobs = types::parse_batch(&body, defaults(&state, &attempts))?;
+    let timeout = move |t: &str| timeouts.timeout_for(t);
+    let jobs = types::parse_batch(&body, defaults(&state, &attempts, &timeout))?;
     let results = state.storage.enqueue_batch(jobs).await?;
     let mut created = 0;
     let mut per_type: BTreeMap<String, u64> = BTreeMap::new();
@@ -121,7 +143,14 @@ pub async fn submit_batch(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(json!({ "created": created, "jobs": views }))).into_response())
+    Ok((
+        status,
+        Json(BatchAnswer {
+            created,
+            jobs: views,
+        }),
+    )
+        .into_response())
 }
 
 pub async fn get_job(
@@ -193,7 +222,11 @@ pub async fn list_jobs(
             JobView::new(j, handled)
         })
         .collect();
-    Ok(Json(json!({ "jobs": jobs, "next_cursor": page.next_cursor })).into_response())
+    Ok(Json(ListAnswer {
+        jobs,
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
 }
 
 pub async fn retry_job(
@@ -253,7 +286,11 @@ pub async fn delete_job(
 }
 
 pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_json::Value>> {
-    let stats = state.storage.stats().await?;
+    // Bounded like the metrics: past `MAX_TYPE_SERIES` types, the rest are one `(other)` row.
+    let stats = crate::metrics::cap_types(
+        &state.storage.stats().await?,
+        crate::metrics::MAX_TYPE_SERIES,
+    );
     let mut totals: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
     let mut types = serde_json::Map::new();
     let mut unhandled = Vec::new();
@@ -266,7 +303,7 @@ pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_j
         let waiting = ts.counts.get(&JobState::Pending).copied().unwrap_or(0)
             + ts.counts.get(&JobState::Scheduled).copied().unwrap_or(0)
             + ts.counts.get(&JobState::Retrying).copied().unwrap_or(0);
-        if !handled && waiting > 0 {
+        if !handled && waiting > 0 && name != crate::metrics::OTHER_TYPES {
             unhandled.push(name.clone());
         }
         types.insert(

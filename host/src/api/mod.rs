@@ -26,6 +26,8 @@ pub trait Catalog: Send + Sync + 'static {
     fn handles(&self, job_type: &str) -> bool;
     /// The `max_attempts` of the plugin handling `job_type`, when its manifest sets one.
     fn max_attempts_for(&self, job_type: &str) -> Option<u32>;
+    /// The manifest `timeout` of the plugin handling `job_type`, when it sets one.
+    fn timeout_for(&self, job_type: &str) -> Option<std::time::Duration>;
     /// Loaded plugins and failed files, as the API shows them.
     fn plugins(&self) -> serde_json::Value;
     /// (loaded, failed)
@@ -41,6 +43,15 @@ pub struct ApiState {
     pub max_payload: usize,
     /// Attempts of a job whose request and plugin say nothing (config `retry.max_attempts`).
     pub default_max_attempts: u32,
+    /// Config `job_timeout`: the longest a job may ask to run when its plugin's manifest
+    /// sets no `timeout` (or no loaded plugin handles its type yet).
+    pub job_timeout: std::time::Duration,
+    /// Config `api_hosts`: names besides IP literals and `localhost` that `Host` may carry.
+    pub api_hosts: Vec<String>,
+    /// Connection, header and event-stream limits of the HTTP server.
+    pub api: crate::config::ApiLimits,
+    /// Open SSE streams (written by `sse`, one guard per stream).
+    pub event_streams: Arc<std::sync::atomic::AtomicUsize>,
     pub api_token: Option<String>,
     pub started: Instant,
     /// Turns true when the daemon begins to shut down: SSE streams end, health says so.

@@ -1,5 +1,5 @@
-//! The route table, the bearer-token check, body limits, and `serve` (bind, print the
-//! `listening on` line, graceful shutdown).
+//! The route table, the bearer-token check, body limits, the cross-site guard, and `serve`
+//! (bind, the connection cap and header timeout, graceful shutdown).
 
 use super::ApiState;
 use super::error::ApiError;
@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Room for the JSON around a payload (type, priority, keys...).
@@ -54,7 +55,103 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/ui/", get(ui::index))
         .route("/ui/{*name}", get(ui::asset))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard_origin))
         .with_state(state)
+}
+
+/// Without a token, any web page a user opens could otherwise drive the loopback API
+/// (issue 19, finding 3). Three checks, for every route (the dashboard's page included):
+/// - `Host` must be an IP literal, `localhost` (or `*.localhost`) or a name in `api_hosts`:
+///   a DNS-rebinding page reaches the daemon under its own name, which this refuses;
+/// - `Origin`, when sent, must be the daemon's own (`http://` + the `Host` asked for): a
+///   page the daemon serves passes, any other site's page (or `null`) is refused;
+/// - a request with a body must say `Content-Type: application/json`: a cross-site
+///   `text/plain` or form POST needs no preflight, a JSON one does.
+async fn guard_origin(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    match check_request(&state.api_hosts, &req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn check_request(api_hosts: &[String], req: &Request) -> Result<(), ApiError> {
+    use axum::http::header;
+    let headers = req.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if let Some(host) = host
+        && !host_allowed(api_hosts, host)
+    {
+        return Err(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "forbidden_host",
+            format!(
+                "this daemon does not answer to the name `{}`: use its address (or \
+                 localhost), or add the name to `api_hosts` (SPOOL_API_HOSTS)",
+                host.escape_debug()
+            ),
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let own = host.map(|h| format!("http://{h}"));
+        let same = origin.to_str().ok().is_some_and(|o| {
+            own.as_deref()
+                .is_some_and(|own| o.eq_ignore_ascii_case(own))
+        });
+        if !same {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                format!(
+                    "requests from another site's page are refused (Origin `{}`): call the \
+                     API from a program, or from a page this daemon serves",
+                    origin.to_str().unwrap_or("?").escape_debug()
+                ),
+            ));
+        }
+    }
+    let has_body = headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    if has_body && !is_json(headers.get(header::CONTENT_TYPE)) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "a request with a body must send it as JSON: set `Content-Type: application/json`",
+        ));
+    }
+    Ok(())
+}
+
+fn is_json(v: Option<&axum::http::HeaderValue>) -> bool {
+    v.and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// IP literals (v4, `[v6]`), `localhost` and `*.localhost`, and the configured names, each
+/// with or without a port.
+fn host_allowed(api_hosts: &[String], host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        return rest
+            .split(']')
+            .next()
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    } else {
+        host.rsplit_once(':').map_or(host, |(n, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                n
+            } else {
+                host
+            }
+        })
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || api_hosts.contains(&name)
 }
 
 async fn api_not_found(req: Request) -> ApiError {
@@ -137,21 +234,118 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)>
     Ok((listener, local))
 }
 
+/// Serve `state`'s router until `shutdown` resolves, then let open connections finish
+/// (SSE streams end on the daemon's stop flag). One task per connection under a semaphore of
+/// `http.max_connections`: past it, a connection is answered 503 with `Retry-After` and
+/// closed. hyper's header read timeout (`http.header_timeout`) drops half-sent request heads
+/// and idle keep-alive connections, so slow clients cannot hold the slots.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ApiState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let limits = state.api;
     let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    // Each connection task holds a sender; `recv` returns None once all have ended.
+    let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let mut closing = closing_rx.clone();
+        let alive = alive_tx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = async { let _ = closing.wait_for(|c| *c).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop((slot, alive));
+        });
+    }
+    let _ = closing_tx.send(true);
+    drop(alive_tx);
+    let _ = alive_rx.recv().await;
     Ok(())
+}
+
+/// How long a client told 503 should wait before trying again, in seconds.
+pub(crate) const RETRY_AFTER_SECS: u64 = 1;
+
+/// Answer a connection over the cap without reading its request: 503, then close.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"error":{"code":"too_many_connections","message":"the daemon has as many connections open as `http.max_connections` allows; retry shortly"}}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {RETRY_AFTER_SECS}\r\nContent-Type: \
+         application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{constant_time_eq, host_allowed};
+
+    #[test]
+    fn hosts_other_than_ips_localhost_and_configured_names_are_refused() {
+        let names = vec!["spool.internal".to_string()];
+        for ok in [
+            "127.0.0.1:7878",
+            "127.0.0.1",
+            "[::1]:7878",
+            "localhost:7878",
+            "LOCALHOST",
+            "app.localhost",
+            "10.0.0.5:80",
+            "spool.internal:7878",
+            "spool.internal.",
+        ] {
+            assert!(host_allowed(&names, ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:7878",
+            "localhost.evil.example",
+            "[zz]:1",
+        ] {
+            assert!(!host_allowed(&names, bad), "{bad}");
+        }
+    }
 
     #[test]
     fn constant_time_eq_compares_bytes_and_lengths() {

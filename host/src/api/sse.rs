@@ -9,16 +9,21 @@
 //! the broadcast goes back to reading storage from its last id.
 
 use super::ApiState;
+use super::error::ApiError;
 use crate::events::{EventFilter, compare_event_ids};
 use crate::storage::Event;
+use crate::storage::StorageError;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use serde::Deserialize;
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -39,11 +44,31 @@ pub struct EventsQuery {
     after: Option<String>,
 }
 
+/// Counts one open SSE stream for as long as it lives.
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl StreamSlot {
+    /// A slot, or None when `max` streams are open already.
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<StreamSlot> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| StreamSlot(open.clone()))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 pub async fn events(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
-) -> impl IntoResponse {
+) -> Response {
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -55,9 +80,38 @@ pub async fn events(
         job_type: q.job_type.filter(|s| !s.is_empty()),
         kind: q.kind.filter(|s| !s.is_empty()),
     };
+    let Some(slot) = StreamSlot::take(&state.event_streams, state.api.max_event_streams) else {
+        let mut r = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            format!(
+                "{} event streams are open, the most `http.max_event_streams` allows: retry \
+                 shortly, or close a stream",
+                state.api.max_event_streams
+            ),
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(super::routes::RETRY_AFTER_SECS),
+        );
+        return r;
+    };
+    // A resume id the storage cannot read is the client's mistake: say so now, as a 400,
+    // rather than as a storage error inside the stream.
+    if let Some(id) = &resume
+        && let Err(StorageError::InvalidInput(m)) = state.storage.events_since(Some(id), 1).await
+    {
+        return ApiError::bad_request(format!("`Last-Event-ID`: {m}")).into_response();
+    }
     let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(stream_events(state, filter, resume, tx));
-    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    tokio::spawn(async move {
+        stream_events(state, filter, resume, tx).await;
+        drop(slot);
+    });
+    Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }
 
 type Tx = mpsc::Sender<Result<SseEvent, Infallible>>;

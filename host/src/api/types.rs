@@ -35,6 +35,11 @@ pub struct SubmitDefaults<'a> {
     pub max_attempts: u32,
     /// The `max_attempts` of the plugin handling a type, when its manifest sets one.
     pub plugin_attempts: &'a (dyn Fn(&str) -> Option<u32> + Sync),
+    /// The daemon's `job_timeout`: the ceiling of a job's `timeout` when no loaded plugin's
+    /// manifest sets one for its type.
+    pub job_timeout: std::time::Duration,
+    /// The manifest `timeout` of the plugin handling a type, when it sets one.
+    pub plugin_timeout: &'a (dyn Fn(&str) -> Option<std::time::Duration> + Sync),
     pub now: Millis,
 }
 
@@ -228,6 +233,20 @@ fn submit_from_raw(raw: &RawValue, d: SubmitDefaults<'_>, at: &str) -> Result<Ne
             if t.is_zero() {
                 return Err(bad("`timeout` must be longer than 0s".into()));
             }
+            // A job may ask for less time than its plugin allows, never more.
+            let (ceiling, whose) = match (d.plugin_timeout)(&job_type) {
+                Some(m) => (m, "its plugin's manifest `timeout`"),
+                None => (d.job_timeout, "the daemon's `job_timeout`"),
+            };
+            if t > ceiling {
+                return Err(bad(format!(
+                    "`timeout` of {} is over the limit of {} for type `{job_type}` ({whose}): \
+                     ask for at most {}",
+                    crate::config::show(t),
+                    crate::config::show(ceiling),
+                    crate::config::show(ceiling)
+                )));
+            }
             Some(job::millis_u64(t))
         }
     };
@@ -345,6 +364,8 @@ mod tests {
             max_payload: 100,
             max_attempts: 4,
             plugin_attempts: &|t| (t == "flaky").then_some(9),
+            job_timeout: std::time::Duration::from_secs(30),
+            plugin_timeout: &|t| (t == "loop").then_some(std::time::Duration::from_secs(2)),
             now: 1_000_000,
         }
     }
@@ -439,6 +460,48 @@ mod tests {
             e.message.contains("202 bytes") && e.message.contains("limit of 100"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn a_job_timeout_over_its_plugin_limit_is_refused() {
+        let e = err(r#"{"type":"loop","timeout":"15s"}"#);
+        assert!(e.message.contains("over the limit of 2s"), "{e:?}");
+        let e = err(r#"{"type":"other","timeout":"31s"}"#);
+        assert!(e.message.contains("`job_timeout`"), "{e:?}");
+        let j = parse_submit(br#"{"type":"loop","timeout":"1s"}"#, d()).unwrap();
+        assert_eq!(j.timeout_ms, Some(1000));
+    }
+
+    #[test]
+    fn a_payload_nested_deeper_than_the_limit_is_refused() {
+        let deep = |n: usize| format!("{}0{}", "[".repeat(n), "]".repeat(n));
+        let big = SubmitDefaults {
+            max_payload: 1 << 20,
+            ..d()
+        };
+        let body = format!(r#"{{"type":"echo","payload":{}}}"#, deep(200_000));
+        let e = parse_submit(body.as_bytes(), big).unwrap_err();
+        assert!(e.message.contains("nested"), "{e:?}");
+        let e = parse_batch(
+            format!(r#"[{{"type":"a"}},{{"type":"a","payload":{}}}]"#, deep(65)).as_bytes(),
+            SubmitDefaults {
+                max_payload: 1 << 20,
+                ..d()
+            },
+        )
+        .unwrap_err();
+        assert!(e.message.starts_with("jobs[1]: payload is nested"), "{e:?}");
+    }
+
+    #[test]
+    fn times_past_year_9999_are_refused() {
+        for body in [
+            r#"{"type":"echo","run_at":9223372036854775807}"#,
+            r#"{"type":"echo","delay":"100000years"}"#,
+        ] {
+            let e = err(body);
+            assert!(e.message.contains("year 9999"), "{body}: {e:?}");
+        }
     }
 
     #[test]

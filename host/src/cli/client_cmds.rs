@@ -182,8 +182,9 @@ async fn show_job(client: &Client, id: &str, json: bool) -> Res {
 fn describe_job(j: &Value) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: String| {
+        // Plugin text (errors, progress, logs) may carry escape sequences: never raw.
         if !v.is_empty() {
-            out.push_str(&format!("{k:<10}  {v}\n"));
+            out.push_str(&format!("{k:<10}  {}\n", crate::text::escape_control(&v)));
         }
     };
     line("id", s(j, "id").into());
@@ -219,7 +220,10 @@ fn describe_job(j: &Value) -> String {
     {
         out.push_str("logs:\n");
         for l in logs {
-            out.push_str(&format!("  {}\n", l.as_str().unwrap_or("")));
+            out.push_str(&format!(
+                "  {}\n",
+                crate::text::escape_control(l.as_str().unwrap_or(""))
+            ));
         }
     }
     out
@@ -263,7 +267,7 @@ async fn list_jobs(client: &Client, args: JobsArgs, json: bool) -> Res {
             n(j, "priority"),
             format!("{}/{}", n(j, "attempt"), n(j, "max_attempts")),
             s(j, "created_at").into(),
-            clip(s(j, "error"), 60),
+            clip(&crate::text::escape_control(s(j, "error")), 60),
         ]);
     }
     if t.is_empty() {

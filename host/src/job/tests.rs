@@ -546,3 +546,56 @@ fn manual_clock_moves_only_when_told() {
     assert_eq!(clock.now_ms(), start + 2_000);
     assert!(clock.skew_ms() > 1_000);
 }
+
+fn nested(depth: usize) -> String {
+    format!("{}0{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[test]
+fn payloads_nested_deeper_than_the_limit_are_refused() {
+    assert!(parse_payload(&nested(MAX_JSON_DEPTH), 1 << 20).is_ok());
+    for depth in [MAX_JSON_DEPTH + 1, 200_000] {
+        let e = parse_payload(&nested(depth), 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("nested more than 64 levels"), "{e}");
+    }
+    // Brackets inside strings do not count; escaped quotes do not end a string.
+    let text = format!(r#"{{"a": "{}\"[[", "b": [1]}}"#, "[".repeat(500));
+    assert!(check_json_depth("payload", &text).is_ok());
+    let mut new = NewJob::new("t", RawValue::from_string(nested(65)).unwrap());
+    assert!(matches!(
+        new.validate(1 << 20),
+        Err(JobError::TooDeep { .. })
+    ));
+    new.payload = RawValue::from_string(nested(3)).unwrap();
+    assert!(new.validate(1 << 20).is_ok());
+}
+
+#[test]
+fn times_outside_year_1_to_9999_are_refused_before_storage() {
+    let mut new = NewJob::new("t", RawValue::from_string("{}".into()).unwrap());
+    for at in [i64::MAX, MAX_TIME_MS + 1, MIN_TIME_MS - 1, i64::MIN] {
+        new.run_at = Some(at);
+        let e = new.validate(1 << 20).unwrap_err();
+        assert!(e.to_string().contains("year 9999"), "{e}");
+    }
+    new.run_at = Some(MAX_TIME_MS);
+    assert!(new.validate(1 << 20).is_ok());
+    assert_eq!(clamp_time(i64::MAX), MAX_TIME_MS);
+}
+
+#[test]
+fn max_attempts_over_the_limit_is_refused() {
+    let mut new = NewJob::new("t", RawValue::from_string("{}".into()).unwrap());
+    new.max_attempts = MAX_ATTEMPTS + 1;
+    assert!(new.validate(1 << 20).is_err());
+    new.max_attempts = MAX_ATTEMPTS;
+    assert!(new.validate(1 << 20).is_ok());
+}
+
+#[test]
+fn long_errors_are_cut_and_say_so() {
+    assert_eq!(truncate_text("short".into(), 100), "short");
+    let cut = truncate_text("é".repeat(20_000), MAX_ERROR_BYTES);
+    assert!(cut.len() <= MAX_ERROR_BYTES, "{}", cut.len());
+    assert!(cut.ends_with("(truncated, 40000 bytes in all)"), "{cut}");
+}

@@ -27,11 +27,54 @@ pub(crate) fn toml_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.toml"))
 }
 
+/// Read a regular file of at most `max` bytes, off the async workers. Symlinks are followed
+/// (a deploy may link a build output), but what they lead to must be a regular file: a FIFO
+/// would block the read for good and `/dev/zero` would fill memory (issue 19, finding 7).
+/// Opened non-blocking, so even a FIFO swapped in after a check cannot stall the open.
+async fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let path = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)?;
+        let meta = f.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other(
+                "it is not a regular file (a FIFO, device or folder); plugins must be regular files",
+            ));
+        }
+        let too_big = |size: u64| {
+            std::io::Error::other(format!(
+                "it is {size} bytes, over the limit of {max} bytes; raise `max_plugin_size` \
+                 if the plugin is meant to be this big"
+            ))
+        };
+        if meta.len() > max {
+            return Err(too_big(meta.len()));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        f.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > max {
+            return Err(too_big(bytes.len() as u64));
+        }
+        Ok(bytes)
+    });
+    read.await
+        .map_err(|e| std::io::Error::other(format!("the read task failed: {e}")))?
+}
+
 /// Read a plugin's files; `Ok(None)` when `NAME.wasm` is gone.
-pub(crate) async fn read_plugin(dir: &Path, name: &str) -> Result<Option<PluginFiles>, LoadError> {
+pub(crate) async fn read_plugin(
+    dir: &Path,
+    name: &str,
+    max_bytes: u64,
+) -> Result<Option<PluginFiles>, LoadError> {
     let wasm_path = wasm_path(dir, name);
     let toml_path = toml_path(dir, name);
-    let wasm = match tokio::fs::read(&wasm_path).await {
+    let wasm = match read_regular(&wasm_path, max_bytes).await {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => {
@@ -42,7 +85,7 @@ pub(crate) async fn read_plugin(dir: &Path, name: &str) -> Result<Option<PluginF
             ));
         }
     };
-    let manifest_text = match tokio::fs::read(&toml_path).await {
+    let manifest_text = match read_regular(&toml_path, max_bytes).await {
         Ok(b) => Some(String::from_utf8(b).map_err(|_| {
             LoadError::plugin(
                 name,

@@ -64,6 +64,8 @@ struct Inner {
     failed: Mutex<BTreeMap<String, Failure>>,
     writer: tokio::sync::Mutex<Book>,
     events: broadcast::Sender<PluginEvent>,
+    /// Largest plugin file read (config `max_plugin_size`).
+    max_file_size: u64,
 }
 
 #[derive(Clone)]
@@ -81,6 +83,11 @@ impl std::fmt::Debug for PluginRegistry {
 
 impl PluginRegistry {
     pub fn new(runtime: Runtime, dir: PathBuf) -> Self {
+        Self::with_max_file_size(runtime, dir, crate::config::DEFAULT_MAX_PLUGIN_SIZE)
+    }
+
+    /// A registry that refuses plugin files over `max_file_size` bytes.
+    pub fn with_max_file_size(runtime: Runtime, dir: PathBuf, max_file_size: u64) -> Self {
         let (events, _) = broadcast::channel(1024);
         Self {
             inner: Arc::new(Inner {
@@ -90,6 +97,7 @@ impl PluginRegistry {
                 failed: Mutex::new(BTreeMap::new()),
                 writer: tokio::sync::Mutex::new(Book::default()),
                 events,
+                max_file_size,
             }),
         }
     }
@@ -186,12 +194,24 @@ impl PluginRegistry {
     /// events it caused (also broadcast). Plugins that failed only because another plugin
     /// held their job type are tried again once that changes.
     pub async fn reconcile(&self, name: &str) -> Vec<PluginEvent> {
+        // Read the files before taking the writer lock, so that a slow read holds up no other
+        // plugin. Under the lock they are used only while their stamp (mtime and size of both
+        // files) is the one taken before the read; else they are read again there, so an
+        // older read can never replace a newer version loaded meanwhile.
+        let dir = &self.inner.dir;
+        let before = loader::stamp(dir, name);
+        let read = loader::read_plugin(dir, name, self.inner.max_file_size).await;
+        let mut prefetched = Some((before, read));
         let mut book = self.inner.writer.lock().await;
         let mut events = Vec::new();
         let mut work = vec![name.to_string()];
         let mut retried = BTreeSet::new();
         while let Some(name) = work.pop() {
-            let Some(event) = self.reconcile_one(&mut book, &name).await else {
+            let files = prefetched
+                .take()
+                .filter(|(stamp, _)| *stamp == loader::stamp(dir, &name))
+                .map(|(_, read)| read);
+            let Some(event) = self.reconcile_one(&mut book, &name, files).await else {
                 continue;
             };
             if matches!(
@@ -218,11 +238,23 @@ impl PluginRegistry {
             .collect()
     }
 
-    async fn reconcile_one(&self, book: &mut Book, name: &str) -> Option<PluginEvent> {
+    /// `read`: the files as read before the lock (see `reconcile`), when still current.
+    async fn reconcile_one(
+        &self,
+        book: &mut Book,
+        name: &str,
+        read: Option<Result<Option<loader::PluginFiles>, LoadError>>,
+    ) -> Option<PluginEvent> {
         let dir = &self.inner.dir;
         book.stamps
             .insert(name.to_string(), loader::stamp(dir, name));
-        let files = match loader::read_plugin(dir, name).await {
+        // A read here, under the lock, is bounded: only regular files are read (a FIFO or
+        // device is refused without blocking), up to `max_file_size`.
+        let read = match read {
+            Some(r) => r,
+            None => loader::read_plugin(dir, name, self.inner.max_file_size).await,
+        };
+        let files = match read {
             Ok(Some(files)) => files,
             Ok(None) => {
                 book.fingerprints.remove(name);

@@ -51,6 +51,9 @@ pub struct Resolved {
     pub version: String,
     pub max_concurrency: Option<u32>,
     pub retry: RetryPolicy,
+    /// The longest a job of this plugin may run: its manifest's `timeout`, else the daemon's
+    /// `job_timeout`. A job's own `timeout` may only be shorter (clamped in `worker`).
+    pub timeout: Duration,
     pub runner: Arc<dyn Runner>,
 }
 

@@ -56,6 +56,10 @@ impl Plugins for RegistryPlugins {
             version: plugin.version.clone(),
             max_concurrency: plugin.manifest.max_concurrency,
             retry: plugin.manifest.retry.clone(),
+            timeout: plugin
+                .manifest
+                .timeout
+                .unwrap_or(self.registry.runtime().config().default_timeout),
             runner: Arc::new(PluginRunner {
                 runtime: self.registry.runtime().clone(),
                 plugin,

@@ -6,7 +6,10 @@
 //! `retry-after` (`Outcome::Retry { after }`) overrides the backoff for that attempt.
 
 use crate::config::RetryConfig;
-use crate::job::{BackoffPolicy, Job, Millis, millis_i64};
+use crate::job::{
+    BackoffPolicy, Job, MAX_ERROR_BYTES, Millis, check_json_depth, clamp_time, millis_i64,
+    truncate_text,
+};
 use crate::plugins::RetryPolicy;
 use crate::runtime::Outcome;
 use serde_json::value::RawValue;
@@ -43,15 +46,25 @@ pub fn decide(
     daemon: &RetryConfig,
     now: Millis,
 ) -> Decision {
-    let backoff = || backoff_policy(job, plugin, daemon).retry_at(now, job.attempt, None);
-    match outcome {
-        Outcome::Success(result) => Decision::Complete(result),
+    let backoff =
+        || clamp_time(backoff_policy(job, plugin, daemon).retry_at(now, job.attempt, None));
+    let decision = match outcome {
+        // The one depth check (`job::check_json_depth`) serves results too: a result that
+        // could be stored but never listed fails the job instead.
+        Outcome::Success(result) => match check_json_depth("the plugin's result", result.get()) {
+            Ok(()) => Decision::Complete(result),
+            Err(e) => Decision::Fail {
+                error: e.to_string(),
+                retry_at: None,
+            },
+        },
+        // A plugin's retry-after is honoured, within the supported time range.
         Outcome::Retry {
             error,
             after: Some(after),
         } => Decision::Fail {
             error,
-            retry_at: Some(now.saturating_add(millis_i64(after))),
+            retry_at: Some(clamp_time(now.saturating_add(millis_i64(after)))),
         },
         Outcome::Retry { error, after: None } => Decision::Fail {
             error,
@@ -68,6 +81,14 @@ pub fn decide(
             retry_at: Some(backoff()),
         },
         Outcome::NoCapacity { error } => Decision::Release { error },
+    };
+    // Errors are stored, sent in events and logged: cut them like results are limited.
+    match decision {
+        Decision::Fail { error, retry_at } => Decision::Fail {
+            error: truncate_text(error, MAX_ERROR_BYTES),
+            retry_at,
+        },
+        d => d,
     }
 }
 
@@ -114,6 +135,67 @@ mod tests {
                 }
             ),
             "{d:?}"
+        );
+    }
+
+    #[test]
+    fn results_nested_deeper_than_the_limit_fail_the_job() {
+        let deep = format!("{}0{}", "[".repeat(65), "]".repeat(65));
+        let d = decide(
+            Outcome::Success(RawValue::from_string(deep).unwrap()),
+            &job(1),
+            &RetryPolicy::default(),
+            &daemon(),
+            0,
+        );
+        assert!(
+            matches!(d, Decision::Fail { retry_at: None, ref error } if error.contains("nested")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_retry_after_past_year_9999_is_clamped() {
+        let d = decide(
+            Outcome::Retry {
+                error: "later".into(),
+                after: Some(Duration::MAX),
+            },
+            &job(1),
+            &RetryPolicy::default(),
+            &daemon(),
+            10_000,
+        );
+        assert!(
+            matches!(
+                d,
+                Decision::Fail {
+                    retry_at: Some(crate::job::MAX_TIME_MS),
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn job_errors_are_capped_like_results() {
+        let d = decide(
+            Outcome::Fail {
+                error: "x".repeat(10 << 20),
+            },
+            &job(1),
+            &RetryPolicy::default(),
+            &daemon(),
+            0,
+        );
+        let Decision::Fail { error, .. } = d else {
+            panic!("{d:?}")
+        };
+        assert!(
+            error.len() <= MAX_ERROR_BYTES && error.contains("(truncated"),
+            "{}",
+            error.len()
         );
     }
 

@@ -88,6 +88,17 @@ fn err(e: crate::storage::StorageError) -> String {
     e.to_string()
 }
 
+/// A cache TTL must end within the supported time range (year 9999), checked before any
+/// backend sees it: on Redis, `cache_increment`'s `INCRBY` ran before a `PEXPIRE` that
+/// failed on a huge TTL, leaving the counter without an expiry (issue 19, finding 11).
+fn check_ttl(ttl: Option<Duration>) -> Result<(), String> {
+    let Some(ttl) = ttl else { return Ok(()) };
+    let until = crate::job::system_now_ms().saturating_add(crate::job::millis_i64(ttl));
+    crate::job::check_time("the cache entry's expiry", until)
+        .map(|_| ())
+        .map_err(|e| format!("{e}; use a shorter ttl"))
+}
+
 #[async_trait::async_trait]
 impl JobServices for DaemonServices {
     async fn cache_get(&self, key: &str) -> Result<Option<String>, String> {
@@ -95,6 +106,7 @@ impl JobServices for DaemonServices {
     }
 
     async fn cache_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), String> {
+        check_ttl(ttl)?;
         self.storage
             .cache_set(&self.ns, key, value, ttl)
             .await
@@ -111,6 +123,7 @@ impl JobServices for DaemonServices {
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64, String> {
+        check_ttl(ttl)?;
         self.storage
             .cache_increment(&self.ns, key, delta, ttl)
             .await
@@ -119,11 +132,15 @@ impl JobServices for DaemonServices {
 
     async fn progress(&self, percent: u8, message: Option<String>) {
         let percent = percent.min(100);
+        let message =
+            message.map(|m| crate::job::truncate_text(m, crate::job::MAX_PROGRESS_MESSAGE_BYTES));
         let wait = {
             let mut st = self.progress.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             match st.last_write {
-                Some(t) if now.duration_since(t) < PROGRESS_EVERY && percent < 100 => {
+                // 100% is throttled like the rest (issue 19: a loop of 100% reports flooded
+                // the event log); the held-back report is still written when the window ends.
+                Some(t) if now.duration_since(t) < PROGRESS_EVERY => {
                     st.pending = Some((percent, message.clone()));
                     if st.flush_scheduled {
                         return;
@@ -167,5 +184,65 @@ impl JobServices for DaemonServices {
 
     fn cancelled(&self) -> bool {
         self.flags.cancelled()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{NewJob, SystemClock};
+    use crate::storage::memory::MemoryStorage;
+    use crate::storage::{ClaimRequest, StorageOptions};
+
+    #[test]
+    fn cache_ttls_past_year_9999_are_refused_before_storage() {
+        assert!(check_ttl(None).is_ok());
+        assert!(check_ttl(Some(Duration::from_secs(3600))).is_ok());
+        let e = check_ttl(Some(Duration::from_millis(u64::MAX))).unwrap_err();
+        assert!(e.contains("year 9999"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn progress_at_100_percent_is_throttled_like_the_rest() {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new(
+            StorageOptions::default(),
+            Arc::new(SystemClock),
+        ));
+        let payload = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+        storage.enqueue(NewJob::new("t", payload)).await.unwrap();
+        let claimed = storage
+            .claim(ClaimRequest {
+                types: vec!["t".into()],
+                limit: 1,
+                lease: Duration::from_secs(30),
+                worker: "test".into(),
+            })
+            .await
+            .unwrap()
+            .remove(0);
+        let before = storage.events_since(None, 10_000).await.unwrap().len();
+        let services = DaemonServices::new(
+            storage.clone(),
+            "t".into(),
+            claimed.job.id.clone(),
+            claimed.lease,
+            Arc::new(JobFlags::default()),
+            None,
+        );
+        for _ in 0..100 {
+            services.progress(100, Some("x".repeat(10_000))).await;
+        }
+        let written = storage.events_since(None, 10_000).await.unwrap().len() - before;
+        assert_eq!(
+            written, 1,
+            "one write now, the rest held back for the window"
+        );
+        let job = storage.get(&claimed.job.id).await.unwrap().unwrap();
+        let message = job.progress.unwrap().message.unwrap();
+        assert!(
+            message.len() <= crate::job::MAX_PROGRESS_MESSAGE_BYTES,
+            "{}",
+            message.len()
+        );
     }
 }

@@ -79,6 +79,7 @@ impl Plugins for FakePlugins {
             version: "test".into(),
             max_concurrency: max,
             retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(30),
             runner: Arc::new(FnRunner(h)),
         })
     }

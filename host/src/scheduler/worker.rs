@@ -48,6 +48,13 @@ impl Drop for SlotGuard {
     }
 }
 
+/// A job's own timeout, never over its plugin's ceiling: the API refuses a longer one at
+/// submit, but a job stored earlier, imported, or submitted before its plugin was loaded may
+/// still ask for more (issue 19: a job's 15s overrode a manifest's 2s).
+fn job_timeout(requested_ms: Option<u64>, ceiling: Duration) -> Option<Duration> {
+    requested_ms.map(|ms| Duration::from_millis(ms).min(ceiling))
+}
+
 pub(super) async fn run(
     inner: Arc<PoolInner>,
     claimed: Claimed,
@@ -80,7 +87,7 @@ pub(super) async fn run(
             priority: job.priority,
             created_at_ms: u64::try_from(job.created_at).unwrap_or(0),
             unique_key: job.unique_key.clone(),
-            timeout: job.timeout_ms.map(Duration::from_millis),
+            timeout: job_timeout(job.timeout_ms, resolved.timeout),
         };
         // A buffered job cancelled before it started never reaches the plugin.
         let exec = if flags.cancelled() {
@@ -170,4 +177,20 @@ pub(super) async fn run(
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_timeout_over_the_plugin_limit_is_clamped_at_run_time() {
+        let ceiling = Duration::from_secs(2);
+        assert_eq!(job_timeout(Some(15_000), ceiling), Some(ceiling));
+        assert_eq!(
+            job_timeout(Some(500), ceiling),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(job_timeout(None, ceiling), None);
+    }
 }

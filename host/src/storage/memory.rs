@@ -320,3 +320,23 @@ impl Storage for MemoryStorage {
         Ok(info)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::SystemClock;
+
+    #[tokio::test]
+    async fn a_last_event_id_past_the_end_reads_nothing_instead_of_overflowing() {
+        let s = MemoryStorage::new(StorageOptions::default(), Arc::new(SystemClock));
+        let max = i64::MAX.to_string();
+        let min = i64::MIN.to_string();
+        assert!(s.events_since(Some(&max), 10).await.unwrap().is_empty());
+        assert!(s.events_since(Some(&min), 10).await.is_ok());
+        let bad = s.events_since(Some("nope"), 10).await.unwrap_err();
+        assert!(
+            matches!(bad, crate::storage::StorageError::InvalidInput(_)),
+            "{bad}"
+        );
+    }
+}

@@ -85,7 +85,9 @@ impl SqliteStorage {
             let opts = opts.clone();
             tokio::task::spawn_blocking(move || {
                 prepare_path(&path)?;
-                connection::open_writer(&path, &opts).map(|conn| (conn, opts, path))
+                let conn = connection::open_writer(&path, &opts)?;
+                make_private(&path);
+                Ok::<_, StorageError>((conn, opts, path))
             })
             .await
             .map_err(|e| StorageError::Internal(format!("opening the database failed: {e}")))??
@@ -122,8 +124,10 @@ impl SqliteStorage {
     }
 }
 
-/// Creates the parent folders; refuses a folder where the file should be.
+/// Creates the parent folders (0700, see `make_private`); refuses a folder where the file
+/// should be.
 fn prepare_path(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
     if path.is_dir() {
         return Err(StorageError::InvalidInput(format!(
             "`{}` is a folder: the sqlite storage url names the database file, e.g. \
@@ -133,14 +137,47 @@ fn prepare_path(path: &Path) -> Result<()> {
         )));
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            StorageError::Unavailable(format!(
-                "cannot create the folder `{}` for the database: {e}",
-                parent.display()
-            ))
-        })?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| {
+                StorageError::Unavailable(format!(
+                    "cannot create the folder `{}` for the database: {e}",
+                    parent.display()
+                ))
+            })?;
     }
     Ok(())
+}
+
+/// The database of this user and its `-wal` and `-shm` files become 0600 (SQLite creates
+/// them 0644, and later `-wal`/`-shm` files take the database file's mode). Jobs hold other
+/// people's payloads and results (issue 19, finding 10). For the moment between SQLite
+/// creating the file and this, the folder (0700 when spool created it, and the data folder
+/// always: see `app`) keeps others out. Best effort: a file of another user (or on a
+/// filesystem without modes) is left as it is.
+fn make_private(path: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for p in [
+        path.to_path_buf(),
+        wal_path(path, "-wal"),
+        wal_path(path, "-shm"),
+    ] {
+        if let Ok(m) = std::fs::metadata(&p)
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            && m.uid() == unsafe { libc::geteuid() }
+            && m.mode() & 0o077 != 0
+        {
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}
+
+fn wal_path(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    p.into()
 }
 
 #[async_trait]

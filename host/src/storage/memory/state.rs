@@ -432,7 +432,9 @@ impl State {
             .events
             .front()
             .map_or(0, |e| e.id.parse::<i64>().unwrap_or(0));
-        let skip = usize::try_from((after + 1 - first_id).max(0)).unwrap_or(usize::MAX);
+        // Saturating: a client's id may be anything up to i64::MAX (or below zero).
+        let skip = usize::try_from(after.saturating_add(1).saturating_sub(first_id).max(0))
+            .unwrap_or(usize::MAX);
         self.events.iter().skip(skip).take(limit).cloned().collect()
     }
 
