@@ -220,7 +220,7 @@ fn times_past_year_9999_are_refused() {
 #[test]
 fn a_half_sent_request_head_is_dropped_after_the_header_timeout() {
     let d = Daemon::builder(&["echo"])
-        .config("[http]\nheader_timeout = \"1s\"\n")
+        .config("[api]\nheader_timeout = \"1s\"\n")
         .start();
     let addr = d.url.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap();
@@ -240,7 +240,7 @@ fn a_half_sent_request_head_is_dropped_after_the_header_timeout() {
 #[test]
 fn connections_and_event_streams_past_their_caps_get_503() {
     let d = Daemon::builder(&["echo"])
-        .config("[http]\nmax_connections = 3\nmax_event_streams = 1\n")
+        .config("[api]\nmax_connections = 3\nmax_event_streams = 1\n")
         .start();
     let addr = d.url.trim_start_matches("http://").to_string();
     // One SSE stream is allowed; the second gets 503 with Retry-After.
