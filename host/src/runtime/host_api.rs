@@ -227,8 +227,11 @@ impl JobLog {
     }
 }
 
+/// A guest line in the daemon's own log, with control characters escaped: a line holding a
+/// newline or terminal escapes must not forge or hide daemon log lines.
 fn trace_line(t: &TraceNames, level: LogLevel, line: &str) {
     let (plugin, job_id) = (t.plugin.as_str(), t.job_id.as_str());
+    let line = crate::text::escape_control(line);
     match level {
         LogLevel::Trace => tracing::trace!(target: "spool::plugin", plugin, job_id, "{line}"),
         LogLevel::Debug => tracing::debug!(target: "spool::plugin", plugin, job_id, "{line}"),
