@@ -88,6 +88,7 @@ impl Core {
             trace_guest_logs: true,
             http: config.http.clone(),
             http_observer: Some(metrics.clone()),
+            max_payload: config.max_payload,
             ..RuntimeConfig::default()
         })?;
         let registry = PluginRegistry::with_max_file_size(

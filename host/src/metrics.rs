@@ -772,6 +772,25 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+impl crate::runtime::HttpObserver for Metrics {
+    fn request(&self, plugin: &str, host: &str, status: &str, duration: Duration) {
+        let mut map = self
+            .http_requests
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        *map.entry((plugin.to_string(), host.to_string(), status.to_string()))
+            .or_default() += 1;
+        drop(map);
+        observe_keyed(&self.http_duration, plugin, &HTTP_BUCKETS, duration);
+    }
+
+    fn denied(&self, plugin: &str, reason: &str) {
+        let mut map = self.http_denied.write().unwrap_or_else(|p| p.into_inner());
+        *map.entry((plugin.to_string(), reason.to_string()))
+            .or_default() += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -883,24 +902,5 @@ mod tests {
         m.enqueued("a\"b\\c", 1);
         let text = m.render(&Snapshot::default());
         assert!(text.contains(r#"{type="a\"b\\c"}"#), "{text}");
-    }
-}
-
-impl crate::runtime::HttpObserver for Metrics {
-    fn request(&self, plugin: &str, host: &str, status: &str, duration: Duration) {
-        let mut map = self
-            .http_requests
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        *map.entry((plugin.to_string(), host.to_string(), status.to_string()))
-            .or_default() += 1;
-        drop(map);
-        observe_keyed(&self.http_duration, plugin, &HTTP_BUCKETS, duration);
-    }
-
-    fn denied(&self, plugin: &str, reason: &str) {
-        let mut map = self.http_denied.write().unwrap_or_else(|p| p.into_inner());
-        *map.entry((plugin.to_string(), reason.to_string()))
-            .or_default() += 1;
     }
 }

@@ -9,7 +9,6 @@ use super::host_api::{CapturePipe, JobLog, JobState, Stream, TraceNames};
 use super::http::JobHttp;
 use super::limits::{Deadline, MemoryLimiter, StopReason};
 use super::{CrashKind, Execution, JobInput, JobServices, Outcome};
-use crate::job;
 use crate::plugins::LoadedPlugin;
 use serde_json::value::RawValue;
 use std::sync::{Arc, Mutex};
@@ -186,6 +185,7 @@ pub(crate) async fn execute(
             &log,
             timeout,
             inner.cfg.cancel_grace,
+            inner.cfg.max_payload,
         ),
         &code.secrets,
     );
@@ -273,6 +273,7 @@ fn new_store(
         log,
         followups: Vec::new(),
         followup_bytes: 0,
+        max_payload: inner.cfg.max_payload,
         secrets: code.secrets.clone(),
         http_ctx: WasiHttpCtx::new(),
         http,
@@ -372,6 +373,7 @@ fn classify(
     log: &JobLog,
     timeout: Duration,
     cancel_grace: Duration,
+    max_result: usize,
 ) -> Outcome {
     let crashed = |kind, error: String| Outcome::Crashed { error, kind };
     let stopped = |reason| match reason {
@@ -423,13 +425,14 @@ fn classify(
             crashed(CrashKind::Trap, message)
         }
         Ok(Ok(Ok(result))) => {
-            if result.len() > job::DEFAULT_MAX_PAYLOAD_BYTES {
+            if result.len() > max_result {
                 return crashed(
                     CrashKind::InvalidResult,
                     format!(
-                        "the plugin returned a result of {} bytes; the limit is {} bytes",
+                        "the plugin returned a result of {} bytes; the limit is {} bytes \
+                         (the daemon's `max_payload`)",
                         result.len(),
-                        job::DEFAULT_MAX_PAYLOAD_BYTES
+                        max_result
                     ),
                 );
             }
@@ -455,12 +458,21 @@ fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job;
 
     fn classify_ok(result: &str) -> Outcome {
         let log = JobLog::new(Arc::new(super::super::NoServices), None, Arc::default());
         let limiter = MemoryLimiter::new(64 << 20);
         let t = Duration::from_secs(1);
-        classify(Ok(Ok(Ok(result.to_string()))), None, &limiter, &log, t, t)
+        classify(
+            Ok(Ok(Ok(result.to_string()))),
+            None,
+            &limiter,
+            &log,
+            t,
+            t,
+            job::DEFAULT_MAX_PAYLOAD_BYTES,
+        )
     }
 
     #[test]
@@ -491,7 +503,15 @@ mod tests {
         assert!(!limiter.memory_growing(0, 100 << 20, None).unwrap());
         let t = Duration::from_secs(1);
         let error = GuestError::Fail("malloc failed".into());
-        match classify(Ok(Ok(Err(error))), None, &limiter, &log, t, t) {
+        match classify(
+            Ok(Ok(Err(error))),
+            None,
+            &limiter,
+            &log,
+            t,
+            t,
+            job::DEFAULT_MAX_PAYLOAD_BYTES,
+        ) {
             Outcome::Crashed {
                 kind: CrashKind::OutOfMemory,
                 error,

@@ -68,6 +68,8 @@ pub(crate) struct JobState {
     pub(crate) followups: Vec<NewJob>,
     /// Sum of the payload sizes in `followups` (bounded by `MAX_FOLLOWUP_BYTES`).
     pub(crate) followup_bytes: usize,
+    /// Largest follow-up payload (the daemon's `max_payload`).
+    pub(crate) max_payload: usize,
     pub(crate) secrets: Arc<Secrets>,
     pub(crate) http_ctx: WasiHttpCtx,
     /// Decides and sends the guest's outbound requests (`wasi:http`).
@@ -342,7 +344,7 @@ impl JobState {
             ));
         }
         job.payload = self.secrets.redact_json(&job.payload).into_owned();
-        let new = validate_followup(job, crate::job::system_now_ms())?;
+        let new = validate_followup(job, crate::job::system_now_ms(), self.max_payload)?;
         let bytes = self.followup_bytes + new.payload.get().len();
         if bytes > MAX_FOLLOWUP_BYTES {
             return Err(format!(
@@ -455,10 +457,13 @@ impl v2::spool::plugin::secrets::Host for JobState {
 
 /// Check a follow-up job request (with the same rules as any enqueue) and turn it into a
 /// `NewJob` with a fresh id.
-pub(crate) fn validate_followup(job: FollowupRequest, now_ms: i64) -> Result<NewJob, String> {
+pub(crate) fn validate_followup(
+    job: FollowupRequest,
+    now_ms: i64,
+    max_payload: usize,
+) -> Result<NewJob, String> {
     let invalid = |e: job::JobError| format!("invalid follow-up job: {e}");
-    let payload =
-        job::parse_payload(&job.payload, job::DEFAULT_MAX_PAYLOAD_BYTES).map_err(invalid)?;
+    let payload = job::parse_payload(&job.payload, max_payload).map_err(invalid)?;
     let run_at = match job.delay_ms {
         Some(0) | None => None,
         Some(ms) => Some(now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))),
@@ -474,8 +479,7 @@ pub(crate) fn validate_followup(job: FollowupRequest, now_ms: i64) -> Result<New
         unique_key: job.unique_key,
         backoff: None,
     };
-    new.validate(job::DEFAULT_MAX_PAYLOAD_BYTES)
-        .map_err(invalid)?;
+    new.validate(max_payload).map_err(invalid)?;
     Ok(new)
 }
 
@@ -562,6 +566,7 @@ mod tests {
             log: log.clone(),
             followups: Vec::new(),
             followup_bytes: 0,
+            max_payload: job::DEFAULT_MAX_PAYLOAD_BYTES,
             secrets: Arc::default(),
             http_ctx: WasiHttpCtx::new(),
             http: JobHttp::new(super::super::http::HttpPolicy::denying("test"), log),
@@ -600,17 +605,32 @@ mod tests {
     }
 
     #[test]
+    fn followups_are_checked_against_the_daemons_max_payload() {
+        let payload = "\"0123456789\"";
+        assert!(validate_followup(request(payload, None), 0, 8).is_err());
+        assert!(validate_followup(request(payload, None), 0, 64).is_ok());
+    }
+
+    #[test]
     fn followups_are_validated() {
-        let ok = validate_followup(request("{\"a\":1}", Some(3)), 1_000).unwrap();
+        let ok = validate_followup(
+            request("{\"a\":1}", Some(3)),
+            1_000,
+            job::DEFAULT_MAX_PAYLOAD_BYTES,
+        )
+        .unwrap();
         assert_eq!(ok.priority, 3);
         assert_eq!(ok.run_at, Some(2_000));
         assert_eq!(ok.max_attempts, job::DEFAULT_MAX_ATTEMPTS);
         assert!(!ok.id.is_empty());
-        let e = validate_followup(request("{nope", None), 0).unwrap_err();
+        let e = validate_followup(request("{nope", None), 0, job::DEFAULT_MAX_PAYLOAD_BYTES)
+            .unwrap_err();
         assert!(e.contains("not valid JSON"), "{e}");
-        let e = validate_followup(request("1", Some(11)), 0).unwrap_err();
+        let e = validate_followup(request("1", Some(11)), 0, job::DEFAULT_MAX_PAYLOAD_BYTES)
+            .unwrap_err();
         assert!(e.contains("invalid priority `11`"), "{e}");
-        let e = validate_followup(request("1", Some(0)), 0).unwrap_err();
+        let e = validate_followup(request("1", Some(0)), 0, job::DEFAULT_MAX_PAYLOAD_BYTES)
+            .unwrap_err();
         assert!(e.contains("invalid priority `0`"), "{e}");
     }
 }

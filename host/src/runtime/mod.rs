@@ -53,6 +53,9 @@ pub struct RuntimeConfig {
     pub http: HttpConfig,
     /// Where outbound requests are reported (the daemon's metrics).
     pub http_observer: Option<Arc<dyn HttpObserver>>,
+    /// Largest result and follow-up payload, in bytes (the daemon's `max_payload`): what
+    /// storage accepts, so a finished job never loses its result to the check after it.
+    pub max_payload: usize,
 }
 
 impl std::fmt::Debug for RuntimeConfig {
@@ -65,6 +68,7 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("trace_guest_logs", &self.trace_guest_logs)
             .field("cancel_grace", &self.cancel_grace)
             .field("http", &self.http)
+            .field("max_payload", &self.max_payload)
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +84,7 @@ impl Default for RuntimeConfig {
             cancel_grace: CANCEL_GRACE,
             http: HttpConfig::default(),
             http_observer: None,
+            max_payload: crate::job::DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 }
