@@ -488,7 +488,7 @@ async fn load_errors_say_what_is_wrong() {
         "{e}"
     );
     let msg = e.to_string();
-    assert!(msg.contains("it does not export `spool:plugin/handler@0.1.0` (it exports `hello`); rebuild it with spool-sdk 0.1"), "{msg}");
+    assert!(msg.contains("it does not export `spool:plugin/handler@0.2.0` (or `spool:plugin/handler@0.1.0`) (it exports `hello`); rebuild it with spool-sdk 0.2"), "{msg}");
 
     let e = rt
         .load(

@@ -138,7 +138,7 @@ fn files_that_are_not_plugins_are_one_line() {
 
     let line = one_error_line(&exec(&[arg(&fixture("other-world.wasm"))], None), 1);
     assert!(
-        line.contains("it does not export `spool:plugin/handler@0.1.0` (it exports `hello`); rebuild it with spool-sdk 0.1"),
+        line.contains("it does not export `spool:plugin/handler@0.2.0` (or `spool:plugin/handler@0.1.0`) (it exports `hello`); rebuild it with spool-sdk 0.2"),
         "{line}"
     );
 }

@@ -260,7 +260,7 @@ async fn bad_files_are_reported_and_the_old_version_keeps_serving() {
     })
     .await;
     assert!(
-        failed_error(&e).contains("it does not export `spool:plugin/handler@0.1.0`"),
+        failed_error(&e).contains("it does not export `spool:plugin/handler@0.2.0`"),
         "{e:?}"
     );
     assert_eq!(version_of(&registry).await, "v1");
