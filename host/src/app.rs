@@ -160,6 +160,10 @@ impl Core {
                 ),
             );
             tasks.push(tokio::spawn(m.run(stop_rx.clone())));
+            tasks.push(tokio::spawn(crate::cron::run(
+                storage.clone(),
+                stop_rx.clone(),
+            )));
         }
         Ok(Core {
             config,
@@ -372,7 +376,25 @@ async fn forward_plugin_events(
         match event {
             Ok(e) => {
                 match &e {
-                    PluginEvent::Loaded { name, .. } => metrics.plugin_load(name, true),
+                    PluginEvent::Loaded {
+                        name,
+                        types,
+                        flow,
+                        schedules,
+                        ..
+                    } => {
+                        metrics.plugin_load(name, true);
+                        sync_plugin_schedules(storage.as_ref(), name, schedules).await;
+                        // Every daemon that loads the plugin writes the same limits; the
+                        // write changes nothing (and records no event) when they are there.
+                        for t in types {
+                            let change = storage::flow::ControlChange::Manifest(*flow);
+                            if let Err(err) = storage.control_type(t, change).await {
+                                tracing::warn!(error = %err, r#type = %t,
+                                    "cannot store the plugin's rate limit and global concurrency;                                      they apply once storage is back and the plugin reloads");
+                            }
+                        }
+                    }
                     PluginEvent::Failed { name, .. } => metrics.plugin_load(name, false),
                     PluginEvent::Unloaded { .. } => {}
                 }
@@ -388,6 +410,44 @@ async fn forward_plugin_events(
                 );
             }
             Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Stores the schedules a plugin's manifest declares and drops the ones it no longer does.
+/// Every daemon loading the plugin writes the same; a replaced schedule keeps its last tick.
+async fn sync_plugin_schedules(
+    storage: &dyn Storage,
+    plugin: &str,
+    schedules: &[storage::flow::Schedule],
+) {
+    let existing = match storage.schedules().await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, plugin, "cannot read the schedules to store the plugin's; they are stored when it next loads");
+            return;
+        }
+    };
+    for r in &existing {
+        let owned = r.schedule.plugin.as_deref() == Some(plugin);
+        if owned
+            && !schedules.iter().any(|s| s.name == r.schedule.name)
+            && let Err(e) = storage.delete_schedule(&r.schedule.name).await
+        {
+            tracing::warn!(error = %e, schedule = %r.schedule.name, "cannot remove a schedule the plugin dropped");
+        }
+    }
+    for s in schedules {
+        let mut s = s.clone();
+        // A schedule an operator paused stays paused when the plugin reloads.
+        if let Some(old) = existing.iter().find(|r| r.schedule.name == s.name) {
+            s.paused = old.schedule.paused;
+            if old.schedule == s {
+                continue;
+            }
+        }
+        if let Err(e) = storage.put_schedule(s.clone()).await {
+            tracing::warn!(error = %e, schedule = %s.name, "cannot store the plugin's schedule");
         }
     }
 }

@@ -180,6 +180,9 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     let storage = core.storage.clone();
+    if prefilled.is_none() {
+        set_rate_limit(storage.as_ref(), &args).await?;
+    }
     let t0 = Instant::now();
     let enqueue_done = match args.rate {
         None if prefilled.is_some() => prefilled.unwrap_or_default(),
@@ -206,6 +209,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             let done = recorder.settled.load(Ordering::Relaxed);
+            clear_rate_limit(storage.as_ref(), &args).await;
             core.shutdown(std::future::ready(())).await;
             bail!(
                 "only {done} of {} jobs finished in time; is the plugin failing? see the log",
@@ -226,6 +230,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
             .map_or(t0.elapsed(), |at| at.elapsed()),
         None => t0.elapsed(),
     };
+    clear_rate_limit(storage.as_ref(), &args).await;
     core.shutdown(std::future::ready(())).await;
     let (start_lat, done_lat) = latencies(&recorder);
     let report = Report {
@@ -260,10 +265,14 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn mode_name(args: &BenchArgs) -> String {
-    match (args.rate, args.drain) {
+    let mode = match (args.rate, args.drain) {
         (Some(r), _) => format!("rate {r}/s"),
         (None, true) => "drain".into(),
         (None, false) => "burst".into(),
+    };
+    match &args.rate_limit {
+        Some(limit) => format!("{mode}, rate limit {limit}"),
+        None => mode,
     }
 }
 
@@ -290,9 +299,47 @@ async fn prefill(
     )
     .await
     .with_context(|| format!("cannot open storage `{}`", crate::app::redact(url)))?;
+    set_rate_limit(storage.as_ref(), args).await?;
     let began = Instant::now();
     enqueue_all(storage.as_ref(), args, payload, recorder).await?;
     Ok(began.elapsed())
+}
+
+/// `--rate-limit`: sets the override on the job type (None: clears it, after the run).
+async fn set_rate_limit(
+    storage: &dyn crate::storage::Storage,
+    args: &BenchArgs,
+) -> anyhow::Result<()> {
+    let Some(text) = &args.rate_limit else {
+        return Ok(());
+    };
+    let rate: crate::storage::flow::RateLimit = text
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--rate-limit: {e}"))?;
+    let change = crate::storage::flow::ControlChange::Override {
+        rate: Some(Some(rate)),
+        concurrency: None,
+    };
+    storage
+        .control_type(&args.job_type, change)
+        .await
+        .context("cannot set the rate limit")?;
+    Ok(())
+}
+
+async fn clear_rate_limit(storage: &dyn crate::storage::Storage, args: &BenchArgs) {
+    if args.rate_limit.is_some() {
+        let change = crate::storage::flow::ControlChange::Override {
+            rate: Some(None),
+            concurrency: None,
+        };
+        if let Err(e) = storage.control_type(&args.job_type, change).await {
+            eprintln!(
+                "bench: cannot clear the rate limit on `{}`: {e}",
+                args.job_type
+            );
+        }
+    }
 }
 
 /// Enqueues `args.jobs` jobs in batches of `BATCH`, noting when each batch went in.

@@ -3,6 +3,7 @@
 //! through a plugin with no queue, `bench` measures an in-process daemon core.
 
 mod client_cmds;
+mod flow_cmds;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +58,16 @@ pub enum Command {
     Health,
     /// Loaded plugins and plugin files that failed to load
     Plugins,
+    /// Stop starting jobs of a type on every daemon (enqueues are still accepted; running
+    /// jobs finish)
+    Pause(TypeArg),
+    /// Start jobs of a paused type again
+    Resume(TypeArg),
+    /// Show or change rate limits and global concurrency per job type (held in storage, so
+    /// every daemon obeys them)
+    Limits(LimitsArgs),
+    /// List cron schedules with their next fire times, or add, remove, pause or resume one
+    Schedules(SchedulesArgs),
     /// Follow job and plugin events live (Ctrl-C to stop)
     Events(EventsArgs),
     /// Run one job through a plugin, with the daemon's limits and host imports, and print the
@@ -131,6 +142,89 @@ pub struct SubmitArgs {
     /// Wait until the job finishes and print its result (exit 3 if it failed or was cancelled)
     #[arg(long)]
     pub wait: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TypeArg {
+    /// The job type
+    #[arg(value_name = "TYPE")]
+    pub job_type: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LimitsArgs {
+    #[command(subcommand)]
+    pub action: Option<LimitsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LimitsAction {
+    /// Set a type's rate limit and/or global concurrency (overrides the plugin manifest's)
+    Set {
+        /// The job type
+        #[arg(value_name = "TYPE")]
+        job_type: String,
+        /// Starts per window across every daemon, e.g. 100/1m or 5/1s
+        #[arg(long, value_parser = parse_rate_arg)]
+        rate: Option<String>,
+        /// Jobs of the type running at once across every daemon
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        concurrency: Option<u32>,
+    },
+    /// Drop run-time overrides (the plugin manifest's values apply again); both by default
+    Clear {
+        /// The job type
+        #[arg(value_name = "TYPE")]
+        job_type: String,
+        /// Only the rate limit
+        #[arg(long)]
+        rate: bool,
+        /// Only the global concurrency
+        #[arg(long)]
+        concurrency: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SchedulesArgs {
+    #[command(subcommand)]
+    pub action: Option<ScheduleAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleAction {
+    /// Add a schedule, or replace the one with this name (its last tick is kept)
+    Add {
+        /// The schedule's name (letters, digits, `-`, `_`, `.`, `:`)
+        name: String,
+        /// 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first)
+        #[arg(long)]
+        cron: String,
+        /// The job type each tick enqueues
+        #[arg(long = "type")]
+        job_type: String,
+        /// The payload of each job, as JSON (default: {})
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// The time zone the expression is read in (an IANA name)
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// After downtime: `run_once` enqueues the latest missed tick once, `skip` none
+        #[arg(long, default_value = "run_once", value_parser = ["run_once", "skip"])]
+        missed: String,
+        /// 1 (runs first) to 10, or high, normal, low
+        #[arg(long, value_parser = parse_priority_arg)]
+        priority: Option<u8>,
+        /// Attempts in all for each job
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_attempts: Option<u32>,
+    },
+    /// Remove a schedule (jobs it enqueued stay)
+    Remove { name: String },
+    /// Stop a schedule's ticks (none fire while paused, none afterwards for the pause)
+    Pause { name: String },
+    /// Start a paused schedule's ticks again
+    Resume { name: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -213,6 +307,10 @@ pub struct BenchArgs {
     /// The payload of every job (JSON)
     #[arg(long, default_value = r#"{"bench":true}"#)]
     pub payload: String,
+    /// Put this rate limit on the job type for the run (e.g. 1000000/1s, far above the load,
+    /// to measure what flow control costs the claim); cleared afterwards
+    #[arg(long, value_parser = parse_rate_arg)]
+    pub rate_limit: Option<String>,
 }
 
 impl Command {
@@ -239,6 +337,11 @@ fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
 
 fn parse_time_arg(s: &str) -> Result<String, String> {
     crate::job::serde_time::parse_time(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+fn parse_rate_arg(s: &str) -> Result<String, String> {
+    s.parse::<crate::storage::flow::RateLimit>()?;
     Ok(s.to_string())
 }
 

@@ -107,6 +107,14 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         ),
         Outcome::Retry { error, after: None } => job_failed(&mut stderr, "retry", &error),
         Outcome::Fail { error } => job_failed(&mut stderr, "fail, no retry", &error),
+        Outcome::RateLimited { error, after } => job_failed(
+            &mut stderr,
+            &format!(
+                "rate limited: the type would be held for {}",
+                humantime::format_duration(after.unwrap_or(crate::storage::flow::DEFAULT_HOLD))
+            ),
+            &error,
+        ),
         Outcome::Crashed { error, kind } => job_failed(&mut stderr, kind.as_str(), &error),
         Outcome::NoCapacity { error } => job_failed(&mut stderr, "host out of capacity", &error),
     }

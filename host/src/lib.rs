@@ -9,6 +9,7 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod cron;
 pub mod events;
 pub mod exec;
 pub mod job;

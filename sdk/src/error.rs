@@ -13,6 +13,11 @@ pub enum ErrorKind {
     },
     /// Do not try again: the job goes to `failed` (the dead-letter queue) at once.
     Fail,
+    /// The service the job calls is rate limiting: hold back every job of this type, on every
+    /// daemon, for `after` (the host's default of 1 s when `None`), and run this job again
+    /// afterwards without spending an attempt. Contract 0.2; under 0.1 it is a retry after
+    /// `after`.
+    RateLimited { after: Option<Duration> },
 }
 
 /// A handler's error: a message plus whether the job should be retried.
@@ -55,6 +60,16 @@ impl Error {
         }
     }
 
+    /// The service this job calls said "too many requests": every job of this type waits
+    /// `after` (on every daemon sharing the queue), then this one runs again; no attempt is
+    /// spent. Pass the server's `Retry-After` when it sent one.
+    pub fn rate_limited(message: impl Into<String>, after: Option<Duration>) -> Self {
+        Self {
+            kind: ErrorKind::RateLimited { after },
+            message: message.into(),
+        }
+    }
+
     /// A permanent failure: the job goes to `failed` without further attempts.
     pub fn fail(message: impl Into<String>) -> Self {
         Self {
@@ -68,9 +83,13 @@ impl Error {
         self.kind
     }
 
-    /// True for [`Error::retry`] and [`Error::retry_after`].
+    /// True for [`Error::retry`], [`Error::retry_after`] and [`Error::rate_limited`]: the
+    /// job runs again.
     pub fn is_retry(&self) -> bool {
-        matches!(self.kind, ErrorKind::Retry { .. })
+        matches!(
+            self.kind,
+            ErrorKind::Retry { .. } | ErrorKind::RateLimited { .. }
+        )
     }
 
     /// The message stored as the job's `error`.
@@ -99,6 +118,9 @@ impl fmt::Debug for Error {
                 write!(f, "retry after {after:?}: {}", self.message)
             }
             ErrorKind::Fail => write!(f, "fail: {}", self.message),
+            ErrorKind::RateLimited { after } => {
+                write!(f, "rate limited for {after:?}: {}", self.message)
+            }
         }
     }
 }

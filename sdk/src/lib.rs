@@ -135,6 +135,19 @@ pub mod __private {
                 message: error.message().to_owned(),
             }),
             ErrorKind::Fail => bindings::JobError::Fail(error.message().to_owned()),
+            #[cfg(feature = "contract-0-2")]
+            ErrorKind::RateLimited { after } => bindings::JobError::RateLimited(RetryInfo {
+                after_ms: after.map(crate::millis_ceil),
+                message: error.message().to_owned(),
+            }),
+            // 0.1.0 has no such outcome: the closest is a retry after the same delay.
+            #[cfg(not(feature = "contract-0-2"))]
+            ErrorKind::RateLimited { after } => bindings::JobError::Retry(RetryInfo {
+                after_ms: Some(crate::millis_ceil(
+                    after.unwrap_or(std::time::Duration::from_secs(1)),
+                )),
+                message: error.message().to_owned(),
+            }),
         })
     }
 }
@@ -201,6 +214,19 @@ mod tests {
                 assert_eq!(info.after_ms, Some(1));
             }
             other => panic!("expected a retry, got {other:?}"),
+        }
+        #[cfg(feature = "contract-0-2")]
+        {
+            let limited = __private::handle(job(), |_| {
+                Err::<(), _>(Error::rate_limited("429", Some(Duration::from_secs(2))))
+            });
+            match limited {
+                Err(bindings::JobError::RateLimited(info)) => {
+                    assert_eq!(info.message, "429");
+                    assert_eq!(info.after_ms, Some(2000));
+                }
+                other => panic!("expected rate-limited, got {other:?}"),
+            }
         }
         let fail = __private::handle(job(), |_| Err::<(), _>(Error::fail("bad")));
         assert!(matches!(fail, Err(bindings::JobError::Fail(m)) if m == "bad"));

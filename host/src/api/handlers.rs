@@ -291,6 +291,8 @@ pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_j
         &state.storage.stats().await?,
         crate::metrics::MAX_TYPE_SERIES,
     );
+    let controls = state.storage.type_controls().await?;
+    let now = crate::job::system_now_ms();
     let mut totals: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
     let mut types = serde_json::Map::new();
     let mut unhandled = Vec::new();
@@ -314,9 +316,15 @@ pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_j
                 "handled": handled,
                 "jobs_per_minute": rates.get(name).map_or(0.0, |r| r.jobs_per_minute),
                 "avg_duration_ms": rates.get(name).and_then(|r| r.avg_duration_ms),
+                "flow": controls.get(name).map(|c| super::flow::control_view(c, now)),
             }),
         );
     }
+    let paused: Vec<&String> = controls
+        .iter()
+        .filter(|(_, c)| c.paused)
+        .map(|(t, _)| t)
+        .collect();
     let note = (!unhandled.is_empty()).then(|| {
         format!(
             "no loaded plugin handles {}: those jobs wait until a plugin for them is loaded",
@@ -332,6 +340,7 @@ pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_j
         "totals": totals,
         "types": types,
         "unhandled_types": unhandled,
+        "paused_types": paused,
         // Jobs per minute and average duration: attempts finished by this daemon in the
         // last 5 minutes (or since it started, when that is shorter).
         "rate_window_s": state.metrics.uptime().clamp(std::time::Duration::from_secs(1), crate::metrics::RATE_WINDOW).as_secs(),

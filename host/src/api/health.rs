@@ -4,6 +4,7 @@
 use super::ApiState;
 use crate::job::JobState;
 use crate::metrics::Snapshot;
+use crate::storage::flow::TypeControl;
 use crate::storage::{BackendInfo, Stats, Storage, StorageError};
 use axum::Json;
 use axum::extract::State;
@@ -34,6 +35,8 @@ pub const STALL_AFTER: Duration = Duration::from_secs(30);
 struct Probe {
     info: Option<BackendInfo>,
     stats: Option<Stats>,
+    /// Flow control per type (paused types, limits).
+    controls: Option<BTreeMap<String, TypeControl>>,
     broken: Option<String>,
 }
 
@@ -63,16 +66,19 @@ impl ProbeCache {
         {
             return probe.clone();
         }
-        let (info, stats) = tokio::join!(
+        let (info, stats, controls) = tokio::join!(
             tokio::time::timeout(PROBE_TIMEOUT, storage.info()),
-            tokio::time::timeout(PROBE_TIMEOUT, storage.stats())
+            tokio::time::timeout(PROBE_TIMEOUT, storage.stats()),
+            tokio::time::timeout(PROBE_TIMEOUT, storage.type_controls())
         );
         let mut broken = None;
         let info = kept(info, &mut broken);
         let stats = kept(stats, &mut broken);
+        let controls = kept(controls, &mut broken);
         let probe = Probe {
             info,
             stats,
+            controls,
             broken,
         };
         *slot = Some((Instant::now(), probe.clone()));
@@ -138,6 +144,7 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
     let Probe {
         info,
         stats,
+        controls,
         broken,
     } = if reachable {
         state.probe_cache.get(state.storage.as_ref()).await
@@ -174,7 +181,12 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
                 *totals.entry(*s).or_default() += n;
             }
             let pending = ts.counts.get(&JobState::Pending).copied().unwrap_or(0);
-            if pending > 0 && state.catalog.handles(name) {
+            // A paused, held or limited type's jobs may wait on purpose.
+            let limited = controls.as_ref().is_some_and(|c| {
+                c.get(name)
+                    .is_some_and(|tc| tc.restricts(crate::job::system_now_ms()))
+            });
+            if pending > 0 && state.catalog.handles(name) && !limited {
                 stalled_types.push(name.clone());
             }
         }
@@ -225,6 +237,9 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
         "storage_info": info,
         "queue": stats.as_ref().map(|_| json!(totals)),
         "plugins": { "loaded": loaded, "failed": failed },
+        "paused_types": controls.as_ref().map(|c| {
+            c.iter().filter(|(_, tc)| tc.paused).map(|(t, _)| t.clone()).collect::<Vec<_>>()
+        }),
         "workers": { "total": state.metrics.total_workers(), "busy": state.metrics.busy_workers() },
         "consuming": {
             "last_claim_age_s": since_claim.as_secs(),

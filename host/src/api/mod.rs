@@ -6,6 +6,7 @@
 pub mod bulk;
 pub mod client;
 pub mod error;
+pub mod flow;
 pub mod handlers;
 pub mod health;
 pub mod routes;

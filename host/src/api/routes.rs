@@ -3,7 +3,7 @@
 
 use super::ApiState;
 use super::error::ApiError;
-use super::{bulk, handlers, health, sse, ui};
+use super::{bulk, flow, handlers, health, sse, ui};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
@@ -44,6 +44,17 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/stats", get(handlers::stats))
         .route("/stats/throughput", get(handlers::throughput))
         .route("/plugins", get(handlers::plugins))
+        .route("/types", get(flow::list))
+        .route("/types/{type}/pause", post(flow::pause))
+        .route("/types/{type}/resume", post(flow::resume))
+        .route("/types/{type}/limits", post(flow::limits))
+        .route("/schedules", get(flow::schedules).post(flow::put_schedule))
+        .route(
+            "/schedules/{name}",
+            axum::routing::delete(flow::delete_schedule),
+        )
+        .route("/schedules/{name}/pause", post(flow::pause_schedule))
+        .route("/schedules/{name}/resume", post(flow::resume_schedule))
         .route("/events", get(sse::events))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token));

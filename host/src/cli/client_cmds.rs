@@ -28,6 +28,10 @@ pub async fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
         Command::Health => health(&client, json).await,
         Command::Plugins => plugins(&client, json).await,
         Command::Events(args) => events(&client, args, json).await,
+        Command::Pause(a) => super::flow_cmds::pause(&client, &a.job_type, true, json).await,
+        Command::Resume(a) => super::flow_cmds::pause(&client, &a.job_type, false, json).await,
+        Command::Limits(a) => super::flow_cmds::limits(&client, a, json).await,
+        Command::Schedules(a) => super::flow_cmds::schedules(&client, a, json).await,
         Command::Daemon(_)
         | Command::Exec(_)
         | Command::Bench(_)
@@ -42,9 +46,9 @@ pub async fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-type Res = Result<ExitCode, ClientError>;
+pub(super) type Res = Result<ExitCode, ClientError>;
 
-fn other(e: impl std::fmt::Display) -> ClientError {
+pub(super) fn other(e: impl std::fmt::Display) -> ClientError {
     ClientError::Other(anyhow::anyhow!("{e}"))
 }
 
@@ -380,6 +384,17 @@ async fn stats(client: &Client, json: bool) -> Res {
     }
     if let Some(note) = v.get("note").and_then(Value::as_str) {
         println!("note: {note}");
+    }
+    let paused: Vec<&str> = v
+        .get("paused_types")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !paused.is_empty() {
+        println!(
+            "paused (no daemon starts their jobs; `spool resume TYPE`): {}",
+            paused.join(", ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -35,6 +35,12 @@ pub struct Manifest {
     pub secrets: BTreeMap<String, SecretSource>,
     /// `[http]`: limits on outbound requests that differ from the daemon's.
     pub http: HttpLimitsOverride,
+    /// `rate_limit` and `global_concurrency`: flow control of each of the plugin's types,
+    /// held in storage so that every daemon obeys it (run-time overrides win).
+    pub flow: crate::storage::flow::Limits,
+    /// `[[schedules]]`: cron schedules the plugin brings (an empty `job_type` means the
+    /// plugin's first type).
+    pub schedules: Vec<crate::storage::flow::Schedule>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,6 +118,16 @@ impl Manifest {
                 num(h.max_concurrent.map(u64::from)),
             ));
         }
+        if let Some(r) = self.flow.rate {
+            out.push_str(&format!("rate_limit={}\n", r.encode()));
+        }
+        if let Some(c) = self.flow.concurrency {
+            out.push_str(&format!("global_concurrency={c}\n"));
+        }
+        if !self.schedules.is_empty() {
+            let json = serde_json::to_string(&self.schedules).unwrap_or_default();
+            out.push_str(&format!("schedules={json}\n"));
+        }
         Some(out)
     }
 
@@ -135,6 +151,25 @@ impl Manifest {
                 "config" => m.config = parse_config(value)?,
                 "secrets" => m.secrets = parse_secrets(value)?,
                 "http" => m.http = parse_http(value)?,
+                "rate_limit" => {
+                    let text = value.as_str().ok_or_else(|| {
+                        format!(
+                            "`rate_limit` must be a string such as \"100/1m\" (got {})",
+                            shown(value)
+                        )
+                    })?;
+                    m.flow.rate = Some(
+                        text.parse()
+                            .map_err(|e: String| format!("`rate_limit`: {e}"))?,
+                    );
+                }
+                "schedules" => m.schedules = parse_schedules(value)?,
+                "global_concurrency" => {
+                    let n = parse_count("global_concurrency", value)?;
+                    crate::storage::flow::validate_concurrency(n)
+                        .map_err(|e| format!("`global_concurrency`: {e}"))?;
+                    m.flow.concurrency = Some(n);
+                }
                 other => return Err(unknown_key(other, TOP_KEYS)),
             }
         }
@@ -152,6 +187,20 @@ const TOP_KEYS: &[&str] = &[
     "config",
     "secrets",
     "http",
+    "rate_limit",
+    "global_concurrency",
+    "schedules",
+];
+const SCHEDULE_KEYS: &[&str] = &[
+    "name",
+    "cron",
+    "timezone",
+    "type",
+    "payload",
+    "priority",
+    "max_attempts",
+    "timeout",
+    "missed",
 ];
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff_base", "backoff_cap"];
 const HTTP_KEYS: &[&str] = &[
@@ -363,6 +412,115 @@ fn parse_secrets(value: &Value) -> Result<BTreeMap<String, SecretSource>, String
         .collect()
 }
 
+/// `[[schedules]]`: each a table with `name` and `cron`, and optionally `timezone`, `type`,
+/// `payload` (a table), `priority`, `max_attempts`, `timeout` and `missed`.
+fn parse_schedules(value: &Value) -> Result<Vec<crate::storage::flow::Schedule>, String> {
+    use crate::storage::flow::{Missed, Schedule};
+    let Value::Array(items) = value else {
+        return Err(format!(
+            "`schedules` must be a list of tables, written `[[schedules]]` (got {})",
+            shown(value)
+        ));
+    };
+    let mut out: Vec<Schedule> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Value::Table(t) = item else {
+            return Err(format!(
+                "`schedules[{i}]` must be a table (got {})",
+                shown(item)
+            ));
+        };
+        let text = |key: &str| -> Result<Option<String>, String> {
+            match t.get(key) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(format!(
+                    "`schedules[{i}].{key}` must be a string (got {})",
+                    shown(other)
+                )),
+            }
+        };
+        for key in t.keys() {
+            if !SCHEDULE_KEYS.contains(&key.as_str()) {
+                return Err(format!(
+                    "`schedules[{i}]`: {}",
+                    unknown_key(key, SCHEDULE_KEYS)
+                ));
+            }
+        }
+        let name = text("name")?.ok_or_else(|| format!("`schedules[{i}]` needs a `name`"))?;
+        crate::storage::flow::validate_schedule_name(&name)
+            .map_err(|e| format!("`schedules[{i}].name`: {e}"))?;
+        if out.iter().any(|s| s.name == name) {
+            return Err(format!("`schedules[{i}]`: the name `{name}` is used twice"));
+        }
+        let cron = text("cron")?.ok_or_else(|| {
+            format!("`schedules[{i}]` needs a `cron` expression, e.g. cron = \"*/15 * * * *\"")
+        })?;
+        let timezone = text("timezone")?.unwrap_or_else(|| "UTC".into());
+        crate::cron::parse(&cron, &timezone).map_err(|e| format!("`schedules[{i}]`: {e}"))?;
+        let job_type = text("type")?.unwrap_or_default();
+        if !job_type.is_empty() {
+            crate::job::validate_job_type(&job_type)
+                .map_err(|e| format!("`schedules[{i}].type`: {e}"))?;
+        }
+        let payload = match t.get("payload") {
+            None => serde_json::json!({}),
+            Some(v @ Value::Table(_)) => serde_json::to_value(v)
+                .map_err(|e| format!("`schedules[{i}].payload` cannot be JSON: {e}"))?,
+            Some(other) => {
+                return Err(format!(
+                    "`schedules[{i}].payload` must be a table, e.g. payload = {{ full = true }} \
+                     (got {})",
+                    shown(other)
+                ));
+            }
+        };
+        let priority = match t.get("priority") {
+            None => None,
+            Some(v) => {
+                let p = parse_count(&format!("schedules[{i}].priority"), v)?;
+                let p = u8::try_from(p).unwrap_or(u8::MAX);
+                crate::job::validate_priority(p)
+                    .map_err(|e| format!("`schedules[{i}].priority`: {e}"))?;
+                Some(p)
+            }
+        };
+        let max_attempts = t
+            .get("max_attempts")
+            .map(|v| parse_count(&format!("schedules[{i}].max_attempts"), v))
+            .transpose()?;
+        let timeout_ms = t
+            .get("timeout")
+            .map(|v| parse_duration(&format!("schedules[{i}].timeout"), v))
+            .transpose()?
+            .map(|d| d.as_millis() as u64);
+        let missed = match text("missed")?.as_deref() {
+            None | Some("run_once") => Missed::RunOnce,
+            Some("skip") => Missed::Skip,
+            Some(other) => {
+                return Err(format!(
+                    "`schedules[{i}].missed` must be \"run_once\" or \"skip\" (got {other:?})"
+                ));
+            }
+        };
+        out.push(Schedule {
+            name,
+            cron,
+            timezone,
+            job_type,
+            payload,
+            priority,
+            max_attempts,
+            timeout_ms,
+            missed,
+            paused: false,
+            plugin: None,
+        });
+    }
+    Ok(out)
+}
+
 fn parse_http(value: &Value) -> Result<HttpLimitsOverride, String> {
     let Value::Table(t) = value else {
         return Err(format!(
@@ -426,6 +584,10 @@ pub struct ManifestView {
     pub config: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_hosts: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global_concurrency: Option<u32>,
 }
 
 impl Manifest {
@@ -440,6 +602,8 @@ impl Manifest {
             backoff_cap: show(self.retry.backoff_cap),
             config: self.config.clone(),
             allowed_hosts: self.allowed_hosts.clone(),
+            rate_limit: self.flow.rate.map(|r| r.to_string()),
+            global_concurrency: self.flow.concurrency,
         }
     }
 }
@@ -513,6 +677,26 @@ mod tests {
         assert!(e.contains("at most 4GiB"), "{e}");
         let e = Manifest::parse("[retry]\nbackoff_cap = \"x\"").unwrap_err();
         assert!(e.starts_with("`retry.backoff_cap`"), "{e}");
+        let m = Manifest::parse("rate_limit = \"50/1s\"\nglobal_concurrency = 3").unwrap();
+        assert_eq!(m.flow.rate.map(|r| r.count), Some(50));
+        assert_eq!(m.flow.concurrency, Some(3));
+        let e = Manifest::parse("rate_limit = \"50 per second\"").unwrap_err();
+        assert!(e.starts_with("`rate_limit`"), "{e}");
+        let e = Manifest::parse("rate_limit = 5").unwrap_err();
+        assert!(e.contains("\"100/1m\""), "{e}");
+        let m = Manifest::parse(
+            "[[schedules]]\nname = \"sync\"\ncron = \"*/15 * * * *\"\npayload = { full = true }\n\
+             missed = \"skip\"",
+        )
+        .unwrap();
+        assert_eq!(m.schedules.len(), 1);
+        assert_eq!(m.schedules[0].payload, serde_json::json!({"full": true}));
+        assert_eq!(m.schedules[0].missed, crate::storage::flow::Missed::Skip);
+        let e = Manifest::parse("[[schedules]]\nname = \"s\"\ncron = \"* * *\"").unwrap_err();
+        assert!(e.contains("has 3 fields"), "{e}");
+        let e = Manifest::parse("[[schedules]]\nname = \"s\"\ncron = \"* * * * *\"\nevery = 1")
+            .unwrap_err();
+        assert!(e.contains("unknown key `every`"), "{e}");
         let e = Manifest::parse("max_concurrency = 0").unwrap_err();
         assert!(e.starts_with("`max_concurrency`"), "{e}");
         let e = Manifest::parse("types = [\"a b\"]").unwrap_err();

@@ -63,6 +63,12 @@ pub enum PluginEvent {
         name: String,
         version: String,
         types: Vec<String>,
+        /// The manifest's `rate_limit` and `global_concurrency` for each of its types.
+        #[serde(skip_serializing_if = "crate::storage::flow::Limits::is_unset")]
+        flow: crate::storage::flow::Limits,
+        /// The manifest's `[[schedules]]`, owned by the plugin (names listed in the event).
+        #[serde(skip)]
+        schedules: Vec<crate::storage::flow::Schedule>,
     },
     Unloaded {
         name: String,

@@ -344,11 +344,32 @@ impl PluginRegistry {
             .store(Arc::new(current.with(name, Some(plugin.clone()))));
         lock(&self.inner.failed).remove(name);
         tracing::info!(plugin = name, version = %plugin.version, types = ?plugin.types, "plugin loaded");
-        Some(self.emit(PluginEvent::Loaded {
-            name: name.to_string(),
-            version: plugin.version.clone(),
-            types: plugin.types.clone(),
-        }))
+        Some(
+            self.emit(PluginEvent::Loaded {
+                name: name.to_string(),
+                version: plugin.version.clone(),
+                types: plugin.types.clone(),
+                flow: plugin.manifest.flow,
+                schedules: plugin
+                    .manifest
+                    .schedules
+                    .iter()
+                    .map(|s| crate::storage::flow::Schedule {
+                        job_type: if s.job_type.is_empty() {
+                            plugin
+                                .types
+                                .first()
+                                .cloned()
+                                .unwrap_or_else(|| name.to_string())
+                        } else {
+                            s.job_type.clone()
+                        },
+                        plugin: Some(name.to_string()),
+                        ..s.clone()
+                    })
+                    .collect(),
+            }),
+        )
     }
 
     fn unload(&self, name: &str) -> Option<PluginEvent> {

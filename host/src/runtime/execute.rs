@@ -44,6 +44,10 @@ enum GuestError {
         after_ms: Option<u64>,
     },
     Fail(String),
+    RateLimited {
+        message: String,
+        after_ms: Option<u64>,
+    },
 }
 
 /// How the call ended, before classification.
@@ -102,6 +106,10 @@ impl Instance {
                         after_ms: i.after_ms,
                     },
                     v2::spool::plugin::types::JobError::Fail(m) => GuestError::Fail(m),
+                    v2::spool::plugin::types::JobError::RateLimited(i) => GuestError::RateLimited {
+                        message: i.message,
+                        after_ms: i.after_ms,
+                    },
                 }),
         })
     }
@@ -225,6 +233,10 @@ fn redact(outcome: Outcome, secrets: &super::Secrets) -> Outcome {
             },
         },
         Outcome::Retry { error, after } => Outcome::Retry {
+            error: text(error),
+            after,
+        },
+        Outcome::RateLimited { error, after } => Outcome::RateLimited {
             error: text(error),
             after,
         },
@@ -452,6 +464,10 @@ fn classify(
             after: after_ms.map(Duration::from_millis),
         },
         Ok(Ok(Err(GuestError::Fail(error)))) => Outcome::Fail { error },
+        Ok(Ok(Err(GuestError::RateLimited { message, after_ms }))) => Outcome::RateLimited {
+            error: message,
+            after: after_ms.map(Duration::from_millis),
+        },
     }
 }
 

@@ -215,6 +215,13 @@ pub enum Outcome {
     },
     /// The plugin failed permanently.
     Fail { error: String },
+    /// The service the plugin calls is rate limiting: hold back the job's type for `after`
+    /// (None: the default) on every daemon, and run the job again without counting the
+    /// attempt.
+    RateLimited {
+        error: String,
+        after: Option<Duration>,
+    },
     /// Host-detected failure; the retry policy applies.
     Crashed { error: String, kind: CrashKind },
     /// The plugin never ran: the instance pool stayed full through every retry. A capacity
@@ -229,6 +236,7 @@ impl Outcome {
         match self {
             Outcome::Success(_) => None,
             Outcome::Retry { error, .. }
+            | Outcome::RateLimited { error, .. }
             | Outcome::Fail { error }
             | Outcome::Crashed { error, .. }
             | Outcome::NoCapacity { error } => Some(error),

@@ -26,6 +26,8 @@ const MAX_CLAIM: usize = 256;
 /// Idle pollers look again after this long even without a signal (jobs made ready by another
 /// daemon's promotion only reach us through storage).
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// The shortest wait for a type held back by flow control to open again.
+const MIN_REOPEN_WAIT: Duration = Duration::from_millis(2);
 /// How much work (at the recent start rate) the prefetch buffer aims to hold: enough to keep
 /// slots busy across a claim round trip, small enough not to hoard work other daemons could do.
 /// On Redis a claim can queue behind another client's large script (a batch enqueue of 1000
@@ -52,6 +54,9 @@ struct Poller {
     rate: f64,
     /// True once shutdown began: a claim in flight then starts no buffered jobs.
     stop: watch::Receiver<bool>,
+    /// The soonest a type held back by flow control (a hold, a full rate window) opens
+    /// again, from this round's claims: an idle poller looks again then, not a second later.
+    reopens_in: Option<Duration>,
 }
 
 /// Runs until `stop`; returns the still-running workers for `drain`.
@@ -65,6 +70,7 @@ pub(super) async fn run(inner: Arc<PoolInner>, mut stop: watch::Receiver<bool>) 
         window_began: Instant::now(),
         rate: 0.0,
         stop: stop.clone(),
+        reopens_in: None,
     };
     let mut failing = false;
     loop {
@@ -94,8 +100,11 @@ pub(super) async fn run(inner: Arc<PoolInner>, mut stop: watch::Receiver<bool>) 
             }
             Ok(_) => {
                 failing = false;
+                let wait = p
+                    .reopens_in
+                    .map_or(IDLE_WAIT, |d| d.clamp(MIN_REOPEN_WAIT, IDLE_WAIT));
                 tokio::select! {
-                    _ = p.inner.storage.wait_for_work(IDLE_WAIT) => {}
+                    _ = p.inner.storage.wait_for_work(wait) => {}
                     _ = p.inner.freed.notified() => {}
                     closed = plugin_change(&mut plugin_events) => if closed { plugin_events = None },
                     _ = stop.changed() => {}
@@ -178,6 +187,7 @@ impl Poller {
     async fn claim_round(&mut self, mut free: usize, refill: usize) -> Result<usize, StorageError> {
         let groups = self.inner.plugins.groups();
         let mut got_total = 0;
+        self.reopens_in = None;
         let mut unlimited = Vec::new();
         // Limited plugins first: they take at most their own permits, so they cannot starve
         // the rest, while the rest could take every slot from them.
@@ -225,9 +235,9 @@ impl Poller {
         };
         let began = std::time::Instant::now();
         let inner = self.inner.clone();
-        let claim = inner.storage.claim(req);
+        let claim = inner.storage.claim_ready(req);
         tokio::pin!(claim);
-        let claimed = loop {
+        let batch = loop {
             tokio::select! {
                 r = &mut claim => break r?,
                 _ = inner.freed.notified(), if feed && !self.buffer.is_empty() && !*self.stop.borrow() => {
@@ -237,6 +247,10 @@ impl Poller {
             }
         };
         self.inner.metrics.storage_call("claim", began.elapsed());
+        if let Some(d) = batch.reopens_in {
+            self.reopens_in = Some(self.reopens_in.map_or(d, |r| r.min(d)));
+        }
+        let claimed = batch.jobs;
         self.inner.metrics.claimed(claimed.len());
         if !claimed.is_empty()
             && let Some(events) = &self.inner.events

@@ -28,6 +28,12 @@ pub enum Decision {
     Release {
         error: String,
     },
+    /// The service the job calls is rate limiting (`Outcome::RateLimited`): hold the type back
+    /// until `until` on every daemon, and give the lease back, the attempt not counted.
+    Hold {
+        error: String,
+        until: Millis,
+    },
 }
 
 pub fn backoff_policy(job: &Job, plugin: &RetryPolicy, daemon: &RetryConfig) -> BackoffPolicy {
@@ -81,6 +87,15 @@ pub fn decide(
             retry_at: Some(backoff()),
         },
         Outcome::NoCapacity { error } => Decision::Release { error },
+        Outcome::RateLimited { error, after } => {
+            let after = after
+                .unwrap_or(crate::storage::flow::DEFAULT_HOLD)
+                .min(crate::storage::flow::MAX_HOLD);
+            Decision::Hold {
+                error: truncate_text(error, MAX_ERROR_BYTES),
+                until: now.saturating_add(millis_i64(after).max(1)),
+            }
+        }
     };
     // Errors are stored, sent in events and logged: cut them like results are limited.
     match decision {

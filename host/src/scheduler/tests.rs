@@ -55,6 +55,8 @@ impl FakePlugins {
             name: job_type.into(),
             version: "test".into(),
             types: vec![job_type.into()],
+            flow: Default::default(),
+            schedules: Vec::new(),
         });
     }
 }

@@ -149,6 +149,22 @@ pub(super) async fn run(
                 }
                 return;
             }
+            Decision::Hold { error, until } => {
+                // Hold the type first, so that no daemon starts another job of it, then give
+                // this one back: it runs again once the hold ends, its attempt not counted.
+                let held = crate::storage::flow::ControlChange::Hold { until };
+                match inner.storage.control_type(&job.job_type, held).await {
+                    Ok(_) => tracing::warn!(error = %error, until = %crate::job::serde_time::format_rfc3339(until),
+                        "the service is rate limiting: every job of this type waits; this one runs again then"),
+                    Err(e) => tracing::warn!(error = %e, "cannot hold the type back; the job is given back anyway"),
+                }
+                inner.metrics.attempt_ended(&job.job_type, AttemptEnd::Released, ran);
+                let lease = [(job.id.clone(), claimed.lease)];
+                if let Err(e) = inner.storage.release(&lease).await {
+                    tracing::warn!(error = %e, "cannot give the job back; it returns when its lease expires");
+                }
+                return;
+            }
             Decision::Fail { error, retry_at } => {
                 if flags.cancelled() {
                     tracing::info!(error = %error, "job stopped after a cancel request");

@@ -14,6 +14,7 @@
 mod cache_events;
 mod claims;
 mod enqueue;
+mod flow;
 mod lifecycle;
 mod queries;
 mod retention;
@@ -21,6 +22,7 @@ mod retention;
 pub use cache_events::*;
 pub use claims::*;
 pub use enqueue::*;
+pub use flow::*;
 pub use lifecycle::*;
 pub use queries::*;
 pub use retention::*;
@@ -91,6 +93,13 @@ macro_rules! __spool_conformance_cases {
             wait_for_work_wakes_on_new_work,
             wait_for_work_wakes_on_promotion_release_and_replay,
             ping_and_info_describe_the_backend,
+            paused_types_start_nothing_until_resumed,
+            global_concurrency_caps_running_jobs_and_expired_leases_free_slots,
+            rate_limits_count_starts_in_a_sliding_window,
+            holds_keep_a_type_back_and_only_extend,
+            overrides_win_over_manifest_limits_until_cleared,
+            bad_control_changes_are_refused,
+            schedules_are_stored_replaced_and_deleted,
         }
     };
 }

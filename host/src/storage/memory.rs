@@ -5,15 +5,17 @@
 
 mod state;
 
+use super::flow::{self, ClaimBatch, ControlChange, Schedule, ScheduleRecord, TypeControl};
 use super::limits::{self, check_cache_key};
 use super::{
-    BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
-    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
-    Settled, Stats, Storage, StorageOptions,
+    BackendInfo, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure, ImportEvents,
+    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
+    Storage, StorageOptions,
 };
 use crate::job::{Clock, Job, LeaseToken, Millis, NewJob, millis_i64};
 use async_trait::async_trait;
 use state::State;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -125,12 +127,66 @@ impl Storage for MemoryStorage {
         Ok(self.lock().take(id).is_some())
     }
 
-    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
+    async fn claim_ready(&self, req: ClaimRequest) -> Result<ClaimBatch> {
         let now = self.now();
         let until = now.saturating_add(millis_i64(req.lease));
         Ok(self
             .lock()
             .claim(&req.types, req.limit, until, &req.worker, now))
+    }
+
+    async fn type_controls(&self) -> Result<BTreeMap<String, TypeControl>> {
+        Ok(self.lock().controls.clone())
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        Ok(self.lock().schedules.values().cloned().collect())
+    }
+
+    async fn put_schedule(&self, schedule: Schedule) -> Result<ScheduleRecord> {
+        flow::check_schedule(&schedule, self.opts.max_payload_bytes)?;
+        let now = self.now();
+        let mut state = self.lock();
+        let record = match state.schedules.get(&schedule.name) {
+            Some(old) => ScheduleRecord {
+                schedule,
+                ..old.clone()
+            },
+            None => ScheduleRecord {
+                schedule,
+                last_tick: None,
+                created_at: now,
+            },
+        };
+        state
+            .schedules
+            .insert(record.schedule.name.clone(), record.clone());
+        Ok(record)
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool> {
+        Ok(self.lock().schedules.remove(name).is_some())
+    }
+
+    async fn advance_schedule(&self, name: &str, from: Option<Millis>, to: Millis) -> Result<bool> {
+        let mut state = self.lock();
+        match state.schedules.get_mut(name) {
+            Some(r) if r.last_tick == from => {
+                r.last_tick = Some(to);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn control_type(&self, job_type: &str, change: ControlChange) -> Result<TypeControl> {
+        flow::check_change(job_type, &change)?;
+        let now = self.now();
+        let (control, changed) = self.lock().control_type(job_type, &change, now);
+        if changed {
+            self.signal_work();
+        }
+        Ok(control)
     }
 
     async fn renew_leases(

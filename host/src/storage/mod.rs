@@ -43,6 +43,7 @@ use std::time::Duration;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod fallback;
+pub mod flow;
 mod job_events;
 pub mod limits;
 #[cfg(any(test, feature = "testing"))]
@@ -443,7 +444,36 @@ pub trait Storage: Send + Sync + 'static {
     /// Lease up to `limit` ready jobs among `types`: highest priority (lowest number) first,
     /// FIFO (by ready time, then id) within a priority. Each claimed job is `running`, its
     /// attempt counted, with a fresh lease token and `lease_expires_at = now + lease`.
-    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>>;
+    /// Flow control is applied in the same atomic step: no job of a paused or held type, at
+    /// most `global_concurrency − running` of a capped type, and at most what its rate
+    /// limit's window has left (each claimed job is a start); see `flow::allowance`.
+    async fn claim_ready(&self, req: ClaimRequest) -> Result<flow::ClaimBatch>;
+    /// `claim_ready`'s jobs alone.
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
+        Ok(self.claim_ready(req).await?.jobs)
+    }
+    /// The flow control of every type that has any set (pause, hold, limits).
+    async fn type_controls(&self) -> Result<BTreeMap<String, flow::TypeControl>>;
+    /// Changes one type's flow control atomically (`TypeControl::apply`), writes the event
+    /// `TypeControl::event_for` names in the same step, wakes claimers when it may let jobs
+    /// start, and returns the control as it is now.
+    async fn control_type(
+        &self,
+        job_type: &str,
+        change: flow::ControlChange,
+    ) -> Result<flow::TypeControl>;
+
+    /// Every cron schedule, by name.
+    async fn schedules(&self) -> Result<Vec<flow::ScheduleRecord>>;
+    /// Creates or replaces a schedule by name (`flow::check_schedule` first). A replaced
+    /// schedule keeps its `created_at` and `last_tick`, so that changing its payload neither
+    /// fires a tick again nor replays missed ones.
+    async fn put_schedule(&self, schedule: flow::Schedule) -> Result<flow::ScheduleRecord>;
+    async fn delete_schedule(&self, name: &str) -> Result<bool>;
+    /// Moves a schedule's `last_tick` from `from` to `to` if it is still `from` (compare and
+    /// set: of the daemons that fire the same tick, exactly one wins). False when it moved
+    /// already or the schedule is gone.
+    async fn advance_schedule(&self, name: &str, from: Option<Millis>, to: Millis) -> Result<bool>;
     /// Extend leases the caller holds; one status per input, in order.
     async fn renew_leases(
         &self,

@@ -17,6 +17,7 @@
 
 mod checkpointer;
 mod connection;
+mod flow;
 mod jobs;
 mod maintenance;
 mod reads;
@@ -26,17 +27,19 @@ mod sql;
 mod tests;
 mod writer;
 
+use super::flow::{ClaimBatch, ControlChange, Schedule, ScheduleRecord, TypeControl};
 use super::limits::{self, check_cache_key};
 use super::{
-    BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
-    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
-    Settled, Stats, Storage, StorageError, StorageOptions,
+    BackendInfo, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure, ImportEvents,
+    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
+    Storage, StorageError, StorageOptions,
 };
 use crate::job::{Clock, Job, LeaseToken, Millis, NewJob, Progress, millis_i64};
 use async_trait::async_trait;
 use checkpointer::Checkpointer;
 use reads::Readers;
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -236,14 +239,53 @@ impl Storage for SqliteStorage {
             .await
     }
 
-    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
+    async fn claim_ready(&self, req: ClaimRequest) -> Result<ClaimBatch> {
         if req.types.is_empty() || req.limit == 0 {
-            return Ok(Vec::new());
+            return Ok(ClaimBatch::default());
         }
         let now = self.now();
         let until = now.saturating_add(millis_i64(req.lease));
         self.writer
             .call(move |conn, _| jobs::claim(conn, &req.types, req.limit, until, &req.worker, now))
+            .await
+    }
+
+    async fn type_controls(&self) -> Result<BTreeMap<String, TypeControl>> {
+        self.readers.run(flow::controls).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        self.readers.run(flow::schedules).await
+    }
+
+    async fn put_schedule(&self, schedule: Schedule) -> Result<ScheduleRecord> {
+        super::flow::check_schedule(&schedule, self.opts.max_payload_bytes)?;
+        let now = self.now();
+        self.writer
+            .call(move |conn, _| flow::put_schedule(conn, &schedule, now))
+            .await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.writer
+            .call(move |conn, _| flow::delete_schedule(conn, &name))
+            .await
+    }
+
+    async fn advance_schedule(&self, name: &str, from: Option<Millis>, to: Millis) -> Result<bool> {
+        let name = name.to_owned();
+        self.writer
+            .call(move |conn, _| flow::advance_schedule(conn, &name, from, to))
+            .await
+    }
+
+    async fn control_type(&self, job_type: &str, change: ControlChange) -> Result<TypeControl> {
+        super::flow::check_change(job_type, &change)?;
+        let now = self.now();
+        let job_type = job_type.to_owned();
+        self.writer
+            .call(move |conn, ctx| flow::control_type(conn, ctx, &job_type, &change, now))
             .await
     }
 

@@ -4,13 +4,16 @@
 //! down.
 
 use super::FallbackStorage;
+use crate::job::Millis;
 use crate::job::{Job, LeaseToken, NewJob};
+use crate::storage::flow::{ClaimBatch, ControlChange, Schedule, ScheduleRecord, TypeControl};
 use crate::storage::{
-    BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
-    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
-    Settled, Stats, Storage, StorageError,
+    BackendInfo, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure, ImportEvents,
+    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
+    Storage, StorageError,
 };
 use async_trait::async_trait;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -69,8 +72,32 @@ impl Storage for FallbackStorage {
         self.delete_anywhere(id).await
     }
 
-    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
-        to_primary!(self.claim(req))
+    async fn claim_ready(&self, req: ClaimRequest) -> Result<ClaimBatch> {
+        to_primary!(self.claim_ready(req))
+    }
+
+    async fn type_controls(&self) -> Result<BTreeMap<String, TypeControl>> {
+        to_primary!(self.type_controls())
+    }
+
+    async fn control_type(&self, job_type: &str, change: ControlChange) -> Result<TypeControl> {
+        to_primary!(self.control_type(job_type, change))
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        to_primary!(self.schedules())
+    }
+
+    async fn put_schedule(&self, schedule: Schedule) -> Result<ScheduleRecord> {
+        to_primary!(self.put_schedule(schedule))
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool> {
+        to_primary!(self.delete_schedule(name))
+    }
+
+    async fn advance_schedule(&self, name: &str, from: Option<Millis>, to: Millis) -> Result<bool> {
+        to_primary!(self.advance_schedule(name, from, to))
     }
 
     async fn renew_leases(

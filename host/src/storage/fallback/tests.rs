@@ -64,6 +64,13 @@ switch_storage! {
     fn list(&self, filter: ListFilter) -> Result<JobPage>;
     fn delete(&self, id: &str) -> Result<bool>;
     fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>>;
+    fn claim_ready(&self, req: ClaimRequest) -> Result<crate::storage::flow::ClaimBatch>;
+    fn type_controls(&self) -> Result<std::collections::BTreeMap<String, crate::storage::flow::TypeControl>>;
+    fn control_type(&self, job_type: &str, change: crate::storage::flow::ControlChange) -> Result<crate::storage::flow::TypeControl>;
+    fn schedules(&self) -> Result<Vec<crate::storage::flow::ScheduleRecord>>;
+    fn put_schedule(&self, schedule: crate::storage::flow::Schedule) -> Result<crate::storage::flow::ScheduleRecord>;
+    fn delete_schedule(&self, name: &str) -> Result<bool>;
+    fn advance_schedule(&self, name: &str, from: Option<crate::job::Millis>, to: crate::job::Millis) -> Result<bool>;
     fn renew_leases(&self, leases: &[(String, LeaseToken)], lease: Duration) -> Result<Vec<LeaseStatus>>;
     fn set_progress(&self, id: &str, lease: &LeaseToken, percent: u8, message: Option<String>) -> Result<bool>;
     fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>>;

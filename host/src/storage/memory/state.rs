@@ -5,6 +5,7 @@
 use crate::job::{
     self, CancelAction, Job, JobState, LeaseToken, Millis, NewJob, Progress, new_lease_token,
 };
+use crate::storage::flow::{self, ClaimBatch, TypeControl};
 use crate::storage::job_events;
 use crate::storage::limits;
 use crate::storage::transitions;
@@ -35,6 +36,14 @@ pub(super) struct State {
     pub(super) events: VecDeque<Event>,
     last_event_id: i64,
     cache: HashMap<(String, String), (String, Option<Millis>)>,
+    /// `running` jobs per type (global concurrency).
+    running: HashMap<String, u64>,
+    /// Flow control per type, only for types that have any set.
+    pub(super) controls: BTreeMap<String, TypeControl>,
+    /// Start times within the rate window, oldest first, per rate-limited type.
+    starts: HashMap<String, VecDeque<Millis>>,
+    /// Cron schedules by name.
+    pub(super) schedules: BTreeMap<String, flow::ScheduleRecord>,
 }
 
 impl State {
@@ -57,6 +66,12 @@ impl State {
             JobState::Running => {
                 self.leases
                     .remove(&(job.lease_expires_at.unwrap_or(Millis::MIN), job.id.clone()));
+                if let Some(n) = self.running.get_mut(&job.job_type) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.running.remove(&job.job_type);
+                    }
+                }
             }
             _ => {}
         }
@@ -85,6 +100,7 @@ impl State {
             JobState::Running => {
                 self.leases
                     .insert((job.lease_expires_at.unwrap_or(Millis::MIN), job.id.clone()));
+                *self.running.entry(job.job_type.clone()).or_default() += 1;
             }
             _ => {}
         }
@@ -154,6 +170,23 @@ impl State {
         true
     }
 
+    /// How many jobs of `job_type` may start now, dropping starts that left the rate window.
+    fn allowance(&mut self, job_type: &str, now: Millis) -> (u64, Option<Millis>) {
+        let Some(control) = self.controls.get(job_type) else {
+            return (u64::MAX, None);
+        };
+        let starts = self.starts.entry(job_type.to_string()).or_default();
+        if let Some(rate) = control.rate() {
+            while starts.front().is_some_and(|t| *t <= now - rate.window_ms()) {
+                starts.pop_front();
+            }
+        } else {
+            starts.clear();
+        }
+        let running = self.running.get(job_type).copied().unwrap_or(0);
+        flow::allowance(control, running, starts.make_contiguous(), now)
+    }
+
     pub(super) fn claim(
         &mut self,
         types: &[String],
@@ -161,15 +194,26 @@ impl State {
         until: Millis,
         worker: &str,
         now: Millis,
-    ) -> Vec<Claimed> {
-        // The `limit` best of each type, then the `limit` best of those.
-        let mut picked: Vec<(u8, Millis, String)> = types
-            .iter()
-            .filter_map(|t| self.ready.get(t))
-            .flat_map(|set| set.iter().take(limit).cloned())
-            .collect();
+    ) -> ClaimBatch {
+        // The `limit` best of each type (at most what its flow control allows), then the
+        // `limit` best of those.
+        let mut blocked_until: Option<Millis> = None;
+        let mut picked: Vec<(u8, Millis, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for t in types {
+            if !seen.insert(t) || !self.ready.contains_key(t) {
+                continue;
+            }
+            let (allow, reopen) = self.allowance(t, now);
+            if let Some(at) = reopen {
+                blocked_until = Some(blocked_until.map_or(at, |b| b.min(at)));
+            }
+            let take = usize::try_from(allow).unwrap_or(usize::MAX).min(limit);
+            if let Some(set) = self.ready.get(t) {
+                picked.extend(set.iter().take(take).cloned());
+            }
+        }
         picked.sort();
-        picked.dedup();
         picked.truncate(limit);
         let mut claimed = Vec::with_capacity(picked.len());
         for (_, _, id) in picked {
@@ -185,6 +229,16 @@ impl State {
             job.cancel_requested = false;
             job.progress = None;
             entry.lease = Some(token.clone());
+            if self
+                .controls
+                .get(&job.job_type)
+                .is_some_and(|c| c.rate().is_some())
+            {
+                self.starts
+                    .entry(job.job_type.clone())
+                    .or_default()
+                    .push_back(now);
+            }
             self.push_event(job_events::started(&entry.job, worker), now);
             claimed.push(Claimed {
                 job: entry.job.clone(),
@@ -192,10 +246,32 @@ impl State {
             });
             self.put(entry);
         }
-        claimed
+        ClaimBatch::new(claimed, blocked_until, now)
     }
 
-    /// Takes the job out if `token` is its current lease (it must then be `put` back).
+    /// Applies a flow-control change and writes its event; true when it changed anything.
+    pub(super) fn control_type(
+        &mut self,
+        job_type: &str,
+        change: &flow::ControlChange,
+        now: Millis,
+    ) -> (TypeControl, bool) {
+        let before = self.controls.get(job_type).cloned().unwrap_or_default();
+        let mut after = before.clone();
+        after.apply(change, now);
+        if let Some(event) = flow::change_event(job_type, &before, &after) {
+            self.push_event(event, now);
+        }
+        if after.is_empty() {
+            self.controls.remove(job_type);
+            self.starts.remove(job_type);
+        } else {
+            self.controls.insert(job_type.to_string(), after.clone());
+        }
+        let changed = before != after;
+        (after, changed)
+    }
+
     fn take_leased(&mut self, id: &str, token: &LeaseToken) -> Option<Entry> {
         let entry = self.jobs.get(id)?;
         if entry.job.status != JobState::Running || entry.lease.as_ref() != Some(token) {

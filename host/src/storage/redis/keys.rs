@@ -48,6 +48,20 @@ impl Keys {
         format!("{}:cache-expiry", self.tag)
     }
 
+    /// Hash type -> JSON of its flow control (lua/ctl.lua writes it with `ctl:<type>`).
+    pub fn controls(&self) -> String {
+        format!("{}:ctl", self.tag)
+    }
+
+    /// Hash name -> JSON of a cron schedule, and its two companions (lua/schedule.lua).
+    pub fn schedules(&self) -> [String; 3] {
+        [
+            format!("{}:schedules", self.tag),
+            format!("{}:schedules:tick", self.tag),
+            format!("{}:schedules:created", self.tag),
+        ]
+    }
+
     pub fn events(&self) -> String {
         format!("{}:events", self.tag)
     }

@@ -6,14 +6,18 @@ use super::codec::{self, as_array, as_int, as_string, job_from_value, required_j
 use super::health::server_warnings;
 use super::{BATCH, IMPORT_BATCH, MAX_CLAIM, RedisStorage, SWEEP_BUDGET, keys, scripts};
 use crate::job::{self, Job, JobState, LeaseToken, Millis, NewJob, millis_i64};
+use crate::storage::flow::{
+    self, ClaimBatch, ControlChange, Schedule, ScheduleRecord, TypeControl,
+};
 use crate::storage::limits::{self, check_cache_key, check_cache_value};
 use crate::storage::{
-    BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Enqueued, Event, Failure,
-    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
-    Settled, Stats, Storage, StorageError, TypeStats,
+    BackendInfo, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure, ImportEvents,
+    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
+    Storage, StorageError, TypeStats,
 };
 use async_trait::async_trait;
 use redis::Value;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 fn lease_pairs(leases: &[(String, LeaseToken)]) -> Vec<&str> {
@@ -21,6 +25,37 @@ fn lease_pairs(leases: &[(String, LeaseToken)]) -> Vec<&str> {
         .iter()
         .flat_map(|(id, t)| [id.as_str(), t.0.as_str()])
         .collect()
+}
+
+/// Compare-and-set rounds `control_type` tries before giving up.
+const CONTROL_TRIES: usize = 20;
+
+fn schedule_record(
+    name: &str,
+    text: &str,
+    last_tick: Option<Millis>,
+    created_at: Millis,
+) -> Result<ScheduleRecord> {
+    let schedule: Schedule = serde_json::from_str(text).map_err(|e| {
+        StorageError::Corrupt(format!(
+            "schedule `{name}` cannot be read ({e}); remove it with `spool schedules remove \
+             {name}` and add it again"
+        ))
+    })?;
+    Ok(ScheduleRecord {
+        schedule,
+        last_tick,
+        created_at,
+    })
+}
+
+fn decode_control(job_type: &str, text: &str) -> Result<TypeControl> {
+    serde_json::from_str(text).map_err(|e| {
+        StorageError::Corrupt(format!(
+            "the flow control of type `{job_type}` cannot be read ({e}); set it again with \
+             `spool limits set` or `spool resume`"
+        ))
+    })
 }
 
 /// Stream entries asked for per XRANGE by `events_since`.
@@ -143,7 +178,7 @@ impl Storage for RedisStorage {
         Ok(as_int(&self.run(&inv).await?, "delete")? == 1)
     }
 
-    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
+    async fn claim_ready(&self, req: ClaimRequest) -> Result<ClaimBatch> {
         let mut types: Vec<&str> = Vec::with_capacity(req.types.len());
         for t in &req.types {
             if !types.contains(&t.as_str()) {
@@ -152,7 +187,7 @@ impl Storage for RedisStorage {
         }
         let limit = req.limit.min(MAX_CLAIM);
         if types.is_empty() || limit == 0 {
-            return Ok(Vec::new());
+            return Ok(ClaimBatch::default());
         }
         let mut inv = self.job_script(&scripts::CLAIM);
         inv.arg(millis_i64(req.lease))
@@ -162,12 +197,29 @@ impl Storage for RedisStorage {
             .arg(&types[..]);
         let nonce = job::new_lease_token().0;
         inv.arg(&nonce);
-        let ids = as_array(self.run(&inv).await?, "claim")?
+        let mut reply = as_array(self.run(&inv).await?, "claim")?.into_iter();
+        let (Some(ids), Some(blocked)) = (reply.next(), reply.next()) else {
+            return Err(StorageError::Internal(
+                "short claim reply from redis".into(),
+            ));
+        };
+        let blocked = as_string(&blocked, "claim's reopen time")?;
+        let reopens_in = if blocked.is_empty() {
+            None
+        } else {
+            Some(Duration::from_millis(blocked.parse::<u64>().map_err(
+                |_| StorageError::Internal(format!("redis answered a bad reopen time {blocked:?}")),
+            )?))
+        };
+        let ids = as_array(ids, "claimed ids")?
             .iter()
             .map(|v| as_string(v, "claimed id"))
             .collect::<Result<Vec<_>>>()?;
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(ClaimBatch {
+                jobs: Vec::new(),
+                reopens_in,
+            });
         }
         // The script leased the jobs; read them now, in one round trip (retried: the read
         // changes nothing). Should it keep failing, the leases go back at once, without an
@@ -212,7 +264,137 @@ impl Storage for RedisStorage {
                 out.push(c);
             }
         }
-        Ok(out)
+        Ok(ClaimBatch {
+            jobs: out,
+            reopens_in,
+        })
+    }
+
+    async fn type_controls(&self) -> Result<BTreeMap<String, TypeControl>> {
+        let all: BTreeMap<String, String> = self
+            .query(redis::cmd("HGETALL").arg(self.keys.controls()))
+            .await?;
+        all.into_iter()
+            .map(|(t, text)| {
+                let control = decode_control(&t, &text)?;
+                Ok((t, control))
+            })
+            .collect()
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        let [spec, tick, created] = self.keys.schedules();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL").arg(spec);
+        pipe.cmd("HGETALL").arg(tick);
+        pipe.cmd("HGETALL").arg(created);
+        let (specs, ticks, createds): (
+            BTreeMap<String, String>,
+            BTreeMap<String, i64>,
+            BTreeMap<String, i64>,
+        ) = self.query_pipe(&pipe).await?;
+        specs
+            .into_iter()
+            .map(|(name, text)| {
+                schedule_record(
+                    &name,
+                    &text,
+                    ticks.get(&name).copied(),
+                    createds.get(&name).copied().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    async fn put_schedule(&self, schedule: Schedule) -> Result<ScheduleRecord> {
+        flow::check_schedule(&schedule, self.opts.max_payload_bytes)?;
+        let spec =
+            serde_json::to_string(&schedule).map_err(|e| StorageError::Internal(e.to_string()))?;
+        let mut inv = self.job_script(&scripts::SCHEDULE);
+        inv.arg("put").arg(&schedule.name).arg(&spec);
+        let reply = as_array(self.run(&inv).await?, "schedule")?;
+        let [_, tick, created] = reply.as_slice() else {
+            return Err(StorageError::Internal(
+                "short schedule reply from redis".into(),
+            ));
+        };
+        let tick = as_string(tick, "schedule tick")?;
+        let tick = if tick.is_empty() {
+            None
+        } else {
+            Some(as_int(
+                &Value::BulkString(tick.into_bytes()),
+                "schedule tick",
+            )?)
+        };
+        Ok(ScheduleRecord {
+            schedule,
+            last_tick: tick,
+            created_at: as_int(created, "schedule creation time")?,
+        })
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool> {
+        let mut inv = self.job_script(&scripts::SCHEDULE);
+        inv.arg("delete").arg(name);
+        Ok(as_int(&self.run(&inv).await?, "schedule delete")? == 1)
+    }
+
+    async fn advance_schedule(&self, name: &str, from: Option<Millis>, to: Millis) -> Result<bool> {
+        let mut inv = self.job_script(&scripts::SCHEDULE);
+        inv.arg("advance")
+            .arg(name)
+            .arg(from.map(|t| t.to_string()).unwrap_or_default())
+            .arg(to);
+        Ok(as_int(&self.run(&inv).await?, "schedule advance")? == 1)
+    }
+
+    async fn control_type(&self, job_type: &str, change: ControlChange) -> Result<TypeControl> {
+        flow::check_change(job_type, &change)?;
+        // Compare and set: another daemon may change the same type between our read and
+        // write; the script refuses then and we apply the change to what it wrote.
+        for _ in 0..CONTROL_TRIES {
+            let read: Option<String> = self
+                .query(redis::cmd("HGET").arg(self.keys.controls()).arg(job_type))
+                .await?;
+            let before = match &read {
+                Some(text) => decode_control(job_type, text)?,
+                None => TypeControl::default(),
+            };
+            let mut after = before.clone();
+            after.apply(&change, self.clock.now_ms());
+            if after == before {
+                return Ok(after);
+            }
+            let new_text = if after.is_empty() {
+                String::new()
+            } else {
+                serde_json::to_string(&after).map_err(|e| StorageError::Internal(e.to_string()))?
+            };
+            let opt = |v: Option<String>| v.unwrap_or_default();
+            let rate = after.rate();
+            let (kind, data) = match flow::TypeControl::event_for(&before, &after) {
+                Some((k, d)) => (k.to_string(), d.to_string()),
+                None => (String::new(), String::new()),
+            };
+            let mut inv = self.job_script(&scripts::CTL);
+            inv.arg(job_type)
+                .arg(read.unwrap_or_default())
+                .arg(new_text)
+                .arg(if after.paused { "1" } else { "" })
+                .arg(opt(after.held_until.map(|t| t.to_string())))
+                .arg(opt(rate.map(|r| r.count.to_string())))
+                .arg(opt(rate.map(|r| r.window_ms().to_string())))
+                .arg(opt(after.concurrency().map(|c| c.to_string())))
+                .arg(kind)
+                .arg(data);
+            if as_int(&self.run(&inv).await?, "control")? == 1 {
+                return Ok(after);
+            }
+        }
+        Err(StorageError::Unavailable(format!(
+            "the flow control of type `{job_type}` kept changing under us ({CONTROL_TRIES}              tries); try again"
+        )))
     }
 
     async fn renew_leases(

@@ -41,6 +41,8 @@ job_script!(STATS, "lua/stats.lua");
 job_script!(LIST, "lua/list.lua");
 job_script!(IMPORT, "lua/import.lua");
 job_script!(EVENT, "lua/event.lua");
+job_script!(CTL, "lua/ctl.lua");
+job_script!(SCHEDULE, "lua/schedule.lua");
 
 // Cache scripts touch the entry and the expiry hash, given as KEYS; they need none of lib.lua.
 plain_script!(CACHE_GET, "lua/cache_get.lua");

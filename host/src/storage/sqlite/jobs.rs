@@ -3,10 +3,12 @@
 //! decisions come from `job::rules`; the job events are written in the same transaction.
 
 use super::connection::{OpError, OpResult};
+use super::flow;
 use super::rows::{self, LEASE_TOKEN, insert_event, insert_job, job_from_row, query_job};
 use super::sql;
 use super::writer::TxCtx;
 use crate::job::{self, CancelAction, Job, JobState, LeaseToken, Millis, NewJob, Progress};
+use crate::storage::flow::ClaimBatch;
 use crate::storage::job_events;
 use crate::storage::limits;
 use crate::storage::transitions;
@@ -83,22 +85,41 @@ pub(super) fn claim(
     until: Millis,
     worker: &str,
     now: Millis,
-) -> OpResult<Vec<Claimed>> {
+) -> OpResult<ClaimBatch> {
     let mut types: Vec<&String> = types.iter().collect();
     types.sort();
     types.dedup();
+    let controls = flow::controls(conn)?;
+    let mut blocked_until: Option<Millis> = None;
+    // Each type with the most of its jobs this claim may take.
+    let mut arms: Vec<(&String, i64)> = Vec::with_capacity(types.len());
+    for t in types {
+        let Some(control) = controls.get(t) else {
+            arms.push((t, limit as i64));
+            continue;
+        };
+        let (allow, reopen) = flow::allowance(conn, t, control, now)?;
+        if let Some(at) = reopen {
+            blocked_until = Some(blocked_until.map_or(at, |b| b.min(at)));
+        }
+        if allow > 0 {
+            arms.push((t, allow.min(limit as u64) as i64));
+        }
+    }
     let mut claimed = Vec::new();
     // Past MAX_CLAIM_TYPES types, order holds within each chunk only (hundreds of plugins).
-    for chunk in types.chunks(MAX_CLAIM_TYPES) {
+    for chunk in arms.chunks(MAX_CLAIM_TYPES) {
         let want = limit - claimed.len();
         if want == 0 {
             break;
         }
         let mut stmt = conn.prepare_cached(&sql::claim(chunk.len()))?;
         let head: [&dyn rusqlite::ToSql; 4] = [&now, &until, &worker, &want];
-        let args = head
-            .into_iter()
-            .chain(chunk.iter().map(|t| *t as &dyn rusqlite::ToSql));
+        let args = head.into_iter().chain(
+            chunk
+                .iter()
+                .flat_map(|(t, n)| [*t as &dyn rusqlite::ToSql, n as &dyn rusqlite::ToSql]),
+        );
         let mut rows = stmt.query(params_from_iter(args))?;
         let mut batch = Vec::new();
         while let Some(row) = rows.next()? {
@@ -122,7 +143,15 @@ pub(super) fn claim(
         }
         claimed.extend(batch);
     }
-    Ok(claimed)
+    for (t, control) in &controls {
+        if control.rate().is_some() {
+            let n = claimed.iter().filter(|c| &c.job.job_type == t).count();
+            if n > 0 {
+                flow::record_starts(conn, t, n, now)?;
+            }
+        }
+    }
+    Ok(ClaimBatch::new(claimed, blocked_until, now))
 }
 
 pub(super) fn renew(

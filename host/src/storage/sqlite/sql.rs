@@ -3,7 +3,10 @@
 
 /// Schema migrations, in order: entry `n` takes a file from `user_version` n to n + 1.
 /// Append only; never edit a released one (files already at that version skip it).
-pub(super) const MIGRATIONS: &[&str] = &[include_str!("schema/001_initial.sql")];
+pub(super) const MIGRATIONS: &[&str] = &[
+    include_str!("schema/001_initial.sql"),
+    include_str!("schema/002_flow_control.sql"),
+];
 
 pub(super) const WRITER_SETTINGS: &str = include_str!("sql/writer_settings.sql");
 pub(super) const READER_SETTINGS: &str = include_str!("sql/reader_settings.sql");
@@ -41,10 +44,39 @@ pub(super) const CACHE_GET: &str = include_str!("sql/cache_get.sql");
 pub(super) const CACHE_SET: &str = include_str!("sql/cache_set.sql");
 pub(super) const CACHE_DELETE: &str = include_str!("sql/cache_delete.sql");
 
-/// The claim statement for `types` distinct types (parameters ?5 onwards).
+pub(super) const TYPE_CONTROLS: &str = "SELECT type, control FROM type_controls";
+pub(super) const TYPE_CONTROL: &str = "SELECT control FROM type_controls WHERE type = ?1";
+pub(super) const PUT_TYPE_CONTROL: &str = "INSERT INTO type_controls (type, control) VALUES (?1, ?2) \
+     ON CONFLICT (type) DO UPDATE SET control = excluded.control";
+pub(super) const DELETE_TYPE_CONTROL: &str = "DELETE FROM type_controls WHERE type = ?1";
+pub(super) const RUNNING_OF_TYPE: &str =
+    "SELECT count(*) FROM jobs WHERE type = ?1 AND status = 'running'";
+pub(super) const HAS_READY: &str =
+    "SELECT EXISTS (SELECT 1 FROM jobs WHERE type = ?1 AND status = 'pending')";
+pub(super) const TRIM_RATE_STARTS: &str = "DELETE FROM rate_starts WHERE type = ?1 AND at <= ?2";
+pub(super) const RATE_STARTS: &str = "SELECT at FROM rate_starts WHERE type = ?1";
+pub(super) const ADD_RATE_START: &str = "INSERT INTO rate_starts (type, at) VALUES (?1, ?2)";
+pub(super) const CLEAR_RATE_STARTS: &str = "DELETE FROM rate_starts WHERE type = ?1";
+
+pub(super) const SCHEDULES: &str =
+    "SELECT name, spec, last_tick, created_at FROM schedules ORDER BY name";
+pub(super) const SCHEDULE: &str =
+    "SELECT name, spec, last_tick, created_at FROM schedules WHERE name = ?1";
+pub(super) const PUT_SCHEDULE: &str = "INSERT INTO schedules (name, spec, last_tick, created_at) VALUES (?1, ?2, NULL, ?3) \
+     ON CONFLICT (name) DO UPDATE SET spec = excluded.spec";
+pub(super) const DELETE_SCHEDULE: &str = "DELETE FROM schedules WHERE name = ?1";
+pub(super) const ADVANCE_SCHEDULE: &str =
+    "UPDATE schedules SET last_tick = ?3 WHERE name = ?1 AND last_tick IS ?2";
+
+/// The claim statement for `types` distinct types: each has two parameters from ?5 on, its
+/// name and how many of its jobs the claim may take.
 pub(super) fn claim(types: usize) -> String {
     let arms: Vec<String> = (0..types)
-        .map(|i| CLAIM_READY.replace("?TYPE", &format!("?{}", 5 + i)))
+        .map(|i| {
+            CLAIM_READY
+                .replace("?TYPE", &format!("?{}", 5 + 2 * i))
+                .replace("?ARM_LIMIT", &format!("?{}", 6 + 2 * i))
+        })
         .collect();
     CLAIM.replace("/*ready*/", &arms.join("\nUNION ALL\n"))
 }

@@ -5,21 +5,66 @@
 -- ARGV[7]   t, the number of types; ARGV[8..7+t] the types
 -- ARGV[8+t] a fresh random nonce: the k-th job claimed gets the lease token `<nonce>-<k>`
 --           (unguessable and unique, at the cost of one random number per claim)
--- Returns   the claimed jobs' ids, best first, in token order. The caller
---           reads the jobs themselves afterwards (plain HGETALLs, ops.rs): a hash read
---           inside Lua costs several times more, and the jobs are ours once leased.
+-- Returns   {ids, blocked}: the claimed jobs' ids, best first, in token order, and when a
+--           type with ready jobs that its hold or rate window kept back opens again (ms
+--           from now, '' for none). The caller reads the jobs themselves afterwards (plain HGETALLs,
+--           ops.rs): a hash read inside Lua costs several times more, and the jobs are ours
+--           once leased.
+-- Flow control (P:ctl:<type>, lib.lua) is applied per type before its heads are read: none
+-- of a paused or held type, at most `conc` minus its running jobs, at most what its rate
+-- window has left; each job claimed of a rate-limited type is logged in P:rate:<type>.
 -- Each type's first `limit` ready jobs are read in one ZRANGE; each round takes the best
 -- head among the types (lowest score, then lowest id), so a claim over several types honours
 -- priority and FIFO across all of them.
 batch_begin()
 local lease_ms, worker = tonumber(ARGV[4]), ARGV[5]
 local limit, nt = tonumber(ARGV[6]), tonumber(ARGV[7])
-local types, heads, pos = {}, {}, {}
+local types, heads, pos, windows = {}, {}, {}, {}
+local blocked = nil
+
+-- How many jobs of type `t` this claim may take, and when it opens again if none (nil when
+-- something else must happen first, such as a running job ending). Sets windows[i] for a
+-- rate-limited type.
+local function allowance(i, t)
+  local c = redis.call('HMGET', k_ctl(t), 'paused', 'held', 'rate_n', 'rate_ms', 'conc')
+  if not (c[1] or c[2] or c[3] or c[5]) then return limit, nil end
+  if c[1] then return 0, nil end
+  local held = tonumber(c[2])
+  if held and held > NOW then return 0, held end
+  local allow, reopen = limit, nil
+  if c[5] then
+    allow = math.min(allow, tonumber(c[5]) - redis.call('ZCARD', k_running(t)))
+  end
+  if c[3] then
+    local window = tonumber(c[4])
+    local rk = k_rate(t)
+    redis.call('ZREMRANGEBYSCORE', rk, '-inf', NOW - window)
+    local left = tonumber(c[3]) - redis.call('ZCARD', rk)
+    if left <= 0 then
+      local oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+      if oldest[2] then reopen = tonumber(oldest[2]) + window end
+    end
+    allow = math.min(allow, left)
+    windows[i] = window
+  end
+  if allow <= 0 then return 0, reopen end
+  return allow, nil
+end
+
 for i = 1, nt do
   types[i] = ARGV[7 + i]
-  heads[i] = redis.call('ZRANGE', k_ready(types[i]), 0, limit - 1, 'WITHSCORES')
+  local allow, reopen = allowance(i, types[i])
+  if allow > 0 then
+    heads[i] = redis.call('ZRANGE', k_ready(types[i]), 0, allow - 1, 'WITHSCORES')
+  else
+    heads[i] = {}
+    if reopen and redis.call('ZCARD', k_ready(types[i])) > 0 then
+      if not blocked or reopen < blocked then blocked = reopen end
+    end
+  end
   pos[i] = 1
 end
+local started_of = {}
 local out = {}
 local lease_expires = fmt(NOW + lease_ms)
 local started = fmt(NOW)
@@ -52,9 +97,21 @@ while #out < limit do
     emit('job.started', best_id, t,
       '{"status":"running","attempt":' .. attempt .. ',' .. worker_json .. '}')
     out[#out + 1] = best_id
+    if windows[best] then
+      local s = started_of[best]
+      if not s then s = {}; started_of[best] = s end
+      s[#s + 1] = fmt(NOW)
+      s[#s + 1] = nonce .. '-' .. #out
+    end
   else
     zrem(k_ready(t), best_id) -- a stale entry (every state change unplaces pending jobs)
   end
 end
+for i, starts in pairs(started_of) do
+  local rk = k_rate(types[i])
+  redis.call('ZADD', rk, unpack(starts))
+  redis.call('PEXPIRE', rk, windows[i])
+end
 batch_end()
-return out
+if blocked then blocked = fmt(math.max(0, blocked - NOW)) else blocked = '' end
+return { out, blocked }

@@ -35,6 +35,15 @@
 --   P:events:total           string: events ever written (the cap's count)
 --   P:events:marks           list of `<entry id> <events before it>`, one per entry kept, oldest
 --                            first
+--   P:ctl                    hash type -> JSON of the type's flow control (storage/flow.rs
+--                            TypeControl), for reading it back whole
+--   P:ctl:<type>             hash of what claims enforce, the values in force: `paused` (1),
+--                            `held` (ms), `rate_n` and `rate_ms` (starts per window), `conc`
+--                            (global concurrency); absent when the type has no control
+--   P:rate:<type>            zset of the starts of a rate-limited type within its window
+--                            (member: the lease token, score: the start time)
+--   P:schedules              hash name -> JSON of a cron schedule; P:schedules:tick and
+--                            P:schedules:created hold its last tick and creation time (ms)
 --   channel P:wake           published when work becomes ready (wait_for_work)
 --
 -- Each job is in as few indexes as a state allows, because every index write is paid at each
@@ -95,6 +104,9 @@ local K_EVENTS = P .. ':events'
 local K_EVENT_TOTAL = P .. ':events:total'
 local K_EVENT_MARKS = P .. ':events:marks'
 local CH_WAKE = P .. ':wake'
+local K_CTL = P .. ':ctl'
+local function k_ctl(t) return P .. ':ctl:' .. t end
+local function k_rate(t) return P .. ':rate:' .. t end
 local function k_job(id) return P .. ':job:' .. id end
 local function k_ready(t) return P .. ':ready:' .. t end
 local function k_by_type(t) return P .. ':jobs:t:' .. t end
