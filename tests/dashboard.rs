@@ -2,7 +2,8 @@
 //! jobs submitted through the CLI; a job submitted while the page is open shows without a
 //! reload; a failed job's page shows its error and log lines and its retry button runs it
 //! again; "retry every failed job of type T" retries exactly those; with a token set, the page
-//! shows no job data until it is given the token. Each test saves screenshots into
+//! shows no job data until it is given the token; the overview's button pauses and resumes a
+//! type, and it lists cron schedules. Each test saves screenshots into
 //! target/dashboard-screenshots/ and fails if the page logged a JavaScript error.
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/setup.sh; a loud skip without them, a
@@ -308,4 +309,51 @@ fn without_the_token_the_page_shows_no_job_data() {
     b.screenshot("token-given");
     // The refused API calls show in the console as failed loads (401): expected here.
     b.assert_no_js_errors(&["status of 401"]);
+}
+
+#[test]
+fn the_overview_pauses_and_resumes_a_type_and_lists_schedules() {
+    let Some(mut b) = Browser::start(1280, 900) else {
+        return;
+    };
+    let d = Daemon::start(&["echo"]);
+    let out = d.cli(&["submit", "echo", "{}", "--wait"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = d.cli(&["limits", "set", "echo", "--rate", "100/1m"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = d.cli(&[
+        "schedules",
+        "add",
+        "hourly-echo",
+        "--cron",
+        "0 * * * *",
+        "--type",
+        "echo",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    b.goto(&format!("{}/", d.url));
+    let cell = b.wait_text("#types-table tr[data-type=\"echo\"] td[data-flow]");
+    assert!(cell.contains("rate 100/1m"), "{cell}");
+    b.click("#types-table tr[data-type=\"echo\"] td[data-flow] button");
+    d.wait_until(LONG, "echo to be paused", || {
+        d.get("/api/v1/types").body["types"]["echo"]["paused"] == true
+    });
+    b.wait_for("the paused banner", WAIT, |b| b.text("#paused-types"));
+    b.screenshot("overview-paused");
+    // Paused: a job submitted now waits.
+    let job = d.submit(&json!({"type": "echo", "payload": {}}));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(d.job(&id_of(&job))["status"], "pending");
+    b.wait_for("the resume button", WAIT, |b| {
+        b.text("#types-table tr[data-type=\"echo\"] td[data-flow=\"paused\"] button")
+            .filter(|t| t == "Resume")
+    });
+    b.click("#types-table tr[data-type=\"echo\"] td[data-flow] button");
+    d.wait_status(&id_of(&job), "completed", LONG);
+    let row = b.wait_text("#schedules-table tr[data-schedule=\"hourly-echo\"]");
+    assert!(
+        row.contains("0 * * * * (UTC)") && row.contains("active"),
+        "{row}"
+    );
+    b.assert_no_js_errors(&[]);
 }

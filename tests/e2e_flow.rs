@@ -391,3 +391,63 @@ fn a_cron_schedule_fires_each_tick_once_across_three_daemons() {
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("has 3 fields"), "{}", stderr(&bad));
 }
+
+#[test]
+fn debounce_and_unique_windows_through_the_cli() {
+    let d = Daemon::start(&["echo"]);
+    let id_of_out = |out: &std::process::Output| -> String {
+        let v: Value = serde_json::from_str(&stdout(out)).expect("--json output");
+        v["id"].as_str().expect("id").to_string()
+    };
+    // A burst of debounced submits: one job, which runs once with the last payload.
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let payload = format!("{{\"n\": {n}}}");
+        let out = d.cli(&[
+            "--json",
+            "submit",
+            "echo",
+            &payload,
+            "--unique-key",
+            "burst",
+            "--debounce",
+            "1s",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        ids.push(id_of_out(&out));
+    }
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one job for the burst: {ids:?}"
+    );
+    let job = d.wait_status(&ids[0], "completed", LONG);
+    assert_eq!(job["result"], json!({"n": 3}), "{job}");
+    assert_eq!(job["attempt"], 1);
+    // A unique window: a submit after the job finished returns it, for the window.
+    let out = d.cli(&[
+        "--json",
+        "submit",
+        "echo",
+        "{}",
+        "--unique-key",
+        "hourly",
+        "--unique-for",
+        "1h",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = id_of_out(&out);
+    d.wait_status(&first, "completed", LONG);
+    let again = d.post(
+        "/api/v1/jobs",
+        &json!({"type": "echo", "payload": {}, "unique_key": "hourly"}),
+    );
+    assert_eq!(again.status, 200, "an existing job: {}", again.text);
+    assert_eq!(again.body["id"], first.as_str(), "{}", again.text);
+    assert_eq!(again.body["status"], "completed");
+    let bad = d.post(
+        "/api/v1/jobs",
+        &json!({"type": "echo", "payload": {}, "debounce": "5s"}),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    assert!(bad.text.contains("needs a `unique_key`"), "{}", bad.text);
+}

@@ -1,4 +1,4 @@
-//! End to end: what the daemon refuses (issue 19, "Hardening"): deep JSON, cross-site and
+//! End to end: what the daemon refuses: deep JSON, cross-site and
 //! rebinding requests, a job timeout over its plugin's limit, times past year 9999, slow or
 //! too many connections, special files in the plugins folder, control characters in what
 //! `spool job` prints, files readable by others, oversized errors and bad `Last-Event-ID`s.
@@ -364,4 +364,43 @@ fn a_bad_last_event_id_is_a_400() {
         None,
     );
     assert_eq!(a.status, 400, "{}", a.text);
+}
+
+#[test]
+fn storage_passwords_never_reach_the_daemons_output() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugins dir");
+    // Nothing listens on port 1: the daemon reports the storage it cannot reach.
+    let url = "redis+sentinel://admin:hunter2@127.0.0.1:1/mymaster?sentinel_password=swordfish";
+    let mut child = std::process::Command::new(spool_tests::spool_bin())
+        .args([
+            "daemon",
+            "--listen",
+            "127.0.0.1:0",
+            "--storage",
+            url,
+            "--plugins",
+        ])
+        .arg(&plugins)
+        .env("SPOOL_DATA_DIR", dir.path())
+        .env("SPOOL_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start spool");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("127.0.0.1:1"), "the storage is named: {text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(!text.contains("swordfish"), "{text}");
 }

@@ -68,8 +68,12 @@ impl Core {
             }
             None => storage::open(&config.storage, storage_opts, clock).await,
         };
-        let storage =
-            opened.with_context(|| format!("cannot open storage `{}`", redact(&config.storage)))?;
+        let storage = opened.with_context(|| {
+            format!(
+                "cannot open storage `{}`",
+                storage::redact_url(&config.storage)
+            )
+        })?;
         if !config.plugins.exists() {
             std::fs::create_dir_all(&config.plugins).with_context(|| {
                 format!(
@@ -194,7 +198,7 @@ impl Core {
 }
 
 /// The data folder holds the database, fallback spool and compiled plugins: create it 0700,
-/// and make an existing one of this user 0700 (issue 19, finding 10).
+/// and make an existing one of this user 0700: jobs hold other people's payloads.
 fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     std::fs::DirBuilder::new()
@@ -233,7 +237,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.as_deref(), flags)?;
     let (listener, addr) = api::routes::bind(config.listen).await?;
     tracing::info!(
-        storage = %redact(&config.storage),
+        storage = %storage::redact_url(&config.storage),
         plugins = %config.plugins.display(),
         workers = config.workers,
         lease = %crate::config::show(config.lease),
@@ -484,34 +488,9 @@ fn worker_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// A storage URL without its password, for logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_hides_passwords_only() {
-        assert_eq!(
-            redact("redis://:s3cret@host:6379/0"),
-            "redis://:***@host:6379/0"
-        );
-        assert_eq!(redact("redis://user:pw@host"), "redis://user:***@host");
-        assert_eq!(
-            redact("sqlite://./data/spool.db"),
-            "sqlite://./data/spool.db"
-        );
-    }
 
     #[test]
     fn plugin_events_become_plugin_kinds() {

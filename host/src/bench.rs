@@ -132,7 +132,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("--payload is not valid JSON: {e}"))?;
     let raw = RawConfig {
         // A private cache in the run's own scratch folder: a fixed path under the shared temp
-        // folder could be planted by another user (issue 19, finding 1).
+        // folder could be planted by another user.
         cache_dir: Some(scratch.path.join("cache")),
         data_dir: Some(scratch.path.clone()),
         ..RawConfig::default()
@@ -174,7 +174,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
             "bench: {} {} jobs on {} with {} workers ({})",
             args.jobs,
             args.job_type,
-            crate::app::redact(&storage_url),
+            crate::storage::redact_url(&storage_url),
             workers,
             mode_name(&args)
         );
@@ -235,7 +235,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
     let (start_lat, done_lat) = latencies(&recorder);
     let report = Report {
         backend: storage.backend().to_string(),
-        storage: crate::app::redact(&storage_url),
+        storage: crate::storage::redact_url(&storage_url),
         profile: if cfg!(debug_assertions) {
             "dev"
         } else {
@@ -298,7 +298,7 @@ async fn prefill(
         Arc::new(crate::job::SystemClock),
     )
     .await
-    .with_context(|| format!("cannot open storage `{}`", crate::app::redact(url)))?;
+    .with_context(|| format!("cannot open storage `{}`", crate::storage::redact_url(url)))?;
     set_rate_limit(storage.as_ref(), args).await?;
     let began = Instant::now();
     enqueue_all(storage.as_ref(), args, payload, recorder).await?;

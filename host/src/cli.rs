@@ -136,6 +136,14 @@ pub struct SubmitArgs {
     /// Idempotency key: while a job with this key is live, it is returned instead
     #[arg(long)]
     pub unique_key: Option<String>,
+    /// With --unique-key: the key stays taken this long after the job finishes (a throttle:
+    /// submits in that window return the finished job), e.g. 10m
+    #[arg(long, value_parser = parse_duration_arg, requires = "unique_key")]
+    pub unique_for: Option<std::time::Duration>,
+    /// With --unique-key: a job holding the key that has not started takes this payload and
+    /// waits this long again (the last of a burst wins), e.g. 5s
+    #[arg(long, value_parser = parse_duration_arg, requires = "unique_key")]
+    pub debounce: Option<std::time::Duration>,
     /// Timeout of each attempt, e.g. 10s (default: the plugin's)
     #[arg(long, value_parser = parse_duration_arg)]
     pub timeout: Option<std::time::Duration>,

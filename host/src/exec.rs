@@ -244,7 +244,7 @@ impl JobServices for ExecServices {
     }
     async fn cache_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), String> {
         // The daemon's checks (key and value sizes), and a bound on entries: `spool exec`
-        // keeps its cache in memory (issue 19: it had neither).
+        // keeps its cache in memory, which must not grow without end.
         crate::storage::limits::check_cache_key("exec", key).map_err(|e| e.to_string())?;
         crate::storage::limits::check_cache_value(value, job::DEFAULT_MAX_PAYLOAD_BYTES)
             .map_err(|e| e.to_string())?;

@@ -39,6 +39,8 @@ pub const MAX_ERROR_BYTES: usize = 16 * 1024;
 pub const MAX_PROGRESS_MESSAGE_BYTES: usize = 1024;
 /// Most attempts a job (or a plugin's follow-up job) may ask for.
 pub const MAX_ATTEMPTS: u32 = 1000;
+/// The longest `unique_for` and `debounce` window.
+pub const MAX_UNIQUE_WINDOW_MS: u64 = 30 * 24 * 3600 * 1000;
 /// Default limit on a payload (and on a result), in bytes.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// How many log lines a job keeps (the last ones).
@@ -112,7 +114,7 @@ impl JobState {
         !self.is_finished()
     }
 
-    /// Whether the lifecycle allows going from `self` to `to` (DESIGN.md "Job model").
+    /// Whether the job lifecycle allows going from `self` to `to`.
     pub fn can_transition_to(self, to: JobState) -> bool {
         use JobState::*;
         match self {
@@ -168,6 +170,9 @@ pub struct Job {
     /// Per-job timeout; the plugin's manifest (or the daemon default) applies when absent.
     pub timeout_ms: Option<u64>,
     pub unique_key: Option<String>,
+    /// The unique key stays taken for this long after the job finishes (a throttle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_for_ms: Option<u64>,
     pub progress: Option<Progress>,
     pub result: Option<Box<RawValue>>,
     pub error: Option<String>,
@@ -188,7 +193,12 @@ pub struct Job {
 impl Job {
     /// A fresh job built from a request, as enqueue stores it at `now`.
     pub fn from_new(new: NewJob, now: Millis) -> Job {
-        let (status, run_at) = initial_state(new.run_at, now);
+        let run_at = match new.debounce_ms {
+            // A debounced job waits out its window, so that a burst's last payload wins.
+            Some(d) => Some(new.run_at.unwrap_or(now).max(now.saturating_add(d as i64))),
+            None => new.run_at,
+        };
+        let (status, run_at) = initial_state(run_at, now);
         Job {
             id: new.id,
             job_type: new.job_type,
@@ -203,6 +213,7 @@ impl Job {
             finished_at: None,
             timeout_ms: new.timeout_ms,
             unique_key: new.unique_key,
+            unique_for_ms: new.unique_for_ms,
             progress: None,
             result: None,
             error: None,
@@ -236,7 +247,7 @@ pub enum Jitter {
 }
 
 /// Exponential backoff with jitter: attempt n waits up to `base * 2^(n-1)`, capped at `cap`.
-/// `jitter` was added after the first draft (default `full`, so older JSON still reads).
+/// `jitter` defaults to `full` when absent from stored JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackoffPolicy {
     pub base_ms: u64,
@@ -352,6 +363,12 @@ pub struct NewJob {
     pub timeout_ms: Option<u64>,
     pub unique_key: Option<String>,
     pub backoff: Option<BackoffPolicy>,
+    /// With `unique_key`: the key stays taken for this long after the job finishes, so that
+    /// an enqueue with it in that window returns the finished job (a throttle).
+    pub unique_for_ms: Option<u64>,
+    /// With `unique_key`: a job holding the key that has not started yet takes this one's
+    /// payload and waits this long again (the last of a burst wins); a new job waits it too.
+    pub debounce_ms: Option<u64>,
 }
 
 impl NewJob {
@@ -368,6 +385,8 @@ impl NewJob {
             timeout_ms: None,
             unique_key: None,
             backoff: None,
+            unique_for_ms: None,
+            debounce_ms: None,
         }
     }
 
@@ -412,6 +431,22 @@ impl NewJob {
         }
         if let Some(key) = &self.unique_key {
             validate_unique_key(key)?;
+        }
+        for (name, window) in [
+            ("unique_for", self.unique_for_ms),
+            ("debounce", self.debounce_ms),
+        ] {
+            let Some(ms) = window else { continue };
+            if self.unique_key.is_none() {
+                return Err(JobError::Invalid(format!(
+                    "`{name}` needs a `unique_key`: it applies to the jobs sharing that key"
+                )));
+            }
+            if ms == 0 || ms > MAX_UNIQUE_WINDOW_MS {
+                return Err(JobError::Invalid(format!(
+                    "`{name}` must be from 1 ms to 30 days (got {ms} ms)"
+                )));
+            }
         }
         if let Some(backoff) = &self.backoff {
             backoff.validate()?;

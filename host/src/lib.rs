@@ -1,6 +1,6 @@
 //! Spool host library: everything the `spool` binary is made of. `main.rs` stays thin.
 //!
-//! Data flows one way (STYLE.md): `api -> storage`; `scheduler -> storage (claim) -> runtime
+//! Data flows one way: `api -> storage`; `scheduler -> storage (claim) -> runtime
 //! (execute) -> storage (complete)`; `plugins::watcher -> plugins::registry`, read by the
 //! scheduler and the runtime.
 

@@ -1,6 +1,6 @@
 //! Text from plugins and requests shown on terminals and in logs: control characters are
 //! escaped so that a job's error, log line or progress message cannot move the cursor, set
-//! the terminal's title or forge a line of the daemon's own log (issue 19, finding 8).
+//! the terminal's title or forge a line of the daemon's own log.
 
 use std::borrow::Cow;
 

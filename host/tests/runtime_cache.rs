@@ -1,6 +1,6 @@
 //! The compiled-plugin cache is native code the daemon maps and runs, so it is trusted only
 //! when it proves it came from this daemon: a private folder, no symlinks, and a keyed MAC
-//! over each artifact and its source (issue 19, finding 1).
+//! over each artifact and its source.
 
 mod runtime_support;
 

@@ -1,9 +1,10 @@
 // Overview: the daemon's health, one row per job type (counts by state, rates, oldest
-// pending job, whether a loaded plugin handles it) and the throughput chart of the last hour.
-// Refreshed from the live stream, never by reloading the page.
+// pending job, whether a loaded plugin handles it, its flow control with a pause/resume
+// button), the cron schedules with their next fire times, and the throughput chart of the
+// last hour. Refreshed from the live stream, never by reloading the page.
 
 import { api, health as getHealth, AuthError } from './api.js';
-import { age, badge, clear, debounce, h, num, s } from './dom.js';
+import { age, badge, clear, debounce, h, num, s, time, toast } from './dom.js';
 
 const STATES = ['scheduled', 'pending', 'running', 'retrying', 'completed', 'failed', 'cancelled'];
 
@@ -11,15 +12,30 @@ export async function overview(view, _route, { onEvent }) {
   const healthBox = h('section', { class: 'card', id: 'health', 'aria-labelledby': 'health-h' });
   const typesBox = h('section', { id: 'types', 'aria-labelledby': 'types-h' });
   const chartBox = h('section', { class: 'card chart', id: 'throughput', 'aria-labelledby': 'chart-h' });
-  view.append(h('h1', {}, 'Overview'), h('div', { class: 'grid' }, healthBox, chartBox), typesBox);
+  const schedulesBox = h('section', { id: 'schedules', 'aria-labelledby': 'schedules-h' });
+  view.append(h('h1', {}, 'Overview'), h('div', { class: 'grid' }, healthBox, chartBox), typesBox,
+    schedulesBox);
 
   // Job events refresh the counts and the chart; health (a second count of every job on
   // storage, cached for a second by the daemon) refreshes on its own slower timer, so that a
   // busy queue costs one count a second per open page.
   async function load() {
-    const [stats, tp] = await Promise.all([api('/api/v1/stats'), api('/api/v1/stats/throughput')]);
-    renderTypes(typesBox, stats);
+    const [stats, tp, sch] = await Promise.all([api('/api/v1/stats'),
+      api('/api/v1/stats/throughput'), api('/api/v1/schedules')]);
+    renderTypes(typesBox, stats, act);
+    renderSchedules(schedulesBox, sch, act);
     renderChart(chartBox, tp);
+  }
+  // A pause or resume button: POST, then show the new state.
+  async function act(path, done) {
+    try {
+      await api(path, { method: 'POST', body: {} });
+      toast(done);
+      await load();
+    } catch (e) {
+      if (e instanceof AuthError) window.dispatchEvent(new Event('spool-auth'));
+      else toast(`Failed: ${e.message}`);
+    }
   }
   async function loadHealth() {
     renderHealth(healthBox, await getHealth().catch(() => null));
@@ -69,7 +85,18 @@ function renderHealth(box, hl) {
   }
 }
 
-function renderTypes(box, stats) {
+// What flow control does to a type: paused, held, its limits.
+function flowText(flow) {
+  if (!flow) return '';
+  const parts = [];
+  if (flow.paused) parts.push('paused');
+  else if (flow.held_until) parts.push(`held until ${time(flow.held_until)}`);
+  if (flow.rate_limit) parts.push(`rate ${flow.rate_limit}`);
+  if (flow.global_concurrency) parts.push(`max ${flow.global_concurrency} running`);
+  return parts.join(', ');
+}
+
+function renderTypes(box, stats, act) {
   clear(box).append(h('h2', { id: 'types-h' }, 'Job types'));
   const names = Object.keys(stats.types || {});
   if (!names.length) {
@@ -83,7 +110,7 @@ function renderTypes(box, stats) {
     h('th', { scope: 'col', class: 'num hide-narrow' }, 'avg ms'),
     h('th', { scope: 'col', class: 'hide-narrow' }, 'oldest pending'),
     h('th', { scope: 'col' }, 'plugin'),
-    h('th', { scope: 'col', class: 'hide-narrow' }, 'paused'));
+    h('th', { scope: 'col' }, 'flow control'));
   const rows = names.map((name) => {
     const t = stats.types[name];
     const counts = t.counts || {};
@@ -100,16 +127,56 @@ function renderTypes(box, stats) {
       h('td', { class: 'num hide-narrow' }, t.avg_duration_ms == null ? '' : t.avg_duration_ms.toFixed(1)),
       h('td', { class: 'hide-narrow' }, age(t.oldest_pending_age_ms)),
       h('td', { 'data-handled': String(t.handled) }, t.handled ? 'loaded' : h('span', { class: 'error' }, 'none')),
-      h('td', { class: 'hide-narrow' }, t.paused ? 'paused' : 'no'));
+      flowCell(name, t.flow, act));
   });
   const totals = stats.totals || {};
   const foot = h('tr', { class: 'totals' },
     h('th', { scope: 'row' }, 'all'),
     STATES.map((st) => h('td', { class: 'num' }, num(totals[st] || 0))),
     h('td', { colspan: 5 }, ''));
+  const paused = stats.paused_types || [];
+  if (paused.length) {
+    box.append(h('p', { class: 'warn', id: 'paused-types' },
+      `Paused on every daemon: ${paused.join(', ')}. Their jobs wait until resumed.`));
+  }
   box.append(h('div', { class: 'scroll' }, h('table', { id: 'types-table' },
     h('thead', {}, head), h('tbody', {}, rows), h('tfoot', {}, foot))));
   if (stats.note) box.append(h('p', { class: 'muted' }, stats.note));
+}
+
+function flowCell(name, flow, act) {
+  const paused = Boolean(flow && flow.paused);
+  const path = `/api/v1/types/${encodeURIComponent(name)}/${paused ? 'resume' : 'pause'}`;
+  const button = h('button', { type: 'button', class: 'small', 'data-action': paused ? 'resume' : 'pause' },
+    paused ? 'Resume' : 'Pause');
+  button.addEventListener('click', () => act(path, paused ? `Resumed ${name}` : `Paused ${name}`));
+  return h('td', { 'data-flow': paused ? 'paused' : 'running' }, flowText(flow), ' ', button);
+}
+
+function renderSchedules(box, sch, act) {
+  clear(box).append(h('h2', { id: 'schedules-h' }, 'Schedules'));
+  const list = (sch && sch.schedules) || [];
+  if (!list.length) {
+    box.append(h('p', { class: 'muted', id: 'no-schedules' },
+      'No cron schedules. Add one: spool schedules add NAME --cron "*/15 * * * *" --type TYPE'));
+    return;
+  }
+  const head = h('tr', {}, ['Name', 'Cron', 'Type', 'Last tick', 'Next', 'State'].map((c) => h('th', { scope: 'col' }, c)));
+  const rows = list.map((r) => {
+    const path = `/api/v1/schedules/${encodeURIComponent(r.name)}/${r.paused ? 'resume' : 'pause'}`;
+    const button = h('button', { type: 'button', class: 'small' }, r.paused ? 'Resume' : 'Pause');
+    button.addEventListener('click', () => act(path, `${r.paused ? 'Resumed' : 'Paused'} schedule ${r.name}`));
+    const next = r.next ? r.next.map((t) => time(t)).join(', ') : h('span', { class: 'error' }, r.error || '');
+    return h('tr', { 'data-schedule': r.name },
+      h('th', { scope: 'row' }, r.name),
+      h('td', {}, h('code', {}, `${r.cron} (${r.timezone})`)),
+      h('td', {}, h('a', { href: `#/jobs?type=${encodeURIComponent(r.type)}` }, r.type)),
+      h('td', {}, r.last_tick ? time(r.last_tick) : '-'),
+      h('td', {}, next),
+      h('td', {}, r.paused ? 'paused ' : 'active ', button));
+  });
+  box.append(h('div', { class: 'scroll' }, h('table', { id: 'schedules-table' },
+    h('thead', {}, head), h('tbody', {}, rows))));
 }
 
 function renderChart(box, tp) {

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Answers that carry stored jobs are typed, never built with `json!`: `json!` turns them
-/// into `Value`s with an `unwrap`, which panics on stored JSON it cannot represent (issue 19:
-/// a deeply nested payload broke every listing that included it). `Json` answers 500 instead.
+/// into `Value`s with an `unwrap`, which panics on stored JSON it cannot represent (a
+/// deeply nested payload would break every listing that included it). `Json` answers 500.
 #[derive(Serialize)]
 struct BatchAnswer {
     created: usize,

@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN.md "Interfaces"): axum routes under `/api/v1`, `/health` and
+//! The HTTP API: axum routes under `/api/v1`, `/health` and
 //! `/metrics`. Handlers talk to storage only (never to the runtime); what they need to know
 //! about plugins comes through the `Catalog` trait, which `app` implements over the registry.
 //! `ui.rs` serves the web dashboard at `/`, a client of this same API.

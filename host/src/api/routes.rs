@@ -71,7 +71,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
 }
 
 /// Without a token, any web page a user opens could otherwise drive the loopback API
-/// (issue 19, finding 3). Three checks, for every route (the dashboard's page included):
+/// (cross-site requests, DNS rebinding). Three checks, for every route (the dashboard's page included):
 /// - `Host` must be an IP literal, `localhost` (or `*.localhost`) or a name in `api_hosts`:
 ///   a DNS-rebinding page reaches the daemon under its own name, which this refuses;
 /// - `Origin`, when sent, must be the daemon's own (`http://` + the `Host` asked for): a
@@ -170,7 +170,7 @@ async fn api_not_found(req: Request) -> ApiError {
         StatusCode::NOT_FOUND,
         "no_route",
         format!(
-            "no API route {} {}: see DESIGN.md for the routes",
+            "no API route {} {}: the README's \"Running it\" section lists the routes",
             req.method(),
             req.uri().path()
         ),

@@ -65,6 +65,10 @@ struct RawSubmit<'a> {
     timeout: Option<&'a RawValue>,
     #[serde(borrow)]
     backoff: Option<&'a RawValue>,
+    #[serde(borrow)]
+    unique_for: Option<&'a RawValue>,
+    #[serde(borrow)]
+    debounce: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -273,6 +277,14 @@ fn submit_from_raw(raw: &RawValue, d: SubmitDefaults<'_>, at: &str) -> Result<Ne
             Some(policy)
         }
     };
+    let window = |name: &str, v: Option<&RawValue>| -> Result<Option<u64>, BadRequest> {
+        match present(v) {
+            None => Ok(None),
+            Some(v) => Ok(Some(job::millis_u64(duration_field(name, v).map_err(bad)?))),
+        }
+    };
+    let unique_for_ms = window("unique_for", r.unique_for)?;
+    let debounce_ms = window("debounce", r.debounce)?;
     let new = NewJob {
         id: job::new_job_id(),
         job_type,
@@ -283,6 +295,8 @@ fn submit_from_raw(raw: &RawValue, d: SubmitDefaults<'_>, at: &str) -> Result<Ne
         timeout_ms,
         unique_key,
         backoff,
+        unique_for_ms,
+        debounce_ms,
     };
     new.validate(d.max_payload)
         .map_err(|e| bad(e.to_string()))?;

@@ -102,6 +102,12 @@ async fn submit(client: &Client, args: SubmitArgs, json: bool) -> Res {
     if let Some(k) = &args.unique_key {
         body["unique_key"] = json!(k);
     }
+    if let Some(w) = args.unique_for {
+        body["unique_for"] = json!(format!("{}ms", w.as_millis()));
+    }
+    if let Some(d) = args.debounce {
+        body["debounce"] = json!(format!("{}ms", d.as_millis()));
+    }
     if let Some(t) = args.timeout {
         body["timeout"] = json!(format!("{}ms", t.as_millis()));
     }

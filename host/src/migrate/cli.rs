@@ -64,11 +64,14 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         bail!(
             "--from and --to name the same storage (`{}`): give the destination as a different \
              URL",
-            crate::app::redact(&args.from)
+            crate::storage::redact_url(&args.from)
         );
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (from, to) = (crate::app::redact(&args.from), crate::app::redact(&args.to));
+    let (from, to) = (
+        crate::storage::redact_url(&args.from),
+        crate::storage::redact_url(&args.to),
+    );
     if let Some(path) = sqlite_path(&args.from)
         && !std::path::Path::new(path).exists()
     {

@@ -29,7 +29,7 @@ pub(crate) fn toml_path(dir: &Path, name: &str) -> PathBuf {
 
 /// Read a regular file of at most `max` bytes, off the async workers. Symlinks are followed
 /// (a deploy may link a build output), but what they lead to must be a regular file: a FIFO
-/// would block the read for good and `/dev/zero` would fill memory (issue 19, finding 7).
+/// would block the read for good and `/dev/zero` would fill memory.
 /// Opened non-blocking, so even a FIFO swapped in after a check cannot stall the open.
 async fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     let path = path.to_path_buf();

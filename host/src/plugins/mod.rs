@@ -74,7 +74,7 @@ pub enum PluginEvent {
         name: String,
     },
     /// The file could not be loaded; the previous version (if any) keeps serving.
-    /// `error` is one line in STYLE.md form.
+    /// `error` is one line: what failed, why, what to do.
     Failed {
         name: String,
         path: PathBuf,

@@ -8,7 +8,7 @@
 //! (research/toolchains.md §8.3).
 //!
 //! A `.cwasm` is native code the daemon runs, so a file name is not enough to trust it
-//! (issue 19: copying one plugin's artifact over another's made `echo` run the other's code).
+//! (copying one plugin's artifact over another's would make one plugin run the other's code).
 //! The folder must be the daemon user's own and not writable by others (created 0700); a
 //! symlink or any other non-regular file is never followed; and each artifact has a sidecar
 //! `.mac`: HMAC-SHA256, under a random key kept 0600 in the folder (`mac.key`), over the wasm

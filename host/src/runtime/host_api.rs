@@ -478,6 +478,8 @@ pub(crate) fn validate_followup(
         timeout_ms: None,
         unique_key: job.unique_key,
         backoff: None,
+        unique_for_ms: None,
+        debounce_ms: None,
     };
     new.validate(max_payload).map_err(invalid)?;
     Ok(new)

@@ -90,7 +90,7 @@ fn err(e: crate::storage::StorageError) -> String {
 
 /// A cache TTL must end within the supported time range (year 9999), checked before any
 /// backend sees it: on Redis, `cache_increment`'s `INCRBY` ran before a `PEXPIRE` that
-/// failed on a huge TTL, leaving the counter without an expiry (issue 19, finding 11).
+/// failed on a huge TTL would leave the counter without an expiry.
 fn check_ttl(ttl: Option<Duration>) -> Result<(), String> {
     let Some(ttl) = ttl else { return Ok(()) };
     let until = crate::job::system_now_ms().saturating_add(crate::job::millis_i64(ttl));
@@ -138,8 +138,8 @@ impl JobServices for DaemonServices {
             let mut st = self.progress.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             match st.last_write {
-                // 100% is throttled like the rest (issue 19: a loop of 100% reports flooded
-                // the event log); the held-back report is still written when the window ends.
+                // 100% is throttled like the rest (a loop of 100% reports would flood the
+                // event log); the held-back report is still written when the window ends.
                 Some(t) if now.duration_since(t) < PROGRESS_EVERY => {
                     st.pending = Some((percent, message.clone()));
                     if st.flush_scheduled {

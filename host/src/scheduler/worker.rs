@@ -50,7 +50,7 @@ impl Drop for SlotGuard {
 
 /// A job's own timeout, never over its plugin's ceiling: the API refuses a longer one at
 /// submit, but a job stored earlier, imported, or submitted before its plugin was loaded may
-/// still ask for more (issue 19: a job's 15s overrode a manifest's 2s).
+/// still ask for more.
 fn job_timeout(requested_ms: Option<u64>, ceiling: Duration) -> Option<Duration> {
     requested_ms.map(|ms| Duration::from_millis(ms).min(ceiling))
 }

@@ -1,5 +1,5 @@
-//! The storage conformance suite: the executable form of the semantics in `mod.rs` and
-//! DESIGN.md. Every backend runs every case against a fresh store:
+//! The storage conformance suite: the executable form of the semantics in `mod.rs`. Every
+//! backend runs every case against a fresh store:
 //!
 //! ```ignore
 //! async fn factory(clock: Arc<ManualClock>) -> Arc<dyn Storage> { ... }
@@ -100,6 +100,8 @@ macro_rules! __spool_conformance_cases {
             overrides_win_over_manifest_limits_until_cleared,
             bad_control_changes_are_refused,
             schedules_are_stored_replaced_and_deleted,
+            unique_for_keeps_a_finished_jobs_key_taken_for_its_window,
+            debounce_gives_the_waiting_job_the_newest_payload_and_pushes_it_back,
         }
     };
 }

@@ -12,6 +12,7 @@ pub(crate) const COMPLETED: &str = "job.completed";
 pub(crate) const RETRYING: &str = "job.retrying";
 pub(crate) const FAILED: &str = "job.failed";
 pub(crate) const CANCELLED: &str = "job.cancelled";
+pub(crate) const DEBOUNCED: &str = "job.debounced";
 
 /// An event about `job` as it is now: `status` and `attempt`, plus `extra` fields.
 pub(crate) fn job_event(kind: &str, job: &Job, extra: Value) -> NewEvent {
@@ -48,6 +49,15 @@ pub(crate) fn completed(id: &str, job_type: &str, attempt: u32) -> NewEvent {
         JobState::Completed,
         attempt,
         json!({}),
+    )
+}
+
+/// A debounced enqueue gave a job that had not started a new payload and start time.
+pub(crate) fn debounced(job: &Job) -> NewEvent {
+    job_event(
+        DEBOUNCED,
+        job,
+        json!({ "run_at": format_rfc3339(job.run_at) }),
     )
 }
 

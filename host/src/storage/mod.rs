@@ -1,17 +1,6 @@
 //! The storage trait every backend implements (SQLite, memory, Redis), the types it speaks,
-//! and `open` which picks a backend from a URL. Semantics are DESIGN.md's "Job model and
-//! lifecycle"; `conformance.rs` is the executable form of them.
-//!
-//! Changes since the lead's first draft (all additive; H3 owns this file):
-//! - `open(url, StorageOptions, clock)` and `StorageOptions` (payload limit, event cap, SQLite
-//!   busy timeout and reader count). `open` is async (Redis connects).
-//! - `StorageError` derives `Clone`; `From<JobError>` maps to `InvalidInput`.
-//! - `Event::at` serialises as an RFC 3339 string, like the job's times (see `job.rs`).
-//! - `job::BackoffPolicy` gained `jitter` (serde default `full`); `job::JobError` and the
-//!   pure rules in `job::rules` are new.
-//! - `DEFAULT_LIST_LIMIT`, `MAX_LIST_LIMIT`, `DEFAULT_MAX_EVENTS`, `RetentionPolicy::rule_for`.
-//! - `limits` (the input checks every backend shares), `loadgen` (benchmark load, behind the
-//!   `testing` feature like `conformance`), `sqlite::SqliteStorage::holding`.
+//! and `open` which picks a backend from a URL. The rules below are the semantics;
+//! `conformance.rs` is their executable form.
 //!
 //! Rules every backend follows (the conformance suite checks each):
 //! - Enqueue is idempotent by id: an existing id returns that job with `created: false`, as
@@ -53,7 +42,7 @@ pub mod redis;
 pub mod sqlite;
 mod transitions;
 
-/// Errors callers branch on. Messages follow STYLE.md: what failed, why, what to do.
+/// Errors callers branch on. Messages say what failed, why, and what to do.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     /// The caller's input is wrong (payload too large or not JSON, bad priority...). Nothing
@@ -129,6 +118,42 @@ pub const REDIS_SCHEMES: [&str; 6] = [
 pub fn is_redis_url(url: &str) -> bool {
     url.split_once("://")
         .is_some_and(|(scheme, _)| REDIS_SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)))
+}
+
+/// A storage URL fit for logs and messages: the password in its user info and every query
+/// parameter whose name contains `password` (`sentinel_password`) become `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    // User info ends at the last `@` before the first `/` (a path may hold an `@`).
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let mut out = match before_query[..authority_end].rfind('@') {
+        Some(at) => {
+            let (userinfo, after) = (&before_query[..at], &before_query[at..]);
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***{after}"),
+                None => format!("{scheme}://{before_query}"),
+            }
+        }
+        None => format!("{scheme}://{before_query}"),
+    };
+    if let Some(q) = query {
+        let q: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&q.join("&"));
+    }
+    out
 }
 
 /// Every job `filter` selects (its `limit` and `cursor` are ignored), newest first, read in
@@ -335,7 +360,8 @@ impl RetentionPolicy {
 }
 
 impl Default for RetentionPolicy {
-    /// DESIGN.md: completed 24 h or last 1000 per type; failed 7 days or last 5000 per type.
+    /// Completed and cancelled: 24 h or the last 1000 per type; failed: 7 days or the last
+    /// 5000 per type.
     fn default() -> Self {
         Self {
             completed: Retention {
@@ -373,7 +399,7 @@ pub struct TypeStats {
 pub struct Event {
     /// Increasing within one storage; readers resume after it. Opaque to clients.
     pub id: String,
-    /// `job.created`, `job.started`, ... (DESIGN.md "Events").
+    /// `job.created`, `job.started`, ... (the rules at the top of this module list them).
     pub kind: String,
     pub job_id: Option<String>,
     pub job_type: Option<String>,
@@ -545,4 +571,32 @@ pub trait Storage: Send + Sync + 'static {
     /// A cheap round trip, for health.
     async fn ping(&self) -> Result<Duration>;
     async fn info(&self) -> Result<BackendInfo>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn urls_lose_every_password_and_keep_the_rest() {
+        assert_eq!(
+            redact_url("redis://:s3cret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(redact_url("redis://user:pw@host"), "redis://user:***@host");
+        assert_eq!(redact_url("redis://user@host"), "redis://user@host");
+        assert_eq!(
+            redact_url("redis+sentinel://u:hunter2@h:1,h:2/0?service=m&sentinel_password=z"),
+            "redis+sentinel://u:***@h:1,h:2/0?service=m&sentinel_password=***"
+        );
+        assert_eq!(
+            redact_url("sqlite://./data/spool.db"),
+            "sqlite://./data/spool.db"
+        );
+        assert_eq!(
+            redact_url("sqlite:///srv/a@b:c/x.db"),
+            "sqlite:///srv/a@b:c/x.db"
+        );
+        assert_eq!(redact_url("memory://"), "memory://");
+    }
 }

@@ -156,7 +156,7 @@ fn prepare_path(path: &Path) -> Result<()> {
 
 /// The database of this user and its `-wal` and `-shm` files become 0600 (SQLite creates
 /// them 0644, and later `-wal`/`-shm` files take the database file's mode). Jobs hold other
-/// people's payloads and results (issue 19, finding 10). For the moment between SQLite
+/// people's payloads and results. For the moment between SQLite
 /// creating the file and this, the folder (0700 when spool created it, and the data folder
 /// always: see `app`) keeps others out. Best effort: a file of another user (or on a
 /// filesystem without modes) is left as it is.

@@ -1,7 +1,8 @@
-//! The ends of an attempt applied to a `Job` in Rust, for the backends that decide them in
-//! Rust (memory and SQLite; Redis does the same in its Lua scripts). The decisions are the
-//! pure rules of `job::rules`; this is the one place that writes their outcome into the job's
-//! fields, so both backends record the same state, ready time, error, logs and attempt.
+//! The ends of an attempt (and a debounced enqueue) applied to a `Job` in Rust, for the
+//! backends that decide them in Rust (memory and SQLite; Redis does the same in its Lua
+//! scripts). The decisions are the pure rules of `job::rules`; this is the one place that
+//! writes their outcome into the job's fields, so both backends record the same state, ready
+//! time, error, logs and attempt.
 
 use super::Failure;
 use crate::job::{self, Job, JobState, Millis};
@@ -42,4 +43,23 @@ pub(crate) fn apply_release(job: &mut Job) {
     if job.status == JobState::Pending {
         job.attempt = job.attempt.saturating_sub(1);
     }
+}
+
+/// A debounced enqueue reaching a job that has not started (`pending` or `scheduled`): it
+/// takes the new payload and waits `debounce_ms` from `now` (never less than it already
+/// had to), `scheduled` until then.
+pub(crate) fn debounce(
+    job: &mut Job,
+    payload: Box<serde_json::value::RawValue>,
+    debounce_ms: u64,
+    now: Millis,
+) {
+    job.payload = payload;
+    let at = now.saturating_add(debounce_ms as i64);
+    if job.status == JobState::Scheduled {
+        job.run_at = job.run_at.max(at);
+    } else {
+        job.run_at = at;
+    }
+    job.status = JobState::Scheduled;
 }

@@ -318,3 +318,106 @@ pub async fn schedules_are_stored_replaced_and_deleted(s: Backend, clock: Arc<Ma
     bad.priority = Some(0);
     assert_invalid(s.put_schedule(bad).await, "priority");
 }
+
+fn keyed(job_type: &str, key: &str, payload: &str) -> crate::job::NewJob {
+    crate::job::NewJob {
+        unique_key: Some(key.into()),
+        payload: json(payload),
+        ..job(job_type)
+    }
+}
+
+pub async fn unique_for_keeps_a_finished_jobs_key_taken_for_its_window(
+    s: Backend,
+    clock: Arc<ManualClock>,
+) {
+    let first = enqueue(
+        &s,
+        crate::job::NewJob {
+            unique_for_ms: Some(10_000),
+            ..keyed("fc-window", "w", "{}")
+        },
+    )
+    .await;
+    let c = claim_one(&s, "fc-window").await;
+    s.complete(vec![completion(&c)]).await.unwrap();
+    clock.advance(secs(5));
+    // Within the window an enqueue with the key returns the finished job.
+    let out = s.enqueue(keyed("fc-window", "w", "{}")).await.unwrap();
+    assert!(!out.created);
+    assert_eq!(out.job.id, first.id);
+    assert_eq!(out.job.status, crate::job::JobState::Completed);
+    assert_eq!(get(&s, &first.id).await.unique_for_ms, Some(10_000));
+    // At its end the key is free.
+    clock.advance(secs(5));
+    let out = s.enqueue(keyed("fc-window", "w", "{}")).await.unwrap();
+    assert!(out.created);
+    // A cancelled job keeps its window too; without one the key is free at once.
+    let other = enqueue(
+        &s,
+        crate::job::NewJob {
+            unique_for_ms: Some(60_000),
+            ..keyed("fc-window", "c", "{}")
+        },
+    )
+    .await;
+    s.cancel(&other.id).await.unwrap();
+    let out = s.enqueue(keyed("fc-window", "c", "{}")).await.unwrap();
+    assert!(
+        !out.created,
+        "the cancelled job holds the key for its window"
+    );
+    assert_invalid(
+        s.enqueue(crate::job::NewJob {
+            unique_for_ms: Some(1_000),
+            ..job("fc-window")
+        })
+        .await,
+        "needs a `unique_key`",
+    );
+}
+
+pub async fn debounce_gives_the_waiting_job_the_newest_payload_and_pushes_it_back(
+    s: Backend,
+    clock: Arc<ManualClock>,
+) {
+    let t0 = clock.now_ms();
+    let debounced = |payload: &str| crate::job::NewJob {
+        debounce_ms: Some(5_000),
+        ..keyed("fc-debounce", "d", payload)
+    };
+    let first = s.enqueue(debounced(r#"{"n":1}"#)).await.unwrap();
+    assert!(first.created);
+    assert_eq!(first.job.status, crate::job::JobState::Scheduled);
+    assert_eq!(first.job.run_at, t0 + 5_000);
+    clock.advance(secs(2));
+    let second = s.enqueue(debounced(r#"{"n":2}"#)).await.unwrap();
+    assert!(!second.created);
+    assert_eq!(second.job.id, first.job.id);
+    assert_eq!(value(&second.job.payload), serde_json::json!({"n": 2}));
+    assert_eq!(second.job.run_at, t0 + 7_000);
+    assert_eq!(second.job.status, crate::job::JobState::Scheduled);
+    // Not due before its new time.
+    clock.advance(secs(4));
+    assert_eq!(s.promote_due().await.unwrap(), 0);
+    clock.advance(secs(1));
+    assert_eq!(s.promote_due().await.unwrap(), 1);
+    let c = claim_one(&s, "fc-debounce").await;
+    assert_eq!(value(&c.job.payload), serde_json::json!({"n": 2}));
+    // A running holder is left as it is.
+    let third = s.enqueue(debounced(r#"{"n":3}"#)).await.unwrap();
+    assert!(!third.created);
+    assert_eq!(
+        value(&get(&s, &c.job.id).await.payload),
+        serde_json::json!({"n": 2})
+    );
+    let kinds: Vec<String> = s
+        .events_since(None, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.job_id.as_deref() == Some(first.job.id.as_str()))
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["job.created", "job.debounced", "job.started"]);
+}

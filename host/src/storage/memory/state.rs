@@ -33,6 +33,8 @@ pub(super) struct State {
     leases: BTreeSet<(Millis, String)>,
     /// Unique key -> id, for live jobs only.
     unique: HashMap<String, String>,
+    /// Unique key -> id of the last finished job holding it with a `unique_for` window.
+    unique_window: HashMap<String, String>,
     pub(super) events: VecDeque<Event>,
     last_event_id: i64,
     cache: HashMap<(String, String), (String, Option<Millis>)>,
@@ -75,10 +77,13 @@ impl State {
             }
             _ => {}
         }
-        if let Some(key) = &job.unique_key
-            && self.unique.get(key) == Some(&job.id)
-        {
-            self.unique.remove(key);
+        if let Some(key) = &job.unique_key {
+            if self.unique.get(key) == Some(&job.id) {
+                self.unique.remove(key);
+            }
+            if self.unique_window.get(key) == Some(&job.id) {
+                self.unique_window.remove(key);
+            }
         }
         Some(entry)
     }
@@ -104,8 +109,12 @@ impl State {
             }
             _ => {}
         }
-        if let (Some(key), true) = (&job.unique_key, job.status.is_live()) {
-            self.unique.insert(key.clone(), job.id.clone());
+        if let Some(key) = &job.unique_key {
+            if job.status.is_live() {
+                self.unique.insert(key.clone(), job.id.clone());
+            } else if job.unique_for_ms.is_some() && job.finished_at.is_some() {
+                self.unique_window.insert(key.clone(), job.id.clone());
+            }
         }
         self.jobs.insert(job.id.clone(), entry);
     }
@@ -129,6 +138,18 @@ impl State {
         self.jobs.get(id).map(|e| &e.job)
     }
 
+    /// The job holding `unique_key` at `now`: a live one, or a finished one within its
+    /// `unique_for` window.
+    fn holder(&self, unique_key: Option<&String>, now: Millis) -> Option<&Job> {
+        let key = unique_key?;
+        if let Some(live) = self.live_holder(Some(key)) {
+            return Some(live);
+        }
+        let job = &self.jobs.get(self.unique_window.get(key)?)?.job;
+        let until = job.finished_at?.saturating_add(job.unique_for_ms? as i64);
+        (until > now).then_some(job)
+    }
+
     /// Enqueue one validated job: an existing id or a live unique key returns that job.
     pub(super) fn insert_new(&mut self, new: NewJob, now: Millis) -> Enqueued {
         if let Some(existing) = self.jobs.get(&new.id) {
@@ -137,9 +158,22 @@ impl State {
                 created: false,
             };
         }
-        if let Some(holder) = self.live_holder(new.unique_key.as_ref()) {
+        if let Some(holder) = self.holder(new.unique_key.as_ref(), now).cloned() {
+            let waiting = matches!(holder.status, JobState::Pending | JobState::Scheduled);
+            if let (Some(d), true) = (new.debounce_ms, waiting)
+                && let Some(mut entry) = self.take(&holder.id)
+            {
+                transitions::debounce(&mut entry.job, new.payload, d, now);
+                self.push_event(job_events::debounced(&entry.job), now);
+                let job = entry.job.clone();
+                self.put(entry);
+                return Enqueued {
+                    job,
+                    created: false,
+                };
+            }
             return Enqueued {
-                job: holder.clone(),
+                job: holder,
                 created: false,
             };
         }

@@ -98,6 +98,9 @@ pub fn job_from_fields(mut f: HashMap<String, String>) -> Result<Job, StorageErr
         finished_at,
         timeout_ms,
         unique_key: take("unique_key"),
+        unique_for_ms: take("unique_for")
+            .map(|v| num::<u64>(&v, ctx("unique_for")))
+            .transpose()?,
         progress,
         result,
         error: take("error"),
@@ -141,6 +144,7 @@ pub fn job_to_fields(job: &Job) -> Vec<(&'static str, String)> {
     );
     opt("timeout_ms", job.timeout_ms.map(|v| v.to_string()));
     opt("unique_key", job.unique_key.clone());
+    opt("unique_for", job.unique_for_ms.map(|v| v.to_string()));
     opt("progress", job.progress.as_ref().map(json));
     opt("result", job.result.as_ref().map(|r| r.get().to_owned()));
     opt("error", job.error.clone());
@@ -154,8 +158,8 @@ pub fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
 }
 
-/// The 9 script arguments lua/lib.lua's `insert_new` reads for one new job.
-pub fn new_job_args(j: &NewJob) -> [String; 9] {
+/// The 11 script arguments (NEW_JOB_ARGS) lua/lib.lua's `insert_new` reads for one new job.
+pub fn new_job_args(j: &NewJob) -> [String; 11] {
     [
         j.id.clone(),
         j.job_type.clone(),
@@ -166,6 +170,8 @@ pub fn new_job_args(j: &NewJob) -> [String; 9] {
         j.timeout_ms.map(|t| t.to_string()).unwrap_or_default(),
         j.unique_key.clone().unwrap_or_default(),
         j.backoff.as_ref().map(json).unwrap_or_default(),
+        j.unique_for_ms.map(|t| t.to_string()).unwrap_or_default(),
+        j.debounce_ms.map(|t| t.to_string()).unwrap_or_default(),
     ]
 }
 
@@ -370,6 +376,7 @@ mod tests {
             finished_at: None,
             timeout_ms: Some(30_000),
             unique_key: Some("u".into()),
+            unique_for_ms: Some(60_000),
             progress: Some(Progress {
                 percent: 40,
                 message: Some("half".into()),

@@ -117,7 +117,7 @@ fn bad(url_shape: &str, why: impl std::fmt::Display) -> StorageError {
 
 /// Parses a Redis storage URL. Error messages never echo the password.
 pub fn parse(url: &str) -> Result<RedisConfig, StorageError> {
-    let shown = redact(url);
+    let shown = crate::storage::redact_url(url);
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| bad(&shown, "expected SCHEME://..."))?;
@@ -373,36 +373,6 @@ fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| "%-escapes do not form UTF-8".to_owned())
 }
 
-/// The URL with any password replaced by `***`, for messages and `info`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (before_query, query) = match rest.split_once('?') {
-        Some((r, q)) => (r, Some(q)),
-        None => (rest, None),
-    };
-    let mut out = match before_query.rsplit_once('@') {
-        Some((userinfo, hosts)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{hosts}"),
-            None => format!("{scheme}://{userinfo}@{hosts}"),
-        },
-        None => format!("{scheme}://{before_query}"),
-    };
-    if let Some(q) = query {
-        let q: Vec<String> = q
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                Some((k, _)) if k.contains("password") => format!("{k}=***"),
-                _ => p.to_owned(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&q.join("&"));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,7 +530,7 @@ mod tests {
         let e = parse("redis://u:hunter2@h/x").unwrap_err().to_string();
         assert!(!e.contains("hunter2"), "{e}");
         assert_eq!(
-            redact("redis://u:hunter2@h:1/0?sentinel_password=z"),
+            crate::storage::redact_url("redis://u:hunter2@h:1/0?sentinel_password=z"),
             "redis://u:***@h:1/0?sentinel_password=***"
         );
     }

@@ -98,7 +98,7 @@ impl std::fmt::Debug for RedisStorage {
 impl RedisStorage {
     pub async fn connect(url: &str, opts: StorageOptions, clock: Arc<dyn Clock>) -> Result<Self> {
         let cfg = config::parse(url)?;
-        let shown = config::redact(url);
+        let shown = crate::storage::redact_url(url);
         if cfg.tls() {
             install_crypto_provider();
         }

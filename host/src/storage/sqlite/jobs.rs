@@ -27,7 +27,20 @@ pub(super) fn enqueue(
     new: NewJob,
     now: Millis,
 ) -> OpResult<Enqueued> {
+    let debounce_ms = new.debounce_ms;
+    let payload = new.payload.clone();
     let job = Job::from_new(new, now);
+    // A finished job keeps its key within its `unique_for` window: the insert below would not
+    // see it (the unique index covers live jobs only).
+    if let Some(key) = &job.unique_key
+        && let Some(holder) = query_job(conn, sql::WINDOW_HOLDER, params![key, now])?
+        && query_job(conn, sql::JOB_BY_ID, [&job.id])?.is_none()
+    {
+        return Ok(Enqueued {
+            job: holder,
+            created: false,
+        });
+    }
     if insert_job(conn, &job)? {
         insert_event(conn, job_events::created(&job), now)?;
         ctx.wake |= job.status == JobState::Pending;
@@ -43,6 +56,21 @@ pub(super) fn enqueue(
     if let Some(key) = &job.unique_key
         && let Some(holder) = query_job(conn, sql::LIVE_HOLDER, [key])?
     {
+        if let Some(d) = debounce_ms {
+            let until = now.saturating_add(d as i64);
+            let updated = query_job(
+                conn,
+                sql::DEBOUNCE,
+                params![holder.id, payload.get(), until],
+            )?;
+            if let Some(updated) = updated {
+                insert_event(conn, job_events::debounced(&updated), now)?;
+                return Ok(Enqueued {
+                    job: updated,
+                    created: false,
+                });
+            }
+        }
         return Ok(Enqueued {
             job: holder,
             created: false,

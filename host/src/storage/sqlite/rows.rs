@@ -33,6 +33,8 @@ const BACKOFF: usize = 19;
 pub(super) const LEASE_TOKEN: usize = 20;
 const LEASE_EXPIRES_AT: usize = 21;
 const CANCEL_REQUESTED: usize = 23;
+/// Schema v2.
+const UNIQUE_FOR_MS: usize = 24;
 
 fn bad(col: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, Type::Text, Box::new(e))
@@ -63,6 +65,7 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         finished_at: row.get(FINISHED_AT)?,
         timeout_ms: row.get(TIMEOUT_MS)?,
         unique_key: row.get(UNIQUE_KEY)?,
+        unique_for_ms: row.get(UNIQUE_FOR_MS)?,
         progress: match percent {
             Some(percent) => Some(Progress {
                 percent,
@@ -128,6 +131,7 @@ pub(super) fn insert_job(conn: &Connection, job: &Job) -> OpResult<bool> {
         backoff,
         job.lease_expires_at,
         job.cancel_requested,
+        job.unique_for_ms,
     ])?;
     Ok(inserted == 1)
 }

@@ -287,3 +287,31 @@ async fn the_checkpoint_thread_copies_the_wal_into_the_database_file() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_file_of_schema_version_1_is_migrated_with_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))
+            .unwrap();
+        connection::migrate(&conn, &path, &sql::MIGRATIONS[..1]).unwrap();
+        conn.execute(
+            "INSERT INTO jobs (id, type, payload, priority, status, max_attempts, run_at, \
+             created_at, unique_key) VALUES ('0190-old', 'echo', '{}', 5, 'pending', 4, 1, 1, 'k')",
+            [],
+        )
+        .unwrap();
+    }
+    assert_eq!(user_version(&path), 1);
+    let s = open(&path).await.unwrap();
+    assert_eq!(user_version(&path), sql::MIGRATIONS.len() as i64);
+    let job = s.get("0190-old").await.unwrap().expect("the old job");
+    assert_eq!(
+        (job.unique_key.as_deref(), job.unique_for_ms),
+        (Some("k"), None)
+    );
+    assert!(s.type_controls().await.unwrap().is_empty());
+    assert!(s.schedules().await.unwrap().is_empty());
+}

@@ -11,6 +11,6 @@ if j.status == 'running' then
   return { 2, dump(id) }
 end
 move(id, j, 'cancelled', { finished_at = fmt(NOW) })
-release_unique(id, j)
+release_unique(id, j, true)
 emit('job.cancelled', id, j.type, job_data(j))
 return { 1, dump(id) }

@@ -1,7 +1,7 @@
 -- complete.lua: finish attempts successfully, with their follow-up jobs, atomically.
 -- ARGV[4]   n, the number of completions; then per completion:
 --           id, lease token, result JSON, logs JSON array, plugin_version ('' = none),
---           f (number of follow-ups), then 9 arguments per follow-up (lib.lua insert_new)
+--           f (number of follow-ups), then NEW_JOB_ARGS (11) arguments per follow-up (lib.lua insert_new)
 -- Returns   one code per completion: 1 completed, 0 lease lost (nothing written, follow-ups
 --           dropped). A requested cancel does not stop a completion: the work is done.
 -- The hot path of every job, so written out rather than through end_attempt (lib.lua), which
@@ -16,7 +16,8 @@ for _ = 1, n do
   local id, token = ARGV[i], ARGV[i + 1]
   local nf = tonumber(ARGV[i + 5])
   local key = k_job(id)
-  local f = redis.call('HMGET', key, 'status', 'lease', 'type', 'attempt', 'unique_key')
+  local f = redis.call('HMGET', key, 'status', 'lease', 'type', 'attempt', 'unique_key',
+    'unique_for')
   if f[1] == 'running' and f[2] == token then
     local t, pv = f[3], ARGV[i + 4]
     unplace(id, t, 'running')
@@ -31,18 +32,18 @@ for _ = 1, n do
         'finished_at', finished, 'plugin_version', pv)
     end
     place(id, { type = t }, 'completed')
-    if f[5] then release_unique(id, { unique_key = f[5] }) end
+    if f[5] then release_unique(id, { unique_key = f[5], unique_for = f[6] }, true) end
     emit('job.completed', id, t,
       '{"status":"completed","attempt":' .. (f[4] or '0') .. '}')
     for k = 0, nf - 1 do
-      local created, _, state = insert_new(ARGV, i + 6 + k * 9)
+      local created, _, state = insert_new(ARGV, i + 6 + k * NEW_JOB_ARGS)
       if created == 1 and state == 'pending' then wake = true end
     end
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
-  i = i + 6 + nf * 9
+  i = i + 6 + nf * NEW_JOB_ARGS
 end
 batch_end()
 if wake then redis.call('PUBLISH', CH_WAKE, 'followup') end

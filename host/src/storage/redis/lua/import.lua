@@ -29,7 +29,9 @@ while i <= #ARGV do
     zadd(k_by_type(j.type), 0, id)
     note_type(j.type)
     place(id, j, j.status)
-    if live and j.unique_key then redis.call('HSET', K_UNIQUE, j.unique_key, id) end
+    if j.unique_key and (live or (j.unique_for and not live_holder(j.unique_key, id))) then
+      redis.call('HSET', K_UNIQUE, j.unique_key, id)
+    end
     if j.status == 'pending' then wake = true end
     if announce then
       -- job_events.rs announced: created, and cancelled for a job cancelled meanwhile.

@@ -28,7 +28,8 @@
 --   P:running:<type>         zset of running jobs by lease expiry: the reaper's index, the
 --                            stats count and (sorted by id when read) the listing of running
 --                            jobs, whose number the worker slots bound
---   P:unique                 hash unique_key -> id, live jobs only
+--   P:unique                 hash unique_key -> id of the job holding it: a live one, or a
+--                            finished one with a `unique_for` window (live_holder checks it)
 --   P:types                  set of job types that have jobs
 --   P:events                 stream, the event log: one entry per script call, holding that
 --                            call's events (write_events below says how ids and the cap work)
@@ -322,8 +323,10 @@ local function move(id, j, to, set)
   place(id, j, to)
 end
 
--- Unique keys map live jobs only: drop the entry when this job holds it.
-local function release_unique(id, j)
+-- Drops the unique key's entry when this job holds it. A job that just finished (`finishing`)
+-- with a `unique_for` window keeps it: live_holder ends the window by the job's times.
+local function release_unique(id, j, finishing)
+  if finishing and j.unique_for then return end
   if j.unique_key and redis.call('HGET', K_UNIQUE, j.unique_key) == id then
     redis.call('HDEL', K_UNIQUE, j.unique_key)
   end
@@ -418,7 +421,7 @@ local function end_attempt(id, j, to, set, lease_expired)
   for _, f in ipairs(LEASE_FIELDS) do set[f] = false end
   if is_finished(to) then set.finished_at = fmt(NOW) end
   move(id, j, to, set)
-  if is_finished(to) then release_unique(id, j) end
+  if is_finished(to) then release_unique(id, j, true) end
   attempt_ended_event(id, j, lease_expired)
 end
 
@@ -442,37 +445,60 @@ local function remove_job(id)
   return 1
 end
 
--- The live job holding unique key `key`, other than `id`, or nil.
-local function live_holder(key, id)
+-- The job holding unique key `key`, other than `id`, or nil: a live one, or with `window`,
+-- also a finished one within its `unique_for` window (enqueues respect the window; imports
+-- and replays look at live jobs only).
+local function key_holder(key, id, window)
   if not key or key == '' then return nil end
   local holder = redis.call('HGET', K_UNIQUE, key)
   if not holder or holder == id then return nil end
-  local hs = redis.call('HGET', k_job(holder), 'status')
-  if hs and not is_finished(hs) then return holder end
+  local h = redis.call('HMGET', k_job(holder), 'status', 'finished_at', 'unique_for')
+  if not h[1] then return nil end
+  if not is_finished(h[1]) then return holder end
+  local window_end = (tonumber(h[2]) or 0) + (tonumber(h[3]) or 0)
+  if window and h[3] and window_end > NOW then return holder end
   return nil
 end
+local function live_holder(key, id) return key_holder(key, id, false) end
 
--- Inserts a new job from the 9 arguments a[i..i+8]: id, type, payload, priority,
--- max_attempts, run_at ('' = now), timeout_ms (''), unique_key (''), backoff JSON ('').
+-- Inserts a new job from the NEW_JOB_ARGS arguments a[i..i+10]: id, type, payload, priority,
+-- max_attempts, run_at ('' = now), timeout_ms (''), unique_key (''), backoff JSON (''),
+-- unique_for in ms (''), debounce in ms ('').
 -- Returns created (1/0), the id of the job the caller gets (the existing job when the id
--- exists already, a retried call, or when a live job holds the unique key), and for a
--- created job its state.
+-- exists already, a retried call, or when a job holds the unique key: with a debounce, a
+-- holder that has not started takes the new payload and waits again), and for a created job
+-- its state.
+local NEW_JOB_ARGS = 11
 local function insert_new(a, i)
   local id, t, unique = a[i], a[i + 1], a[i + 7]
+  local unique_for, debounce = a[i + 9], a[i + 10]
   if redis.call('EXISTS', k_job(id)) == 1 then return 0, id end
-  local holder = live_holder(unique, id)
-  if holder then return 0, holder end
-  -- job::rules::initial_state: a run_at in the past means now.
-  local run_at, s = NOW, 'pending'
-  if a[i + 5] ~= '' and tonumber(a[i + 5]) > NOW then
-    run_at, s = tonumber(a[i + 5]), 'scheduled'
+  local holder = key_holder(unique, id, true)
+  if holder then
+    if debounce ~= '' then
+      local hj = load(holder)
+      if hj and (hj.status == 'pending' or hj.status == 'scheduled') then
+        local at = NOW + tonumber(debounce)
+        if hj.status == 'scheduled' then at = math.max(at, tonumber(hj.run_at) or 0) end
+        move(holder, hj, 'scheduled', { payload = a[i + 2], run_at = fmt(at) })
+        emit('job.debounced', holder, hj.type, job_data(hj, '"run_at":"' .. rfc3339(at) .. '"'))
+      end
+    end
+    return 0, holder
   end
+  -- job::rules::initial_state: a run_at in the past means now; a debounce waits its window.
+  local want = NOW
+  if a[i + 5] ~= '' then want = tonumber(a[i + 5]) end
+  if debounce ~= '' then want = math.max(want, NOW + tonumber(debounce)) end
+  local run_at, s = NOW, 'pending'
+  if want > NOW then run_at, s = want, 'scheduled' end
   local f = { 'id', id, 'type', t, 'payload', a[i + 2], 'priority', a[i + 3], 'status', s,
     'attempt', '0', 'max_attempts', a[i + 4], 'run_at', fmt(run_at), 'created_at', fmt(NOW),
     'logs', '[]', 'cancel_requested', '0' }
   if a[i + 6] ~= '' then f[#f + 1] = 'timeout_ms'; f[#f + 1] = a[i + 6] end
   if unique ~= '' then f[#f + 1] = 'unique_key'; f[#f + 1] = unique end
   if a[i + 8] ~= '' then f[#f + 1] = 'backoff'; f[#f + 1] = a[i + 8] end
+  if unique_for ~= '' then f[#f + 1] = 'unique_for'; f[#f + 1] = unique_for end
   redis.call('HSET', k_job(id), unpack(f))
   zadd(k_by_type(t), 0, id)
   note_type(t)

@@ -23,3 +23,9 @@ CREATE TABLE schedules (
     last_tick  INTEGER,
     created_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- `unique_for`: a finished job keeps its unique key taken for this many ms.
+ALTER TABLE jobs ADD COLUMN unique_for_ms INTEGER;
+-- The finished holders of unique keys with such a window, newest first per key.
+CREATE INDEX jobs_unique_window ON jobs (unique_key, finished_at)
+    WHERE unique_for_ms IS NOT NULL AND finished_at IS NOT NULL;
