@@ -451,3 +451,33 @@ fn debounce_and_unique_windows_through_the_cli() {
     assert_eq!(bad.status, 400, "{}", bad.text);
     assert!(bad.text.contains("needs a `unique_key`"), "{}", bad.text);
 }
+
+#[test]
+fn a_plugins_manifest_schedule_is_stored_fires_and_goes_with_it() {
+    let d = Daemon::builder(&["echo"]).start();
+    let manifest = "[[schedules]]\nname = \"echo-tick\"\ncron = \"* * * * * *\"\n\
+                    payload = { from = \"manifest\" }\n";
+    std::fs::write(d.plugins.join("echo.toml"), manifest).expect("manifest");
+    d.wait_until(LONG, "the manifest's schedule to be stored", || {
+        d.get("/api/v1/schedules").body["schedules"][0]["name"] == "echo-tick"
+    });
+    let listed = d.get("/api/v1/schedules");
+    let s = &listed.body["schedules"][0];
+    assert_eq!(
+        (s["plugin"].as_str(), s["type"].as_str()),
+        (Some("echo"), Some("echo")),
+        "{s}"
+    );
+    d.wait_until(LONG, "a job from the schedule", || {
+        d.count("completed") >= 1
+    });
+    let job = &d.all_jobs("completed")[0];
+    assert_eq!(job["payload"], json!({"from": "manifest"}), "{job}");
+    // The manifest drops it: the schedule goes.
+    std::fs::write(d.plugins.join("echo.toml"), "timeout = \"10s\"\n").expect("manifest");
+    d.wait_until(LONG, "the schedule to be removed", || {
+        d.get("/api/v1/schedules").body["schedules"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+    });
+}

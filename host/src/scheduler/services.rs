@@ -53,6 +53,19 @@ impl DaemonServices {
         }
     }
 
+    /// Writes a report the throttle still holds back, now: called when the attempt ends, so
+    /// that a job's last report (often 100%) is recorded while its lease still holds.
+    pub(crate) async fn flush_progress(&self) {
+        let pending = {
+            let mut st = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+            st.last_write = Some(Instant::now());
+            st.pending.take()
+        };
+        if let Some((percent, message)) = pending {
+            self.write_progress(percent, message).await;
+        }
+    }
+
     async fn write_progress(&self, percent: u8, message: Option<String>) {
         write_progress(
             &self.storage,

@@ -104,7 +104,9 @@ pub(super) async fn run(
                 peak_memory: 0,
             }
         } else {
-            resolved.runner.run(input, services).await
+            let exec = resolved.runner.run(input, services.clone()).await;
+            services.flush_progress().await;
+            exec
         };
         drop(guard);
         if let Some(d) = exec.instantiate {

@@ -22,7 +22,11 @@ struct Ran {
 
 fn handle(job: Job) -> Result<Ran, Error> {
     let Payload { hold_ms } = job.payload()?;
-    let runs = cache::increment(&format!("runs:{}", job.id()), 1, Some(Duration::from_secs(3600)))?;
+    let runs = cache::increment(
+        &format!("runs:{}", job.id()),
+        1,
+        Some(Duration::from_secs(3600)),
+    )?;
     if let Some(ms) = hold_ms
         && runs == 1
     {
