@@ -311,8 +311,17 @@ fn a_manifests_global_concurrency_reaches_storage_on_sqlite() {
     assert!(out.contains("global concurrency 2"), "{out}");
     let bad = d.cli(&["limits", "set", "slow", "--rate", "fast"]);
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
-    let a = d.post_raw("/api/v1/types/slow/limits", r#"{"global_concurrency": 0}"#);
+    let a = d.put("/api/v1/types/slow", &json!({"global_concurrency": 0}));
     assert_eq!(a.status, 400, "{}", a.text);
+    let a = d.put(
+        "/api/v1/types/slow",
+        &json!({"paused": true, "rate_limit": "10/1s"}),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    let got = d.get("/api/v1/types/slow");
+    assert_eq!(got.body["paused"], true, "{}", got.text);
+    assert_eq!(got.body["rate_limit"], "10/1s", "{}", got.text);
+    assert_eq!(got.body["global_concurrency"], 2, "{}", got.text);
 }
 
 /// The tick a schedule's job was made for: its id is a UUIDv7 of the tick time.

@@ -5,8 +5,8 @@
 //! compare and set.
 
 use crate::job::{Millis, system_now_ms};
-use crate::storage::Storage;
 use crate::storage::flow::{Missed, ScheduleRecord, tick_job};
+use crate::storage::{NewEvent, Storage};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
@@ -187,7 +187,17 @@ async fn fire(storage: &dyn Storage, r: &ScheduleRecord, spec: &CronSpec, now: M
             // whose enqueue of the same id is a no-op.
             match storage.enqueue(job).await {
                 Ok(e) if e.created => {
-                    tracing::info!(schedule = %name, job_id = %e.job.id, tick = %crate::job::serde_time::format_rfc3339(tick), "schedule fired")
+                    let at = crate::job::serde_time::format_rfc3339(tick);
+                    tracing::info!(schedule = %name, job_id = %e.job.id, tick = %at, "schedule fired");
+                    let event = NewEvent {
+                        kind: "schedule.fired".into(),
+                        job_id: Some(e.job.id.clone()),
+                        job_type: Some(e.job.job_type.clone()),
+                        data: serde_json::json!({ "schedule": name, "tick": at }),
+                    };
+                    if let Err(err) = storage.publish_event(event).await {
+                        tracing::warn!(schedule = %name, error = %err, "cannot record the schedule's event");
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {

@@ -370,6 +370,15 @@ impl Daemon {
         self.post_raw(path, body.to_string())
     }
 
+    pub fn put(&self, path: &str, body: &Value) -> Answer {
+        Self::answer(
+            self.request(reqwest::Method::PUT, path)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send(),
+        )
+    }
+
     pub fn delete(&self, path: &str) -> Answer {
         Self::answer(self.request(reqwest::Method::DELETE, path).send())
     }

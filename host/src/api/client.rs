@@ -126,6 +126,15 @@ impl Client {
         self.send(rb).await
     }
 
+    pub async fn put(&self, path: &str, body: Vec<u8>) -> Result<Answer, ClientError> {
+        let rb = self
+            .request(reqwest::Method::PUT, path)
+            .timeout(Duration::from_secs(60))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.send(rb).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Answer, ClientError> {
         self.send(
             self.request(reqwest::Method::DELETE, path)

@@ -1,5 +1,5 @@
-//! Flow control: per job type `GET /api/v1/types`, `POST /api/v1/types/{type}/pause`,
-//! `/resume` and `/limits`; cron schedules `GET`/`POST /api/v1/schedules`,
+//! Flow control: per job type `GET /api/v1/types`, `GET`/`PUT /api/v1/types/{type}`,
+//! `POST /api/v1/types/{type}/pause` and `/resume`; cron schedules `GET`/`POST /api/v1/schedules`,
 //! `DELETE /api/v1/schedules/{name}`, `POST /api/v1/schedules/{name}/pause` and `/resume`.
 //! The state lives in storage, so every daemon sharing it obeys a change made through any.
 
@@ -67,32 +67,65 @@ pub async fn resume(
     change(&state, &job_type, ControlChange::Resume).await
 }
 
-/// `{"rate_limit": "100/1m", "global_concurrency": 5}`: each field present sets the run-time
-/// override, `null` clears it (the plugin manifest's value applies again), absent leaves it.
-pub async fn limits(
+pub async fn get_type(
+    State(state): State<Arc<ApiState>>,
+    Path(job_type): Path<String>,
+) -> ApiResult<Json<Value>> {
+    crate::job::validate_job_type(&job_type).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let control = state
+        .storage
+        .type_controls()
+        .await?
+        .remove(&job_type)
+        .unwrap_or_default();
+    let mut view = control_view(&control, crate::job::system_now_ms());
+    if let Some(obj) = view.as_object_mut() {
+        obj.insert("type".into(), Value::from(job_type));
+    }
+    Ok(Json(view))
+}
+
+/// `PUT /api/v1/types/{type}` with `{"rate_limit": "100/1m", "global_concurrency": 5,
+/// "paused": true}`: each limit present sets the run-time override, `null` clears it (the
+/// plugin manifest's value applies again), absent leaves it; `paused` pauses or resumes.
+pub async fn put_type(
     State(state): State<Arc<ApiState>>,
     Path(job_type): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let (rate, concurrency) = parse_limits(&body).map_err(ApiError::bad_request)?;
-    change(
-        &state,
-        &job_type,
-        ControlChange::Override { rate, concurrency },
-    )
-    .await
+    let (rate, concurrency, paused) = parse_limits(&body).map_err(ApiError::bad_request)?;
+    let mut view = None;
+    if rate.is_some() || concurrency.is_some() {
+        view = Some(
+            change(
+                &state,
+                &job_type,
+                ControlChange::Override { rate, concurrency },
+            )
+            .await?,
+        );
+    }
+    if let Some(p) = paused {
+        let c = if p {
+            ControlChange::Pause
+        } else {
+            ControlChange::Resume
+        };
+        view = Some(change(&state, &job_type, c).await?);
+    }
+    view.ok_or_else(|| ApiError::bad_request("the body sets nothing"))
 }
 
-type LimitChanges = (Option<Option<RateLimit>>, Option<Option<u32>>);
+type LimitChanges = (Option<Option<RateLimit>>, Option<Option<u32>>, Option<bool>);
 
 fn parse_limits(body: &[u8]) -> Result<LimitChanges, String> {
-    let hint = r#"send {"rate_limit": "100/1m", "global_concurrency": 5} (null clears one)"#;
+    let hint = r#"send {"rate_limit": "100/1m", "global_concurrency": 5, "paused": false} (null clears a limit)"#;
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| format!("the body is not valid JSON ({e}): {hint}"))?;
     let obj = v
         .as_object()
         .ok_or_else(|| format!("the body must be a JSON object: {hint}"))?;
-    let (mut rate, mut concurrency) = (None, None);
+    let (mut rate, mut concurrency, mut paused) = (None, None, None);
     for (key, value) in obj {
         match key.as_str() {
             "rate_limit" => {
@@ -122,17 +155,25 @@ fn parse_limits(body: &[u8]) -> Result<LimitChanges, String> {
                     }
                 })
             }
+            "paused" => {
+                paused = Some(
+                    value
+                        .as_bool()
+                        .ok_or_else(|| format!("`paused` must be true or false (got {value})"))?,
+                )
+            }
             other => {
                 return Err(format!(
-                    "unknown field `{other}` (expected `rate_limit` or `global_concurrency`)"
+                    "unknown field `{other}` (expected `rate_limit`, `global_concurrency` or \
+                     `paused`)"
                 ));
             }
         }
     }
-    if rate.is_none() && concurrency.is_none() {
+    if rate.is_none() && concurrency.is_none() && paused.is_none() {
         return Err(format!("the body sets nothing: {hint}"));
     }
-    Ok((rate, concurrency))
+    Ok((rate, concurrency, paused))
 }
 
 /// A schedule as the API shows it: the stored record, and its next three fire times (or why
@@ -235,12 +276,14 @@ mod tests {
 
     #[test]
     fn limit_bodies_set_clear_or_leave_each_field() {
-        let (r, c) = parse_limits(br#"{"rate_limit":"5/1s"}"#).unwrap();
+        let (r, c, p) = parse_limits(br#"{"rate_limit":"5/1s"}"#).unwrap();
         assert_eq!(r.unwrap().unwrap().count, 5);
-        assert_eq!(c, None);
-        let (r, c) = parse_limits(br#"{"rate_limit":null,"global_concurrency":3}"#).unwrap();
+        assert_eq!((c, p), (None, None));
+        let (r, c, _) = parse_limits(br#"{"rate_limit":null,"global_concurrency":3}"#).unwrap();
         assert_eq!(r, Some(None));
         assert_eq!(c, Some(Some(3)));
+        let (_, _, p) = parse_limits(br#"{"paused":true}"#).unwrap();
+        assert_eq!(p, Some(true));
         for bad in [
             &br#"{}"#[..],
             br#"[]"#,
@@ -248,6 +291,7 @@ mod tests {
             br#"{"global_concurrency":0}"#,
             br#"{"global_concurrency":"3"}"#,
             br#"{"rate_limit":"fast"}"#,
+            br#"{"paused":"yes"}"#,
             b"{",
         ] {
             assert!(

@@ -47,7 +47,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/types", get(flow::list))
         .route("/types/{type}/pause", post(flow::pause))
         .route("/types/{type}/resume", post(flow::resume))
-        .route("/types/{type}/limits", post(flow::limits))
+        .route("/types/{type}", get(flow::get_type).put(flow::put_type))
         .route("/schedules", get(flow::schedules).post(flow::put_schedule))
         .route(
             "/schedules/{name}",

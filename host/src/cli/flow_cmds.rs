@@ -69,9 +69,9 @@ pub async fn limits(client: &Client, args: LimitsArgs, json: bool) -> Res {
         }
     };
     let answer = client
-        .post(
-            &format!("/api/v1/types/{}/limits", encode(&job_type)),
-            Some(Value::Object(body).to_string().into_bytes()),
+        .put(
+            &format!("/api/v1/types/{}", encode(&job_type)),
+            Value::Object(body).to_string().into_bytes(),
         )
         .await?;
     if json {

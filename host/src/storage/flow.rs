@@ -200,7 +200,8 @@ impl TypeControl {
     }
 
     /// The event a change writes, if any: `type.paused` and `type.resumed` when the state
-    /// flips, `type.held` for a hold that moves the time later, `type.limits` when the limits
+    /// flips, `type.limited` for a hold (a handler's rate limit) that moves the time later,
+    /// `type.limits` when the limits
     /// in force change.
     pub fn event_for(
         before: &TypeControl,
@@ -218,7 +219,7 @@ impl TypeControl {
             && let Some(until) = after.held_until
         {
             return Some((
-                "type.held",
+                "type.limited",
                 serde_json::json!({ "until": crate::job::serde_time::format_rfc3339(until) }),
             ));
         }

@@ -178,7 +178,7 @@ pub async fn holds_keep_a_type_back_and_only_extend(s: Backend, clock: Arc<Manua
     );
     clock.advance(secs(2));
     assert_eq!(claim(&s, &["fc-held"], 10).await.len(), 1);
-    assert_eq!(event_kinds(&s, "fc-held").await, ["type.held"]);
+    assert_eq!(event_kinds(&s, "fc-held").await, ["type.limited"]);
 }
 
 pub async fn overrides_win_over_manifest_limits_until_cleared(
