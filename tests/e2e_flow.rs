@@ -291,7 +291,7 @@ fn a_handlers_rate_limit_holds_the_type_on_every_daemon() {
 
 #[test]
 fn a_manifests_global_concurrency_reaches_storage_on_sqlite() {
-    let d = Daemon::builder(&["slow"]).args(&["--workers", "4"]).start();
+    let mut d = Daemon::builder(&["slow"]).args(&["--workers", "4"]).start();
     std::fs::write(d.plugins.join("slow.toml"), "global_concurrency = 2\n").expect("manifest");
     d.wait_until(LONG, "the manifest's limit in storage", || {
         d.get("/api/v1/types").body["types"]["slow"]["global_concurrency"] == 2
@@ -322,6 +322,14 @@ fn a_manifests_global_concurrency_reaches_storage_on_sqlite() {
     assert_eq!(got.body["paused"], true, "{}", got.text);
     assert_eq!(got.body["rate_limit"], "10/1s", "{}", got.text);
     assert_eq!(got.body["global_concurrency"], 2, "{}", got.text);
+    // The state is in the file: a restarted daemon keeps the type paused.
+    d.kill9();
+    d.restart();
+    let got = d.get("/api/v1/types/slow");
+    assert_eq!(got.body["paused"], true, "{}", got.text);
+    let job = d.submit(&json!({"type": "slow", "payload": {"ms": 1}}));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(d.job(job["id"].as_str().unwrap_or(""))["status"], "pending");
 }
 
 /// The tick a schedule's job was made for: its id is a UUIDv7 of the tick time.
