@@ -1,7 +1,8 @@
-//! Outbound HTTP end to end: the real daemon, the `webhook` example plugin (Rust, contract
-//! 0.2.0) built from source, and a small HTTP server these tests start on loopback. Covers the
-//! allow-list, the private-address check, limits, Retry-After, and secrets never leaving the
-//! daemon.
+//! Outbound HTTP end to end: the real daemon, the `webhook` (Rust) and `fetch-title`
+//! (JavaScript) example plugins (contract 0.2.0) built from source, and a small HTTP server
+//! these tests start on loopback. Covers the allow-list, redirects (never followed), the
+//! private-address check, limits (body size, first byte, a trickling server), Retry-After, and
+//! secrets never leaving the daemon (log, API answers, metrics, the event stream).
 
 use serde_json::{Value, json};
 use spool_tests::{Daemon, plugins_src};
@@ -18,6 +19,8 @@ enum Reply {
     Status(u16, Vec<(&'static str, String)>, String),
     /// Accept the request and never answer.
     Silent,
+    /// Send the head and then one body byte every `interval`.
+    Trickle(Duration),
 }
 
 struct Seen {
@@ -77,6 +80,18 @@ fn answer(stream: TcpStream, reply: Reply, log: &Mutex<Vec<Seen>>) -> Option<Tcp
     let mut stream = stream;
     match reply {
         Reply::Silent => Some(stream),
+        Reply::Trickle(interval) => {
+            std::thread::spawn(move || {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n");
+                for _ in 0..1000 {
+                    std::thread::sleep(interval);
+                    if stream.write_all(b"x").is_err() {
+                        return;
+                    }
+                }
+            });
+            None
+        }
         Reply::Status(code, headers, body) => {
             let mut text = format!(
                 "HTTP/1.1 {code} X\r\ncontent-length: {}\r\nconnection: close\r\n",
@@ -279,4 +294,153 @@ fn a_secret_echoed_back_never_leaves_the_daemon() {
             "the secret leaked into the {what}: {text}"
         );
     }
+}
+
+#[test]
+fn an_allowed_request_works_from_javascript_and_is_cached() {
+    let page = "<html><head><title>Spool &amp; friends</title></head>\
+                <body><p>one two three</p></body></html>";
+    let s = serve(vec![Reply::Status(
+        200,
+        vec![("content-type", "text/html".into())],
+        page.into(),
+    )]);
+    let base = format!("http://127.0.0.1:{}", s.port);
+    let d = Daemon::builder(&[]).start();
+    std::fs::write(
+        d.plugins.join("fetch-title.toml"),
+        format!("memory = \"64MiB\"\nallowed_hosts = [\"{base}\"]\n[retry]\nmax_attempts = 1\n"),
+    )
+    .unwrap();
+    let tmp = d.plugins.join(".fetch-title.wasm.tmp");
+    std::fs::copy(plugins_src().join("fetch-title.wasm"), &tmp).unwrap();
+    std::fs::rename(&tmp, d.plugins.join("fetch-title.wasm")).unwrap();
+    d.wait_until(Duration::from_secs(60), "fetch-title loaded", || {
+        d.get("/api/v1/plugins").text.contains("fetch-title")
+    });
+    let url = format!("{base}/page");
+    let run = |payload: Value, status: &str| {
+        let job = d.submit(&json!({"type": "fetch-title", "payload": payload}));
+        d.wait_status(job["id"].as_str().unwrap(), status, Duration::from_secs(60))
+    };
+    let done = run(json!({"url": url}), "completed");
+    assert_eq!(done["result"]["title"], "Spool & friends", "{done}");
+    assert_eq!(done["result"]["words"], 3, "{done}");
+    assert_eq!(done["result"]["cached"], false, "{done}");
+    let again = run(json!({"url": url}), "completed");
+    assert_eq!(again["result"]["cached"], true, "{again}");
+    assert_eq!(
+        s.seen.lock().unwrap().len(),
+        1,
+        "the repeat came from the cache"
+    );
+    // A host off the list fails inside `fetch`, and the job's log says why.
+    let refused = run(json!({"url": "http://127.0.0.2:9/"}), "failed");
+    let logs = logs(&refused);
+    assert!(
+        logs.contains("refused") && logs.contains("allowed_hosts"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_redirect_is_not_followed() {
+    // The receiver redirects to a host the plugin may not reach: the host hands the 302 to the
+    // plugin (webhook fails a 3xx for good) and nothing goes to the other host.
+    let other = serve(vec![Reply::Status(200, vec![], "ok".into())]);
+    let s = serve(vec![Reply::Status(
+        302,
+        vec![(
+            "location",
+            format!("http://127.0.0.1:{}/elsewhere", other.port),
+        )],
+        String::new(),
+    )]);
+    let base = format!("http://127.0.0.1:{}", s.port);
+    let d = daemon_with_webhook(&manifest(&format!("{base}/hook"), &base, ""));
+    let job = d.submit(&json!({"type": "webhook", "payload": {}}));
+    let done = d.wait_status(
+        job["id"].as_str().unwrap(),
+        "failed",
+        Duration::from_secs(30),
+    );
+    assert!(
+        done["error"].as_str().unwrap_or("").contains("302"),
+        "{done}"
+    );
+    assert_eq!(s.seen.lock().unwrap().len(), 1);
+    assert!(
+        other.seen.lock().unwrap().is_empty(),
+        "the redirect was followed"
+    );
+}
+
+#[test]
+fn a_trickling_server_fails_the_request_at_the_idle_limit() {
+    let s = serve(vec![Reply::Trickle(Duration::from_millis(400))]);
+    let base = format!("http://127.0.0.1:{}", s.port);
+    let d = daemon_with_webhook(&manifest(
+        &format!("{base}/hook"),
+        &base,
+        "[http]\nidle_timeout = \"150ms\"\n",
+    ));
+    let start = Instant::now();
+    let job = d.submit(&json!({"type": "webhook", "payload": {}}));
+    let done = d.wait_status(
+        job["id"].as_str().unwrap(),
+        "failed",
+        Duration::from_secs(30),
+    );
+    assert!(logs(&done).contains("http.idle_timeout"), "{done}");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(d.get("/health").status, 200);
+}
+
+#[test]
+fn a_secret_never_reaches_the_event_stream() {
+    let s = serve(vec![Reply::Status(
+        400,
+        vec![],
+        format!("bad signature key {KEY}"),
+    )]);
+    let base = format!("http://127.0.0.1:{}", s.port);
+    let d = daemon_with_webhook(&manifest(&format!("{base}/hook"), &base, ""));
+    let job = d.submit(&json!({"type": "webhook", "payload": {}}));
+    d.wait_status(
+        job["id"].as_str().unwrap(),
+        "failed",
+        Duration::from_secs(30),
+    );
+    // Every stored event, replayed over SSE from the start.
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .write_all(
+            format!("GET /api/v1/events?after=0 HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut text = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains("job.failed"),
+        "the stream replayed the job's events: {text}"
+    );
+    assert!(
+        !text.contains(KEY),
+        "the secret reached the event stream: {text}"
+    );
 }
