@@ -1,6 +1,7 @@
 //! Runtime benchmarks (criterion, `harness = false`): the cost of one job for `echo` (fresh
-//! store + instance from the pre-linked component, call, drop), where that time goes, and
-//! loading each example plugin cold (compile) versus from the on-disk `.cwasm` cache.
+//! store + instance from the pre-linked component, call, drop), where that time goes, loading
+//! each example plugin cold (compile) versus from the on-disk `.cwasm` cache, and what the host
+//! adds to one outbound HTTP request (`http-probe` against a native client, same server).
 //!
 //! Run in the dev profile (dependencies are optimised; a release wasmtime build takes 20 min):
 //!   scripts/build-plugins.sh && cargo test -p spool-host --bench runtime -- --bench
@@ -228,5 +229,132 @@ fn load_plugins(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, echo_job, load_plugins);
+/// A loopback HTTP server that answers every request `200 ok` and closes the connection.
+fn loopback_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_nodelay(true);
+            let mut buf = [0u8; 4096];
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    port
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `http-probe` makes `n` GETs in one job; a native client (reqwest, a new connection per
+/// request, as the host's outbound client opens one per request) makes the same `n` against
+/// the same server. Rounds interleave the two; the medians per request are printed, and their
+/// difference is what the host adds (the sandbox, the allow-list and address checks, limits,
+/// metrics). Instantiating the plugin is in its figure too, spread over the `n` requests.
+fn http_overhead(c: &mut Criterion) {
+    let rt = tokio_rt();
+    let port = loopback_server();
+    let url = format!("http://127.0.0.1:{port}/");
+    let runtime = runtime(None);
+    let manifest = Manifest {
+        allowed_hosts: vec![format!("http://127.0.0.1:{port}")],
+        http: spool_host::runtime::http::HttpLimitsOverride {
+            max_requests: Some(100_000),
+            ..Default::default()
+        },
+        ..Manifest::default()
+    };
+    let path = plugins_dir().join("http-probe.wasm");
+    let probe = rt
+        .block_on(runtime.load("http-probe", &path, manifest))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let services: Arc<NoServices> = Arc::new(NoServices);
+    let n: u32 = 200;
+    let input = JobInput {
+        id: "01a2017057-probe".into(),
+        job_type: "http-probe".into(),
+        payload: serde_json::json!({ "url": url, "n": n }).to_string(),
+        attempt: 1,
+        max_attempts: 1,
+        priority: 5,
+        ..JobInput::default()
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let (mut host_us, mut direct_us, mut raw_us) = (Vec::new(), Vec::new(), Vec::new());
+    let raw_get = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        s.write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+            .expect("write");
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).expect("read");
+        assert!(answer.starts_with(b"HTTP/1.1 200"));
+    };
+    for _ in 0..7 {
+        let t = Instant::now();
+        let ex = rt.block_on(runtime.execute(&probe, input.clone(), services.clone()));
+        match &ex.outcome {
+            Outcome::Success(r) => assert_eq!(r.get(), format!("{{\"ok\":{n}}}")),
+            other => panic!("http-probe failed: {other:?}"),
+        }
+        host_us.push(t.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+        let t = Instant::now();
+        rt.block_on(async {
+            for _ in 0..n {
+                let r = client.get(&url).send().await.expect("direct request");
+                assert!(r.status().is_success());
+                r.bytes().await.expect("direct body");
+            }
+        });
+        direct_us.push(t.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+        let t = Instant::now();
+        for _ in 0..n {
+            raw_get();
+        }
+        raw_us.push(t.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+    }
+    let (host, direct, raw) = (median(host_us), median(direct_us), median(raw_us));
+    eprintln!(
+        "outbound HTTP, {n} sequential GETs per round to a loopback server, medians of 7 \
+         interleaved rounds: through the http-probe plugin {host:.0} us per request, direct \
+         from Rust with reqwest {direct:.0} us ({:+.0} us), with a bare TcpStream {raw:.0} us \
+         ({:+.0} us)",
+        host - direct,
+        host - raw
+    );
+    let mut group = c.benchmark_group("http");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(u64::from(n)));
+    group.bench_function("probe_200_gets", |b| {
+        b.to_async(&rt).iter(|| {
+            let runtime = &runtime;
+            let probe = &probe;
+            let services = services.clone();
+            let input = input.clone();
+            async move {
+                let ex = runtime.execute(probe, input, services).await;
+                assert!(matches!(ex.outcome, Outcome::Success(_)));
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, echo_job, load_plugins, http_overhead);
 criterion_main!(benches);
