@@ -306,7 +306,8 @@ fn an_allowed_request_works_from_javascript_and_is_cached() {
         page.into(),
     )]);
     let base = format!("http://127.0.0.1:{}", s.port);
-    let d = Daemon::builder(&[]).start();
+    // `echo` is a contract 0.1.0 component: it keeps running beside the 0.2.0 one.
+    let d = Daemon::builder(&["echo"]).start();
     std::fs::write(
         d.plugins.join("fetch-title.toml"),
         format!("memory = \"64MiB\"\nallowed_hosts = [\"{base}\"]\n[retry]\nmax_attempts = 1\n"),
@@ -333,6 +334,18 @@ fn an_allowed_request_works_from_javascript_and_is_cached() {
         s.seen.lock().unwrap().len(),
         1,
         "the repeat came from the cache"
+    );
+    let echo = d.submit(&json!({"type": "echo", "payload": {"old": true}}));
+    let echo = d.wait_status(
+        echo["id"].as_str().unwrap(),
+        "completed",
+        Duration::from_secs(60),
+    );
+    assert_eq!(echo["result"], json!({"old": true}), "{echo}");
+    let plugins = d.get("/api/v1/plugins").text;
+    assert!(
+        plugins.contains("0.1.0") && plugins.contains("0.2.0"),
+        "{plugins}"
     );
     // A host off the list fails inside `fetch`, and the job's log says why.
     let refused = run(json!({"url": "http://127.0.0.2:9/"}), "failed");
