@@ -183,3 +183,17 @@ fn cancel_stops_pending_and_running_jobs() {
     assert_eq!(done.status, 200, "cancelled already: idempotent");
     assert_eq!(d.post("/api/v1/jobs/nope/cancel", &json!({})).status, 404);
 }
+
+#[test]
+fn a_daemon_on_memory_storage_runs_jobs_end_to_end() {
+    let d = Daemon::builder(&["echo", "flaky"])
+        .storage("memory://")
+        .start();
+    let job = d.submit(&json!({"type": "echo", "payload": {"in": "memory"}}));
+    let done = d.wait_status(&id_of(&job), "completed", Duration::from_secs(30));
+    assert_eq!(done["result"], json!({"in": "memory"}));
+    let flaky = d.submit(&json!({"type": "flaky", "payload": {"fail_times": 1}}));
+    let done = d.wait_status(&id_of(&flaky), "completed", Duration::from_secs(30));
+    assert_eq!(done["attempt"], 2, "{done}");
+    assert_eq!(d.get("/api/v1/stats").body["backend"], "memory");
+}

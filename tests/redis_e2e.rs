@@ -411,3 +411,143 @@ fn foreign_keys_of_every_type_in_the_same_db_are_never_touched() {
     assert!(strays.is_empty(), "keys outside the prefix: {strays:?}");
     assert_no_wrongtype(&ds);
 }
+
+/// Runs `spool daemon` on `url` for at most `limit` (it may keep retrying) and returns all it
+/// printed.
+fn daemon_output(url: &str, limit: Duration) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugins dir");
+    let mut child = std::process::Command::new(spool_tests::spool_bin())
+        .args([
+            "daemon",
+            "--listen",
+            "127.0.0.1:0",
+            "--storage",
+            url,
+            "--plugins",
+        ])
+        .arg(&plugins)
+        .env("SPOOL_DATA_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start spool");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_redis_that_requires_a_password_or_an_acl_user_serves_daemons_and_a_wrong_password_says_so() {
+    if !redis::require_redis("redis e2e: auth") {
+        return;
+    }
+    let server = Server::start(&[]);
+    let mut c = server.conn();
+    assert_eq!(
+        c.cmd(&[
+            "ACL",
+            "SETUSER",
+            "spool",
+            "on",
+            ">acl-pw-9",
+            "~*",
+            "&*",
+            "+@all"
+        ])
+        .expect("acl"),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "requirepass", "main-pw-7"])
+            .expect("requirepass"),
+        Reply::Status("OK".into())
+    );
+    let port = server.port;
+    for url in [
+        format!("redis://:main-pw-7@127.0.0.1:{port}/?prefix=auth-default"),
+        format!("redis://spool:acl-pw-9@127.0.0.1:{port}/?prefix=auth-acl"),
+    ] {
+        let d = Daemon::builder(&["echo"]).storage(&url).start();
+        let job = d.submit(&json!({"type": "echo", "payload": {"auth": true}}));
+        let done = d.wait_status(job["id"].as_str().expect("id"), "completed", LONG);
+        assert_eq!(done["result"], json!({"auth": true}));
+        // The harness's own first line shows the command; everything after is the daemon's.
+        let printed: Vec<String> = d
+            .logs()
+            .lines()
+            .filter(|l| !l.starts_with("=== daemon run"))
+            .map(str::to_owned)
+            .collect();
+        assert!(
+            printed.iter().all(|l| !l.contains("-pw-")),
+            "a password reached the daemon's output: {printed:?}"
+        );
+    }
+    let out = daemon_output(
+        &format!("redis://spool:wrong-pw@127.0.0.1:{port}/?prefix=auth-bad"),
+        Duration::from_secs(10),
+    );
+    assert!(!out.contains("wrong-pw"), "{out}");
+    let lower = out.to_ascii_lowercase();
+    assert!(
+        lower.contains("password") || lower.contains("auth"),
+        "a wrong password says what is wrong: {out}"
+    );
+}
+
+#[test]
+fn one_daemons_event_stream_shows_jobs_another_daemon_ran() {
+    if !redis::require_redis("redis e2e: events across daemons") {
+        return;
+    }
+    use std::io::{Read, Write};
+    let server = Server::start(&[]);
+    let url = server.url("events-across");
+    // A has no plugin: every job it sees finish ran on B.
+    let a = Daemon::builder(&[]).storage(&url).start();
+    let b = Daemon::builder(&["echo"]).storage(&url).start();
+    let addr = a.url.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect to A");
+    stream
+        .write_all(format!("GET /api/v1/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .expect("subscribe");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    // The stream is open once its headers arrived.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + LONG;
+    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") && Instant::now() < deadline {
+        if let Ok(n) = stream.read(&mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+    let job = b.submit(&json!({"type": "echo", "payload": {"from": "b"}}));
+    let id = job["id"].as_str().expect("id").to_string();
+    b.wait_status(&id, "completed", LONG);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if text.contains("job.completed") && text.contains(&id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A's stream never showed B's job {id}: {text}"
+        );
+        if let Ok(n) = stream.read(&mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+}
