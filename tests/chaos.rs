@@ -13,7 +13,8 @@
 //! at most the number of jobs in flight at the kills (read from storage while the daemon
 //! is dead); the daemon serves afterwards. Each prints a `chaos summary:` line.
 //!
-//! Randomness comes from one seed, printed (`SPOOL_CHAOS_SEED=N` replays a run). Waits
+//! Randomness comes from one seed, printed (`SPOOL_CHAOS_SEED=N` replays a run);
+//! `SPOOL_CHAOS_ROUNDS` and `SPOOL_CHAOS_JOBS` set the kill -9 rounds and jobs per round. Waits
 //! poll against deadlines. Scenarios run one at a time (they share two cores).
 
 use serde_json::{Value, json};
@@ -337,10 +338,30 @@ fn chaos_url(r: &redis::Server, prefix: &str) -> String {
     format!("{}&timeout=2s&connect_timeout=1s", r.url(prefix))
 }
 
+/// `SPOOL_CHAOS_ROUNDS` and `SPOOL_CHAOS_JOBS` (per round) override a scenario's defaults,
+/// for long runs: `SPOOL_CHAOS_ROUNDS=20 cargo test -p spool-tests --test chaos kill_9`.
+fn env_or(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
+        Err(_) => default,
+    }
+}
+
+fn rounds_or(default: u64) -> u64 {
+    env_or("SPOOL_CHAOS_ROUNDS", default)
+}
+
+fn round_jobs_or(default: u64) -> u64 {
+    env_or("SPOOL_CHAOS_JOBS", default)
+}
+
 #[test]
 fn kill_9_at_random_moments_loses_no_job_sqlite() {
     let _one = serial();
-    kill9_rounds("sqlite kill -9", None, 4, 2500);
+    kill9_rounds("sqlite kill -9", None, rounds_or(4), round_jobs_or(2500));
 }
 
 #[test]
@@ -350,7 +371,12 @@ fn kill_9_at_random_moments_loses_no_job_redis() {
         return;
     }
     let r = redis_aof();
-    kill9_rounds("redis kill -9", Some(chaos_url(&r, "chaos-kill")), 3, 2000);
+    kill9_rounds(
+        "redis kill -9",
+        Some(chaos_url(&r, "chaos-kill")),
+        rounds_or(3),
+        round_jobs_or(2000),
+    );
 }
 
 #[test]

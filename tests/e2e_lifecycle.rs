@@ -184,3 +184,48 @@ fn health_is_unhealthy_when_the_sqlite_file_is_damaged_under_the_daemon() {
         h.text
     );
 }
+
+/// The plugin's version the daemon serves now.
+fn served_version(d: &Daemon, name: &str) -> String {
+    d.get("/api/v1/plugins").body["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["version"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Reloads `SPOOL_RELOADS` times (default 10; the reliability run used 50), each a new
+/// manifest renamed into the folder while jobs keep arriving: no job fails.
+#[test]
+fn many_hot_reloads_under_load_fail_no_job() {
+    let reloads: usize = std::env::var("SPOOL_RELOADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(10);
+    let d = Daemon::builder(&["version"])
+        .args(&["--workers", "4"])
+        .start();
+    let mut ids = Vec::new();
+    for i in 0..reloads {
+        let before = served_version(&d, "version");
+        let tmp = d.plugins.join(".version.toml.tmp");
+        std::fs::write(&tmp, format!("[config]\nversion = \"v{i}\"\n")).unwrap();
+        std::fs::rename(&tmp, d.plugins.join("version.toml")).unwrap();
+        ids.extend(submit_many(&d, 40, json!({"type": "version"})));
+        d.wait_until(LONG, &format!("reload {i}"), || {
+            served_version(&d, "version") != before
+        });
+    }
+    d.wait_until(LONG, "every job to complete", || {
+        d.count("completed") == ids.len() as u64
+    });
+    assert_eq!(d.count("failed"), 0);
+    assert_eq!(d.count("retrying"), 0);
+    eprintln!(
+        "{reloads} hot reloads under load: {} jobs, all completed",
+        ids.len()
+    );
+}
