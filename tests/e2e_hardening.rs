@@ -368,38 +368,9 @@ fn a_bad_last_event_id_is_a_400() {
 
 #[test]
 fn storage_passwords_never_reach_the_daemons_output() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugins dir");
     // Nothing listens on port 1: the daemon reports the storage it cannot reach.
     let url = "redis+sentinel://admin:hunter2@127.0.0.1:1/mymaster?sentinel_password=swordfish";
-    let mut child = std::process::Command::new(spool_tests::spool_bin())
-        .args([
-            "daemon",
-            "--listen",
-            "127.0.0.1:0",
-            "--storage",
-            url,
-            "--plugins",
-        ])
-        .arg(&plugins)
-        .env("SPOOL_DATA_DIR", dir.path())
-        .env("SPOOL_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start spool");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = spool_tests::daemon_output(url, Duration::from_secs(10));
     assert!(text.contains("127.0.0.1:1"), "the storage is named: {text}");
     assert!(!text.contains("hunter2"), "{text}");
     assert!(!text.contains("swordfish"), "{text}");

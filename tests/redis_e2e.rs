@@ -412,40 +412,6 @@ fn foreign_keys_of_every_type_in_the_same_db_are_never_touched() {
     assert_no_wrongtype(&ds);
 }
 
-/// Runs `spool daemon` on `url` for at most `limit` (it may keep retrying) and returns all it
-/// printed.
-fn daemon_output(url: &str, limit: Duration) -> String {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugins dir");
-    let mut child = std::process::Command::new(spool_tests::spool_bin())
-        .args([
-            "daemon",
-            "--listen",
-            "127.0.0.1:0",
-            "--storage",
-            url,
-            "--plugins",
-        ])
-        .arg(&plugins)
-        .env("SPOOL_DATA_DIR", dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start spool");
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("output");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn a_redis_that_requires_a_password_or_an_acl_user_serves_daemons_and_a_wrong_password_says_so() {
     if !redis::require_redis("redis e2e: auth") {
@@ -493,7 +459,7 @@ fn a_redis_that_requires_a_password_or_an_acl_user_serves_daemons_and_a_wrong_pa
             "a password reached the daemon's output: {printed:?}"
         );
     }
-    let out = daemon_output(
+    let out = spool_tests::daemon_output(
         &format!("redis://spool:wrong-pw@127.0.0.1:{port}/?prefix=auth-bad"),
         Duration::from_secs(10),
     );

@@ -531,6 +531,41 @@ fn spawn_reader(
     });
 }
 
+/// Runs `spool daemon` on storage `url` (no plugins, debug log) for at most `limit`, for
+/// a daemon expected to stop or keep retrying on its own, and returns all it printed.
+pub fn daemon_output(url: &str, limit: Duration) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugins dir");
+    let mut child = Command::new(spool_bin())
+        .args([
+            "daemon",
+            "--listen",
+            "127.0.0.1:0",
+            "--storage",
+            url,
+            "--plugins",
+        ])
+        .arg(&plugins)
+        .env("SPOOL_DATA_DIR", dir.path())
+        .env("SPOOL_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start spool");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The `id` of a job JSON.
 pub fn id_of(job: &Value) -> String {
     job["id"].as_str().expect("job id").to_string()

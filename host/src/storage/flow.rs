@@ -236,6 +236,26 @@ impl TypeControl {
     }
 }
 
+/// Reads a type's control from its stored JSON (SQLite and Redis store the same form).
+pub fn decode_control(job_type: &str, text: &str) -> Result<TypeControl, super::StorageError> {
+    serde_json::from_str(text).map_err(|e| {
+        super::StorageError::Corrupt(format!(
+            "the flow control of type `{job_type}` cannot be read ({e}); set it again with \
+             `spool limits set` or `spool resume`"
+        ))
+    })
+}
+
+/// Reads a schedule from its stored JSON.
+pub fn decode_schedule(name: &str, text: &str) -> Result<Schedule, super::StorageError> {
+    serde_json::from_str(text).map_err(|e| {
+        super::StorageError::Corrupt(format!(
+            "schedule `{name}` cannot be read ({e}); remove it with `spool schedules remove \
+             {name}` and add it again"
+        ))
+    })
+}
+
 /// Checks a change before any backend applies it: a valid type, limits in range.
 pub fn check_change(job_type: &str, change: &ControlChange) -> Result<(), super::StorageError> {
     crate::job::validate_job_type(job_type)?;

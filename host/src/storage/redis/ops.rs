@@ -36,25 +36,10 @@ fn schedule_record(
     last_tick: Option<Millis>,
     created_at: Millis,
 ) -> Result<ScheduleRecord> {
-    let schedule: Schedule = serde_json::from_str(text).map_err(|e| {
-        StorageError::Corrupt(format!(
-            "schedule `{name}` cannot be read ({e}); remove it with `spool schedules remove \
-             {name}` and add it again"
-        ))
-    })?;
     Ok(ScheduleRecord {
-        schedule,
+        schedule: flow::decode_schedule(name, text)?,
         last_tick,
         created_at,
-    })
-}
-
-fn decode_control(job_type: &str, text: &str) -> Result<TypeControl> {
-    serde_json::from_str(text).map_err(|e| {
-        StorageError::Corrupt(format!(
-            "the flow control of type `{job_type}` cannot be read ({e}); set it again with \
-             `spool limits set` or `spool resume`"
-        ))
     })
 }
 
@@ -276,7 +261,7 @@ impl Storage for RedisStorage {
             .await?;
         all.into_iter()
             .map(|(t, text)| {
-                let control = decode_control(&t, &text)?;
+                let control = flow::decode_control(&t, &text)?;
                 Ok((t, control))
             })
             .collect()
@@ -358,7 +343,7 @@ impl Storage for RedisStorage {
                 .query(redis::cmd("HGET").arg(self.keys.controls()).arg(job_type))
                 .await?;
             let before = match &read {
-                Some(text) => decode_control(job_type, text)?,
+                Some(text) => flow::decode_control(job_type, text)?,
                 None => TypeControl::default(),
             };
             let mut after = before.clone();

@@ -13,13 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
 
 fn decode(job_type: &str, text: &str) -> OpResult<TypeControl> {
-    serde_json::from_str(text).map_err(|e| {
-        StorageError::Corrupt(format!(
-            "the flow control of type `{job_type}` cannot be read ({e}); set it again with \
-             `spool limits set` or `spool resume`"
-        ))
-        .into()
-    })
+    Ok(flow::decode_control(job_type, text)?)
 }
 
 fn encode(control: &TypeControl) -> OpResult<String> {
@@ -136,14 +130,8 @@ pub(super) fn record_starts(
 fn schedule_from_row(row: &rusqlite::Row<'_>) -> OpResult<ScheduleRecord> {
     let name: String = row.get(0)?;
     let spec: String = row.get(1)?;
-    let schedule: Schedule = serde_json::from_str(&spec).map_err(|e| {
-        StorageError::Corrupt(format!(
-            "schedule `{name}` cannot be read ({e}); remove it with `spool schedules remove \
-             {name}` and add it again"
-        ))
-    })?;
     Ok(ScheduleRecord {
-        schedule,
+        schedule: flow::decode_schedule(&name, &spec)?,
         last_tick: row.get(2)?,
         created_at: row.get(3)?,
     })
