@@ -64,6 +64,16 @@ fn overview_shows_counts_of_jobs_submitted_through_the_cli() {
     assert_eq!(count_cell(&b, "flaky", "completed"), Some(1));
     let handled = b.text("#types-table tr[data-type=\"echo\"] td[data-handled]");
     assert_eq!(handled.as_deref(), Some("loaded"));
+    // Run time of the recent attempts: mean and 95th percentile.
+    let p95 = b.exec(
+        "const c = document.querySelector('#types-table tr[data-type=\"echo\"] td[data-p95]'); \
+         return c ? Number(c.dataset.p95) : null;",
+        &[],
+    );
+    assert!(
+        p95.as_f64().is_some_and(|ms| ms > 0.0),
+        "p95 of echo: {p95}"
+    );
     let health = b.wait_text("#health");
     assert!(
         health.contains("healthy") && health.contains("sqlite"),
@@ -87,6 +97,16 @@ fn overview_shows_counts_of_jobs_submitted_through_the_cli() {
     b.goto(&format!("{}/#/plugins", d.url));
     let row = b.wait_text("#plugins-table tr[data-plugin=\"flaky\"]");
     assert!(row.contains("flaky") && row.contains("loaded"), "{row}");
+    // The test daemons share a compiled-plugin cache: the code came from it, or was compiled
+    // and put there by this daemon.
+    let compile = b
+        .text("#plugins-table tr[data-plugin=\"flaky\"] td[data-compile]")
+        .unwrap_or_default();
+    assert!(
+        (compile.contains("from the cache") || compile.contains("now cached"))
+            && compile.ends_with(" ms"),
+        "{compile}"
+    );
     let failed = b.wait_text("#plugins-failed");
     assert!(
         failed.contains("broken") && failed.contains("failed to load"),

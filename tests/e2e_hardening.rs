@@ -375,3 +375,83 @@ fn storage_passwords_never_reach_the_daemons_output() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(!text.contains("swordfish"), "{text}");
 }
+
+#[test]
+fn a_plugin_cache_past_its_quota_fails_the_write_not_the_daemon() {
+    let d = Daemon::builder(&["cache-user"])
+        .config("[plugin_cache]\nmax_entries = 5\n")
+        .start();
+    // Each new key takes two entries (`<key>:count`, `<key>:value`).
+    for key in ["a", "b"] {
+        let job = d.submit(&json!({"type": "cache-user", "payload": {"key": key}}));
+        d.wait_status(&id_of(&job), "completed", Duration::from_secs(60));
+    }
+    let over = d.submit(&json!({"type": "cache-user", "payload": {"key": "c"}, "max_attempts": 1}));
+    let failed = d.wait_status(&id_of(&over), "failed", Duration::from_secs(60));
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("cache of `cache-user` is full") && error.contains("quota"),
+        "{error}"
+    );
+    // Entries already there can still be rewritten.
+    let again = d.submit(&json!({"type": "cache-user", "payload": {"key": "a"}}));
+    let done = d.wait_status(&id_of(&again), "completed", Duration::from_secs(60));
+    assert_eq!(done["result"]["count"], 2, "{done}");
+
+    d.wait_until(
+        Duration::from_secs(10),
+        "health to show the full cache",
+        || {
+            let h = d.get("/health");
+            h.body["plugin_cache"]["usage"]["cache-user"]["entries"] == 5
+                && h.body["reasons"].to_string().contains("is full")
+        },
+    );
+    let metrics = d.get("/metrics").text;
+    assert!(
+        metrics.contains("spool_plugin_cache_entries{plugin=\"cache-user\"} 5"),
+        "{metrics}"
+    );
+}
+
+/// Resident memory of a process, in bytes (`VmRSS`).
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[test]
+fn memory_of_finished_jobs_does_not_stay_in_the_daemon() {
+    let d = Daemon::start(&["memory-hog"]);
+    // A plugin allowed 512 MiB; each job fills 400 MiB and returns.
+    std::fs::write(d.plugins.join("memory-hog.toml"), "memory = \"512MiB\"\n").expect("manifest");
+    d.wait_until(
+        Duration::from_secs(60),
+        "the 512 MiB manifest to load",
+        || {
+            d.get("/api/v1/plugins")
+                .text
+                .contains("\"memory_bytes\":536870912")
+        },
+    );
+    let pid = d.pid().expect("pid");
+    let before = rss_bytes(pid);
+    for _ in 0..6 {
+        let job =
+            d.submit(&json!({"type": "memory-hog", "payload": {"max_mib": 400, "graceful": true}}));
+        let done = d.wait_status(&id_of(&job), "completed", Duration::from_secs(120));
+        assert_eq!(done["result"]["allocated_mib"], 400, "{done}");
+    }
+    let after = rss_bytes(pid);
+    // Before the fix the six instances' memory (2.4 GB) stayed resident.
+    assert!(
+        after < before + (600 << 20),
+        "resident memory grew from {} MiB to {} MiB after six jobs of 400 MiB",
+        before >> 20,
+        after >> 20
+    );
+}

@@ -517,3 +517,106 @@ fn one_daemons_event_stream_shows_jobs_another_daemon_ran() {
         }
     }
 }
+
+#[test]
+fn a_sentinel_that_requires_a_password_serves_daemons_and_a_wrong_one_says_so() {
+    if !redis::require_redis("redis e2e: sentinel auth") {
+        return;
+    }
+    let set = SentinelSet::start_with_passwords("data-secret-3", "sentinel-secret-5");
+    let url = set.url("sentinel-auth");
+    let d = Daemon::builder(&["echo"]).storage(&url).start();
+    let job = d.submit(&json!({"type": "echo", "payload": {"sentinel": "auth"}}));
+    let done = d.wait_status(job["id"].as_str().expect("id"), "completed", LONG);
+    assert_eq!(done["result"], json!({"sentinel": "auth"}));
+    let printed: Vec<String> = d
+        .logs()
+        .lines()
+        .filter(|l| !l.starts_with("=== daemon run"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        printed.iter().all(|l| !l.contains("-secret-")),
+        "a password reached the daemon's output: {printed:?}"
+    );
+    drop(d);
+
+    let wrong = url.replace("sentinel-secret-5", "wrong-secret-1");
+    let out = spool_tests::daemon_output(&wrong, Duration::from_secs(15));
+    assert!(!out.contains("-secret-"), "{out}");
+    let lower = out.to_ascii_lowercase();
+    assert!(
+        lower.contains("password") || lower.contains("auth"),
+        "a wrong Sentinel password says what is wrong: {out}\n{}",
+        set.logs()
+    );
+}
+
+/// A Redis at its memory limit (`noeviction`) still answers pings and reads, but every claim
+/// fails: the daemon looks connected, yet consumes nothing. `/health` must say so, and stop
+/// saying so once claims work again.
+#[test]
+fn health_says_connected_but_not_consuming_when_claims_keep_failing() {
+    if !redis::require_redis("redis e2e: connected but not consuming") {
+        return;
+    }
+    let server = Server::start(&[]);
+    // No plugin yet: the pending jobs are nobody's work, so nothing is stalled.
+    let d = Daemon::builder(&[])
+        .storage(&server.url("stall"))
+        .config("[api]\nstall_after = \"2s\"\n")
+        .start();
+    let jobs: Vec<Value> = (0..5)
+        .map(|i| json!({"type": "echo", "payload": {"i": i}}))
+        .collect();
+    let ids = d.submit_batch(&jobs);
+    let h = d.get("/health");
+    assert_eq!(h.body["consuming"]["stalled"], false, "{}", h.body);
+
+    // Below what is in use: every write is refused with OOM; reads and PING still answer.
+    let mut c = server.conn();
+    let info = c.cmd(&["INFO", "memory"]).expect("info").text();
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory");
+    let limit = (used / 2).to_string();
+    for args in [
+        ["CONFIG", "SET", "maxmemory-policy", "noeviction"],
+        ["CONFIG", "SET", "maxmemory", limit.as_str()],
+    ] {
+        assert_eq!(c.cmd(&args).expect("config"), Reply::Status("OK".into()));
+    }
+    spool_tests::install_plugins(&d.plugins, &["echo"]);
+
+    d.wait_until(LONG, "health to say connected but not consuming", || {
+        let h = d.get("/health");
+        h.body["consuming"]["stalled"] == true
+    });
+    let h = d.get("/health");
+    assert_eq!(h.status, 200, "degraded still serves: {}", h.body);
+    assert_eq!(h.body["status"], "degraded", "{}", h.body);
+    assert_eq!(
+        h.body["consuming"]["stalled_types"],
+        json!(["echo"]),
+        "{}",
+        h.body
+    );
+    let reasons = h.body["reasons"].to_string();
+    assert!(
+        reasons.contains("connected but not consuming") && reasons.contains("`echo`"),
+        "{reasons}"
+    );
+
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "maxmemory", "0"]).expect("config"),
+        Reply::Status("OK".into())
+    );
+    for id in &ids {
+        d.wait_status(id, "completed", LONG);
+    }
+    d.wait_until(LONG, "health to stop saying stalled", || {
+        d.get("/health").body["consuming"]["stalled"] == false
+    });
+}

@@ -58,6 +58,7 @@ impl Core {
         let storage_opts = StorageOptions {
             max_payload_bytes: config.max_payload,
             max_events: config.max_events,
+            cache_quota: config.plugin_cache,
             ..StorageOptions::default()
         };
         private_data_dir(&config.data_dir)?;
@@ -264,6 +265,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         job_timeout: core.config.job_timeout,
         api_hosts: core.config.api_hosts.clone(),
         api: core.config.api,
+        cache_quota: core.config.plugin_cache,
         event_streams: Default::default(),
         api_token: core.config.api_token.clone(),
         started: Instant::now(),
@@ -362,6 +364,9 @@ impl Catalog for RegistryCatalog {
             .count() as u64;
         (loaded, list.len() as u64 - loaded)
     }
+    fn loaded_names(&self) -> Vec<String> {
+        self.0.names()
+    }
 }
 
 /// Registry events become `plugin.*` events in the storage's event log.
@@ -395,7 +400,8 @@ async fn forward_plugin_events(
                             let change = storage::flow::ControlChange::Manifest(*flow);
                             if let Err(err) = storage.control_type(t, change).await {
                                 tracing::warn!(error = %err, r#type = %t,
-                                    "cannot store the plugin's rate limit and global concurrency;                                      they apply once storage is back and the plugin reloads");
+                                    "cannot store the plugin's rate limit and global concurrency; \
+                                     they apply once storage is back and the plugin reloads");
                             }
                         }
                     }

@@ -29,6 +29,12 @@
 //! header_timeout = "10s"                # a request head must arrive within this
 //! max_connections = 1024                # more get 503 + Retry-After, then closed
 //! max_event_streams = 256               # SSE streams; more get 503 + Retry-After
+//! stall_after = "30s"                   # /health: pending work, a free worker and no claim
+//!                                       # for this long is "connected but not consuming"
+//!
+//! [plugin_cache]                        # what each plugin's cache may hold; a write past
+//! max_entries = 10000                   # it fails that write (the plugin sees the error)
+//! max_bytes = "64MiB"                   # keys and values
 //!
 //! [retry]                               # daemon defaults; manifests and jobs override
 //! backoff_base = "1s"
@@ -91,6 +97,9 @@ pub struct ApiLimits {
     pub max_connections: usize,
     /// Open SSE streams (`/api/v1/events`); more are answered 503 with `Retry-After`.
     pub max_event_streams: usize,
+    /// `/health` says "connected but not consuming" (degraded) when a handled type has
+    /// pending jobs, a worker is free and no claim returned a job for this long.
+    pub stall_after: Duration,
 }
 
 impl Default for ApiLimits {
@@ -99,6 +108,7 @@ impl Default for ApiLimits {
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
             max_event_streams: 256,
+            stall_after: Duration::from_secs(30),
         }
     }
 }
@@ -109,6 +119,7 @@ pub struct RawApi {
     pub header_timeout: Option<String>,
     pub max_connections: Option<i64>,
     pub max_event_streams: Option<i64>,
+    pub stall_after: Option<String>,
 }
 
 /// The validated configuration of a daemon.
@@ -144,6 +155,8 @@ pub struct Config {
     /// Largest `NAME.wasm` (or `NAME.toml`) the registry reads.
     pub max_plugin_size: u64,
     pub api: ApiLimits,
+    /// What each plugin's cache namespace may hold.
+    pub plugin_cache: crate::storage::CacheQuota,
     /// Plugins' outbound HTTP: default limits and CA roots.
     pub http: crate::runtime::HttpConfig,
     pub retry: RetryConfig,
@@ -194,11 +207,20 @@ pub struct RawConfig {
     #[serde(default)]
     pub api: RawApi,
     #[serde(default)]
+    pub plugin_cache: RawPluginCache,
+    #[serde(default)]
     pub http: RawHttp,
     #[serde(default)]
     pub retry: RawRetry,
     #[serde(default)]
     pub retention: RawRetention,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPluginCache {
+    pub max_entries: Option<i64>,
+    pub max_bytes: Option<SizeValue>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -357,6 +379,16 @@ impl RawConfig {
         if o.max_event_streams.is_some() {
             h.max_event_streams = o.max_event_streams;
         }
+        if o.stall_after.is_some() {
+            h.stall_after = o.stall_after;
+        }
+        let (c, o) = (&mut self.plugin_cache, other.plugin_cache);
+        if o.max_entries.is_some() {
+            c.max_entries = o.max_entries;
+        }
+        if o.max_bytes.is_some() {
+            c.max_bytes = o.max_bytes;
+        }
         let (h, o) = (&mut self.http, other.http);
         macro_rules! take_http {
             ($($f:ident),*) => { $( if o.$f.is_some() { h.$f = o.$f; } )* };
@@ -501,6 +533,7 @@ impl RawConfig {
             bail!("config: `max_plugin_size` must be at least 1KiB (got {max_plugin_size} bytes)");
         }
         let api = validate_api(self.api)?;
+        let plugin_cache = validate_plugin_cache(self.plugin_cache)?;
         let http = validate_http(self.http)?;
         let retry = validate_retry(self.retry)?;
         let sweep_interval = duration(
@@ -536,6 +569,7 @@ impl RawConfig {
             api_hosts,
             max_plugin_size,
             api,
+            plugin_cache,
             http,
             retry,
             retention,
@@ -814,12 +848,42 @@ fn validate_http(raw: RawHttp) -> anyhow::Result<crate::runtime::HttpConfig> {
     })
 }
 
+fn validate_plugin_cache(raw: RawPluginCache) -> anyhow::Result<crate::storage::CacheQuota> {
+    let d = crate::storage::CacheQuota::default();
+    let max_entries = match raw.max_entries {
+        None => d.max_entries,
+        Some(n) if (1..=100_000_000).contains(&n) => n as u64,
+        Some(n) => bail!(
+            "config: `plugin_cache.max_entries` must be a whole number from 1 to 100000000 (got {n})"
+        ),
+    };
+    let max_bytes = match &raw.max_bytes {
+        None => d.max_bytes,
+        Some(v) => size("plugin_cache.max_bytes", v)?,
+    };
+    if max_bytes < 1024 {
+        bail!("config: `plugin_cache.max_bytes` must be at least 1KiB (got {max_bytes} bytes)");
+    }
+    Ok(crate::storage::CacheQuota {
+        max_entries,
+        max_bytes,
+    })
+}
+
 fn validate_api(raw: RawApi) -> anyhow::Result<ApiLimits> {
     let d = ApiLimits::default();
     let header_timeout =
         duration("api.header_timeout", raw.header_timeout.as_deref())?.unwrap_or(d.header_timeout);
     if header_timeout.is_zero() {
         bail!("config: `api.header_timeout` must be longer than 0s");
+    }
+    let stall_after =
+        duration("api.stall_after", raw.stall_after.as_deref())?.unwrap_or(d.stall_after);
+    if stall_after < Duration::from_secs(1) {
+        bail!(
+            "config: `api.stall_after` must be at least 1s (got {})",
+            show(stall_after)
+        );
     }
     let count = |key: &str, v: Option<i64>, default: usize| match v {
         None => Ok(default),
@@ -840,6 +904,7 @@ fn validate_api(raw: RawApi) -> anyhow::Result<ApiLimits> {
             raw.max_event_streams,
             d.max_event_streams,
         )?,
+        stall_after,
     })
 }
 

@@ -61,6 +61,8 @@ pub const LEASES_REAPED: &str = "spool_leases_reaped_total";
 pub const JOBS_PROMOTED: &str = "spool_jobs_promoted_total";
 pub const JOBS_SWEPT: &str = "spool_jobs_swept_total";
 pub const PLUGINS_LOADED: &str = "spool_plugins_loaded";
+pub const PLUGIN_CACHE_ENTRIES: &str = "spool_plugin_cache_entries";
+pub const PLUGIN_CACHE_BYTES: &str = "spool_plugin_cache_bytes";
 pub const PLUGINS_FAILED: &str = "spool_plugins_failed";
 pub const STORAGE_ERRORS: &str = "spool_storage_errors_total";
 pub const STORAGE_UP: &str = "spool_storage_up";
@@ -187,39 +189,116 @@ fn observe_keyed(
         .observe(d);
 }
 
+/// Buckets of the recent-duration histogram behind `p95_duration_ms`: four per doubling of
+/// microseconds (each about 19% wide), from 1 µs to beyond an hour.
+const P95_BUCKETS: usize = 4 * 42;
+
+fn duration_bucket(us: u64) -> usize {
+    let i = ((us.max(1) as f64).log2() * 4.0) as usize;
+    i.min(P95_BUCKETS - 1)
+}
+
+/// The upper bound of a bucket, in microseconds.
+fn bucket_upper_us(i: usize) -> f64 {
+    2f64.powf((i + 1) as f64 / 4.0)
+}
+
+/// One slot of a `RateRing`.
+#[derive(Clone)]
+struct RateSlot {
+    /// Slot number since the epoch.
+    slot: u64,
+    attempts: u64,
+    /// Summed run time, in microseconds.
+    total_us: u64,
+    max_us: u64,
+    buckets: Box<[u32; P95_BUCKETS]>,
+}
+
+impl RateSlot {
+    fn empty(slot: u64) -> RateSlot {
+        RateSlot {
+            slot,
+            attempts: 0,
+            total_us: 0,
+            max_us: 0,
+            buckets: Box::new([0; P95_BUCKETS]),
+        }
+    }
+}
+
 /// Attempts that ended in the last `RATE_WINDOW`, in slots of `RATE_SLOT_SECS`, for
-/// jobs per minute and average duration.
+/// jobs per minute, average and 95th-percentile duration.
 struct RateRing {
-    /// (slot number since the epoch, attempts, summed run time in microseconds)
-    slots: [(u64, u64, u64); RATE_SLOTS],
+    slots: Vec<RateSlot>,
 }
 
 impl Default for RateRing {
     fn default() -> Self {
         RateRing {
-            slots: [(0, 0, 0); RATE_SLOTS],
+            slots: vec![RateSlot::empty(0); RATE_SLOTS],
         }
     }
+}
+
+/// What a `RateRing` holds for a window.
+struct RateSum {
+    attempts: u64,
+    total_us: u64,
+    /// The 95th percentile, in microseconds: the upper bound of its bucket, at most the
+    /// longest attempt.
+    p95_us: Option<f64>,
 }
 
 impl RateRing {
     fn add(&mut self, now_s: u64, ran: Duration) {
         let slot = now_s / RATE_SLOT_SECS;
         let cell = &mut self.slots[(slot % RATE_SLOTS as u64) as usize];
-        if cell.0 != slot {
-            *cell = (slot, 0, 0);
+        if cell.slot != slot {
+            cell.slot = slot;
+            cell.attempts = 0;
+            cell.total_us = 0;
+            cell.max_us = 0;
+            cell.buckets.fill(0);
         }
-        cell.1 += 1;
-        cell.2 += ran.as_micros() as u64;
+        let us = u64::try_from(ran.as_micros()).unwrap_or(u64::MAX);
+        cell.attempts += 1;
+        cell.total_us = cell.total_us.saturating_add(us);
+        cell.max_us = cell.max_us.max(us);
+        let b = &mut cell.buckets[duration_bucket(us)];
+        *b = b.saturating_add(1);
     }
 
-    /// (attempts, summed microseconds) in the window ending at `now_s`.
-    fn sum(&self, now_s: u64) -> (u64, u64) {
+    /// The attempts in the window ending at `now_s`.
+    fn sum(&self, now_s: u64) -> RateSum {
         let current = now_s / RATE_SLOT_SECS;
-        self.slots
+        let live: Vec<&RateSlot> = self
+            .slots
             .iter()
-            .filter(|(slot, _, _)| *slot + (RATE_SLOTS as u64) > current && *slot <= current)
-            .fold((0, 0), |(n, us), (_, a, b)| (n + a, us + b))
+            .filter(|c| {
+                c.attempts > 0 && c.slot + (RATE_SLOTS as u64) > current && c.slot <= current
+            })
+            .collect();
+        let attempts: u64 = live.iter().map(|c| c.attempts).sum();
+        let total_us = live.iter().fold(0u64, |t, c| t.saturating_add(c.total_us));
+        let max_us = live.iter().map(|c| c.max_us).max().unwrap_or(0);
+        let mut p95_us = None;
+        if attempts > 0 {
+            let rank = (attempts as f64 * 0.95).ceil() as u64;
+            let mut seen = 0u64;
+            for i in 0..P95_BUCKETS {
+                seen += live.iter().map(|c| u64::from(c.buckets[i])).sum::<u64>();
+                if seen >= rank {
+                    p95_us = Some(bucket_upper_us(i).min(max_us as f64));
+                    break;
+                }
+            }
+        }
+        RateSum {
+            attempts,
+            total_us,
+            p95_us,
+        }
     }
 }
 
@@ -231,6 +310,8 @@ pub struct Rate {
     pub jobs_per_minute: f64,
     /// Mean run time of those attempts, in milliseconds (None when there were none).
     pub avg_duration_ms: Option<f64>,
+    /// 95th percentile of their run times, in milliseconds (within about 19%).
+    pub p95_duration_ms: Option<f64>,
     /// The window the figures cover, in seconds.
     pub window_s: u64,
 }
@@ -295,6 +376,8 @@ pub struct Snapshot {
     pub plugins_failed: u64,
     /// Storage answered this scrape's ping.
     pub storage_up: bool,
+    /// What each loaded plugin's cache holds.
+    pub plugin_caches: BTreeMap<String, crate::storage::CacheUsage>,
 }
 
 impl Metrics {
@@ -408,7 +491,7 @@ impl Metrics {
         self.created.map(|c| c.elapsed()).unwrap_or_default()
     }
 
-    /// Jobs per minute and mean duration of each type seen by this daemon.
+    /// Jobs per minute, mean and 95th-percentile duration of each type seen by this daemon.
     pub fn rates(&self) -> BTreeMap<String, Rate> {
         let now_s = unix_now().as_secs();
         let window = self.uptime().clamp(Duration::from_secs(1), RATE_WINDOW);
@@ -420,10 +503,12 @@ impl Metrics {
         types
             .into_iter()
             .map(|(t, c)| {
-                let (n, us) = c.recent.lock().map(|r| r.sum(now_s)).unwrap_or((0, 0));
+                let sum = c.recent.lock().map(|r| r.sum(now_s)).ok();
+                let (n, us) = sum.as_ref().map_or((0, 0), |s| (s.attempts, s.total_us));
                 let rate = Rate {
                     jobs_per_minute: n as f64 * 60.0 / window.as_secs_f64(),
                     avg_duration_ms: (n > 0).then(|| us as f64 / n as f64 / 1000.0),
+                    p95_duration_ms: sum.and_then(|s| s.p95_us).map(|us| us / 1000.0),
                     window_s: window.as_secs(),
                 };
                 (t, rate)
@@ -756,6 +841,25 @@ impl Metrics {
             header(&mut out, name, help, kind);
             let _ = writeln!(out, "{name} {value}");
         }
+        if !snap.plugin_caches.is_empty() {
+            for (name, help, field) in [
+                (
+                    PLUGIN_CACHE_ENTRIES,
+                    "Entries in each loaded plugin's cache (expired ones not yet dropped count).",
+                    (|u: &crate::storage::CacheUsage| u.entries) as fn(&_) -> u64,
+                ),
+                (
+                    PLUGIN_CACHE_BYTES,
+                    "Bytes of keys and values in each loaded plugin's cache.",
+                    |u: &crate::storage::CacheUsage| u.bytes,
+                ),
+            ] {
+                header(&mut out, name, help, "gauge");
+                for (plugin, u) in &snap.plugin_caches {
+                    let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {}", escape(plugin), field(u));
+                }
+            }
+        }
         out
     }
 }
@@ -871,6 +975,29 @@ mod tests {
         assert_eq!(r.window_s, 1);
         assert!((r.jobs_per_minute - 120.0).abs() < 1e-9, "{r:?}");
         assert!((r.avg_duration_ms.unwrap() - 20.0).abs() < 0.01, "{r:?}");
+        assert_eq!(r.p95_duration_ms, Some(30.0), "the longest of two: {r:?}");
+    }
+
+    #[test]
+    fn p95_of_recent_attempts_is_within_a_bucket() {
+        let m = Metrics::new();
+        // 95 attempts of 1 ms, 5 of 200 ms: the 95th is 1 ms; 90 of 1 ms: it is 200 ms.
+        for _ in 0..95 {
+            m.attempt_ended("a", AttemptEnd::Completed, Duration::from_millis(1));
+            m.attempt_ended("b", AttemptEnd::Completed, Duration::from_millis(1));
+        }
+        for _ in 0..5 {
+            m.attempt_ended("a", AttemptEnd::Completed, Duration::from_millis(200));
+            m.attempt_ended("b", AttemptEnd::Completed, Duration::from_millis(200));
+        }
+        for _ in 0..5 {
+            m.attempt_ended("b", AttemptEnd::Completed, Duration::from_millis(200));
+        }
+        let rates = m.rates();
+        let a = rates["a"].p95_duration_ms.unwrap();
+        assert!((1.0..=1.2).contains(&a), "{a}");
+        let b = rates["b"].p95_duration_ms.unwrap();
+        assert!((200.0 * 0.8..=200.0).contains(&b), "{b}");
     }
 
     #[test]

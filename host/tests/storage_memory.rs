@@ -4,11 +4,11 @@
 
 use spool_host::job::ManualClock;
 use spool_host::storage::memory::MemoryStorage;
-use spool_host::storage::{Storage, StorageOptions};
+use spool_host::storage::{Storage, conformance};
 use std::sync::Arc;
 
 async fn memory_factory(clock: Arc<ManualClock>) -> Arc<dyn Storage> {
-    Arc::new(MemoryStorage::new(StorageOptions::default(), clock))
+    Arc::new(MemoryStorage::new(conformance::options(), clock))
 }
 
 spool_host::conformance_tests!(memory_factory);

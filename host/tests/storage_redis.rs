@@ -31,7 +31,9 @@ async fn fresh(base: &str, clock: Arc<ManualClock>) -> Backend {
         "{base}/?prefix={}&clock=local",
         redis_server::fresh_prefix("conf")
     );
-    open(&url, clock).await
+    storage::open(&url, storage::conformance::options(), clock)
+        .await
+        .expect("open redis storage")
 }
 
 macro_rules! redis_conformance {

@@ -29,7 +29,7 @@ fn cluster() -> Option<redis_server::Cluster> {
 
 async fn fresh(c: &redis_server::Cluster, clock: Arc<ManualClock>) -> Backend {
     let url = c.url(&redis_server::fresh_prefix("cluster"));
-    storage::open(&url, StorageOptions::default(), clock)
+    storage::open(&url, storage::conformance::options(), clock)
         .await
         .expect("open redis cluster storage")
 }

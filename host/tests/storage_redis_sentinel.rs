@@ -26,7 +26,7 @@ fn sentinels() -> Option<redis_server::SentinelSet> {
 
 async fn fresh(set: &redis_server::SentinelSet, clock: Arc<ManualClock>) -> Backend {
     let url = set.url(&redis_server::fresh_prefix("sentinel"));
-    storage::open(&url, StorageOptions::default(), clock)
+    storage::open(&url, storage::conformance::options(), clock)
         .await
         .expect("open redis sentinel storage")
 }

@@ -39,7 +39,7 @@ fn shared() -> Option<TlsStandalone> {
 
 async fn fresh(srv: &TlsStandalone, clock: Arc<ManualClock>) -> Backend {
     let url = srv.url(&redis_server::fresh_prefix("tls"));
-    storage::open(&url, StorageOptions::default(), clock)
+    storage::open(&url, storage::conformance::options(), clock)
         .await
         .expect("open redis storage over tls")
 }

@@ -15,7 +15,8 @@ use std::sync::Arc;
 async fn sqlite_factory(clock: Arc<ManualClock>) -> Arc<dyn Storage> {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("spool.db");
-    let storage = SqliteStorage::open(&path, StorageOptions::default(), clock).await;
+    let opts = spool_host::storage::conformance::options();
+    let storage = SqliteStorage::open(&path, opts, clock).await;
     Arc::new(storage.expect("open sqlite").holding(dir))
 }
 

@@ -107,7 +107,8 @@ function renderTypes(box, stats, act) {
     h('th', { scope: 'col' }, 'Type'),
     STATES.map((st) => h('th', { scope: 'col', class: 'num' }, st)),
     h('th', { scope: 'col', class: 'num', title: 'attempts per minute, this daemon' }, 'jobs/min'),
-    h('th', { scope: 'col', class: 'num hide-narrow' }, 'avg ms'),
+    h('th', { scope: 'col', class: 'num hide-narrow', title: 'run time of recent attempts, this daemon' }, 'avg ms'),
+    h('th', { scope: 'col', class: 'num hide-narrow', title: '95th percentile of recent run times, this daemon' }, 'p95 ms'),
     h('th', { scope: 'col', class: 'hide-narrow' }, 'oldest pending'),
     h('th', { scope: 'col' }, 'plugin'),
     h('th', { scope: 'col' }, 'flow control'));
@@ -125,6 +126,8 @@ function renderTypes(box, stats, act) {
       }),
       h('td', { class: 'num' }, (t.jobs_per_minute || 0).toFixed(1)),
       h('td', { class: 'num hide-narrow' }, t.avg_duration_ms == null ? '' : t.avg_duration_ms.toFixed(1)),
+      h('td', { class: 'num hide-narrow', 'data-p95': t.p95_duration_ms == null ? '' : String(t.p95_duration_ms) },
+        t.p95_duration_ms == null ? '' : t.p95_duration_ms.toFixed(1)),
       h('td', { class: 'hide-narrow' }, age(t.oldest_pending_age_ms)),
       h('td', { 'data-handled': String(t.handled) }, t.handled ? 'loaded' : h('span', { class: 'error' }, 'none')),
       flowCell(name, t.flow, act));
@@ -133,7 +136,7 @@ function renderTypes(box, stats, act) {
   const foot = h('tr', { class: 'totals' },
     h('th', { scope: 'row' }, 'all'),
     STATES.map((st) => h('td', { class: 'num' }, num(totals[st] || 0))),
-    h('td', { colspan: 5 }, ''));
+    h('td', { colspan: 6 }, ''));
   const paused = stats.paused_types || [];
   if (paused.length) {
     box.append(h('p', { class: 'warn', id: 'paused-types' },

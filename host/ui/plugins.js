@@ -1,5 +1,5 @@
-// Plugins: each loaded plugin's version, job types, manifest settings and load time, and
-// the files that failed to load with their error.
+// Plugins: each loaded plugin's version, job types, manifest settings, load time, whether its
+// compiled code came from the cache, and the files that failed to load with their error.
 
 import { api } from './api.js';
 import { badge, h } from './dom.js';
@@ -13,13 +13,14 @@ export async function plugins(view, _route, { onEvent }) {
   if (loaded.length) {
     view.append(h('div', { class: 'scroll' }, h('table', { id: 'plugins-table' },
       h('thead', {}, h('tr', {},
-        ['name', 'state', 'version', 'job types', 'loaded at', 'manifest'].map((c) => h('th', { scope: 'col' }, c)))),
+        ['name', 'state', 'version', 'job types', 'loaded at', 'compiled code', 'manifest'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, loaded.map((p) => h('tr', { 'data-plugin': p.name },
         h('th', { scope: 'row' }, p.name),
         h('td', {}, badge(p.state)),
         h('td', { class: 'mono' }, p.version || ''),
         h('td', {}, (p.types || []).join(', ')),
         h('td', {}, p.loaded_at_ms ? new Date(p.loaded_at_ms).toLocaleString(undefined, { hour12: false }) : ''),
+        h('td', { 'data-compile': p.compile ? p.compile.source : '' }, compiled(p.compile)),
         h('td', {}, manifest(p.manifest))))))));
   }
   if (failed.length) {
@@ -30,6 +31,17 @@ export async function plugins(view, _route, { onEvent }) {
   }
   // A reload shows on the next visit; job events do not change this page.
   return onEvent(() => {});
+}
+
+const COMPILE_SOURCES = {
+  cache: 'from the cache',
+  compiled_and_cached: 'compiled, now cached',
+  compiled: 'compiled (no cache)',
+};
+
+function compiled(c) {
+  if (!c) return '';
+  return `${COMPILE_SOURCES[c.source] || c.source} in ${c.ms} ms`;
 }
 
 function manifest(m) {

@@ -179,8 +179,12 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 fn wait_for_ping(port: u16) {
+    wait_for_ping_as(port, None);
+}
+
+fn wait_for_ping_as(port: u16, password: Option<&str>) {
     wait_until(&format!("redis on port {port} answering PING"), || {
-        command(port, &["PING"]).is_ok_and(|r| r == Reply::Status("PONG".into()))
+        command_as(port, password, &["PING"]).is_ok_and(|r| r == Reply::Status("PONG".into()))
     });
 }
 
@@ -317,13 +321,39 @@ pub struct SentinelSet {
     pub replica: u16,
     pub sentinel: u16,
     pub dir: tempfile::TempDir,
+    /// `requirepass` of the data nodes and of the Sentinel, when started with passwords.
+    passwords: Option<(String, String)>,
     children: Vec<Child>,
+}
+
+/// One command on a fresh connection, after `AUTH password` when one is given.
+pub fn command_as(port: u16, password: Option<&str>, args: &[&str]) -> Result<Reply> {
+    let mut c = Redis::connect(port)?;
+    if let Some(pw) = password {
+        match c.cmd(&["AUTH", pw])? {
+            Reply::Status(_) => {}
+            other => bail!("AUTH on port {port}: {other:?}"),
+        }
+    }
+    c.cmd(args)
 }
 
 impl SentinelSet {
     pub fn start() -> SentinelSet {
+        Self::start_with(None)
+    }
+
+    /// Data nodes that require `data` (`requirepass`, `masterauth`) and a Sentinel that
+    /// requires `sentinel` of its clients and uses `data` to reach the nodes.
+    pub fn start_with_passwords(data: &str, sentinel: &str) -> SentinelSet {
+        Self::start_with(Some((data.to_owned(), sentinel.to_owned())))
+    }
+
+    fn start_with(passwords: Option<(String, String)>) -> SentinelSet {
         let dir = tempfile::tempdir().expect("temp dir for redis");
         let (master, replica, sentinel) = (free_port(), free_port(), free_port());
+        let data_pw = passwords.as_ref().map(|(d, _)| d.clone());
+        let sentinel_pw = passwords.as_ref().map(|(_, s)| s.clone());
         let mut children = Vec::new();
         for (port, extra) in [
             (master, vec![]),
@@ -340,52 +370,83 @@ impl SentinelSet {
             std::fs::create_dir_all(&node_dir).expect("node dir");
             let mut args = base_args(port, &node_dir);
             args.extend(["--appendonly".to_owned(), "no".to_owned()]);
+            if let Some(pw) = &data_pw {
+                args.extend([
+                    "--requirepass".to_owned(),
+                    pw.clone(),
+                    "--masterauth".to_owned(),
+                    pw.clone(),
+                ]);
+            }
             args.extend(extra);
             children.push(spawn(&args, &node_dir));
-            wait_for_ping(port);
+            wait_for_ping_as(port, data_pw.as_deref());
         }
         wait_until("the replica in sync with the master", || {
-            command(replica, &["INFO", "replication"])
+            command_as(replica, data_pw.as_deref(), &["INFO", "replication"])
                 .is_ok_and(|i| i.text().contains("master_link_status:up"))
         });
         let sdir = dir.path().join("sentinel");
         std::fs::create_dir_all(&sdir).expect("sentinel dir");
         let conf = sdir.join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {sentinel}\nbind 127.0.0.1\ndir {}\nlogfile sentinel.log\n\
-                 sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 1\n\
-                 sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-                 sentinel failover-timeout {MASTER_NAME} 5000\n\
-                 sentinel parallel-syncs {MASTER_NAME} 1\n",
-                sdir.display()
-            ),
-        )
-        .expect("write sentinel.conf");
+        let mut text = format!(
+            "port {sentinel}\nbind 127.0.0.1\ndir {}\nlogfile sentinel.log\n\
+             sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 1\n\
+             sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+             sentinel failover-timeout {MASTER_NAME} 5000\n\
+             sentinel parallel-syncs {MASTER_NAME} 1\n",
+            sdir.display()
+        );
+        if let (Some(d), Some(s)) = (&data_pw, &sentinel_pw) {
+            text.push_str(&format!(
+                "sentinel auth-pass {MASTER_NAME} {d}\nrequirepass {s}\n"
+            ));
+        }
+        std::fs::write(&conf, text).expect("write sentinel.conf");
         children.push(spawn(
             &[conf.display().to_string(), "--sentinel".to_owned()],
             &sdir,
         ));
-        wait_for_ping(sentinel);
+        wait_for_ping_as(sentinel, sentinel_pw.as_deref());
         wait_until("the sentinel to know the replica", || {
-            command(sentinel, &["SENTINEL", "REPLICAS", MASTER_NAME])
-                .is_ok_and(|r| !r.items().is_empty())
+            command_as(
+                sentinel,
+                sentinel_pw.as_deref(),
+                &["SENTINEL", "REPLICAS", MASTER_NAME],
+            )
+            .is_ok_and(|r| !r.items().is_empty())
         });
         SentinelSet {
             master,
             replica,
             sentinel,
             dir,
+            passwords,
             children,
         }
     }
 
+    fn data_password(&self) -> Option<&str> {
+        self.passwords.as_ref().map(|(d, _)| d.as_str())
+    }
+
+    fn sentinel_password(&self) -> Option<&str> {
+        self.passwords.as_ref().map(|(_, s)| s.as_str())
+    }
+
+    /// The storage URL of the set; with passwords, the data nodes' one in the user info and
+    /// the Sentinel's in `sentinel_password`.
     pub fn url(&self, prefix: &str) -> String {
-        format!(
-            "redis+sentinel://127.0.0.1:{}/{MASTER_NAME}?prefix={prefix}",
-            self.sentinel
-        )
+        match &self.passwords {
+            None => format!(
+                "redis+sentinel://127.0.0.1:{}/{MASTER_NAME}?prefix={prefix}",
+                self.sentinel
+            ),
+            Some((d, s)) => format!(
+                "redis+sentinel://:{d}@127.0.0.1:{}/{MASTER_NAME}?prefix={prefix}&sentinel_password={s}",
+                self.sentinel
+            ),
+        }
     }
 
     /// Fails the master over to the replica and returns once the replica is master and the
@@ -394,22 +455,27 @@ impl SentinelSet {
     /// (NOGOODSLAVE): it is asked again until it agrees.
     pub fn failover(&self) {
         wait_until("the sentinel to accept the failover", || {
-            command(self.sentinel, &["SENTINEL", "FAILOVER", MASTER_NAME])
-                .is_ok_and(|r| r == Reply::Status("OK".into()))
+            command_as(
+                self.sentinel,
+                self.sentinel_password(),
+                &["SENTINEL", "FAILOVER", MASTER_NAME],
+            )
+            .is_ok_and(|r| r == Reply::Status("OK".into()))
         });
         wait_until("the sentinel to promote the replica", || {
             self.current_master() == Some(self.replica)
         });
         wait_until("the old master to be demoted", || {
-            command(self.master, &["INFO", "replication"])
+            command_as(self.master, self.data_password(), &["INFO", "replication"])
                 .is_ok_and(|i| i.text().contains("role:slave"))
         });
     }
 
     /// The port the Sentinel currently calls master.
     pub fn current_master(&self) -> Option<u16> {
-        let r = command(
+        let r = command_as(
             self.sentinel,
+            self.sentinel_password(),
             &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME],
         )
         .ok()?;

@@ -316,6 +316,7 @@ pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_j
                 "handled": handled,
                 "jobs_per_minute": rates.get(name).map_or(0.0, |r| r.jobs_per_minute),
                 "avg_duration_ms": rates.get(name).and_then(|r| r.avg_duration_ms),
+                "p95_duration_ms": rates.get(name).and_then(|r| r.p95_duration_ms),
                 "flow": controls.get(name).map(|c| super::flow::control_view(c, now)),
             }),
         );

@@ -5,7 +5,7 @@ use super::ApiState;
 use crate::job::JobState;
 use crate::metrics::Snapshot;
 use crate::storage::flow::TypeControl;
-use crate::storage::{BackendInfo, Stats, Storage, StorageError};
+use crate::storage::{BackendInfo, CacheUsage, Stats, Storage, StorageError};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -25,9 +25,6 @@ const SLOW_PING: Duration = Duration::from_millis(500);
 /// `info()` and `stats()` answers are reused for this long (stats can take 0.1-0.2 s on a
 /// large SQLite file); the ping is never cached, so an outage shows at the next probe.
 const CACHE_FOR: Duration = Duration::from_secs(1);
-/// Pending work for a handled type and no successful claim for this long, with a worker
-/// free: `degraded` ("connected but not consuming").
-pub const STALL_AFTER: Duration = Duration::from_secs(30);
 
 /// What `info()` and `stats()` answered (None: they failed or timed out), and the first error
 /// that is not "unreachable" (a corrupt file, say: `SELECT 1` pings do not read the data).
@@ -37,6 +34,8 @@ struct Probe {
     stats: Option<Stats>,
     /// Flow control per type (paused types, limits).
     controls: Option<BTreeMap<String, TypeControl>>,
+    /// What each loaded plugin's cache holds (plugins whose figure failed are left out).
+    caches: BTreeMap<String, CacheUsage>,
     broken: Option<String>,
 }
 
@@ -59,17 +58,30 @@ pub struct ProbeCache {
 }
 
 impl ProbeCache {
-    async fn get(&self, storage: &dyn Storage) -> Probe {
+    /// The recent answers, or new ones (`plugins`: the loaded plugins, whose caches are read).
+    async fn get(&self, storage: &dyn Storage, plugins: Vec<String>) -> Probe {
         let mut slot = self.slot.lock().await;
         if let Some((at, probe)) = slot.as_ref()
             && at.elapsed() < CACHE_FOR
         {
             return probe.clone();
         }
-        let (info, stats, controls) = tokio::join!(
+        let caches = async {
+            let mut caches = BTreeMap::new();
+            for name in plugins {
+                if let Ok(Ok(u)) =
+                    tokio::time::timeout(PROBE_TIMEOUT, storage.cache_usage(&name)).await
+                {
+                    caches.insert(name, u);
+                }
+            }
+            caches
+        };
+        let (info, stats, controls, caches) = tokio::join!(
             tokio::time::timeout(PROBE_TIMEOUT, storage.info()),
             tokio::time::timeout(PROBE_TIMEOUT, storage.stats()),
-            tokio::time::timeout(PROBE_TIMEOUT, storage.type_controls())
+            tokio::time::timeout(PROBE_TIMEOUT, storage.type_controls()),
+            caches
         );
         let mut broken = None;
         let info = kept(info, &mut broken);
@@ -79,6 +91,7 @@ impl ProbeCache {
             info,
             stats,
             controls,
+            caches,
             broken,
         };
         *slot = Some((Instant::now(), probe.clone()));
@@ -145,9 +158,13 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
         info,
         stats,
         controls,
+        caches,
         broken,
     } = if reachable {
-        state.probe_cache.get(state.storage.as_ref()).await
+        state
+            .probe_cache
+            .get(state.storage.as_ref(), state.catalog.loaded_names())
+            .await
     } else {
         Probe::default()
     };
@@ -193,8 +210,10 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
     }
     let since_claim = state.metrics.since_last_claim();
     let free_worker = state.metrics.busy_workers() < state.metrics.total_workers();
-    let stalled =
-        !unhealthy && !stalled_types.is_empty() && free_worker && since_claim >= STALL_AFTER;
+    let stalled = !unhealthy
+        && !stalled_types.is_empty()
+        && free_worker
+        && since_claim >= state.api.stall_after;
     if stalled {
         reasons.push(format!(
             "connected but not consuming: {} pending for {} with no successful claim for {}s",
@@ -206,6 +225,16 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
                 .join(", "),
             since_claim.as_secs()
         ));
+    }
+    let quota = state.cache_quota;
+    for (plugin, u) in &caches {
+        if u.entries >= quota.max_entries || u.bytes >= quota.max_bytes {
+            reasons.push(format!(
+                "the cache of plugin `{plugin}` is full ({} entries, {} bytes; quota {} and {}): \
+                 its cache writes fail until entries are deleted or expire",
+                u.entries, u.bytes, quota.max_entries, quota.max_bytes
+            ));
+        }
     }
     let (loaded, failed) = state.catalog.counts();
     if failed > 0 {
@@ -237,6 +266,7 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
         "storage_info": info,
         "queue": stats.as_ref().map(|_| json!(totals)),
         "plugins": { "loaded": loaded, "failed": failed },
+        "plugin_cache": { "quota": quota, "usage": caches },
         "paused_types": controls.as_ref().map(|c| {
             c.iter().filter(|(_, tc)| tc.paused).map(|(t, _)| t.clone()).collect::<Vec<_>>()
         }),
@@ -262,10 +292,14 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     } else {
         false
     };
-    let stats = if storage_up {
-        state.probe_cache.get(state.storage.as_ref()).await.stats
+    let (stats, plugin_caches) = if storage_up {
+        let probe = state
+            .probe_cache
+            .get(state.storage.as_ref(), state.catalog.loaded_names())
+            .await;
+        (probe.stats, probe.caches)
     } else {
-        None
+        (None, BTreeMap::new())
     };
     let (plugins_loaded, plugins_failed) = state.catalog.counts();
     let text = state.metrics.render(&Snapshot {
@@ -273,6 +307,7 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         plugins_loaded,
         plugins_failed,
         storage_up,
+        plugin_caches,
     });
     (
         [(

@@ -33,6 +33,8 @@ pub trait Catalog: Send + Sync + 'static {
     fn plugins(&self) -> serde_json::Value;
     /// (loaded, failed)
     fn counts(&self) -> (u64, u64);
+    /// Names of the loaded plugins (their cache namespaces).
+    fn loaded_names(&self) -> Vec<String>;
 }
 
 /// Everything the handlers share.
@@ -51,6 +53,8 @@ pub struct ApiState {
     pub api_hosts: Vec<String>,
     /// Connection, header and event-stream limits of the HTTP server.
     pub api: crate::config::ApiLimits,
+    /// What each plugin's cache may hold (shown by `/health`).
+    pub cache_quota: crate::storage::CacheQuota,
     /// Open SSE streams (written by `sse`, one guard per stream).
     pub event_streams: Arc<std::sync::atomic::AtomicUsize>,
     pub api_token: Option<String>,

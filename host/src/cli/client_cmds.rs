@@ -339,7 +339,7 @@ async fn stats(client: &Client, json: bool) -> Res {
     let v = answer.json()?;
     let mut header = vec!["TYPE"];
     header.extend(STATES.iter().copied());
-    header.extend(["JOBS/MIN", "AVG", "OLDEST PENDING", "HANDLED"]);
+    header.extend(["JOBS/MIN", "AVG", "P95", "OLDEST PENDING", "HANDLED"]);
     let mut t = Table::new(&header);
     let count = |counts: Option<&Value>, st: &str| {
         counts
@@ -357,11 +357,13 @@ async fn stats(client: &Client, json: bool) -> Res {
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0);
             row.push(format!("{per_min:.1}"));
-            let avg = ts.get("avg_duration_ms").and_then(Value::as_f64);
-            row.push(
-                avg.map(|ms| format!("{ms:.1}ms"))
-                    .unwrap_or_else(|| "-".into()),
-            );
+            for key in ["avg_duration_ms", "p95_duration_ms"] {
+                let ms = ts.get(key).and_then(Value::as_f64);
+                row.push(
+                    ms.map(|ms| format!("{ms:.1}ms"))
+                        .unwrap_or_else(|| "-".into()),
+                );
+            }
             let age = ts.get("oldest_pending_age_ms").and_then(Value::as_u64);
             row.push(
                 age.map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
@@ -374,16 +376,13 @@ async fn stats(client: &Client, json: bool) -> Res {
     }
     let mut total = vec!["(all)".to_string()];
     total.extend(STATES.iter().map(|st| count(v.get("totals"), st)));
-    total.extend([
-        "".to_string(),
-        "".to_string(),
-        "".to_string(),
-        "".to_string(),
-    ]);
+    total.extend(std::iter::repeat_n(String::new(), 5));
     t.row(total);
     print!("{}", t.render());
     if let Some(w) = v.get("rate_window_s").and_then(Value::as_u64) {
-        println!("jobs/min and avg duration: attempts finished by this daemon in the last {w}s");
+        println!(
+            "jobs/min, avg and p95 duration: attempts finished by this daemon in the last {w}s"
+        );
     }
     if let Some(w) = v.get("workers") {
         println!("workers: {} busy of {}", n(w, "busy"), n(w, "total"));

@@ -34,6 +34,8 @@ pub struct LoadedPlugin {
     pub manifest: Manifest,
     pub path: PathBuf,
     pub loaded_at_ms: i64,
+    /// Whether the compiled-plugin cache served this load, and how long it took.
+    pub compile: CompileInfo,
     /// The contract version the component was built for: "0.1.0" or "0.2.0".
     pub contract: &'static str,
     /// The compiled, pre-linked component (written by `Runtime::load`, read by
@@ -89,6 +91,15 @@ pub enum PluginState {
     Failed,
 }
 
+/// How a loaded plugin's code was obtained: from the compiled-plugin cache (milliseconds) or
+/// compiled now (seconds for a large JavaScript or Python plugin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CompileInfo {
+    pub source: crate::runtime::CompileSource,
+    /// Time to compile or to load from the cache, and check.
+    pub ms: u64,
+}
+
 /// One row of `spool plugins` / `GET /api/v1/plugins`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PluginStatus {
@@ -101,6 +112,8 @@ pub struct PluginStatus {
     /// the old version keeps serving.
     pub error: Option<String>,
     pub loaded_at_ms: Option<i64>,
+    /// How the loaded version was compiled (None when nothing is loaded).
+    pub compile: Option<CompileInfo>,
     pub path: PathBuf,
     /// The loaded version's manifest settings (None when nothing is loaded).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -151,6 +151,11 @@ impl PluginRegistry {
         t
     }
 
+    /// Names of the loaded plugins.
+    pub fn names(&self) -> Vec<String> {
+        self.inner.current.load().by_name.keys().cloned().collect()
+    }
+
     /// Loaded plugins and failed files, by name.
     pub fn list(&self) -> Vec<PluginStatus> {
         let snapshot = self.inner.current.load();
@@ -168,6 +173,7 @@ impl PluginRegistry {
                         state: PluginState::Loaded,
                         error,
                         loaded_at_ms: Some(p.loaded_at_ms),
+                        compile: Some(p.compile),
                         path: p.path.clone(),
                         manifest: Some(p.manifest.view()),
                     },
@@ -178,6 +184,7 @@ impl PluginRegistry {
                         state: PluginState::Failed,
                         error,
                         loaded_at_ms: None,
+                        compile: None,
                         path: failed.get(name).map(|f| f.path.clone()).unwrap_or_default(),
                         manifest: None,
                     },

@@ -39,14 +39,47 @@ impl Pre {
     }
 }
 
-pub(crate) struct RuntimeInner {
+/// Plugins whose memory limit is above this run on the engine that gives a finished
+/// instance's memory back to the system at once. The other engine batches those decommits
+/// (64 regions a thread shard), which keeps two threads creating instances from fighting over
+/// the address space, but left the memory of finished jobs resident until a batch filled:
+/// six jobs that each grew to a 512 MiB limit kept 3.3 GiB after the daemon went idle.
+/// Below this limit a batch holds at most a few dozen finished instances of at most this
+/// size each.
+pub(crate) const LARGE_MEMORY: u64 = 64 << 20;
+
+/// One engine with the linker and compiled-code cache that go with it.
+pub(crate) struct EngineSet {
     pub(crate) engine: Engine,
-    pub(crate) linker: Linker<JobState>,
+    linker: Linker<JobState>,
+    cache: Option<ArtifactCache>,
+}
+
+impl EngineSet {
+    fn new(cfg: &RuntimeConfig, max: u32, decommit_batch: usize) -> Result<Self, RuntimeError> {
+        let engine = build_engine(max, decommit_batch)?;
+        let linker = build_linker(&engine)?;
+        let cache = match &cfg.cache_dir {
+            Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
+            None => None,
+        };
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+        })
+    }
+}
+
+pub(crate) struct RuntimeInner {
+    /// For plugins with a memory limit up to `LARGE_MEMORY`: batched decommits.
+    normal: EngineSet,
+    /// For plugins allowed more: each finished instance's memory is released at once.
+    large: EngineSet,
     pub(crate) cfg: RuntimeConfig,
     /// One permit per pooling-allocator instance slot: `execute` waits here instead of
     /// failing when the pool is full.
     pub(crate) slots: Arc<Semaphore>,
-    cache: Option<ArtifactCache>,
     tls: Arc<TlsRoots>,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -57,43 +90,47 @@ impl Drop for RuntimeInner {
     }
 }
 
+/// The linker: WASI p2, `wasi:http` and the Spool imports of both contract versions.
+fn build_linker(engine: &Engine) -> Result<Linker<JobState>, RuntimeError> {
+    let mut linker = Linker::<JobState>::new(engine);
+    let link_error = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;
+    // Every component may import wasi:http; what it may reach is decided per plugin
+    // (`allowed_hosts`, empty by default) when a request is sent.
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_error)?;
+    v1::Handler::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |s| s)
+        .map_err(link_error)?;
+    // The 0.2.0 world's WASI imports are linked above; only its own interfaces here.
+    {
+        use v2::spool::plugin::{cache, config, enqueue, log, progress, secrets, types};
+        let l = &mut linker;
+        types::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+        log::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+        progress::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+        cache::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+        enqueue::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+        config::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+        secrets::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
+    }
+    Ok(linker)
+}
+
 impl RuntimeInner {
     pub(crate) fn new(cfg: RuntimeConfig) -> Result<Self, RuntimeError> {
         let max = cfg.max_instances.max(1);
-        let engine = build_engine(max)?;
-        let mut linker = Linker::<JobState>::new(&engine);
-        let link_error = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;
-        // Every component may import wasi:http; what it may reach is decided per plugin
-        // (`allowed_hosts`, empty by default) when a request is sent.
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_error)?;
-        v1::Handler::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |s| s)
-            .map_err(link_error)?;
-        // The 0.2.0 world's WASI imports are linked above; only its own interfaces here.
-        {
-            use v2::spool::plugin::{cache, config, enqueue, log, progress, secrets, types};
-            let l = &mut linker;
-            types::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
-            log::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
-            progress::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
-            cache::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
-            enqueue::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
-            config::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
-            secrets::add_to_linker::<JobState, HasSelf<JobState>>(l, |s| s).map_err(link_error)?;
-        }
+        let normal = EngineSet::new(&cfg, max, DECOMMIT_BATCH)?;
+        let large = EngineSet::new(&cfg, max, 1)?;
         let tls = Arc::new(TlsRoots::new(cfg.http.ca_file.clone()).map_err(RuntimeError::Tls)?);
-        let cache = match &cfg.cache_dir {
-            Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
-            None => None,
-        };
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_ticker(engine.clone(), ticker_stop.clone())?;
+        spawn_ticker(
+            [normal.engine.clone(), large.engine.clone()],
+            ticker_stop.clone(),
+        )?;
         Ok(Self {
-            engine,
-            linker,
+            normal,
+            large,
             slots: Arc::new(Semaphore::new(max as usize)),
             cfg,
-            cache,
             tls,
             ticker_stop,
         })
@@ -117,8 +154,18 @@ impl RuntimeInner {
         let fail = |reason| LoadError::plugin(name, path, reason);
         check_header(&bytes).map_err(fail)?;
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
-        let engine = self.engine.clone();
-        let cache = self.cache.clone();
+        let memory = manifest
+            .memory
+            .unwrap_or(self.cfg.default_memory)
+            .min(MAX_MEMORY);
+        let set = if memory > LARGE_MEMORY {
+            &self.large
+        } else {
+            &self.normal
+        };
+        let engine = set.engine.clone();
+        let cache = set.cache.clone();
+        let started = std::time::Instant::now();
         let compiled = tokio::task::spawn_blocking(move || match &cache {
             Some(cache) => cache.load_or_compile(&engine, &digest, &bytes),
             None => Component::new(&engine, &bytes).map(|c| (c, CompileSource::Compiled)),
@@ -130,17 +177,21 @@ impl RuntimeInner {
             )))
         })?;
         let (component, source) = compiled.map_err(|e| fail(compile_failure(&e)))?;
+        let compile = crate::plugins::CompileInfo {
+            source,
+            ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
 
-        let pre = self
+        let pre = set
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| fail(link_failure(&self.engine, &component, &e)))?;
-        let export_error = |e: wasmtime::Error| fail(export_failure(&self.engine, &component, &e));
+            .map_err(|e| fail(link_failure(&set.engine, &component, &e)))?;
+        let export_error = |e: wasmtime::Error| fail(export_failure(&set.engine, &component, &e));
         // The version its imports name first; the other when its `handle` fits only that one
         // (a component that imports nothing of ours).
         let as_v1 = |p| v1::HandlerPre::new(p).map(Pre::V1);
         let as_v2 = |p| v2::HandlerPre::new(p).map(Pre::V2);
-        let pre = if imports_contract_v2(&self.engine, &component) {
+        let pre = if imports_contract_v2(&set.engine, &component) {
             as_v2(pre.clone()).or_else(|e| as_v1(pre).map_err(|_| e))
         } else {
             as_v1(pre.clone()).or_else(|e| as_v2(pre).map_err(|_| e))
@@ -171,10 +222,8 @@ impl RuntimeInner {
             http: Arc::new(http),
             config: Arc::new(manifest.config.clone()),
             timeout: manifest.timeout.unwrap_or(self.cfg.default_timeout),
-            memory: manifest
-                .memory
-                .unwrap_or(self.cfg.default_memory)
-                .min(MAX_MEMORY),
+            memory,
+            engine: set.engine.clone(),
         };
         let plugin = LoadedPlugin {
             name: name.to_string(),
@@ -183,6 +232,7 @@ impl RuntimeInner {
             manifest,
             path: path.to_path_buf(),
             loaded_at_ms: crate::job::system_now_ms(),
+            compile,
             contract,
             code,
         };
@@ -212,11 +262,11 @@ fn plugin_version(digest: &[u8; 32], manifest: &Manifest) -> String {
 /// Freed pool slots are decommitted this many regions at a time (see `build_engine`).
 const DECOMMIT_BATCH: usize = 64;
 
-/// The engine: component model, epoch interruption, and a pooling allocator sized for `max`
-/// concurrent instances. Knob values come from the spike (research/toolchains.md §6): batched
+/// An engine: component model, epoch interruption, and a pooling allocator sized for `max`
+/// concurrent instances that decommits freed slots `decommit_batch` regions at a time. Knob values come from the spike (research/toolchains.md §6): batched
 /// decommits and PAGEMAP_SCAN stop two threads from fighting over the address space, and a
 /// small keep-resident keeps slot reuse cheap (1 MiB made Rust guests 2x slower).
-fn build_engine(max: u32) -> Result<Engine, RuntimeError> {
+fn build_engine(max: u32, decommit_batch: usize) -> Result<Engine, RuntimeError> {
     // Freed memory, table and stack slots wait in wasmtime's decommit queue (one per thread
     // shard, at most the CPU count and 16) until DECOMMIT_BATCH regions gathered. With 4
     // workers the queue could hold every memory slot of the pool, and a job starting while
@@ -224,7 +274,7 @@ fn build_engine(max: u32) -> Result<Engine, RuntimeError> {
     // 0 reached"). So each kind gets that many slots more than its running jobs can hold;
     // `execute` still retries a full pool, for guests larger than these totals assume.
     let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
-    let queued = u32::try_from(shards * DECOMMIT_BATCH).unwrap_or(u32::MAX);
+    let queued = u32::try_from(shards * decommit_batch).unwrap_or(u32::MAX);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(max)
         // A Rust component has 1 memory, 2-3 tables and 3-4 core instances; interpreted
@@ -242,7 +292,7 @@ fn build_engine(max: u32) -> Result<Engine, RuntimeError> {
         .max_core_instances_per_component(64)
         .max_component_instance_size(1 << 20)
         .max_memory_size(MAX_MEMORY as usize)
-        .decommit_batch_size(DECOMMIT_BATCH)
+        .decommit_batch_size(decommit_batch)
         .linear_memory_keep_resident(64 << 10)
         .table_keep_resident(16 << 10)
         // Linux >= 6.7 only; Auto quietly falls back to madvise elsewhere.
@@ -265,13 +315,15 @@ pub fn pagemap_scan_available() -> bool {
 }
 
 /// One thread per runtime bumps the epoch every tick; stops soon after the runtime is dropped.
-fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<(), RuntimeError> {
+fn spawn_ticker(engines: [Engine; 2], stop: Arc<AtomicBool>) -> Result<(), RuntimeError> {
     std::thread::Builder::new()
         .name("spool-epoch".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
+                for engine in &engines {
+                    engine.increment_epoch();
+                }
             }
         })
         .map(|_| ())

@@ -290,7 +290,7 @@ fn new_store(
         http_ctx: WasiHttpCtx::new(),
         http,
     };
-    let mut store = Store::new(&inner.engine, state);
+    let mut store = Store::new(&plugin.code.engine, state);
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut cx| {

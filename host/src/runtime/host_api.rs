@@ -26,6 +26,11 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 const MAX_LINE_BYTES: usize = 4096;
 /// How many stderr lines are kept for the error message of a crash.
 const STDERR_TAIL_LINES: usize = 12;
+/// How much of one job's output is copied into the daemon's own log: the first lines up to
+/// this count and size. The job keeps its last lines either way; without a cap one chatty job
+/// grew the daemon's log by more than a gigabyte.
+const TRACE_MAX_LINES: usize = 200;
+const TRACE_MAX_BYTES: usize = 64 << 10;
 /// Follow-up jobs one attempt may enqueue.
 pub(crate) const MAX_FOLLOWUPS: usize = 1000;
 /// Payload bytes all follow-ups of one attempt may hold together. Follow-ups live in host
@@ -101,6 +106,16 @@ pub(crate) struct TraceNames {
     pub(crate) job_id: String,
 }
 
+/// What one job has copied into the daemon's log so far, against `TRACE_MAX_LINES` and
+/// `TRACE_MAX_BYTES`.
+#[derive(Default)]
+struct TraceBudget {
+    lines: usize,
+    bytes: usize,
+    /// Lines left out once the budget ran out.
+    skipped: usize,
+}
+
 /// The job's log lines, shared by the `log` import and the stdout/stderr pipes.
 pub(crate) struct JobLog {
     lines: VecDeque<String>,
@@ -108,6 +123,7 @@ pub(crate) struct JobLog {
     partial: [Vec<u8>; 2],
     services: Arc<dyn JobServices>,
     trace: Option<TraceNames>,
+    traced: TraceBudget,
     /// Values removed from every line before it is kept or passed on.
     secrets: Arc<Secrets>,
 }
@@ -130,6 +146,7 @@ impl JobLog {
             partial: [Vec::new(), Vec::new()],
             services,
             trace,
+            traced: TraceBudget::default(),
             secrets,
         }
     }
@@ -142,13 +159,39 @@ impl JobLog {
         let text = self.secrets.redact(truncate(text, MAX_LINE_BYTES));
         let line = format!("[{tag}] {text}");
         self.services.log(level, &line);
-        if let Some(t) = &self.trace {
-            trace_line(t, level, &line);
-        }
+        self.trace(level, &line);
         if self.lines.len() == job::MAX_LOG_LINES {
             self.lines.pop_front();
         }
         self.lines.push_back(line);
+    }
+
+    /// Copies a line into the daemon's log while the job's budget lasts; the first line over
+    /// it says that the rest stays in the job only.
+    fn trace(&mut self, level: LogLevel, line: &str) {
+        let Some(t) = &self.trace else { return };
+        let b = &mut self.traced;
+        if b.skipped == 0
+            && b.lines < TRACE_MAX_LINES
+            && b.bytes.saturating_add(line.len()) <= TRACE_MAX_BYTES
+        {
+            b.lines += 1;
+            b.bytes += line.len();
+            trace_line(t, level, line);
+            return;
+        }
+        if b.skipped == 0 {
+            tracing::warn!(
+                target: "spool::plugin",
+                plugin = t.plugin.as_str(),
+                job_id = t.job_id.as_str(),
+                "this job wrote more than {TRACE_MAX_LINES} lines or {} KiB of log: the rest \
+                 is not copied here (the job keeps its last {} lines: `spool job ID`)",
+                TRACE_MAX_BYTES >> 10,
+                job::MAX_LOG_LINES
+            );
+        }
+        b.skipped += 1;
     }
 
     pub(crate) fn guest_log(&mut self, level: LogLevel, message: &str) {
@@ -198,13 +241,22 @@ impl JobLog {
         }
     }
 
-    /// Log what is left of unfinished lines (a guest that died mid-line).
+    /// Log what is left of unfinished lines (a guest that died mid-line), and how many lines
+    /// the daemon's log did not get.
     pub(crate) fn finish(&mut self) {
         for stream in [Stream::Stdout, Stream::Stderr] {
             let line = std::mem::take(&mut self.partial[stream as usize]);
             if !line.is_empty() {
                 self.output_line(stream, &line);
             }
+        }
+        if let (Some(t), n @ 1..) = (&self.trace, self.traced.skipped) {
+            tracing::info!(
+                target: "spool::plugin",
+                plugin = t.plugin.as_str(),
+                job_id = t.job_id.as_str(),
+                "{n} more log lines of this job were not copied to the daemon's log"
+            );
         }
     }
 
@@ -515,6 +567,39 @@ mod tests {
         let lines = l.take_lines();
         assert_eq!(lines.len(), job::MAX_LOG_LINES);
         assert_eq!(lines[0], "[info] line 50");
+    }
+
+    #[test]
+    fn a_chatty_job_copies_only_its_budget_into_the_daemon_log() {
+        let trace = TraceNames {
+            plugin: "chatty".into(),
+            job_id: "j1".into(),
+        };
+        let mut l = JobLog::new(
+            Arc::new(super::super::NoServices),
+            Some(trace),
+            Arc::default(),
+        );
+        for i in 0..10_000 {
+            l.guest_log(LogLevel::Info, &format!("line {i}"));
+        }
+        assert_eq!(l.traced.lines, TRACE_MAX_LINES);
+        assert_eq!(l.traced.skipped, 10_000 - TRACE_MAX_LINES);
+        assert_eq!(l.take_lines().len(), job::MAX_LOG_LINES);
+
+        let mut l = JobLog::new(
+            Arc::new(super::super::NoServices),
+            Some(TraceNames {
+                plugin: "wide".into(),
+                job_id: "j2".into(),
+            }),
+            Arc::default(),
+        );
+        for _ in 0..100 {
+            l.write(Stream::Stdout, &[b'x'; MAX_LINE_BYTES]);
+        }
+        assert!(l.traced.bytes <= TRACE_MAX_BYTES);
+        assert!(l.traced.skipped > 0);
     }
 
     #[test]

@@ -276,10 +276,14 @@ pub(crate) struct PluginCode {
     memory: u64,
     secrets: Arc<Secrets>,
     http: Arc<http::HttpPolicy>,
+    /// The engine `pre` was compiled for (see `engine::LARGE_MEMORY`).
+    engine: wasmtime::Engine,
 }
 
-/// Where a component came from when it was loaded (for logs and the benchmark).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a component came from when it was loaded (for logs, the plugins page and the
+/// benchmark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CompileSource {
     /// Compiled now; no cache configured.
     Compiled,

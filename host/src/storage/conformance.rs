@@ -87,6 +87,7 @@ macro_rules! __spool_conformance_cases {
             cache_values_expire_with_the_clock,
             cache_increment_counts_from_zero,
             cache_namespaces_do_not_mix,
+            cache_quota_limits_each_namespace,
             every_job_transition_writes_an_event,
             events_resume_after_an_id,
             events_of_one_batch_page_like_any_others,
@@ -149,6 +150,18 @@ where
 
 /// A store under test.
 pub type Backend = Arc<dyn Storage>;
+
+/// The options a factory opens its store with: the defaults, and a small cache quota (the
+/// `cache_quota` case fills it).
+pub fn options() -> crate::storage::StorageOptions {
+    crate::storage::StorageOptions {
+        cache_quota: crate::storage::CacheQuota {
+            max_entries: 50,
+            max_bytes: 4096,
+        },
+        ..crate::storage::StorageOptions::default()
+    }
+}
 
 /// The lease every case claims with.
 pub const LEASE: Duration = Duration::from_secs(30);

@@ -134,6 +134,39 @@ pub(crate) fn check_cache_set(
     Ok(ttl.map(|t| now.saturating_add(millis_i64(t))))
 }
 
+/// Whether a write that takes a namespace from `before` to `after` stays within `quota`.
+/// Shrinking is always allowed (an overwrite with a smaller value), even past the quota.
+pub(crate) fn check_cache_quota(
+    ns: &str,
+    before: super::CacheUsage,
+    after: super::CacheUsage,
+    quota: super::CacheQuota,
+) -> Result<()> {
+    let grows_entries = after.entries > before.entries && after.entries > quota.max_entries;
+    let grows_bytes = after.bytes > before.bytes && after.bytes > quota.max_bytes;
+    if grows_entries || grows_bytes {
+        return Err(cache_full(ns, after, quota));
+    }
+    Ok(())
+}
+
+pub(crate) fn cache_full(
+    ns: &str,
+    after: super::CacheUsage,
+    quota: super::CacheQuota,
+) -> StorageError {
+    StorageError::InvalidInput(format!(
+        "the cache of `{}` is full: this write would make it {} entries and {} bytes, over its \
+         quota of {} entries and {} bytes (daemon setting `plugin_cache`); delete entries, give \
+         them a ttl, or raise the quota",
+        ns.escape_debug(),
+        after.entries,
+        after.bytes,
+        quota.max_entries,
+        quota.max_bytes
+    ))
+}
+
 pub(crate) fn not_an_integer(ns: &str, key: &str) -> StorageError {
     StorageError::InvalidInput(format!(
         "cache key `{}` in `{}` does not hold an integer, so it cannot be incremented",

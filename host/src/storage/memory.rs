@@ -8,9 +8,9 @@ mod state;
 use super::flow::{self, ClaimBatch, ControlChange, Schedule, ScheduleRecord, TypeControl};
 use super::limits::{self, check_cache_key};
 use super::{
-    BackendInfo, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure, ImportEvents,
-    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
-    Storage, StorageOptions,
+    BackendInfo, CacheUsage, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure,
+    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
+    Settled, Stats, Storage, StorageOptions,
 };
 use crate::job::{Clock, Job, LeaseToken, Millis, NewJob, millis_i64};
 use async_trait::async_trait;
@@ -317,9 +317,11 @@ impl Storage for MemoryStorage {
         ttl: Option<Duration>,
     ) -> Result<()> {
         let max = self.opts.max_payload_bytes;
-        let expires = limits::check_cache_set(ns, key, value, ttl, max, self.now())?;
-        self.lock().cache_set(ns, key, value.to_owned(), expires);
-        Ok(())
+        let now = self.now();
+        let expires = limits::check_cache_set(ns, key, value, ttl, max, now)?;
+        let quota = self.opts.cache_quota;
+        self.lock()
+            .cache_set(ns, key, value.to_owned(), expires, quota, now)
     }
 
     async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool> {
@@ -337,8 +339,14 @@ impl Storage for MemoryStorage {
     ) -> Result<i64> {
         check_cache_key(ns, key)?;
         let now = self.now();
+        let quota = self.opts.cache_quota;
         self.lock()
-            .cache_increment(ns, key, delta, ttl.map(millis_i64), now)
+            .cache_increment(ns, key, delta, ttl.map(millis_i64), quota, now)
+    }
+
+    async fn cache_usage(&self, ns: &str) -> Result<CacheUsage> {
+        check_cache_key(ns, "-")?;
+        Ok(self.lock().cache_usage(ns))
     }
 
     async fn publish_event(&self, event: NewEvent) -> Result<Event> {

@@ -18,7 +18,9 @@
 //! - Cache: `ttl` on `cache_set` replaces the expiry (None: never expires); on
 //!   `cache_increment` it applies only when the call creates the key (a counter keeps the
 //!   window it started with). A missing or expired key counts from 0; a value that is not
-//!   an integer is `InvalidInput`.
+//!   an integer is `InvalidInput`. A namespace holds at most `cache_quota` entries and bytes
+//!   (key plus value): a set or increment that would add an entry or bytes past it is
+//!   `InvalidInput` and changes nothing; expired entries are dropped before that is decided.
 //! - Event ids are decimal integers that increase (SQLite's rowid, a counter in memory);
 //!   treat them as opaque strings elsewhere (Redis stream ids differ).
 
@@ -86,6 +88,34 @@ pub struct StorageOptions {
     /// SQLite: read connections kept open, and the most reads that run at once (in WAL mode
     /// reads never wait for the writer).
     pub read_connections: usize,
+    /// What one cache namespace (one plugin) may hold.
+    pub cache_quota: CacheQuota,
+}
+
+/// The most one cache namespace may hold: a write that would go past it fails (the write,
+/// not the job's daemon); overwriting or deleting entries and expiries make room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CacheQuota {
+    pub max_entries: u64,
+    /// Keys and values, in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheQuota {
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What one cache namespace holds. Expired entries not yet swept may still count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CacheUsage {
+    pub entries: u64,
+    /// Keys and values, in bytes.
+    pub bytes: u64,
 }
 
 impl Default for StorageOptions {
@@ -95,6 +125,7 @@ impl Default for StorageOptions {
             max_events: DEFAULT_MAX_EVENTS,
             busy_timeout: Duration::from_secs(5),
             read_connections: 4,
+            cache_quota: CacheQuota::default(),
         }
     }
 }
@@ -558,6 +589,8 @@ pub trait Storage: Send + Sync + 'static {
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64>;
+    /// What the namespace holds, against `StorageOptions::cache_quota`.
+    async fn cache_usage(&self, ns: &str) -> Result<CacheUsage>;
 
     /// Append a non-job event (`plugin.loaded`, ...).
     async fn publish_event(&self, event: NewEvent) -> Result<Event>;

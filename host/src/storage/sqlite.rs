@@ -30,9 +30,9 @@ mod writer;
 use super::flow::{ClaimBatch, ControlChange, Schedule, ScheduleRecord, TypeControl};
 use super::limits::{self, check_cache_key};
 use super::{
-    BackendInfo, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure, ImportEvents,
-    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
-    Storage, StorageError, StorageOptions,
+    BackendInfo, CacheUsage, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure,
+    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
+    Settled, Stats, Storage, StorageError, StorageOptions,
 };
 use crate::job::{Clock, Job, LeaseToken, Millis, NewJob, Progress, millis_i64};
 use async_trait::async_trait;
@@ -445,11 +445,17 @@ impl Storage for SqliteStorage {
         value: &str,
         ttl: Option<Duration>,
     ) -> Result<()> {
-        let max = self.opts.max_payload_bytes;
-        let expires = limits::check_cache_set(ns, key, value, ttl, max, self.now())?;
+        let (max, quota, now) = (
+            self.opts.max_payload_bytes,
+            self.opts.cache_quota,
+            self.now(),
+        );
+        let expires = limits::check_cache_set(ns, key, value, ttl, max, now)?;
         let (ns, key, value) = (ns.to_owned(), key.to_owned(), value.to_owned());
         self.writer
-            .call(move |conn, _| maintenance::cache_set(conn, &ns, &key, &value, expires))
+            .call(move |conn, _| {
+                maintenance::cache_set(conn, &ns, &key, &value, expires, quota, now)
+            })
             .await
     }
 
@@ -470,9 +476,19 @@ impl Storage for SqliteStorage {
     ) -> Result<i64> {
         check_cache_key(ns, key)?;
         let (ns, key, now) = (ns.to_owned(), key.to_owned(), self.now());
-        let ttl = ttl.map(millis_i64);
+        let (ttl, quota) = (ttl.map(millis_i64), self.opts.cache_quota);
         self.writer
-            .call(move |conn, _| maintenance::cache_increment(conn, &ns, &key, delta, ttl, now))
+            .call(move |conn, _| {
+                maintenance::cache_increment(conn, &ns, &key, delta, ttl, quota, now)
+            })
+            .await
+    }
+
+    async fn cache_usage(&self, ns: &str) -> Result<CacheUsage> {
+        check_cache_key(ns, "-")?;
+        let ns = ns.to_owned();
+        self.readers
+            .run(move |conn| maintenance::cache_usage(conn, &ns))
             .await
     }
 

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::job::{JobState, ManualClock};
-use crate::storage::NewEvent;
+use crate::storage::{CacheUsage, NewEvent};
 
 pub async fn cache_stores_and_deletes_values(s: Backend, _clock: Arc<ManualClock>) {
     assert_eq!(s.cache_get("plug", "k").await.unwrap(), None);
@@ -29,6 +29,68 @@ pub async fn cache_stores_and_deletes_values(s: Backend, _clock: Arc<ManualClock
     assert_invalid(
         s.cache_set("", "k", "v", None).await,
         "cache namespace must be 1 to",
+    );
+}
+
+/// Needs a store opened with `options()` (50 entries, 4096 bytes a namespace).
+pub async fn cache_quota_limits_each_namespace(s: Backend, clock: Arc<ManualClock>) {
+    let quota = options().cache_quota;
+    let mut bytes = 0;
+    for i in 0..quota.max_entries {
+        let key = format!("k{i}");
+        s.cache_set("quota", &key, "v", None).await.unwrap();
+        bytes += key.len() as u64 + 1;
+    }
+    let usage = s.cache_usage("quota").await.unwrap();
+    assert_eq!(usage, CacheUsage { entries: 50, bytes });
+    // One entry more is refused and writes nothing; so is a counter that would be new.
+    assert_invalid(s.cache_set("quota", "extra", "v", None).await, "quota");
+    assert_eq!(s.cache_get("quota", "extra").await.unwrap(), None);
+    assert_invalid(s.cache_increment("quota", "n", 1, None).await, "quota");
+    assert_eq!(s.cache_get("quota", "n").await.unwrap(), None);
+    assert_eq!(s.cache_usage("quota").await.unwrap(), usage);
+    // Overwriting takes no new entry; other namespaces have their own quota.
+    s.cache_set("quota", "k0", "w", None).await.unwrap();
+    s.cache_set("other", "extra", "v", None).await.unwrap();
+    // A delete makes room, and so does an expiry.
+    assert!(s.cache_delete("quota", "k1").await.unwrap());
+    s.cache_set("quota", "extra", "v", None).await.unwrap();
+    s.cache_set("quota", "k2", "v", Some(secs(1)))
+        .await
+        .unwrap();
+    clock.advance(secs(2));
+    s.cache_set("quota", "after-expiry", "v", None)
+        .await
+        .unwrap();
+    assert_eq!(s.cache_usage("quota").await.unwrap().entries, 50);
+
+    // Bytes: keys and values. Growing past the quota is refused; shrinking passes.
+    s.cache_set("bytes", "a", &"x".repeat(4000), None)
+        .await
+        .unwrap();
+    assert_invalid(
+        s.cache_set("bytes", "b", &"x".repeat(200), None).await,
+        "quota",
+    );
+    assert_invalid(
+        s.cache_set("bytes", "a", &"x".repeat(4200), None).await,
+        "quota",
+    );
+    s.cache_set("bytes", "a", "small", None).await.unwrap();
+    s.cache_set("bytes", "b", &"x".repeat(200), None)
+        .await
+        .unwrap();
+    assert_eq!(s.cache_increment("bytes", "n", 7, None).await.unwrap(), 7);
+    assert_eq!(
+        s.cache_usage("bytes").await.unwrap(),
+        CacheUsage {
+            entries: 3,
+            bytes: (1 + 5) + (1 + 200) + (1 + 1),
+        }
+    );
+    assert_eq!(
+        s.cache_usage("never-used").await.unwrap(),
+        CacheUsage::default()
     );
 }
 

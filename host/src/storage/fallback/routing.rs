@@ -8,9 +8,9 @@ use crate::job::Millis;
 use crate::job::{Job, LeaseToken, NewJob};
 use crate::storage::flow::{ClaimBatch, ControlChange, Schedule, ScheduleRecord, TypeControl};
 use crate::storage::{
-    BackendInfo, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure, ImportEvents,
-    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
-    Storage, StorageError,
+    BackendInfo, CacheUsage, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure,
+    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
+    Settled, Stats, Storage, StorageError,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -180,6 +180,10 @@ impl Storage for FallbackStorage {
         ttl: Option<Duration>,
     ) -> Result<i64> {
         to_primary!(self.cache_increment(ns, key, delta, ttl))
+    }
+
+    async fn cache_usage(&self, ns: &str) -> Result<CacheUsage> {
+        to_primary!(self.cache_usage(ns))
     }
 
     async fn publish_event(&self, event: NewEvent) -> Result<Event> {

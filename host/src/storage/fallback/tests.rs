@@ -86,6 +86,7 @@ switch_storage! {
     fn cache_set(&self, ns: &str, key: &str, value: &str, ttl: Option<Duration>) -> Result<()>;
     fn cache_delete(&self, ns: &str, key: &str) -> Result<bool>;
     fn cache_increment(&self, ns: &str, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64>;
+    fn cache_usage(&self, ns: &str) -> Result<crate::storage::CacheUsage>;
     fn publish_event(&self, event: NewEvent) -> Result<Event>;
     fn events_since(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>>;
     fn ping(&self) -> Result<Duration>;

@@ -10,8 +10,8 @@ use crate::storage::job_events;
 use crate::storage::limits;
 use crate::storage::transitions;
 use crate::storage::{
-    CancelOutcome, Claimed, Completion, Enqueued, Event, Failure, ImportEvents, LeaseStatus,
-    NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
+    CacheQuota, CacheUsage, CancelOutcome, Claimed, Completion, Enqueued, Event, Failure,
+    ImportEvents, LeaseStatus, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -38,6 +38,8 @@ pub(super) struct State {
     pub(super) events: VecDeque<Event>,
     last_event_id: i64,
     cache: HashMap<(String, String), (String, Option<Millis>)>,
+    /// Entries and bytes per cache namespace, kept with `cache`.
+    cache_usage: HashMap<String, CacheUsage>,
     /// `running` jobs per type (global concurrency).
     running: HashMap<String, u64>,
     /// Flow control per type, only for types that have any set.
@@ -575,20 +577,61 @@ impl State {
         self.cache_entry(ns, key, now).cloned()
     }
 
+    /// Writes an entry unless that takes its namespace past `quota`.
     pub(super) fn cache_set(
         &mut self,
         ns: &str,
         key: &str,
         value: String,
         expires: Option<Millis>,
-    ) {
-        self.cache
-            .insert((ns.to_owned(), key.to_owned()), (value, expires));
+        quota: CacheQuota,
+        now: Millis,
+    ) -> Result<()> {
+        let id = (ns.to_owned(), key.to_owned());
+        if self
+            .cache
+            .get(&id)
+            .is_some_and(|(_, e)| e.is_some_and(|at| at <= now))
+        {
+            self.cache_remove(&id);
+        }
+        let next = |state: &State| {
+            let before = state.cache_usage.get(ns).copied().unwrap_or_default();
+            let old = state.cache.get(&id).map(|(v, _)| entry_bytes(key, v));
+            let after = CacheUsage {
+                entries: before.entries + u64::from(old.is_none()),
+                bytes: before.bytes - old.unwrap_or(0) + entry_bytes(key, &value),
+            };
+            (before, after)
+        };
+        let (mut before, mut after) = next(self);
+        if limits::check_cache_quota(ns, before, after, quota).is_err() {
+            self.purge_expired_cache(now);
+            (before, after) = next(self);
+            limits::check_cache_quota(ns, before, after, quota)?;
+        }
+        self.cache.insert(id, (value, expires));
+        self.cache_usage.insert(ns.to_owned(), after);
+        Ok(())
+    }
+
+    /// Removes an entry and its share of the namespace's usage.
+    fn cache_remove(&mut self, id: &(String, String)) {
+        if let Some((value, _)) = self.cache.remove(id)
+            && let Some(u) = self.cache_usage.get_mut(&id.0)
+        {
+            u.entries -= 1;
+            u.bytes -= entry_bytes(&id.1, &value);
+        }
+    }
+
+    pub(super) fn cache_usage(&self, ns: &str) -> CacheUsage {
+        self.cache_usage.get(ns).copied().unwrap_or_default()
     }
 
     pub(super) fn cache_delete(&mut self, ns: &str, key: &str, now: Millis) -> bool {
         let live = self.cache_entry(ns, key, now).is_some();
-        self.cache.remove(&(ns.to_owned(), key.to_owned()));
+        self.cache_remove(&(ns.to_owned(), key.to_owned()));
         live
     }
 
@@ -598,6 +641,7 @@ impl State {
         key: &str,
         delta: i64,
         ttl: Option<Millis>,
+        quota: CacheQuota,
         now: Millis,
     ) -> Result<i64> {
         let (current, expires) = match self.cache_entry(ns, key, now) {
@@ -614,12 +658,24 @@ impl State {
         let next = current
             .checked_add(delta)
             .ok_or_else(|| limits::increment_overflow(ns, key))?;
-        self.cache_set(ns, key, next.to_string(), expires);
+        self.cache_set(ns, key, next.to_string(), expires, quota, now)?;
         Ok(next)
     }
 
     pub(super) fn purge_expired_cache(&mut self, now: Millis) {
-        self.cache
-            .retain(|_, (_, expires)| expires.is_none_or(|at| at > now));
+        let expired: Vec<(String, String)> = self
+            .cache
+            .iter()
+            .filter(|(_, (_, expires))| expires.is_some_and(|at| at <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.cache_remove(id);
+        }
     }
+}
+
+/// What an entry counts against its namespace's quota: key and value bytes.
+fn entry_bytes(key: &str, value: &str) -> u64 {
+    (key.len() + value.len()) as u64
 }

@@ -88,8 +88,17 @@ impl Keys {
     /// percent-escaped so that (`a:b`, `c`) and (`a`, `b:c`) stay two entries; the key, last,
     /// needs no escaping.
     pub fn cache(&self, ns: &str, key: &str) -> String {
-        let ns = ns.replace('%', "%25").replace(':', "%3A");
-        format!("{}:cache:{ns}:{key}", self.tag)
+        format!("{}:cache:{}:{key}", self.tag, escape_ns(ns))
+    }
+
+    /// Hash entry key -> bytes of its key and value, for one namespace's quota.
+    pub fn cache_sizes(&self, ns: &str) -> String {
+        format!("{}:cache-sizes:{}", self.tag, escape_ns(ns))
+    }
+
+    /// The sum of `cache_sizes(ns)`.
+    pub fn cache_bytes(&self, ns: &str) -> String {
+        format!("{}:cache-bytes:{}", self.tag, escape_ns(ns))
     }
 
     /// The Cluster slot of every key above.
@@ -102,6 +111,12 @@ impl Keys {
             crc16_xmodem(inner.as_bytes()) % 16384
         }
     }
+}
+
+/// A cache namespace in a key: `%` and `:` percent-escaped, so that (`a:b`, `c`) and
+/// (`a`, `b:c`) stay two entries.
+fn escape_ns(ns: &str) -> String {
+    ns.replace('%', "%25").replace(':', "%3A")
 }
 
 /// The state's name as stored (the same as its serde name).

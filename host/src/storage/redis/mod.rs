@@ -190,6 +190,31 @@ impl RedisStorage {
         Ok(unlinked)
     }
 
+    /// A cache script's error: the quota (`SPOOLQUOTA <entries> <bytes>`), an increment of a
+    /// value that is no integer or that overflows, or whatever `err` makes of it.
+    fn cache_error(&self, ns: &str, key: &str, e: RedisError) -> StorageError {
+        let text = e.to_string();
+        // redis-rs shows the reply as `SPOOLQUOTA: <entries> <bytes>`.
+        if let Some(rest) = text.split("SPOOLQUOTA").nth(1) {
+            let mut n = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse::<u64>().unwrap_or(0));
+            let after = crate::storage::CacheUsage {
+                entries: n.next().unwrap_or(0),
+                bytes: n.next().unwrap_or(0),
+            };
+            return crate::storage::limits::cache_full(ns, after, self.opts.cache_quota);
+        }
+        if text.contains("overflow") {
+            return crate::storage::limits::increment_overflow(ns, key);
+        }
+        if text.contains("not an integer") {
+            return crate::storage::limits::not_an_integer(ns, key);
+        }
+        self.err(e)
+    }
+
     fn err(&self, e: RedisError) -> StorageError {
         let url = &self.url;
         if e.code() == Some("OOM") {
@@ -258,17 +283,24 @@ impl RedisStorage {
         pipe.query_async(&mut conn).await.map_err(|e| self.err(e))
     }
 
-    /// A cache script's invocation: the entry, the expiry hash, the time source.
+    /// A cache script's invocation, as lua/cache_lib.lua takes it: the entry, the expiry
+    /// hash, the namespace's sizes and bytes; the time source, the key's length and the quota.
     fn cache_script<'a>(
         &self,
         script: &'a Script,
         ns: &str,
         key: &str,
     ) -> redis::ScriptInvocation<'a> {
+        let quota = self.opts.cache_quota;
         let mut inv = script.prepare_invoke();
         inv.key(self.keys.cache(ns, key))
             .key(self.keys.cache_expiry())
-            .arg(self.time_arg());
+            .key(self.keys.cache_sizes(ns))
+            .key(self.keys.cache_bytes(ns))
+            .arg(self.time_arg())
+            .arg(key.len())
+            .arg(quota.max_entries)
+            .arg(quota.max_bytes);
         inv
     }
 

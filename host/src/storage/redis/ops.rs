@@ -11,9 +11,9 @@ use crate::storage::flow::{
 };
 use crate::storage::limits::{self, check_cache_key, check_cache_value};
 use crate::storage::{
-    BackendInfo, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure, ImportEvents,
-    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats,
-    Storage, StorageError, TypeStats,
+    BackendInfo, CacheUsage, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure,
+    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
+    Settled, Stats, Storage, StorageError, TypeStats,
 };
 use async_trait::async_trait;
 use redis::Value;
@@ -670,8 +670,11 @@ impl Storage for RedisStorage {
             ttl.map(|t| millis_i64(t).max(1).to_string())
                 .unwrap_or_default(),
         );
-        self.run(&inv).await?;
-        Ok(())
+        let mut conn = self.conn.clone();
+        match inv.invoke_async::<Value>(&mut conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.cache_error(ns, key, e)),
+        }
     }
 
     async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool> {
@@ -692,16 +695,25 @@ impl Storage for RedisStorage {
         inv.arg(delta)
             .arg(ttl.map(|t| millis_i64(t).to_string()).unwrap_or_default());
         let mut conn = self.conn.clone();
-        match inv.invoke_async::<i64>(&mut conn).await {
-            Ok(n) => Ok(n),
-            Err(e) if e.to_string().contains("overflow") => {
-                Err(limits::increment_overflow(ns, key))
-            }
-            Err(e) if e.to_string().contains("not an integer") => {
-                Err(limits::not_an_integer(ns, key))
-            }
-            Err(e) => Err(self.err(e)),
-        }
+        inv.invoke_async::<i64>(&mut conn)
+            .await
+            .map_err(|e| self.cache_error(ns, key, e))
+    }
+
+    async fn cache_usage(&self, ns: &str) -> Result<CacheUsage> {
+        check_cache_key(ns, "-")?;
+        let inv = self.cache_script(&scripts::CACHE_USAGE, ns, "-");
+        let r = as_array(self.run(&inv).await?, "cache usage")?;
+        let field = |i: usize| {
+            r.get(i)
+                .map(|v| as_int(v, "cache usage"))
+                .transpose()
+                .map(|n| n.unwrap_or(0).max(0) as u64)
+        };
+        Ok(CacheUsage {
+            entries: field(0)?,
+            bytes: field(1)?,
+        })
     }
 
     async fn publish_event(&self, event: NewEvent) -> Result<Event> {

@@ -44,9 +44,23 @@ job_script!(EVENT, "lua/event.lua");
 job_script!(CTL, "lua/ctl.lua");
 job_script!(SCHEDULE, "lua/schedule.lua");
 
-// Cache scripts touch the entry and the expiry hash, given as KEYS; they need none of lib.lua.
-plain_script!(CACHE_GET, "lua/cache_get.lua");
-plain_script!(CACHE_SET, "lua/cache_set.lua");
+/// A cache script: `lua/cache_lib.lua` (the entry, the expiry hash and the namespace's
+/// account, given as KEYS) followed by its own file; none of lib.lua.
+macro_rules! cache_script {
+    ($name:ident, $file:literal) => {
+        pub static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/cache_lib.lua"),
+                "\n",
+                include_str!($file)
+            ))
+        });
+    };
+}
+
+cache_script!(CACHE_GET, "lua/cache_get.lua");
+cache_script!(CACHE_SET, "lua/cache_set.lua");
+cache_script!(CACHE_DELETE, "lua/cache_delete.lua");
+cache_script!(CACHE_INCR, "lua/cache_incr.lua");
+cache_script!(CACHE_USAGE, "lua/cache_usage.lua");
 plain_script!(CACHE_PURGE, "lua/cache_purge.lua");
-plain_script!(CACHE_DELETE, "lua/cache_delete.lua");
-plain_script!(CACHE_INCR, "lua/cache_incr.lua");

@@ -6,8 +6,8 @@ use super::connection::OpResult;
 use super::sql;
 use super::writer::TxCtx;
 use crate::job::{JobState, Millis, millis_i64};
-use crate::storage::RetentionPolicy;
 use crate::storage::limits;
+use crate::storage::{CacheQuota, CacheUsage, RetentionPolicy};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub(super) fn promote_due(
@@ -85,13 +85,50 @@ pub(super) fn purge_cache(conn: &Connection, now: Millis, chunk: usize) -> OpRes
         .execute(params![now, chunk])?)
 }
 
+pub(super) fn cache_usage(conn: &Connection, ns: &str) -> OpResult<CacheUsage> {
+    let usage = conn
+        .prepare_cached(sql::CACHE_USAGE)?
+        .query_row(params![ns], |r| {
+            Ok(CacheUsage {
+                entries: r.get::<_, i64>(0)?.max(0) as u64,
+                bytes: r.get::<_, i64>(1)?.max(0) as u64,
+            })
+        })
+        .optional()?;
+    Ok(usage.unwrap_or_default())
+}
+
+/// Writes an entry unless that takes the namespace past `quota`; expired entries of the
+/// namespace are dropped first when it would. The `cache_usage` triggers keep the figures.
 pub(super) fn cache_set(
     conn: &Connection,
     ns: &str,
     key: &str,
     value: &str,
     expires: Option<Millis>,
+    quota: CacheQuota,
+    now: Millis,
 ) -> OpResult<()> {
+    let next = || -> OpResult<(CacheUsage, CacheUsage)> {
+        let before = cache_usage(conn, ns)?;
+        let old: Option<i64> = conn
+            .prepare_cached(sql::CACHE_ENTRY_SIZE)?
+            .query_row(params![ns, key], |r| r.get(0))
+            .optional()?;
+        let after = CacheUsage {
+            entries: before.entries + u64::from(old.is_none()),
+            bytes: (before.bytes + (key.len() + value.len()) as u64)
+                .saturating_sub(old.unwrap_or(0).max(0) as u64),
+        };
+        Ok((before, after))
+    };
+    let (before, after) = next()?;
+    if limits::check_cache_quota(ns, before, after, quota).is_err() {
+        conn.prepare_cached(sql::PURGE_CACHE_NS)?
+            .execute(params![ns, now])?;
+        let (before, after) = next()?;
+        limits::check_cache_quota(ns, before, after, quota)?;
+    }
     conn.prepare_cached(sql::CACHE_SET)?
         .execute(params![ns, key, value, expires])?;
     Ok(())
@@ -113,6 +150,7 @@ pub(super) fn cache_increment(
     key: &str,
     delta: i64,
     ttl_ms: Option<Millis>,
+    quota: CacheQuota,
     now: Millis,
 ) -> OpResult<i64> {
     let current: Option<(String, Option<Millis>)> = conn
@@ -132,6 +170,6 @@ pub(super) fn cache_increment(
     let next = value
         .checked_add(delta)
         .ok_or_else(|| limits::increment_overflow(ns, key))?;
-    cache_set(conn, ns, key, &next.to_string(), expires)?;
+    cache_set(conn, ns, key, &next.to_string(), expires, quota, now)?;
     Ok(next)
 }

@@ -6,6 +6,7 @@
 pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("schema/001_initial.sql"),
     include_str!("schema/002_flow_control.sql"),
+    include_str!("schema/003_counts.sql"),
 ];
 
 pub(super) const WRITER_SETTINGS: &str = include_str!("sql/writer_settings.sql");
@@ -45,6 +46,9 @@ pub(super) const EVENTS_SINCE: &str = include_str!("sql/events_since.sql");
 pub(super) const CACHE_GET: &str = include_str!("sql/cache_get.sql");
 pub(super) const CACHE_SET: &str = include_str!("sql/cache_set.sql");
 pub(super) const CACHE_DELETE: &str = include_str!("sql/cache_delete.sql");
+pub(super) const CACHE_USAGE: &str = include_str!("sql/cache_usage.sql");
+pub(super) const CACHE_ENTRY_SIZE: &str = include_str!("sql/cache_entry_size.sql");
+pub(super) const PURGE_CACHE_NS: &str = include_str!("sql/purge_cache_ns.sql");
 
 pub(super) const TYPE_CONTROLS: &str = "SELECT type, control FROM type_controls";
 pub(super) const TYPE_CONTROL: &str = "SELECT control FROM type_controls WHERE type = ?1";

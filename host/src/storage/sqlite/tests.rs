@@ -195,9 +195,16 @@ async fn a_damaged_file_says_so_and_names_itself() {
         *b = 0xA5;
     }
     std::fs::write(&path, bytes).unwrap();
+    // Stats read the per-type counts, not the jobs; a listing of every job reads them all.
     let err = match open(&path).await {
         Err(e) => e,
-        Ok(s) => s.stats().await.unwrap_err(),
+        Ok(s) => s
+            .list(crate::storage::ListFilter {
+                limit: 5_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
     };
     assert!(matches!(err, StorageError::Corrupt(_)), "{err:?}");
     let message = err.to_string();
@@ -314,4 +321,56 @@ async fn a_file_of_schema_version_1_is_migrated_with_its_jobs() {
     );
     assert!(s.type_controls().await.unwrap().is_empty());
     assert!(s.schedules().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_version_2_file_gets_its_job_counts_and_stats_stay_exact() {
+    use crate::job::JobState;
+    use crate::storage::conformance::{claim_request, job};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    {
+        let s = open(&path).await.unwrap();
+        let mut jobs: Vec<_> = (0..30).map(|_| job("a")).collect();
+        jobs.extend((0..5).map(|_| job("b")));
+        s.enqueue_batch(jobs).await.unwrap();
+        assert_eq!(s.claim(claim_request(&["a"], 10)).await.unwrap().len(), 10);
+    }
+    // Back to what version 2 wrote: no counts table, no triggers.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "DROP TRIGGER job_counts_insert; DROP TRIGGER job_counts_delete; \
+             DROP TRIGGER job_counts_update; DROP TABLE job_counts; \
+             DROP TRIGGER cache_usage_insert; DROP TRIGGER cache_usage_delete; \
+             DROP TRIGGER cache_usage_update; DROP TABLE cache_usage; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    let s = open(&path).await.unwrap();
+    assert_eq!(user_version(&path), sql::MIGRATIONS.len() as i64);
+    let counts = |stats: &crate::storage::Stats, t: &str, st: JobState| {
+        stats
+            .types
+            .get(t)
+            .and_then(|ts| ts.counts.get(&st))
+            .copied()
+    };
+    let stats = s.stats().await.unwrap();
+    assert_eq!(counts(&stats, "a", JobState::Pending), Some(20));
+    assert_eq!(counts(&stats, "a", JobState::Running), Some(10));
+    assert_eq!(counts(&stats, "b", JobState::Pending), Some(5));
+    // The triggers keep them: a claim moves two, a type whose jobs are all gone disappears.
+    s.claim(claim_request(&["b"], 5)).await.unwrap();
+    let stats = s.stats().await.unwrap();
+    assert_eq!(counts(&stats, "b", JobState::Running), Some(5));
+    assert_eq!(counts(&stats, "b", JobState::Pending), None);
+    let recount: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT (SELECT count(*) FROM jobs) - (SELECT sum(n) FROM job_counts)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(recount, 0);
 }

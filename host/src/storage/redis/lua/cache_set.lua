@@ -1,18 +1,20 @@
--- cache_set.lua: write a plugin's cache entry, replacing its value and expiry.
--- KEYS[1], KEYS[2], ARGV[1] as in cache_get.lua; ARGV[2] the value; ARGV[3] ttl in ms
--- ('' = never expires).
--- Returns 1.
-if ARGV[3] == '' then
-  redis.call('SET', KEYS[1], ARGV[2])
+-- cache_set.lua: write a plugin's cache entry, replacing its value and expiry, within the
+-- namespace's quota (KEYS and ARGV[1..4] as in cache_lib.lua).
+-- ARGV[5] the value; ARGV[6] ttl in ms ('' = never expires).
+-- Returns 1, or the SPOOLQUOTA error (nothing written).
+drop_if_expired(entry)
+local refused = account(tonumber(ARGV[2]) + string.len(ARGV[5]))
+if refused then return refused end
+if ARGV[6] == '' then
+  redis.call('SET', entry, ARGV[5])
 else
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('SET', entry, ARGV[5], 'PX', ARGV[6])
 end
-if string.sub(ARGV[1], 1, 1) == '=' then
-  if ARGV[3] == '' then
-    redis.call('HDEL', KEYS[2], KEYS[1])
+if local_now then
+  if ARGV[6] == '' then
+    redis.call('HDEL', expiry, entry)
   else
-    local at = tonumber(string.sub(ARGV[1], 2)) + tonumber(ARGV[3])
-    redis.call('HSET', KEYS[2], KEYS[1], string.format('%.0f', at))
+    redis.call('HSET', expiry, entry, string.format('%.0f', local_now + tonumber(ARGV[6])))
   end
 end
 return 1

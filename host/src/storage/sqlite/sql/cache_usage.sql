@@ -1,0 +1,1 @@
+SELECT entries, bytes FROM cache_usage WHERE ns = ?1

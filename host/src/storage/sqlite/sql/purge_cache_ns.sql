@@ -1,0 +1,1 @@
+DELETE FROM cache WHERE ns = ?1 AND expires_at <= ?2
