@@ -455,3 +455,58 @@ fn memory_of_finished_jobs_does_not_stay_in_the_daemon() {
         after >> 20
     );
 }
+
+/// The sha256 of a file, in hex (what names its compiled-cache entry).
+fn sha256_hex(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_tampered_compiled_cache_entry_is_recompiled_not_run() {
+    let cache = tempfile::tempdir().expect("cache dir");
+    let cache_dir = cache.path().join("cache");
+    let mut d = Daemon::builder(&["echo", "fail-permanent"])
+        .env("SPOOL_CACHE_DIR", &cache_dir.display().to_string())
+        .start();
+    let job = d.submit(&json!({"type": "echo", "payload": {"who": "echo"}}));
+    d.wait_status(&id_of(&job), "completed", Duration::from_secs(60));
+    d.terminate(Duration::from_secs(20));
+
+    // Copy fail-permanent's artifact (and its MAC) over echo's, as a writer of the folder could.
+    let entry = |plugin: &str| {
+        let hash = sha256_hex(&d.plugins.join(format!("{plugin}.wasm")));
+        std::fs::read_dir(&cache_dir)
+            .expect("cache dir")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.extension().is_some_and(|x| x == "cwasm")
+                    && p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&hash))
+            })
+            .unwrap_or_else(|| panic!("no cache entry for {plugin} in {}", cache_dir.display()))
+    };
+    let (echo, other) = (entry("echo"), entry("fail-permanent"));
+    std::fs::copy(&other, &echo).expect("copy artifact");
+    std::fs::copy(other.with_extension("mac"), echo.with_extension("mac")).expect("copy mac");
+
+    d.restart();
+    let job = d.submit(&json!({"type": "echo", "payload": {"who": "echo"}}));
+    let done = d.wait_status(&id_of(&job), "completed", Duration::from_secs(60));
+    assert_eq!(
+        done["result"],
+        json!({"who": "echo"}),
+        "echo ran echo's code"
+    );
+    d.wait_until(Duration::from_secs(10), "the warning in the log", || {
+        d.logs().contains("integrity check")
+    });
+}

@@ -21,6 +21,8 @@
 //!   an integer is `InvalidInput`. A namespace holds at most `cache_quota` entries and bytes
 //!   (key plus value): a set or increment that would add an entry or bytes past it is
 //!   `InvalidInput` and changes nothing; expired entries are dropped before that is decided.
+//! - `stats` counts exactly, except that SQLite stores of 100,000 jobs or more answer from a
+//!   count about a second old (counting reads every job: 110 ms at 1,000,000).
 //! - Event ids are decimal integers that increase (SQLite's rowid, a counter in memory);
 //!   treat them as opaque strings elsewhere (Redis stream ids differ).
 

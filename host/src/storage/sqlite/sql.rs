@@ -6,7 +6,7 @@
 pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("schema/001_initial.sql"),
     include_str!("schema/002_flow_control.sql"),
-    include_str!("schema/003_counts.sql"),
+    include_str!("schema/003_cache_usage.sql"),
 ];
 
 pub(super) const WRITER_SETTINGS: &str = include_str!("sql/writer_settings.sql");

@@ -324,53 +324,62 @@ async fn a_file_of_schema_version_1_is_migrated_with_its_jobs() {
 }
 
 #[tokio::test]
-async fn a_version_2_file_gets_its_job_counts_and_stats_stay_exact() {
-    use crate::job::JobState;
-    use crate::storage::conformance::{claim_request, job};
+async fn a_version_2_file_gets_its_cache_usage() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v2.db");
     {
         let s = open(&path).await.unwrap();
-        let mut jobs: Vec<_> = (0..30).map(|_| job("a")).collect();
-        jobs.extend((0..5).map(|_| job("b")));
-        s.enqueue_batch(jobs).await.unwrap();
-        assert_eq!(s.claim(claim_request(&["a"], 10)).await.unwrap().len(), 10);
+        s.cache_set("p", "a", "1234", None).await.unwrap();
+        s.cache_set("p", "bb", "12", None).await.unwrap();
+        s.cache_set("q", "c", "", None).await.unwrap();
     }
-    // Back to what version 2 wrote: no counts table, no triggers.
+    // Back to what version 2 wrote: no usage table, no triggers.
     Connection::open(&path)
         .unwrap()
         .execute_batch(
-            "DROP TRIGGER job_counts_insert; DROP TRIGGER job_counts_delete; \
-             DROP TRIGGER job_counts_update; DROP TABLE job_counts; \
-             DROP TRIGGER cache_usage_insert; DROP TRIGGER cache_usage_delete; \
+            "DROP TRIGGER cache_usage_insert; DROP TRIGGER cache_usage_delete; \
              DROP TRIGGER cache_usage_update; DROP TABLE cache_usage; PRAGMA user_version = 2;",
         )
         .unwrap();
     let s = open(&path).await.unwrap();
     assert_eq!(user_version(&path), sql::MIGRATIONS.len() as i64);
-    let counts = |stats: &crate::storage::Stats, t: &str, st: JobState| {
-        stats
-            .types
-            .get(t)
-            .and_then(|ts| ts.counts.get(&st))
-            .copied()
-    };
-    let stats = s.stats().await.unwrap();
-    assert_eq!(counts(&stats, "a", JobState::Pending), Some(20));
-    assert_eq!(counts(&stats, "a", JobState::Running), Some(10));
-    assert_eq!(counts(&stats, "b", JobState::Pending), Some(5));
-    // The triggers keep them: a claim moves two, a type whose jobs are all gone disappears.
-    s.claim(claim_request(&["b"], 5)).await.unwrap();
-    let stats = s.stats().await.unwrap();
-    assert_eq!(counts(&stats, "b", JobState::Running), Some(5));
-    assert_eq!(counts(&stats, "b", JobState::Pending), None);
-    let recount: i64 = Connection::open(&path)
-        .unwrap()
-        .query_row(
-            "SELECT (SELECT count(*) FROM jobs) - (SELECT sum(n) FROM job_counts)",
-            [],
-            |r| r.get(0),
-        )
+    let usage = |entries, bytes| crate::storage::CacheUsage { entries, bytes };
+    assert_eq!(s.cache_usage("p").await.unwrap(), usage(2, 9));
+    assert_eq!(s.cache_usage("q").await.unwrap(), usage(1, 1));
+    s.cache_set("p", "a", "1", None).await.unwrap();
+    assert!(s.cache_delete("q", "c").await.unwrap());
+    assert_eq!(s.cache_usage("p").await.unwrap(), usage(2, 6));
+    assert_eq!(s.cache_usage("q").await.unwrap(), usage(0, 0));
+}
+
+#[tokio::test]
+async fn stats_of_a_large_store_come_from_a_recent_count() {
+    use crate::job::JobState;
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir.path().join("large.db")).await.unwrap();
+    for _ in 0..(super::LARGE_STORE / 10_000) {
+        let jobs = (0..10_000)
+            .map(|_| crate::storage::conformance::job("big"))
+            .collect();
+        s.enqueue_batch(jobs).await.unwrap();
+    }
+    let pending = |st: &crate::storage::Stats| st.types["big"].counts[&JobState::Pending];
+    assert_eq!(pending(&s.stats().await.unwrap()), super::LARGE_STORE);
+    s.enqueue(crate::storage::conformance::job("big"))
+        .await
         .unwrap();
-    assert_eq!(recount, 0);
+    // Within a second of the count, the same figures (and no count) answer.
+    assert_eq!(pending(&s.stats().await.unwrap()), super::LARGE_STORE);
+    // Later calls start a count in the background and soon see the new job.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if pending(&s.stats().await.unwrap()) == super::LARGE_STORE + 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the count never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1,1 +1,1 @@
-SELECT type, status, n FROM job_counts WHERE n > 0
+SELECT type, status, count(*) FROM jobs GROUP BY type, status
