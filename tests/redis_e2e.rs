@@ -412,6 +412,26 @@ fn foreign_keys_of_every_type_in_the_same_db_are_never_touched() {
     assert_no_wrongtype(&ds);
 }
 
+/// A daemon on `url` runs an echo job, and nothing it prints contains `secret` (the marker
+/// every password of the test holds).
+fn runs_a_job_and_prints_no(url: &str, secret: &str) {
+    let d = Daemon::builder(&["echo"]).storage(url).start();
+    let job = d.submit(&json!({"type": "echo", "payload": {"auth": true}}));
+    let done = d.wait_status(job["id"].as_str().expect("id"), "completed", LONG);
+    assert_eq!(done["result"], json!({"auth": true}));
+    // The harness's own first line shows the command; everything after is the daemon's.
+    let printed: Vec<String> = d
+        .logs()
+        .lines()
+        .filter(|l| !l.starts_with("=== daemon run"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        printed.iter().all(|l| !l.contains(secret)),
+        "a password reached the daemon's output: {printed:?}"
+    );
+}
+
 #[test]
 fn a_redis_that_requires_a_password_or_an_acl_user_serves_daemons_and_a_wrong_password_says_so() {
     if !redis::require_redis("redis e2e: auth") {
@@ -443,21 +463,7 @@ fn a_redis_that_requires_a_password_or_an_acl_user_serves_daemons_and_a_wrong_pa
         format!("redis://:main-pw-7@127.0.0.1:{port}/?prefix=auth-default"),
         format!("redis://spool:acl-pw-9@127.0.0.1:{port}/?prefix=auth-acl"),
     ] {
-        let d = Daemon::builder(&["echo"]).storage(&url).start();
-        let job = d.submit(&json!({"type": "echo", "payload": {"auth": true}}));
-        let done = d.wait_status(job["id"].as_str().expect("id"), "completed", LONG);
-        assert_eq!(done["result"], json!({"auth": true}));
-        // The harness's own first line shows the command; everything after is the daemon's.
-        let printed: Vec<String> = d
-            .logs()
-            .lines()
-            .filter(|l| !l.starts_with("=== daemon run"))
-            .map(str::to_owned)
-            .collect();
-        assert!(
-            printed.iter().all(|l| !l.contains("-pw-")),
-            "a password reached the daemon's output: {printed:?}"
-        );
+        runs_a_job_and_prints_no(&url, "-pw-");
     }
     let out = spool_tests::daemon_output(
         &format!("redis://spool:wrong-pw@127.0.0.1:{port}/?prefix=auth-bad"),
@@ -525,21 +531,7 @@ fn a_sentinel_that_requires_a_password_serves_daemons_and_a_wrong_one_says_so() 
     }
     let set = SentinelSet::start_with_passwords("data-secret-3", "sentinel-secret-5");
     let url = set.url("sentinel-auth");
-    let d = Daemon::builder(&["echo"]).storage(&url).start();
-    let job = d.submit(&json!({"type": "echo", "payload": {"sentinel": "auth"}}));
-    let done = d.wait_status(job["id"].as_str().expect("id"), "completed", LONG);
-    assert_eq!(done["result"], json!({"sentinel": "auth"}));
-    let printed: Vec<String> = d
-        .logs()
-        .lines()
-        .filter(|l| !l.starts_with("=== daemon run"))
-        .map(str::to_owned)
-        .collect();
-    assert!(
-        printed.iter().all(|l| !l.contains("-secret-")),
-        "a password reached the daemon's output: {printed:?}"
-    );
-    drop(d);
+    runs_a_job_and_prints_no(&url, "-secret-");
 
     let wrong = url.replace("sentinel-secret-5", "wrong-secret-1");
     let out = spool_tests::daemon_output(&wrong, Duration::from_secs(15));

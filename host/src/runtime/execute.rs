@@ -36,6 +36,21 @@ const POOL_RETRIES: u32 = 20;
 const POOL_RETRY_PAUSE: Duration = Duration::from_millis(1);
 const POOL_RETRY_MAX_PAUSE: Duration = Duration::from_millis(100);
 
+/// Resources (streams, requests, pollables...) one job may hold at once; wasmtime's default is
+/// a million, each kept in host memory outside the guest's limit.
+const MAX_RESOURCES: usize = 10_000;
+
+/// Bytes one call from the guest into the host may carry: 16 MiB, or the largest value we
+/// accept (a follow-up payload or cache value, `max_payload`) twice over plus room for the rest
+/// of the call when that is more; instead of wasmtime's 128 MiB, which the host would allocate
+/// outside the guest's memory limit.
+fn hostcall_fuel(max_payload: usize) -> usize {
+    max_payload
+        .saturating_mul(2)
+        .saturating_add(4 << 20)
+        .max(16 << 20)
+}
+
 /// Why `handle` did not succeed, as either contract version says it.
 #[derive(Debug)]
 enum GuestError {
@@ -274,9 +289,11 @@ fn new_store(
         .allow_ip_name_lookup(false)
         .build();
     let http = JobHttp::new(code.http.clone(), log.clone());
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
     let state = JobState {
         wasi,
-        table: ResourceTable::new(),
+        table,
         limiter: MemoryLimiter::new(code.memory),
         deadline: Deadline::new(start, timeout, inner.cfg.cancel_grace),
         stop: None,
@@ -291,6 +308,7 @@ fn new_store(
         http,
     };
     let mut store = Store::new(&plugin.code.engine, state);
+    store.set_hostcall_fuel(hostcall_fuel(inner.cfg.max_payload));
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut cx| {
@@ -474,6 +492,12 @@ fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_calls_carry_at_most_16_mib_or_two_payloads() {
+        assert_eq!(hostcall_fuel(1 << 20), 16 << 20);
+        assert_eq!(hostcall_fuel(64 << 20), 132 << 20);
+    }
     use crate::job;
 
     fn classify_ok(result: &str) -> Outcome {
