@@ -1,5 +1,6 @@
 //! `spool bench` as a user runs it: every mode finishes its jobs and reports sane figures, on
 //! SQLite and on Redis. Small job counts: this checks the tool, it does not measure.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::Value;
 use spool_tests::{plugins_src, redis, spool_bin};

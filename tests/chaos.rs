@@ -16,6 +16,7 @@
 //! Randomness comes from one seed, printed (`SPOOL_CHAOS_SEED=N` replays a run);
 //! `SPOOL_CHAOS_ROUNDS` and `SPOOL_CHAOS_JOBS` set the kill -9 rounds and jobs per round. Waits
 //! poll against deadlines. Scenarios run one at a time (they share two cores).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
 use spool_host::job::{Job, JobState, SystemClock};

@@ -9,6 +9,7 @@
 //! Needs `chromium` and `chromium-driver` (scripts/setup.sh; a loud skip without them, a
 //! failure under `CI=true`), the dev binary and the plugin fixtures.
 //! Run: `cargo test -p spool-tests --test dashboard`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
 use spool_tests::browser::{Browser, WAIT};

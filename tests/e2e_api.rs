@@ -1,5 +1,6 @@
 //! End to end: the HTTP API's edges: bad requests get a 4xx with a clear message and the
 //! daemon keeps serving; the token; health and metrics; the SSE event stream and its resume.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
 use spool_tests::{Daemon, id_of, stderr, stdout};

@@ -5,6 +5,7 @@
 //! Needs the dev binary, the plugin fixtures, and `redis-server` for the Redis case (a loud
 //! skip without it; a failure under `CI=true`).
 //! Run: `cargo test -p spool-tests --test e2e_bulk`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
 use spool_tests::{Daemon, id_of};

@@ -10,6 +10,7 @@
 //!
 //! Run: `cargo test -p spool-tests --test e2e_flow` (after `scripts/build-plugins.sh` and
 //! `cargo build -p spool-host`).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
 use spool_tests::redis::{self, Server};

@@ -2,6 +2,7 @@
 //! rebinding requests, a job timeout over its plugin's limit, times past year 9999, slow or
 //! too many connections, special files in the plugins folder, control characters in what
 //! `spool job` prints, files readable by others, oversized errors and bad `Last-Event-ID`s.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
 use spool_tests::{Answer, Daemon, id_of, stdout};

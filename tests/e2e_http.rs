@@ -3,6 +3,7 @@
 //! these tests start on loopback. Covers the allow-list, redirects (never followed), the
 //! private-address check, limits (body size, first byte, a trickling server), Retry-After, and
 //! secrets never leaving the daemon (log, API answers, metrics, the event stream).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
 use spool_tests::{Daemon, plugins_src};

@@ -1,5 +1,6 @@
 //! End to end: jobs through the real daemon over HTTP and the CLI: a thousand jobs, retries
 //! with backoff, the dead-letter queue and replay, priorities, delays, unique keys, cancel.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::json;
 use spool_tests::{Daemon, id_of, millis, stdout};

@@ -1,6 +1,7 @@
 //! End to end: the daemon's life under load: `kill -9` loses nothing, SIGTERM drains within
 //! the grace period and leaves no job `running`, a plugin replaced through the folder while
 //! jobs run fails none of them.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
 use spool_tests::{Daemon, install_plugins};

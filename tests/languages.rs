@@ -12,6 +12,7 @@
 //! JavaScript and Python components carry their interpreter (12-18 MB) and take 10-20 s of CPU
 //! to compile, so every daemon here shares one compile cache, target/spool-test-cache
 //! (`SPOOL_CACHE_DIR`): only the first run on a machine compiles them.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
 use spool_tests::{Daemon, id_of, install_plugins, repo_root, spool_bin, stderr, stdout};

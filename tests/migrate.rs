@@ -2,6 +2,7 @@
 //! daemon stopped mid-run, its store migrated, a daemon on Redis finishing the work with
 //! nothing lost or run twice), the refusal while a daemon holds leases, `--dry-run`, a
 //! second run that adds nothing, and a failed count check exiting 1.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
 use spool_host::job::{Job, JobState, NewJob, SystemClock};

@@ -7,6 +7,7 @@
 //! Needs `redis-server` (a loud skip without it; a failure under `CI=true`), the dev binary
 //! (`cargo build -p spool-host`) and the plugins (`scripts/build-plugins.sh`).
 //! Run: `cargo test -p spool-tests --test redis_e2e`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
 use spool_tests::Daemon;

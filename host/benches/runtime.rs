@@ -7,6 +7,7 @@
 //!   scripts/build-plugins.sh && cargo test -p spool-host --bench runtime -- --bench
 //! Big interpreted plugins (js-*, py-*) take 10-20 s per cold compile: they are skipped unless
 //! `SPOOL_BENCH_BIG=1`. `SPOOL_TEST_PLUGINS` points at another plugins folder.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use spool_host::plugins::{LoadedPlugin, Manifest};

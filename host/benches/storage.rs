@@ -7,6 +7,7 @@
 //! `cargo bench -p spool-host --features testing --bench storage`
 //! Run as a test (`cargo test --benches`), criterion runs each once with 10^4 instead of
 //! 10^6 queued jobs.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 #[cfg(not(feature = "testing"))]
 fn main() {

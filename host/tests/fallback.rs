@@ -4,6 +4,7 @@
 //! is down, and once it is back every job is in Redis exactly once and the spool is empty.
 //!
 //! Run: `cargo test -p spool-host --test fallback`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 #[path = "support/redis_server.rs"]
 mod redis_server;

@@ -4,6 +4,7 @@
 //!
 //! Default: 20,000 jobs. The 100,000-job figure: `SPOOL_MIGRATE_JOBS=100000 cargo test -p
 //! spool-host --test migrate -- --nocapture`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 #[path = "support/redis_server.rs"]
 mod redis_server;

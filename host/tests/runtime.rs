@@ -2,6 +2,7 @@
 //! errors, every host import, and the limits: a loop is stopped at its timeout, a memory hog
 //! gets a clean out-of-memory error, a panic's message reaches the job's error, and the host
 //! survives all of them and keeps running jobs.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod runtime_support;
 

@@ -1,6 +1,7 @@
 //! The compiled-plugin cache is native code the daemon maps and runs, so it is trusted only
 //! when it proves it came from this daemon: a private folder, no symlinks, and a keyed MAC
 //! over each artifact and its source.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod runtime_support;
 

@@ -1,5 +1,6 @@
 //! `spool exec` through the built binary: the result on stdout, logs and follow-ups on
 //! stderr, and exactly one error line (no panic, no backtrace) for every way it can fail.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod runtime_support;
 

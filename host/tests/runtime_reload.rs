@@ -2,6 +2,7 @@
 //! a reload under load finishes every job (in-flight jobs on the old version, later jobs on
 //! the new), bad files are reported while the old version keeps serving, deleting unloads,
 //! manifests are strict, two plugins cannot claim one type, and the polling fallback works.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod runtime_support;
 

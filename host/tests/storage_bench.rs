@@ -5,6 +5,8 @@
 //!   `cargo test -p spool-host --features testing --test storage_bench -- --nocapture`
 //! Full figures (50,000 jobs per throughput figure, claim latency at 10^3 and 10^6 queued):
 //!   `SPOOL_BENCH_FULL=1 cargo test -p spool-host --features testing --test storage_bench -- --nocapture`
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 #![cfg(feature = "testing")]
 
 use spool_host::job::SystemClock;

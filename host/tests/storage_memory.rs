@@ -1,5 +1,7 @@
 //! The storage conformance suite against `memory://`.
 //! Run: `cargo test -p spool-host --features testing --test storage_memory`.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 #![cfg(feature = "testing")]
 
 use spool_host::job::ManualClock;

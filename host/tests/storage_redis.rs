@@ -5,6 +5,7 @@
 //!
 //! Run: `cargo test -p spool-host --features testing --test storage_redis`.
 //! Throughput: add `-- --ignored --nocapture redis_throughput`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 #[path = "support/redis_server.rs"]
 mod redis_server;

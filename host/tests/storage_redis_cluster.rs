@@ -4,6 +4,7 @@
 //! replicas, the master of that slot killed mid-run.
 //!
 //! Run: `cargo test -p spool-host --features testing --test storage_redis_cluster`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 #[path = "support/redis_server.rs"]
 mod redis_server;

@@ -3,6 +3,7 @@
 //! jobs written before it are there after it, and the storage follows the new master.
 //!
 //! Run: `cargo test -p spool-host --features testing --test storage_redis_sentinel`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 #[path = "support/redis_server.rs"]
 mod redis_server;

@@ -6,7 +6,7 @@
 //!
 //! Needs `redis-server` built with TLS and `openssl`; under CI=true a missing one fails.
 //! Run: `cargo test -p spool-host --features testing --test storage_redis_tls`.
-
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 #![cfg(feature = "testing")]
 
 #[path = "support/redis_server.rs"]

@@ -2,6 +2,8 @@
 //! paths, reopening a file, the claim query plan, trimming the event log, and acknowledged
 //! enqueues surviving `kill -9` (this binary re-runs itself as the child that is killed).
 //! Run: `cargo test -p spool-host --features testing --test storage_sqlite`.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 #![cfg(feature = "testing")]
 
 use spool_host::job::{Clock, JobState, ManualClock, NewJob, SystemClock};

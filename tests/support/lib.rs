@@ -245,7 +245,7 @@ impl Daemon {
         let (tx, rx) = mpsc::channel::<String>();
         let run = self.runs;
         {
-            let mut log = self.log.lock().unwrap();
+            let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
             log.push_str(&format!(
                 "=== daemon run {run}: spool {}\n",
                 self.args.join(" ")
