@@ -61,8 +61,13 @@ fn echo_input() -> JobInput {
 
 fn load(rt: &tokio::runtime::Runtime, runtime: &Runtime, name: &str) -> Arc<LoadedPlugin> {
     let path = plugins_dir().join(format!("{name}.wasm"));
-    rt.block_on(runtime.load(name, &path, Manifest::default()))
-        .unwrap_or_else(|e| panic!("{e}"))
+    rt.block_on(LoadedPlugin::load(
+        runtime,
+        name,
+        &path,
+        Manifest::default(),
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn echo_job(c: &mut Criterion) {
@@ -73,7 +78,7 @@ fn echo_job(c: &mut Criterion) {
 
     // Where the time goes, printed once before criterion's figures (after a warm-up, so pool
     // slots and page tables are in the state a busy daemon keeps them in).
-    rt.block_on(runtime.phase_times(&echo, &echo_input(), 2000))
+    rt.block_on(runtime.phase_times(&echo.code, &echo_input(), 2000))
         .expect("warm-up");
     let n = 5000;
     eprintln!(
@@ -85,7 +90,7 @@ fn echo_job(c: &mut Criterion) {
         }
     );
     let phases = rt
-        .block_on(runtime.phase_times(&echo, &echo_input(), n))
+        .block_on(runtime.phase_times(&echo.code, &echo_input(), n))
         .expect("phases");
     let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     eprintln!(
@@ -104,7 +109,7 @@ fn echo_job(c: &mut Criterion) {
             let echo = &echo;
             let services = services.clone();
             async move {
-                let ex = runtime.execute(echo, echo_input(), services).await;
+                let ex = runtime.execute(&echo.code, echo_input(), services).await;
                 assert!(matches!(ex.outcome, Outcome::Success(_)));
             }
         })
@@ -124,7 +129,7 @@ fn echo_job(c: &mut Criterion) {
                         tokio::spawn(async move {
                             for _ in 0..iters {
                                 runtime
-                                    .execute(&echo, echo_input(), Arc::new(NoServices))
+                                    .execute(&echo.code, echo_input(), Arc::new(NoServices))
                                     .await;
                             }
                         })
@@ -187,7 +192,8 @@ fn load_plugins(c: &mut Criterion) {
                 let cold = &cold;
                 let path = &path;
                 async move {
-                    cold.load_bytes(
+                    LoadedPlugin::from_bytes(
+                        cold,
                         name,
                         path,
                         bytes.clone(),
@@ -200,7 +206,8 @@ fn load_plugins(c: &mut Criterion) {
             })
         });
         // Fill the cache once, then measure loads that only map the `.cwasm` and pre-link.
-        rt.block_on(cached.load_bytes(
+        rt.block_on(LoadedPlugin::from_bytes(
+            &cached,
             name,
             &path,
             bytes.clone(),
@@ -213,16 +220,16 @@ fn load_plugins(c: &mut Criterion) {
                 let cached = &cached;
                 let path = &path;
                 async move {
-                    cached
-                        .load_bytes(
-                            name,
-                            path,
-                            bytes.clone(),
-                            Manifest::default(),
-                            Default::default(),
-                        )
-                        .await
-                        .expect("load")
+                    LoadedPlugin::from_bytes(
+                        cached,
+                        name,
+                        path,
+                        bytes.clone(),
+                        Manifest::default(),
+                        Default::default(),
+                    )
+                    .await
+                    .expect("load")
                 }
             })
         });
@@ -279,7 +286,7 @@ fn http_overhead(c: &mut Criterion) {
     };
     let path = plugins_dir().join("http-probe.wasm");
     let probe = rt
-        .block_on(runtime.load("http-probe", &path, manifest))
+        .block_on(LoadedPlugin::load(&runtime, "http-probe", &path, manifest))
         .unwrap_or_else(|e| panic!("{e}"));
     let services: Arc<NoServices> = Arc::new(NoServices);
     let n: u32 = 200;
@@ -309,7 +316,7 @@ fn http_overhead(c: &mut Criterion) {
     };
     for _ in 0..7 {
         let t = Instant::now();
-        let ex = rt.block_on(runtime.execute(&probe, input.clone(), services.clone()));
+        let ex = rt.block_on(runtime.execute(&probe.code, input.clone(), services.clone()));
         match &ex.outcome {
             Outcome::Success(r) => assert_eq!(r.get(), format!("{{\"ok\":{n}}}")),
             other => panic!("http-probe failed: {other:?}"),
@@ -349,7 +356,7 @@ fn http_overhead(c: &mut Criterion) {
             let services = services.clone();
             let input = input.clone();
             async move {
-                let ex = runtime.execute(probe, input, services).await;
+                let ex = runtime.execute(&probe.code, input, services).await;
                 assert!(matches!(ex.outcome, Outcome::Success(_)));
             }
         })

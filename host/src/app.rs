@@ -8,13 +8,11 @@
 //! their leases released (`pending` at once), finished attempts are settled, then the HTTP
 //! server stops. Exit 0.
 
-use crate::api::{self, ApiState, Catalog};
-use crate::cli::DaemonArgs;
-use crate::config::{Config, FlagOverrides};
+use crate::config::Config;
 use crate::events::EventHub;
-use crate::job::SystemClock;
+use crate::job::{Clock, SystemClock};
 use crate::metrics::Metrics;
-use crate::plugins::{PluginEvent, PluginRegistry, PluginState, WatcherHandle};
+use crate::plugins::{PluginEvent, PluginRegistry, WatcherHandle};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::{
     Maintenance, MaintenanceConfig, Observer, Pool, PoolConfig, PoolDeps, RegistryPlugins,
@@ -22,9 +20,7 @@ use crate::scheduler::{
 };
 use crate::storage::{self, NewEvent, Storage, StorageOptions};
 use anyhow::Context;
-use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -48,6 +44,8 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     pub events: Arc<EventHub>,
     pub pool: Pool,
+    /// The time every part of the core reads (the real clock; tests give storage their own).
+    pub clock: Arc<dyn Clock>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _watcher: Option<WatcherHandle>,
@@ -62,12 +60,12 @@ impl Core {
             ..StorageOptions::default()
         };
         private_data_dir(&config.data_dir)?;
-        let clock = Arc::new(SystemClock);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let opened = match &config.fallback {
             Some(spool) => {
-                storage::fallback::open(&config.storage, spool, storage_opts, clock).await
+                storage::fallback::open(&config.storage, spool, storage_opts, clock.clone()).await
             }
-            None => storage::open(&config.storage, storage_opts, clock).await,
+            None => storage::open(&config.storage, storage_opts, clock.clone()).await,
         };
         let storage = opened.with_context(|| {
             format!(
@@ -94,6 +92,7 @@ impl Core {
             http: config.http.clone(),
             http_observer: Some(metrics.clone()),
             max_payload: config.max_payload,
+            clock: clock.clone(),
             ..RuntimeConfig::default()
         })?;
         let registry = PluginRegistry::with_max_file_size(
@@ -119,7 +118,6 @@ impl Core {
             registry.subscribe(),
             metrics.clone(),
             storage.clone(),
-            events.clone(),
             stop_rx.clone(),
         )));
         registry.load_all().await;
@@ -142,7 +140,7 @@ impl Core {
                 storage: storage.clone(),
                 plugins: Arc::new(RegistryPlugins::new(registry.clone())),
                 metrics: metrics.clone(),
-                events: Some(events.clone()),
+                clock: clock.clone(),
                 observer: opts.observer,
             },
             PoolConfig {
@@ -157,7 +155,6 @@ impl Core {
             let m = Maintenance::new(
                 storage.clone(),
                 metrics.clone(),
-                Some(events.clone()),
                 MaintenanceConfig::new(
                     config.lease,
                     config.sweep_interval,
@@ -167,6 +164,7 @@ impl Core {
             tasks.push(tokio::spawn(m.run(stop_rx.clone())));
             tasks.push(tokio::spawn(crate::cron::run(
                 storage.clone(),
+                clock.clone(),
                 stop_rx.clone(),
             )));
         }
@@ -177,6 +175,7 @@ impl Core {
             metrics,
             events,
             pool,
+            clock,
             stop,
             tasks,
             _watcher: watcher,
@@ -223,158 +222,11 @@ fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `spool daemon`.
-pub async fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
-    let flags = FlagOverrides {
-        storage: args.storage,
-        plugins: args.plugins,
-        listen: args.listen,
-        workers: args.workers,
-        lease: args.lease,
-        shutdown_grace: args.shutdown_grace,
-        cache_dir: args.cache_dir,
-        fallback: args.fallback,
-    };
-    let config = Config::load(args.config.as_deref(), flags)?;
-    let (listener, addr) = api::routes::bind(config.listen).await?;
-    tracing::info!(
-        storage = %storage::redact_url(&config.storage),
-        plugins = %config.plugins.display(),
-        workers = config.workers,
-        lease = %crate::config::show(config.lease),
-        "starting spool {}",
-        env!("CARGO_PKG_VERSION")
-    );
-    let core = Core::start(
-        config,
-        CoreOptions {
-            watch: true,
-            maintenance: true,
-            live_events: true,
-            observer: None,
-        },
-    )
-    .await?;
-    let state = Arc::new(ApiState {
-        storage: core.storage.clone(),
-        catalog: Arc::new(RegistryCatalog(core.registry.clone())),
-        metrics: core.metrics.clone(),
-        events: core.events.clone(),
-        max_payload: core.config.max_payload,
-        default_max_attempts: core.config.retry.max_attempts,
-        job_timeout: core.config.job_timeout,
-        api_hosts: core.config.api_hosts.clone(),
-        api: core.config.api,
-        cache_quota: core.config.plugin_cache,
-        event_streams: Default::default(),
-        api_token: core.config.api_token.clone(),
-        started: Instant::now(),
-        stop: core.stopping(),
-        cancel_local: core.pool.cancel_hook(),
-        probe_cache: Default::default(),
-    });
-    let (http_stop, mut http_stop_rx) = watch::channel(false);
-    let mut server = tokio::spawn(api::serve(listener, state, async move {
-        let _ = http_stop_rx.changed().await;
-    }));
-    // Tests and scripts wait for this exact line; print it whatever the log level.
-    eprintln!("listening on http://{addr}");
-    let mut signals = Signals::new()?;
-    // The server only ends on its own if it failed; then the daemon stops too.
-    let ended = tokio::select! {
-        _ = signals.next() => false,
-        r = &mut server => {
-            match r {
-                Ok(Ok(())) => tracing::error!("the HTTP server stopped unexpectedly; shutting down"),
-                Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server failed; shutting down"),
-                Err(e) => tracing::error!(error = %e, "the HTTP server task failed; shutting down"),
-            }
-            true
-        }
-    };
-    tracing::info!(
-        grace = %crate::config::show(core.config.shutdown_grace),
-        // Leases held: running jobs and the claimed ones about to start (given back at once).
-        leased = core.pool.running(),
-        "shutting down: no new jobs are claimed; running jobs may finish (signal again to stop them now)"
-    );
-    let report = core.shutdown(async move { signals.next().await }).await;
-    let _ = http_stop.send(true);
-    if !ended {
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server stopped with an error"),
-            Err(e) => tracing::warn!(error = %e, "the HTTP server task failed"),
-        }
-    }
-    tracing::info!(
-        finished = report.finished,
-        released = report.released,
-        "stopped"
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// SIGTERM and SIGINT.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> anyhow::Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
-            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
-        })
-    }
-
-    async fn next(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => tracing::info!("received SIGTERM"),
-            _ = self.int.recv() => tracing::info!("received SIGINT"),
-        }
-    }
-}
-
-/// The registry as the API sees it.
-struct RegistryCatalog(PluginRegistry);
-
-impl Catalog for RegistryCatalog {
-    fn handles(&self, job_type: &str) -> bool {
-        self.0.for_type(job_type).is_some()
-    }
-    fn max_attempts_for(&self, job_type: &str) -> Option<u32> {
-        self.0
-            .for_type(job_type)
-            .and_then(|p| p.manifest.retry.max_attempts)
-    }
-    fn timeout_for(&self, job_type: &str) -> Option<std::time::Duration> {
-        self.0.for_type(job_type).and_then(|p| p.manifest.timeout)
-    }
-    fn plugins(&self) -> serde_json::Value {
-        serde_json::to_value(self.0.list()).unwrap_or_default()
-    }
-    fn counts(&self) -> (u64, u64) {
-        let list = self.0.list();
-        let loaded = list
-            .iter()
-            .filter(|p| p.state == PluginState::Loaded)
-            .count() as u64;
-        (loaded, list.len() as u64 - loaded)
-    }
-    fn loaded_names(&self) -> Vec<String> {
-        self.0.names()
-    }
-}
-
 /// Registry events become `plugin.*` events in the storage's event log.
 async fn forward_plugin_events(
     mut rx: broadcast::Receiver<PluginEvent>,
     metrics: Arc<Metrics>,
     storage: Arc<dyn Storage>,
-    hub: Arc<EventHub>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -411,7 +263,6 @@ async fn forward_plugin_events(
                 if let Err(err) = storage.publish_event(plugin_event(&e)).await {
                     tracing::warn!(error = %err, "cannot record a plugin event");
                 }
-                hub.poke();
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(

@@ -2,12 +2,12 @@
 //! client commands talk to a daemon's HTTP API (`cli/client_cmds.rs`), `exec` runs one job
 //! through a plugin with no queue, `bench` measures an in-process daemon core.
 
+mod client;
 mod client_cmds;
 mod flow_cmds;
 mod table;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 const EXIT_CODES: &str = "\
@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: worker pool, maintenance, HTTP API (config: spool.toml, SPOOL_*, flags)
-    Daemon(DaemonArgs),
+    Daemon(crate::commands::daemon::DaemonArgs),
     /// Submit a job
     #[command(after_help = EXIT_CODES)]
     Submit(SubmitArgs),
@@ -72,46 +72,14 @@ pub enum Command {
     Events(EventsArgs),
     /// Run one job through a plugin, with the daemon's limits and host imports, and print the
     /// result JSON (for plugin authors; no queue, cache in memory, follow-up jobs printed)
-    Exec(ExecArgs),
+    Exec(crate::commands::exec::ExecArgs),
     /// Copy every job (all states, results, ids) from one storage to another; safe to run twice
-    Migrate(crate::migrate::MigrateArgs),
+    Migrate(crate::commands::migrate::MigrateArgs),
     /// Create a plugin project in Rust, JavaScript, Python or C (builds with ./build.sh)
-    New(crate::scaffold::NewArgs),
+    New(crate::commands::new::NewArgs),
     /// Measure throughput and latency of an in-process daemon core (storage, plugins and the
     /// real worker pool; no HTTP) running `echo` jobs
-    Bench(BenchArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct DaemonArgs {
-    /// Config file (default: ./spool.toml when it exists)
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Storage URL: sqlite://PATH, memory://, redis://HOST:PORT (default sqlite://./data/spool.db)
-    #[arg(long)]
-    pub storage: Option<String>,
-    /// Plugins folder, watched for changes (default ./data/plugins)
-    #[arg(long)]
-    pub plugins: Option<PathBuf>,
-    /// Address for the HTTP API (default 127.0.0.1:7878; port 0 picks a free one)
-    #[arg(long)]
-    pub listen: Option<String>,
-    /// Jobs run at once (default: twice the cores, at least 4)
-    #[arg(long)]
-    pub workers: Option<i64>,
-    /// Lease length, e.g. 30s: a crashed daemon's jobs return to the queue after it
-    #[arg(long)]
-    pub lease: Option<String>,
-    /// How long running jobs may finish after SIGTERM/SIGINT, e.g. 10s
-    #[arg(long)]
-    pub shutdown_grace: Option<String>,
-    /// Compiled-plugin cache folder (default <data_dir>/cache, i.e. ./data/cache)
-    #[arg(long)]
-    pub cache_dir: Option<PathBuf>,
-    /// Local SQLite spool (PATH or sqlite://PATH) taking jobs while Redis is unreachable
-    /// (redis storage only)
-    #[arg(long, value_name = "PATH")]
-    pub fallback: Option<String>,
+    Bench(crate::commands::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -173,7 +141,7 @@ pub enum LimitsAction {
         #[arg(value_name = "TYPE")]
         job_type: String,
         /// Starts per window across every daemon, e.g. 100/1m or 5/1s
-        #[arg(long, value_parser = parse_rate_arg)]
+        #[arg(long, value_parser = crate::commands::parse_rate_arg)]
         rate: Option<String>,
         /// Jobs of the type running at once across every daemon
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -273,54 +241,6 @@ pub struct EventsArgs {
     pub after: Option<String>,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct ExecArgs {
-    /// The plugin component (`NAME.wasm`); `NAME.toml` beside it is read when present
-    pub plugin: PathBuf,
-    /// The job payload as JSON, or `-` to read it from stdin (default: `{}`)
-    pub payload: Option<String>,
-    /// The job type (default: the plugin's first type)
-    #[arg(long = "type")]
-    pub job_type: Option<String>,
-    /// Override the manifest's timeout, e.g. `5s`
-    #[arg(long)]
-    pub timeout: Option<String>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {
-    /// Storage URL (default: a fresh SQLite file in a temporary folder)
-    #[arg(long)]
-    pub storage: Option<String>,
-    /// Folder holding the plugin (only TYPE.wasm and TYPE.toml are loaded when present;
-    /// otherwise the whole folder)
-    #[arg(long, default_value = "target/plugins")]
-    pub plugins: PathBuf,
-    /// Jobs to run
-    #[arg(long, default_value_t = 10_000)]
-    pub jobs: usize,
-    /// Enqueue at this many jobs per second (latency run) instead of all at once
-    #[arg(long)]
-    pub rate: Option<f64>,
-    /// Enqueue every job before the workers start, then time the drain of that backlog
-    /// (how queue benchmarks such as BullMQ's are taken); not with memory:// or --rate
-    #[arg(long, conflicts_with = "rate")]
-    pub drain: bool,
-    /// Worker slots (default: as the daemon)
-    #[arg(long)]
-    pub workers: Option<usize>,
-    /// Job type to run (a plugin in --plugins must handle it)
-    #[arg(long = "type", default_value = "echo")]
-    pub job_type: String,
-    /// The payload of every job (JSON)
-    #[arg(long, default_value = r#"{"bench":true}"#)]
-    pub payload: String,
-    /// Put this rate limit on the job type for the run (e.g. 1000000/1s, far above the load,
-    /// to measure what flow control costs the claim); cleared afterwards
-    #[arg(long, value_parser = parse_rate_arg)]
-    pub rate_limit: Option<String>,
-}
-
 impl Command {
     /// Commands that talk to a daemon over HTTP.
     pub fn is_client(&self) -> bool {
@@ -340,16 +260,11 @@ fn parse_priority_arg(s: &str) -> Result<u8, String> {
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
-    crate::config::parse_duration(s)
+    crate::units::parse_duration(s)
 }
 
 fn parse_time_arg(s: &str) -> Result<String, String> {
     crate::job::serde_time::parse_time(s).map_err(|e| e.to_string())?;
-    Ok(s.to_string())
-}
-
-fn parse_rate_arg(s: &str) -> Result<String, String> {
-    s.parse::<crate::storage::flow::RateLimit>()?;
     Ok(s.to_string())
 }
 
@@ -385,11 +300,11 @@ pub fn main() -> ExitCode {
     let json = cli.json;
     let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::Daemon(args) => crate::app::run(args).await,
-            Command::Exec(args) => crate::exec::run(args).await,
-            Command::New(args) => crate::scaffold::run(args),
-            Command::Migrate(args) => crate::migrate::run(args).await,
-            Command::Bench(args) => crate::bench::run(args, json).await,
+            Command::Daemon(args) => crate::commands::daemon::run(args).await,
+            Command::Exec(args) => crate::commands::exec::run(args).await,
+            Command::New(args) => crate::commands::new::run(args),
+            Command::Migrate(args) => crate::commands::migrate::run(args).await,
+            Command::Bench(args) => crate::commands::bench::run(args, json).await,
             client => client_cmds::run(client, json).await,
         }
     });
@@ -450,5 +365,26 @@ mod tests {
     fn json_flag_works_after_the_command() {
         let cli = Cli::try_parse_from(["spool", "stats", "--json"]).unwrap();
         assert!(cli.json);
+    }
+
+    #[test]
+    fn help_says_what_is_not_copied() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let migrate = cli
+            .find_subcommand_mut("migrate")
+            .expect("the migrate command is wired");
+        let long = migrate.render_long_help().to_string();
+        assert!(long.contains("Not copied: the plugin cache"), "{long}");
+        assert!(
+            long.contains("Steps for moving a daemon from SQLite to Redis"),
+            "{long}"
+        );
+        let short = migrate.render_help().to_string();
+        assert!(short.contains("Not copied: the"), "{short}");
+        assert!(
+            short.contains("--dry-run") && short.contains("--force"),
+            "{short}"
+        );
     }
 }

@@ -65,6 +65,7 @@
 //! ```
 
 use crate::storage::{Retention, RetentionPolicy, TypeRetention};
+pub use crate::units::{parse_duration, parse_size, show};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -85,7 +86,7 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Below this a lease cannot be renewed reliably (the renewer runs every lease/3).
 const MIN_LEASE: Duration = Duration::from_secs(1);
 /// Largest plugin file read: the JavaScript and Python examples are about 20 MiB.
-pub const DEFAULT_MAX_PLUGIN_SIZE: u64 = 256 * 1024 * 1024;
+pub use crate::plugins::DEFAULT_MAX_PLUGIN_SIZE;
 
 /// Limits of the HTTP server (`[api]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -740,18 +741,6 @@ fn is_off(s: &str) -> bool {
     matches!(s.trim(), "off" | "none" | "never")
 }
 
-/// Parse a duration such as `30s`, `5m`, `24h`, `7d`, `250ms`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("it is empty".into());
-    }
-    if t.chars().all(|c| c.is_ascii_digit()) {
-        return Err("it has no unit; write for example 30s, 5m or 24h".into());
-    }
-    humantime::parse_duration(t).map_err(|e| e.to_string())
-}
-
 fn duration(key: &str, value: Option<&str>) -> anyhow::Result<Option<Duration>> {
     match value {
         None => Ok(None),
@@ -759,35 +748,6 @@ fn duration(key: &str, value: Option<&str>) -> anyhow::Result<Option<Duration>> 
             anyhow::anyhow!("config: `{key}` must be a duration like \"30s\", \"5m\" or \"24h\" (got {v:?}: {why})")
         }),
     }
-}
-
-/// Parse a size: `1048576`, `512KB`, `1MiB`, `2 GB`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    if num.is_empty() {
-        return Err("it does not start with a number".into());
-    }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| "the number is too large".to_string())?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "kib" | "k" => 1024,
-        "mb" => 1000 * 1000,
-        "mib" | "m" => 1024 * 1024,
-        "gb" => 1000 * 1000 * 1000,
-        "gib" | "g" => 1024 * 1024 * 1024,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` (use B, KiB, MiB, GiB, KB, MB or GB)"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| "the size is too large".to_string())
 }
 
 fn size(key: &str, v: &SizeValue) -> anyhow::Result<u64> {
@@ -906,10 +866,6 @@ fn validate_api(raw: RawApi) -> anyhow::Result<ApiLimits> {
         )?,
         stall_after,
     })
-}
-
-pub fn show(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
 }
 
 #[cfg(test)]

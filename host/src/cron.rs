@@ -4,7 +4,8 @@
 //! tick time (a second enqueue of it is a no-op), and the schedule's `last_tick` moves by
 //! compare and set.
 
-use crate::job::{Millis, system_now_ms};
+use crate::job::{Clock, Millis};
+use crate::service::{Next, Service};
 use crate::storage::flow::{Missed, ScheduleRecord, tick_job};
 use crate::storage::{NewEvent, Storage};
 use chrono::{DateTime, TimeZone, Utc};
@@ -123,50 +124,59 @@ pub fn due(record: &ScheduleRecord, spec: &CronSpec, now: Millis) -> Due {
 }
 
 /// Fires due ticks until `stop`. Every daemon runs one; storage makes each tick fire once.
-pub async fn run(storage: Arc<dyn Storage>, mut stop: watch::Receiver<bool>) {
-    // Schedules whose expression no longer parses, reported once each.
-    let mut reported: HashSet<String> = HashSet::new();
-    let mut failing = false;
-    loop {
-        let now = system_now_ms();
+pub async fn run(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>, stop: watch::Receiver<bool>) {
+    let cron = CronService {
+        storage,
+        clock,
+        reported: HashSet::new(),
+    };
+    crate::service::run(cron, stop).await;
+}
+
+struct CronService {
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    /// Schedules whose expression no longer parses, reported once each.
+    reported: HashSet<String>,
+}
+
+#[async_trait::async_trait]
+impl Service for CronService {
+    type Error = crate::storage::StorageError;
+
+    fn name(&self) -> &'static str {
+        "cron"
+    }
+
+    fn failure(&self) -> &'static str {
+        "cannot read the cron schedules"
+    }
+
+    /// Fires what is due; waits until the next tick, at most `RELOAD_EVERY` (schedules
+    /// change at run time).
+    async fn run_once(&mut self) -> Result<Next, Self::Error> {
+        let now = self.clock.now_ms();
         let mut wake = now + RELOAD_EVERY.as_millis() as i64;
-        match storage.schedules().await {
-            Ok(records) => {
-                failing = false;
-                for r in records {
-                    let name = &r.schedule.name;
-                    let spec = match parse(&r.schedule.cron, &r.schedule.timezone) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            if reported.insert(name.clone()) {
-                                tracing::warn!(schedule = %name, error = %e,
-                                    "schedule cannot fire; fix it with `spool schedules add`");
-                            }
-                            continue;
-                        }
-                    };
-                    reported.remove(name);
-                    fire(storage.as_ref(), &r, &spec, now).await;
-                    if let Some(next) = spec.next_after(now) {
-                        wake = wake.min(next);
+        for r in self.storage.schedules().await? {
+            let name = &r.schedule.name;
+            let spec = match parse(&r.schedule.cron, &r.schedule.timezone) {
+                Ok(s) => s,
+                Err(e) => {
+                    if self.reported.insert(name.clone()) {
+                        tracing::warn!(schedule = %name, error = %e,
+                            "schedule cannot fire; fix it with `spool schedules add`");
                     }
+                    continue;
                 }
+            };
+            self.reported.remove(name);
+            fire(self.storage.as_ref(), &r, &spec, now).await;
+            if let Some(next) = spec.next_after(now) {
+                wake = wake.min(next);
             }
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(error = %e, "cannot read the cron schedules; trying again every second");
-                    failing = true;
-                }
-            }
         }
-        let sleep = Duration::from_millis((wake - system_now_ms()).clamp(1, 1000) as u64);
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
+        let limit = Duration::from_millis((wake - self.clock.now_ms()).clamp(1, 1000) as u64);
+        Ok(Next::Wait(limit))
     }
 }
 

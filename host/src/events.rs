@@ -1,11 +1,12 @@
 //! Live job and plugin events. Storage is the event log (backends append job events as part of
 //! each change, so every daemon sharing a storage sees every job's events); the `EventHub` tails
-//! it and broadcasts each new event in order to the SSE streams of this daemon. Writers in this
-//! process `poke` the hub so live events go out at once; a short timer catches writes made by
-//! other daemons. While nobody listens the hub only moves its cursor, once a second, so a busy
+//! it and broadcasts each new event in order to the SSE streams of this daemon. Storage signals
+//! the writes of this process (`Storage::wait_for_events`), so their events go out at once; a
+//! short timer catches writes made by other daemons. While nobody listens the hub only moves its cursor, once a second, so a busy
 //! daemon does not read back every event it writes; a new subscriber wakes it at once (and may
 //! see up to a second of events from just before it connected).
 
+use crate::service::{Next, Service};
 use crate::storage::{Event, Storage};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tokio::sync::{Mutex, Notify, broadcast, watch};
 const PAGE: usize = 1000;
 /// Subscribers that fall further behind than this re-read from storage (`Lagged`).
 const CHANNEL: usize = 8192;
-/// How often to look for events written by other daemons when nobody pokes.
+/// How often to look for events written by other daemons.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// How often the cursor moves while nobody listens.
 const UNWATCHED_POLL: Duration = Duration::from_secs(1);
@@ -23,7 +24,6 @@ const UNWATCHED_POLL: Duration = Duration::from_secs(1);
 pub struct EventHub {
     storage: Arc<dyn Storage>,
     tx: broadcast::Sender<Arc<Event>>,
-    poke: Notify,
     /// A subscriber arrived: catch up now even if nobody was listening.
     subscribed: Notify,
     /// The last event broadcast (or skipped at startup). Written only by `run_once`.
@@ -39,16 +39,10 @@ impl EventHub {
         Arc::new(EventHub {
             storage,
             tx,
-            poke: Notify::new(),
             subscribed: Notify::new(),
             cursor: Mutex::new(None),
             skip_pending: std::sync::atomic::AtomicBool::new(false),
         })
-    }
-
-    /// Something was written: look for new events now.
-    pub fn poke(&self) {
-        self.poke.notify_one();
     }
 
     /// Every event broadcast from now on, in storage order.
@@ -112,57 +106,49 @@ impl EventHub {
     }
 
     /// Tail storage until `stop` turns true.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut failing = false;
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            match self.run_once().await {
-                Ok(n) if n == PAGE => continue,
-                Ok(_) if self.tx.receiver_count() == 0 => {
-                    failing = false;
-                    tokio::select! {
-                        _ = self.subscribed.notified() => {}
-                        _ = tokio::time::sleep(UNWATCHED_POLL) => {}
-                        _ = stop.changed() => {}
-                    }
-                }
-                Ok(_) => {
-                    failing = false;
-                    tokio::select! {
-                        _ = self.poke.notified() => {}
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                        _ = stop.changed() => {}
-                    }
-                }
-                Err(e) => {
-                    if !failing {
-                        tracing::warn!(error = %e, "cannot read events from storage; retrying");
-                        failing = true;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.changed() => {}
-                    }
-                }
-            }
-        }
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        crate::service::run(Tail(self), stop).await;
     }
 }
 
-/// The order of two event ids, when both have a known form: decimal integers (SQLite, memory)
-/// or Redis stream ids (`MILLIS-SEQ`). None when either is something else.
-pub fn compare_event_ids(a: &str, b: &str) -> Option<std::cmp::Ordering> {
-    Some(event_position(a)?.cmp(&event_position(b)?))
-}
+/// The hub's loop: a page of events per round; then, while nobody listens, a slow poll that
+/// a new subscriber cuts short, else storage's signal of this process's writes with a short
+/// poll for other daemons' writes.
+struct Tail(Arc<EventHub>);
 
-/// An event id as (ms, seq): `ms-seq` (a Redis stream id), or a bare integer `n` read as
-/// `(n, 0)` (SQLite, memory). None for anything else. The one parser of event ids.
-pub fn event_position(id: &str) -> Option<(u64, u64)> {
-    let id = id.trim();
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    Some((ms.parse().ok()?, seq.parse().ok()?))
+#[async_trait::async_trait]
+impl Service for Tail {
+    type Error = crate::storage::StorageError;
+
+    fn name(&self) -> &'static str {
+        "event hub"
+    }
+
+    fn failure(&self) -> &'static str {
+        "cannot read events from storage"
+    }
+
+    async fn run_once(&mut self) -> Result<Next, Self::Error> {
+        let n = self.0.run_once().await?;
+        Ok(if n == PAGE {
+            Next::Now
+        } else if self.0.tx.receiver_count() == 0 {
+            Next::Wait(UNWATCHED_POLL)
+        } else {
+            Next::Wait(IDLE_POLL)
+        })
+    }
+
+    async fn wait(&mut self, limit: Duration) {
+        if self.0.tx.receiver_count() == 0 {
+            tokio::select! {
+                _ = self.0.subscribed.notified() => {}
+                _ = tokio::time::sleep(limit) => {}
+            }
+        } else {
+            self.0.storage.wait_for_events(limit).await;
+        }
+    }
 }
 
 /// Which events an SSE client wants.
@@ -211,18 +197,6 @@ mod tests {
             at: 0,
             data: serde_json::json!({}),
         }
-    }
-
-    #[test]
-    fn event_ids_compare_as_numbers_or_stream_ids() {
-        use std::cmp::Ordering::*;
-        assert_eq!(compare_event_ids("9", "10"), Some(Less));
-        assert_eq!(compare_event_ids("1700-2", "1700-10"), Some(Less));
-        assert_eq!(compare_event_ids("1701-0", "1700-10"), Some(Greater));
-        assert_eq!(compare_event_ids("x", "1"), None);
-        assert_eq!(event_position(" 5 "), Some((5, 0)));
-        assert_eq!(event_position("1-2-3"), None);
-        assert_eq!(event_position("-1"), None);
     }
 
     #[test]

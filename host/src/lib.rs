@@ -6,19 +6,18 @@
 
 pub mod api;
 pub mod app;
-pub mod bench;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod cron;
 pub mod events;
-pub mod exec;
 pub mod job;
 pub mod metrics;
-pub mod migrate;
 pub mod plugins;
 pub mod runtime;
-pub mod scaffold;
 pub mod scheduler;
+pub mod service;
 pub mod storage;
 pub mod text;
 pub mod throughput;
+pub mod units;

@@ -10,8 +10,8 @@
 mod redis_server;
 
 use serde_json::value::RawValue;
+use spool_host::commands::migrate::{self, Options, Report};
 use spool_host::job::{Clock, Job, JobState, Millis, NewJob, SystemClock};
-use spool_host::migrate::{self, Options, Report};
 use spool_host::storage::{self, ImportEvents, ListFilter, Storage, StorageOptions};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -7,13 +7,15 @@
 mod runtime_support;
 
 use runtime_support::*;
-use spool_host::plugins::LoadFailure;
-use spool_host::runtime::{CompileSource, CrashKind, NoServices, Outcome, Runtime, RuntimeConfig};
+use spool_host::plugins::{LoadFailure, LoadedPlugin};
+use spool_host::runtime::{
+    CompileError, CompileSource, CrashKind, NoServices, Outcome, Runtime, RuntimeConfig,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn load(rt: &Runtime, name: &str) -> Arc<spool_host::plugins::LoadedPlugin> {
-    rt.load(name, &plugin_path(name), manifest_of(name))
+    LoadedPlugin::load(rt, name, &plugin_path(name), manifest_of(name))
         .await
         .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -40,7 +42,7 @@ async fn echo_returns_its_payload_unchanged() {
     assert_eq!(echo.version.len(), 12);
     let ex = rt
         .execute(
-            &echo,
+            &echo.code,
             input("echo", r#"{"a": [1, 2]}"#),
             Arc::new(NoServices),
         )
@@ -49,7 +51,6 @@ async fn echo_returns_its_payload_unchanged() {
         Outcome::Success(raw) => assert_eq!(raw.get(), r#"{"a": [1, 2]}"#),
         other => panic!("{other:?}"),
     }
-    assert_eq!(ex.plugin_version, echo.version);
     assert!(ex.peak_memory > 0);
 }
 
@@ -60,7 +61,11 @@ async fn loop_is_stopped_at_its_manifest_timeout() {
     assert_eq!(looper.manifest.timeout, Some(Duration::from_secs(2)));
     let start = Instant::now();
     let ex = rt
-        .execute(&looper, input("loop-forever", "{}"), Arc::new(NoServices))
+        .execute(
+            &looper.code,
+            input("loop-forever", "{}"),
+            Arc::new(NoServices),
+        )
         .await;
     let took = start.elapsed();
     let (kind, error) = crash(&ex.outcome);
@@ -77,7 +82,7 @@ async fn a_job_timeout_overrides_the_manifest() {
     let mut job = input("loop-forever", "{}");
     job.timeout = Some(Duration::from_millis(300));
     let start = Instant::now();
-    let ex = rt.execute(&looper, job, Arc::new(NoServices)).await;
+    let ex = rt.execute(&looper.code, job, Arc::new(NoServices)).await;
     assert_eq!(
         crash(&ex.outcome),
         (CrashKind::Timeout, "job timed out after 300ms")
@@ -96,7 +101,7 @@ async fn a_guest_sleeping_in_a_host_call_is_stopped_at_its_timeout() {
     let mut job = input("slow", r#"{"ms": 60000, "step_ms": 60000}"#);
     job.timeout = Some(Duration::from_millis(300));
     let start = Instant::now();
-    let ex = rt.execute(&slow, job, Arc::new(NoServices)).await;
+    let ex = rt.execute(&slow.code, job, Arc::new(NoServices)).await;
     assert_eq!(crash(&ex.outcome).0, CrashKind::Timeout);
     assert!(
         start.elapsed() < Duration::from_millis(700),
@@ -110,7 +115,7 @@ async fn memory_hog_gets_a_clean_out_of_memory_error() {
     let rt = runtime();
     let hog = load(&rt, "memory-hog").await;
     let ex = rt
-        .execute(&hog, input("memory-hog", "{}"), Arc::new(NoServices))
+        .execute(&hog.code, input("memory-hog", "{}"), Arc::new(NoServices))
         .await;
     let (kind, error) = crash(&ex.outcome);
     assert_eq!(kind, CrashKind::OutOfMemory, "{error}");
@@ -124,7 +129,7 @@ async fn memory_hog_gets_a_clean_out_of_memory_error() {
     // A guest that handles the failure itself and asks for a retry is still out of memory.
     let ex = rt
         .execute(
-            &hog,
+            &hog.code,
             input("memory-hog", r#"{"graceful": true}"#),
             Arc::new(NoServices),
         )
@@ -135,7 +140,7 @@ async fn memory_hog_gets_a_clean_out_of_memory_error() {
     // Under the cap it succeeds.
     let ex = rt
         .execute(
-            &hog,
+            &hog.code,
             input("memory-hog", r#"{"max_mib": 8}"#),
             Arc::new(NoServices),
         )
@@ -149,7 +154,7 @@ async fn a_panic_message_reaches_the_error() {
     let panic = load(&rt, "panic").await;
     let ex = rt
         .execute(
-            &panic,
+            &panic.code,
             input("panic", r#"{"msg": "kaboom 42"}"#),
             Arc::new(NoServices),
         )
@@ -183,7 +188,7 @@ async fn the_host_survives_every_bad_plugin_and_then_runs_echo() {
         job.timeout = Some(Duration::from_millis(500));
         bad.push(tokio::spawn({
             let rt = rt.clone();
-            async move { rt.execute(&p, job, Arc::new(NoServices)).await }
+            async move { rt.execute(&p.code, job, Arc::new(NoServices)).await }
         }));
     }
     for handle in bad {
@@ -198,7 +203,7 @@ async fn the_host_survives_every_bad_plugin_and_then_runs_echo() {
     for i in 0..20 {
         let payload = format!("{{\"i\":{i}}}");
         let ex = rt
-            .execute(&echo, input("echo", &payload), Arc::new(NoServices))
+            .execute(&echo.code, input("echo", &payload), Arc::new(NoServices))
             .await;
         assert_eq!(success(&ex.outcome)["i"], i);
     }
@@ -213,14 +218,18 @@ async fn echo_jobs_keep_running_while_a_loop_spins() {
     let spinning = tokio::spawn({
         let rt = rt.clone();
         async move {
-            rt.execute(&looper, input("loop-forever", "{}"), Arc::new(NoServices))
-                .await
+            rt.execute(
+                &looper.code,
+                input("loop-forever", "{}"),
+                Arc::new(NoServices),
+            )
+            .await
         }
     });
     let start = Instant::now();
     for _ in 0..200 {
         let ex = rt
-            .execute(&echo, input("echo", "1"), Arc::new(NoServices))
+            .execute(&echo.code, input("echo", "1"), Arc::new(NoServices))
             .await;
         assert!(matches!(ex.outcome, Outcome::Success(_)));
     }
@@ -239,7 +248,7 @@ async fn retry_and_fail_errors_are_passed_on() {
     let flaky = load(&rt, "flaky").await;
     let ex = rt
         .execute(
-            &flaky,
+            &flaky.code,
             input("flaky", r#"{"fail_times": 1, "retry_after_ms": 250}"#),
             Arc::new(NoServices),
         )
@@ -250,12 +259,16 @@ async fn retry_and_fail_errors_are_passed_on() {
     }
     let mut second = input("flaky", r#"{"fail_times": 1}"#);
     second.attempt = 2;
-    let ex = rt.execute(&flaky, second, Arc::new(NoServices)).await;
+    let ex = rt.execute(&flaky.code, second, Arc::new(NoServices)).await;
     assert_eq!(success(&ex.outcome)["attempt"], 2);
 
     let always = load(&rt, "always-retry").await;
     let ex = rt
-        .execute(&always, input("always-retry", "{}"), Arc::new(NoServices))
+        .execute(
+            &always.code,
+            input("always-retry", "{}"),
+            Arc::new(NoServices),
+        )
         .await;
     assert!(
         matches!(ex.outcome, Outcome::Retry { .. }),
@@ -266,7 +279,7 @@ async fn retry_and_fail_errors_are_passed_on() {
     let fail = load(&rt, "fail-permanent").await;
     let ex = rt
         .execute(
-            &fail,
+            &fail.code,
             input("fail-permanent", r#"{"msg": "bad input"}"#),
             Arc::new(NoServices),
         )
@@ -285,7 +298,7 @@ async fn host_imports_reach_the_job_services() {
     let cache = load(&rt, "cache-user").await;
     let first = rt
         .execute(
-            &cache,
+            &cache.code,
             input("cache-user", r#"{"key": "k"}"#),
             services.clone(),
         )
@@ -293,7 +306,7 @@ async fn host_imports_reach_the_job_services() {
     assert_eq!(success(&first.outcome)["count"], 1);
     let second = rt
         .execute(
-            &cache,
+            &cache.code,
             input("cache-user", r#"{"key": "k"}"#),
             services.clone(),
         )
@@ -304,7 +317,7 @@ async fn host_imports_reach_the_job_services() {
 
     let config = load(&rt, "config-echo").await;
     let ex = rt
-        .execute(&config, input("config-echo", "{}"), services.clone())
+        .execute(&config.code, input("config-echo", "{}"), services.clone())
         .await;
     let v = success(&ex.outcome);
     assert_eq!(v["greeting"], "hello from config-echo.toml");
@@ -313,7 +326,7 @@ async fn host_imports_reach_the_job_services() {
     let slow = load(&rt, "slow").await;
     let ex = rt
         .execute(
-            &slow,
+            &slow.code,
             input("slow", r#"{"ms": 40, "step_ms": 10}"#),
             services.clone(),
         )
@@ -335,7 +348,7 @@ async fn followups_are_collected_with_ids() {
     let followup = load(&rt, "followup").await;
     let ex = rt
         .execute(
-            &followup,
+            &followup.code,
             input(
                 "followup",
                 r#"{"type": "echo", "payload": {"x": 1}, "priority": 2}"#,
@@ -354,7 +367,7 @@ async fn followups_are_collected_with_ids() {
     // A bad priority is refused by the host; the plugin sees the error.
     let ex = rt
         .execute(
-            &followup,
+            &followup.code,
             input("followup", r#"{"priority": 11}"#),
             Arc::new(NoServices),
         )
@@ -372,7 +385,7 @@ async fn a_cancelled_job_stops() {
     services.cancel();
     let ex = rt
         .execute(
-            &slow,
+            &slow.code,
             input("slow", r#"{"ms": 10000, "step_ms": 20}"#),
             services,
         )
@@ -401,7 +414,7 @@ async fn a_cancelled_job_that_ignores_it_is_stopped_after_the_grace_period() {
     services.cancel();
     let start = Instant::now();
     let ex = rt
-        .execute(&looper, input("loop-forever", "{}"), services)
+        .execute(&looper.code, input("loop-forever", "{}"), services)
         .await;
     assert_eq!(
         crash(&ex.outcome),
@@ -429,7 +442,7 @@ async fn a_cancelled_job_that_ignores_it_is_stopped_after_the_grace_period() {
     });
     let ex = rt
         .execute(
-            &slow,
+            &slow.code,
             input("slow", r#"{"ms": 60000, "step_ms": 60000}"#),
             services,
         )
@@ -449,11 +462,10 @@ async fn load_errors_say_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, "not wasm at all").unwrap();
-    let e = rt
-        .load("junk", &junk, Default::default())
+    let e = LoadedPlugin::load(&rt, "junk", &junk, Default::default())
         .await
         .unwrap_err();
-    assert_eq!(e.failure(), Some(&LoadFailure::NotWasm));
+    assert_eq!(e.failure(), Some(&LoadFailure::Code(CompileError::NotWasm)));
     assert!(
         e.to_string()
             .starts_with("failed to load plugin `junk` from `"),
@@ -462,73 +474,87 @@ async fn load_errors_say_what_is_wrong() {
 
     let core = dir.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
-    let e = rt
-        .load("core", &core, Default::default())
+    let e = LoadedPlugin::load(&rt, "core", &core, Default::default())
         .await
         .unwrap_err();
-    assert_eq!(e.failure(), Some(&LoadFailure::CoreModule), "{e}");
+    assert_eq!(
+        e.failure(),
+        Some(&LoadFailure::Code(CompileError::CoreModule)),
+        "{e}"
+    );
 
     let bytes = std::fs::read(plugin_path("echo")).unwrap();
     let cut = dir.path().join("cut.wasm");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let e = rt.load("cut", &cut, Default::default()).await.unwrap_err();
-    assert!(matches!(e.failure(), Some(LoadFailure::Corrupt(_))), "{e}");
-
-    let fixtures =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runtime_support/fixtures");
-    let e = rt
-        .load(
-            "other",
-            &fixtures.join("other-world.wasm"),
-            Default::default(),
-        )
+    let e = LoadedPlugin::load(&rt, "cut", &cut, Default::default())
         .await
         .unwrap_err();
     assert!(
-        matches!(e.failure(), Some(LoadFailure::WrongWorld(_))),
+        matches!(
+            e.failure(),
+            Some(LoadFailure::Code(CompileError::Corrupt(_)))
+        ),
+        "{e}"
+    );
+
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runtime_support/fixtures");
+    let e = LoadedPlugin::load(
+        &rt,
+        "other",
+        &fixtures.join("other-world.wasm"),
+        Default::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            e.failure(),
+            Some(LoadFailure::Code(CompileError::WrongWorld(_)))
+        ),
         "{e}"
     );
     let msg = e.to_string();
     assert!(msg.contains("it does not export `spool:plugin/handler@0.2.0` (or `spool:plugin/handler@0.1.0`) (it exports `hello`); rebuild it with spool-sdk 0.2"), "{msg}");
 
-    let e = rt
-        .load(
-            "sig",
-            &fixtures.join("wrong-signature.wasm"),
-            Default::default(),
-        )
-        .await
-        .unwrap_err();
+    let e = LoadedPlugin::load(
+        &rt,
+        "sig",
+        &fixtures.join("wrong-signature.wasm"),
+        Default::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         e.to_string()
             .contains("its `handle` export has another signature"),
         "{e}"
     );
 
-    let e = rt
-        .load(
-            "net",
-            &fixtures.join("unknown-import.wasm"),
-            Default::default(),
-        )
-        .await
-        .unwrap_err();
+    let e = LoadedPlugin::load(
+        &rt,
+        "net",
+        &fixtures.join("unknown-import.wasm"),
+        Default::default(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         e.failure(),
-        Some(&LoadFailure::UnknownImport(
+        Some(&LoadFailure::Code(CompileError::UnknownImport(
             "wasi:http/outgoing-handler@0.2.0".into()
-        )),
+        ))),
         "{e}"
     );
 
-    let e = rt
-        .load(
-            "missing",
-            &dir.path().join("missing.wasm"),
-            Default::default(),
-        )
-        .await
-        .unwrap_err();
+    let e = LoadedPlugin::load(
+        &rt,
+        "missing",
+        &dir.path().join("missing.wasm"),
+        Default::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e.failure(), Some(LoadFailure::Read(_))), "{e}");
 }
 
@@ -544,16 +570,16 @@ async fn compiled_plugins_are_cached_on_disk() {
     let path = plugin_path("echo");
 
     let rt = Runtime::new(cfg()).unwrap();
-    let (_, source) = rt
-        .load_bytes(
-            "echo",
-            &path,
-            bytes.clone(),
-            Default::default(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+    let (_, source) = LoadedPlugin::from_bytes(
+        &rt,
+        "echo",
+        &path,
+        bytes.clone(),
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(source, CompileSource::CompiledAndCached);
     let files: Vec<_> = std::fs::read_dir(cache.path())
         .unwrap()
@@ -566,19 +592,19 @@ async fn compiled_plugins_are_cached_on_disk() {
     // A "restart": a new runtime loads it without compiling, and it runs.
     drop(rt);
     let rt = Runtime::new(cfg()).unwrap();
-    let (echo, source) = rt
-        .load_bytes(
-            "echo",
-            &path,
-            bytes.clone(),
-            Default::default(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+    let (echo, source) = LoadedPlugin::from_bytes(
+        &rt,
+        "echo",
+        &path,
+        bytes.clone(),
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(source, CompileSource::Cache);
     let ex = rt
-        .execute(&echo, input("echo", "[1]"), Arc::new(NoServices))
+        .execute(&echo.code, input("echo", "[1]"), Arc::new(NoServices))
         .await;
     assert!(matches!(ex.outcome, Outcome::Success(_)));
 
@@ -587,10 +613,16 @@ async fn compiled_plugins_are_cached_on_disk() {
     let len = std::fs::metadata(&file).unwrap().len();
     std::fs::write(cache.path().join("x.tmp"), b"").unwrap();
     std::fs::rename(cache.path().join("x.tmp"), &file).unwrap();
-    let (_, source) = rt
-        .load_bytes("echo", &path, bytes, Default::default(), Default::default())
-        .await
-        .unwrap();
+    let (_, source) = LoadedPlugin::from_bytes(
+        &rt,
+        "echo",
+        &path,
+        bytes,
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(source, CompileSource::CompiledAndCached);
     assert_eq!(std::fs::metadata(&file).unwrap().len(), len);
 }
@@ -602,7 +634,7 @@ async fn guest_log_lines_are_kept_with_the_job() {
     let services = TestServices::new();
     let ex = rt
         .execute(
-            &hog,
+            &hog.code,
             input("memory-hog", r#"{"max_mib": 2}"#),
             services.clone(),
         )
@@ -638,7 +670,11 @@ async fn a_small_pool_under_churn_never_runs_out_of_slots() {
             let mut failed = Vec::new();
             for _ in 0..2000 {
                 let ex = rt
-                    .execute(&echo, input("echo", r#"{"n":1}"#), Arc::new(NoServices))
+                    .execute(
+                        &echo.code,
+                        input("echo", r#"{"n":1}"#),
+                        Arc::new(NoServices),
+                    )
                     .await;
                 if !matches!(ex.outcome, Outcome::Success(_)) {
                     failed.push(format!("{:?}", ex.outcome));
@@ -671,10 +707,10 @@ async fn a_pool_that_stays_full_is_no_capacity_and_the_next_job_runs() {
     })
     .unwrap();
     let echo = load(&rt, "echo").await;
-    let held = rt.occupy_instances(&echo, 1).await.unwrap();
+    let held = rt.occupy_instances(&echo.code, 1).await.unwrap();
     let started = Instant::now();
     let ex = rt
-        .execute(&echo, input("echo", "1"), Arc::new(NoServices))
+        .execute(&echo.code, input("echo", "1"), Arc::new(NoServices))
         .await;
     match &ex.outcome {
         Outcome::NoCapacity { error } => {
@@ -695,7 +731,7 @@ async fn a_pool_that_stays_full_is_no_capacity_and_the_next_job_runs() {
     );
     drop(held);
     let ex = rt
-        .execute(&echo, input("echo", "2"), Arc::new(NoServices))
+        .execute(&echo.code, input("echo", "2"), Arc::new(NoServices))
         .await;
     assert_eq!(success(&ex.outcome), serde_json::json!(2));
 }

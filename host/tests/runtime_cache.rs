@@ -6,6 +6,7 @@
 mod runtime_support;
 
 use runtime_support::*;
+use spool_host::plugins::LoadedPlugin;
 use spool_host::runtime::{CompileSource, NoServices, Outcome, Runtime, RuntimeConfig};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -24,9 +25,16 @@ fn config(dir: &Path) -> RuntimeConfig {
 async fn load(rt: &Runtime, name: &str) -> (Arc<spool_host::plugins::LoadedPlugin>, CompileSource) {
     let path = plugin_path(name);
     let bytes = std::fs::read(&path).unwrap();
-    rt.load_bytes(name, &path, bytes, Default::default(), Default::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    LoadedPlugin::from_bytes(
+        rt,
+        name,
+        &path,
+        bytes,
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The `.cwasm` files in the cache, sorted by name.
@@ -57,7 +65,11 @@ async fn two_cached_plugins(dir: &Path) -> (PathBuf, PathBuf) {
 async fn echo_runs_as_echo(rt: &Runtime) -> CompileSource {
     let (echo, source) = load(rt, "echo").await;
     let ex = rt
-        .execute(&echo, input("echo", r#"{"n": 1}"#), Arc::new(NoServices))
+        .execute(
+            &echo.code,
+            input("echo", r#"{"n": 1}"#),
+            Arc::new(NoServices),
+        )
         .await;
     match &ex.outcome {
         Outcome::Success(raw) => assert_eq!(raw.get(), r#"{"n": 1}"#),

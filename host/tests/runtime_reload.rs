@@ -44,7 +44,7 @@ async fn version_of(registry: &PluginRegistry) -> String {
     let plugin = registry.for_type("version").expect("version is loaded");
     let ex = registry
         .runtime()
-        .execute(&plugin, input("version", "{}"), Arc::new(NoServices))
+        .execute(&plugin.code, input("version", "{}"), Arc::new(NoServices))
         .await;
     match ex.outcome {
         Outcome::Success(raw) => {
@@ -133,7 +133,7 @@ async fn replacing_a_plugin_while_jobs_run_finishes_every_job() {
         let n = launched;
         jobs.spawn(async move {
             let ex = rt
-                .execute(&plugin, input("version", "{}"), Arc::new(NoServices))
+                .execute(&plugin.code, input("version", "{}"), Arc::new(NoServices))
                 .await;
             let result = match ex.outcome {
                 Outcome::Success(raw) => Ok(serde_json::from_str::<serde_json::Value>(raw.get())
@@ -169,7 +169,7 @@ async fn replacing_a_plugin_while_jobs_run_finishes_every_job() {
     // A job pinned to the old version before the swap still runs the old version.
     let ex = registry
         .runtime()
-        .execute(&old, input("version", "{}"), Arc::new(NoServices))
+        .execute(&old.code, input("version", "{}"), Arc::new(NoServices))
         .await;
     match ex.outcome {
         Outcome::Success(raw) => assert_eq!(raw.get(), r#"{"version":"v1"}"#),
@@ -321,7 +321,7 @@ async fn deleting_a_plugin_unloads_it() {
     // A job that had already pinned it still runs.
     let ex = registry
         .runtime()
-        .execute(&pinned, input("echo", "7"), Arc::new(NoServices))
+        .execute(&pinned.code, input("echo", "7"), Arc::new(NoServices))
         .await;
     assert!(matches!(ex.outcome, Outcome::Success(_)));
 }

@@ -277,9 +277,6 @@ pub async fn bulk(State(state): State<Arc<ApiState>>, body: Bytes) -> ApiResult<
     for id in &ids {
         act(&state, req.action, id, &mut tally).await;
     }
-    if tally.answer.touched > 0 {
-        state.events.poke();
-    }
     Ok(Json(tally.answer))
 }
 

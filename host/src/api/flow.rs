@@ -34,7 +34,7 @@ pub fn control_view(control: &TypeControl, now: crate::job::Millis) -> Value {
 }
 
 pub async fn list(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
-    let now = crate::job::system_now_ms();
+    let now = state.clock.now_ms();
     let controls = state.storage.type_controls().await?;
     let types: serde_json::Map<String, Value> = controls
         .iter()
@@ -45,8 +45,7 @@ pub async fn list(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> 
 
 async fn change(state: &ApiState, job_type: &str, change: ControlChange) -> ApiResult<Json<Value>> {
     let control = state.storage.control_type(job_type, change).await?;
-    state.events.poke();
-    let mut view = control_view(&control, crate::job::system_now_ms());
+    let mut view = control_view(&control, state.clock.now_ms());
     if let Some(obj) = view.as_object_mut() {
         obj.insert("type".into(), Value::from(job_type));
     }
@@ -78,7 +77,7 @@ pub async fn get_type(
         .await?
         .remove(&job_type)
         .unwrap_or_default();
-    let mut view = control_view(&control, crate::job::system_now_ms());
+    let mut view = control_view(&control, state.clock.now_ms());
     if let Some(obj) = view.as_object_mut() {
         obj.insert("type".into(), Value::from(job_type));
     }
@@ -178,10 +177,10 @@ fn parse_limits(body: &[u8]) -> Result<LimitChanges, String> {
 
 /// A schedule as the API shows it: the stored record, and its next three fire times (or why
 /// it cannot fire).
-pub fn schedule_view(r: &ScheduleRecord) -> Value {
+pub fn schedule_view(r: &ScheduleRecord, now: crate::job::Millis) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
     let next = crate::cron::parse(&r.schedule.cron, &r.schedule.timezone).map(|spec| {
-        spec.upcoming(crate::job::system_now_ms(), 3)
+        spec.upcoming(now, 3)
             .into_iter()
             .map(format_rfc3339)
             .collect::<Vec<_>>()
@@ -197,7 +196,8 @@ pub fn schedule_view(r: &ScheduleRecord) -> Value {
 
 pub async fn schedules(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
     let all = state.storage.schedules().await?;
-    let views: Vec<Value> = all.iter().map(schedule_view).collect();
+    let now = state.clock.now_ms();
+    let views: Vec<Value> = all.iter().map(|r| schedule_view(r, now)).collect();
     Ok(Json(json!({ "schedules": views })))
 }
 
@@ -221,7 +221,7 @@ pub async fn put_schedule(
         ));
     }
     let record = state.storage.put_schedule(schedule).await?;
-    Ok(Json(schedule_view(&record)))
+    Ok(Json(schedule_view(&record, state.clock.now_ms())))
 }
 
 pub async fn delete_schedule(
@@ -253,7 +253,7 @@ async fn set_paused(state: &ApiState, name: &str, paused: bool) -> ApiResult<Jso
         ..r.schedule
     };
     let record = state.storage.put_schedule(schedule).await?;
-    Ok(Json(schedule_view(&record)))
+    Ok(Json(schedule_view(&record, state.clock.now_ms())))
 }
 
 pub async fn pause_schedule(

@@ -47,7 +47,7 @@ fn defaults<'a>(
         plugin_attempts,
         job_timeout: state.job_timeout,
         plugin_timeout,
-        now: crate::job::system_now_ms(),
+        now: state.clock.now_ms(),
     }
 }
 
@@ -108,7 +108,6 @@ pub async fn submit(
     };
     if enqueued.created {
         state.metrics.enqueued(&job_type, 1);
-        state.events.poke();
     }
     Ok((status, Json(view(&state, enqueued))).into_response())
 }
@@ -133,9 +132,6 @@ pub async fn submit_batch(
     }
     for (t, n) in per_type {
         state.metrics.enqueued(&t, n);
-    }
-    if created > 0 {
-        state.events.poke();
     }
     let views: Vec<JobView> = results.into_iter().map(|e| view(&state, e)).collect();
     let status = if created > 0 {
@@ -235,7 +231,6 @@ pub async fn retry_job(
 ) -> ApiResult<Json<JobView>> {
     match state.storage.replay(&id).await {
         Ok(Some(job)) => {
-            state.events.poke();
             let handled = state.catalog.handles(&job.job_type);
             Ok(Json(JobView::new(job, handled)))
         }
@@ -250,7 +245,6 @@ pub async fn cancel_job(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let outcome = state.storage.cancel(&id).await?;
-    state.events.poke();
     let (status, job) = match outcome {
         CancelOutcome::Cancelled(job) => (StatusCode::OK, job),
         // Running: stop it now if it runs here; another daemon sees the request at its next
@@ -292,7 +286,7 @@ pub async fn stats(State(state): State<Arc<ApiState>>) -> ApiResult<Json<serde_j
         crate::metrics::MAX_TYPE_SERIES,
     );
     let controls = state.storage.type_controls().await?;
-    let now = crate::job::system_now_ms();
+    let now = state.clock.now_ms();
     let mut totals: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
     let mut types = serde_json::Map::new();
     let mut unhandled = Vec::new();

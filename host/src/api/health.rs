@@ -130,7 +130,7 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
             reasons.push(format!(
                 "storage unreachable: {e}; jobs held finish and their results wait, new \
                  enqueues {}",
-                if state.storage.backend() == "redis" {
+                if state.storage.capabilities().shared {
                     "fail until it is back (set `fallback` to keep accepting them)"
                 } else {
                     "fail until it is back"
@@ -176,18 +176,18 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
         reasons.extend(info.warnings.iter().cloned());
     }
     let detail = |k: &str| info.as_ref().and_then(|i| i.details.get(k)).cloned();
-    let redis = (state.storage.backend() == "redis").then(|| {
+    let redis = state.storage.capabilities().shared.then(|| {
         let map: serde_json::Map<String, serde_json::Value> = REDIS_DETAILS
             .iter()
             .filter_map(|k| detail(k).map(|v| ((*k).to_string(), json!(v))))
             .collect();
         serde_json::Value::Object(map)
     });
-    let fallback = detail("fallback").map(|mode| {
+    let fallback = info.as_ref().and_then(|i| i.fallback.as_ref()).map(|f| {
         json!({
-            "active": mode == "active",
-            "jobs": detail("fallback_jobs").and_then(|n| n.parse::<u64>().ok()),
-            "since": detail("fallback_since"),
+            "active": f.active,
+            "jobs": f.jobs,
+            "since": f.since,
         })
     });
     let mut totals: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
@@ -201,7 +201,7 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> Response {
             // A paused, held or limited type's jobs may wait on purpose.
             let limited = controls.as_ref().is_some_and(|c| {
                 c.get(name)
-                    .is_some_and(|tc| tc.restricts(crate::job::system_now_ms()))
+                    .is_some_and(|tc| tc.restricts(state.clock.now_ms()))
             });
             if pending > 0 && state.catalog.handles(name) && !limited {
                 stalled_types.push(name.clone());

@@ -10,9 +10,10 @@
 
 use super::ApiState;
 use super::error::ApiError;
-use crate::events::{EventFilter, compare_event_ids};
+use crate::events::EventFilter;
 use crate::storage::Event;
 use crate::storage::StorageError;
+use crate::storage::compare_event_ids;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::http::{HeaderValue, StatusCode, header};

@@ -3,8 +3,8 @@
 //! plugin handles its type). Parsing goes field by field over borrowed raw JSON so that a
 //! wrong type says which field, and the payload keeps its exact text.
 
-use crate::config::parse_duration;
 use crate::job::{self, BackoffPolicy, Jitter, Job, Millis, NewJob};
+use crate::units::parse_duration;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -246,9 +246,9 @@ fn submit_from_raw(raw: &RawValue, d: SubmitDefaults<'_>, at: &str) -> Result<Ne
                 return Err(bad(format!(
                     "`timeout` of {} is over the limit of {} for type `{job_type}` ({whose}): \
                      ask for at most {}",
-                    crate::config::show(t),
-                    crate::config::show(ceiling),
-                    crate::config::show(ceiling)
+                    crate::units::show(t),
+                    crate::units::show(ceiling),
+                    crate::units::show(ceiling)
                 )));
             }
             Some(job::millis_u64(t))

@@ -2,9 +2,9 @@
 //! `health`, `plugins`, `events`): one API call each, printed as a table or, with `--json`, as
 //! the daemon's JSON.
 
+use super::client::{Client, ClientError, SseParser, encode};
 use super::table::{Table, clip};
 use super::{Command, EventsArgs, JobsArgs, SubmitArgs};
-use crate::api::client::{Client, ClientError, SseParser, encode};
 use anyhow::Context;
 use futures::StreamExt;
 use serde_json::{Value, json};

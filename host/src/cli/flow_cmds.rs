@@ -2,10 +2,10 @@
 //! daemon's `/api/v1/types` and `/api/v1/schedules` endpoints.
 
 use super::LimitsArgs;
+use super::client::{Client, encode};
 use super::client_cmds::{Res, other};
 use super::table::Table;
 use super::{LimitsAction, ScheduleAction, SchedulesArgs};
-use crate::api::client::{Client, encode};
 use serde_json::{Value, json};
 use std::process::ExitCode;
 

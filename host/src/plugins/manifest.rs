@@ -12,9 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use toml::Value;
 
-/// The largest memory limit a manifest may ask for: the pooling allocator reserves this much
-/// address space per memory slot (see `runtime::engine`).
-pub const MAX_MEMORY: u64 = 4 << 30;
+pub use crate::runtime::MAX_MEMORY;
 
 /// A plugin's settings. `Default` is what a plugin without a manifest gets (types default to
 /// the plugin's name, see `Manifest::types_or`).
@@ -347,21 +345,7 @@ fn parse_memory(value: &Value) -> Result<u64, String> {
 }
 
 fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "K" => 1 << 10,
-        "MiB" | "M" => 1 << 20,
-        "GiB" | "G" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    crate::units::parse_size(s).ok()
 }
 
 fn parse_retry(value: &Value) -> Result<RetryPolicy, String> {
@@ -592,7 +576,7 @@ pub struct ManifestView {
 
 impl Manifest {
     pub fn view(&self) -> ManifestView {
-        let show = |d: Option<Duration>| d.map(crate::config::show);
+        let show = |d: Option<Duration>| d.map(crate::units::show);
         ManifestView {
             timeout: show(self.timeout),
             memory_bytes: self.memory,

@@ -83,7 +83,7 @@ impl std::fmt::Debug for PluginRegistry {
 
 impl PluginRegistry {
     pub fn new(runtime: Runtime, dir: PathBuf) -> Self {
-        Self::with_max_file_size(runtime, dir, crate::config::DEFAULT_MAX_PLUGIN_SIZE)
+        Self::with_max_file_size(runtime, dir, super::DEFAULT_MAX_PLUGIN_SIZE)
     }
 
     /// A registry that refuses plugin files over `max_file_size` bytes.
@@ -318,12 +318,16 @@ impl PluginRegistry {
             }
             None => Default::default(),
         };
-        let (plugin, _) = match self
-            .inner
-            .runtime
-            .load_bytes(name, &files.wasm_path, files.wasm, manifest, secrets)
-            .await
-        {
+        let loaded = LoadedPlugin::from_bytes(
+            &self.inner.runtime,
+            name,
+            &files.wasm_path,
+            files.wasm,
+            manifest,
+            secrets,
+        )
+        .await;
+        let (plugin, _) = match loaded {
             Ok(loaded) => loaded,
             Err(e) => return Some(self.failed(name, e)),
         };

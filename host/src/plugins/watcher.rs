@@ -3,8 +3,8 @@
 //! inotify events that mean "a file is complete" (close after write, rename into or out of
 //! the folder, removal) mark a plugin name dirty; after 150 ms without further events for that
 //! name it is reconciled (read, hash, compile off the hot path, swap). `Modify(Data)` is
-//! ignored: it fires mid-copy, and compiling a half-written file is how reloads go wrong
-//! (research/toolchains.md §7). Dot files and temp names are ignored. Every 5 s a rescan by
+//! ignored: it fires mid-copy, and compiling a half-written file is how reloads go wrong.
+//! Dot files and temp names are ignored. Every 5 s a rescan by
 //! mtime and size catches what inotify misses (NFS, some bind mounts, a full event queue).
 
 use super::{LoadError, PluginRegistry, plugin_name_of};

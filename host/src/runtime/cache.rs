@@ -4,8 +4,7 @@
 //! Key: sha256 of the `.wasm` bytes plus a hash of the engine's compatibility settings
 //! (wasmtime version, target, tunables), so an upgraded or reconfigured host never loads an
 //! artifact it cannot run. Files are written to a temp name and renamed into place: a loaded
-//! `.cwasm` is mmapped, and overwriting it in place would crash the host with SIGBUS
-//! (research/toolchains.md §8.3).
+//! `.cwasm` is mmapped, and overwriting it in place would crash the host with SIGBUS.
 //!
 //! A `.cwasm` is native code the daemon runs, so a file name is not enough to trust it
 //! (copying one plugin's artifact over another's would make one plugin run the other's code).

@@ -7,12 +7,11 @@ use super::bindings::{v1, v2};
 use super::cache::ArtifactCache;
 use super::host_api::JobState;
 use super::http::{HttpPolicy, TlsRoots};
-use super::secrets::Secrets;
-use super::{CompileSource, PluginCode, RuntimeConfig, RuntimeError};
-use crate::plugins::manifest::MAX_MEMORY;
-use crate::plugins::{LoadError, LoadFailure, LoadedPlugin, Manifest};
+use super::{
+    CodeSettings, CompileError, CompileInfo, CompileSource, Compiled, MAX_MEMORY, PluginCode,
+    RuntimeConfig, RuntimeError,
+};
 use sha2::{Digest, Sha256};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -143,18 +142,14 @@ impl RuntimeInner {
 
     /// Check the header, compile (or load from cache) on a blocking thread, pre-link, and
     /// type-check the export.
-    pub(crate) async fn load(
+    pub(crate) async fn compile(
         &self,
-        name: &str,
-        path: &Path,
         bytes: Vec<u8>,
-        manifest: Manifest,
-        secrets: Secrets,
-    ) -> Result<(Arc<LoadedPlugin>, CompileSource), LoadError> {
-        let fail = |reason| LoadError::plugin(name, path, reason);
-        check_header(&bytes).map_err(fail)?;
+        settings: CodeSettings,
+    ) -> Result<Compiled, CompileError> {
+        check_header(&bytes)?;
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
-        let memory = manifest
+        let memory = settings
             .memory
             .unwrap_or(self.cfg.default_memory)
             .min(MAX_MEMORY);
@@ -171,13 +166,9 @@ impl RuntimeInner {
             None => Component::new(&engine, &bytes).map(|c| (c, CompileSource::Compiled)),
         })
         .await
-        .map_err(|e| {
-            fail(LoadFailure::Compile(format!(
-                "the compiler thread failed: {e}"
-            )))
-        })?;
-        let (component, source) = compiled.map_err(|e| fail(compile_failure(&e)))?;
-        let compile = crate::plugins::CompileInfo {
+        .map_err(|e| CompileError::Compile(format!("the compiler thread failed: {e}")))?;
+        let (component, source) = compiled.map_err(|e| compile_failure(&e))?;
+        let compile = CompileInfo {
             source,
             ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
@@ -185,8 +176,8 @@ impl RuntimeInner {
         let pre = set
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| fail(link_failure(&set.engine, &component, &e)))?;
-        let export_error = |e: wasmtime::Error| fail(export_failure(&set.engine, &component, &e));
+            .map_err(|e| link_failure(&set.engine, &component, &e))?;
+        let export_error = |e: wasmtime::Error| export_failure(&set.engine, &component, &e);
         // The version its imports name first; the other when its `handle` fits only that one
         // (a component that imports nothing of ours).
         let as_v1 = |p| v1::HandlerPre::new(p).map(Pre::V1);
@@ -198,64 +189,29 @@ impl RuntimeInner {
         }
         .map_err(export_error)?;
 
-        let types = manifest.types_or(name);
-        for t in &types {
-            crate::job::validate_job_type(t).map_err(|e| {
-                fail(LoadFailure::Manifest(format!(
-                    "{e}; jobs of this type could never be enqueued: rename the plugin file or \
-                     set `types` in its manifest"
-                )))
-            })?;
-        }
-        let version = plugin_version(&digest, &manifest);
         let http = HttpPolicy::new(
-            name,
-            manifest.allow_list(),
-            manifest.http.over(self.cfg.http.limits),
+            &settings.name,
+            settings.allow,
+            settings.http.over(self.cfg.http.limits),
             self.tls.clone(),
             self.cfg.http_observer.clone(),
         );
-        let contract = pre.contract();
+        tracing::debug!(plugin = %settings.name, ?source, "plugin compiled and linked");
         let code = PluginCode {
+            name: Arc::from(settings.name.as_str()),
             pre,
-            secrets: Arc::new(secrets),
+            secrets: Arc::new(settings.secrets),
             http: Arc::new(http),
-            config: Arc::new(manifest.config.clone()),
-            timeout: manifest.timeout.unwrap_or(self.cfg.default_timeout),
+            config: Arc::new(settings.config),
+            timeout: settings.timeout.unwrap_or(self.cfg.default_timeout),
             memory,
             engine: set.engine.clone(),
         };
-        let plugin = LoadedPlugin {
-            name: name.to_string(),
-            version,
-            types,
-            manifest,
-            path: path.to_path_buf(),
-            loaded_at_ms: crate::job::system_now_ms(),
-            compile,
-            contract,
+        Ok(Compiled {
             code,
-        };
-        tracing::debug!(plugin = name, version = %plugin.version, ?source, "plugin compiled and linked");
-        Ok((Arc::new(plugin), source))
-    }
-}
-
-/// First 12 hex digits of sha256 over the `.wasm` bytes and, when the plugin has settings,
-/// their canonical text: a job records the code and the settings (config values, limits) it
-/// ran with, so a manifest-only change is a new version too. The compile cache stays keyed by
-/// the `.wasm` bytes alone (`digest`): a manifest change never recompiles.
-fn plugin_version(digest: &[u8; 32], manifest: &Manifest) -> String {
-    match manifest.canonical() {
-        None => hex::encode(&digest[..6]),
-        Some(settings) => {
-            let both = Sha256::new()
-                .chain_update(digest)
-                .chain_update(b"\nmanifest\n")
-                .chain_update(settings.as_bytes())
-                .finalize();
-            hex::encode(&both[..6])
-        }
+            digest,
+            compile,
+        })
     }
 }
 
@@ -263,7 +219,7 @@ fn plugin_version(digest: &[u8; 32], manifest: &Manifest) -> String {
 const DECOMMIT_BATCH: usize = 64;
 
 /// An engine: component model, epoch interruption, and a pooling allocator sized for `max`
-/// concurrent instances that decommits freed slots `decommit_batch` regions at a time. Knob values come from the spike (research/toolchains.md §6): batched
+/// concurrent instances that decommits freed slots `decommit_batch` regions at a time. Batched
 /// decommits and PAGEMAP_SCAN stop two threads from fighting over the address space, and a
 /// small keep-resident keeps slot reuse cheap (1 MiB made Rust guests 2x slower).
 fn build_engine(max: u32, decommit_batch: usize) -> Result<Engine, RuntimeError> {
@@ -332,15 +288,15 @@ fn spawn_ticker(engines: [Engine; 2], stop: Arc<AtomicBool>) -> Result<(), Runti
 
 /// Tell a component apart from other files before handing it to the compiler, so the error
 /// says what the file is.
-fn check_header(bytes: &[u8]) -> Result<(), LoadFailure> {
+fn check_header(bytes: &[u8]) -> Result<(), CompileError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(LoadFailure::NotWasm);
+        return Err(CompileError::NotWasm);
     }
     // Core modules are version 1, layer 0; components have layer 1 (bytes 6-7).
     match bytes[6..8] {
         [1, 0] => Ok(()),
-        [0, 0] => Err(LoadFailure::CoreModule),
-        _ => Err(LoadFailure::Corrupt(
+        [0, 0] => Err(CompileError::CoreModule),
+        _ => Err(CompileError::Corrupt(
             "unknown WebAssembly binary version".into(),
         )),
     }
@@ -350,15 +306,15 @@ pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn compile_failure(e: &wasmtime::Error) -> LoadFailure {
+fn compile_failure(e: &wasmtime::Error) -> CompileError {
     let msg = one_line(&format!("{e:#}"));
     if msg.contains("end-of-file")
         || msg.contains("out of bounds")
         || msg.contains("unexpected end")
     {
-        LoadFailure::Corrupt(msg)
+        CompileError::Corrupt(msg)
     } else {
-        LoadFailure::Compile(msg)
+        CompileError::Compile(msg)
     }
 }
 
@@ -373,28 +329,28 @@ fn imports_contract_v2(engine: &Engine, component: &Component) -> bool {
 }
 
 /// `instantiate_pre` failed: name the import we do not provide.
-fn link_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -> LoadFailure {
+fn link_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -> CompileError {
     let msg = one_line(&format!("{e:#}"));
     // "component imports instance `wasi:http/types@0.2.4`, but a matching implementation
     // was not found in the linker": the name is between the first backticks.
     if msg.contains("import")
         && let Some(name) = msg.split('`').nth(1)
     {
-        return LoadFailure::UnknownImport(name.to_string());
+        return CompileError::UnknownImport(name.to_string());
     }
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
         let ours = name.starts_with("spool:plugin/")
             && (name.ends_with("@0.1.0") || name.ends_with("@0.2.0"));
         if !ours && !name.starts_with("wasi:") {
-            return LoadFailure::UnknownImport(name.to_string());
+            return CompileError::UnknownImport(name.to_string());
         }
     }
-    LoadFailure::Compile(msg)
+    CompileError::Compile(msg)
 }
 
 /// `HandlerPre::new` failed: the component does not export `handle` with our signature.
-fn export_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -> LoadFailure {
+fn export_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -> CompileError {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| format!("`{n}`")).collect();
     let detail = if ty.get_export(engine, "handle").is_some() {
@@ -407,7 +363,7 @@ fn export_failure(engine: &Engine, component: &Component, e: &wasmtime::Error) -
     } else {
         format!(" (it exports {})", exports.join(", "))
     };
-    LoadFailure::WrongWorld(detail)
+    CompileError::WrongWorld(detail)
 }
 
 #[cfg(test)]
@@ -415,25 +371,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plugin_version_covers_the_settings_but_not_an_empty_manifest() {
-        let digest: [u8; 32] = Sha256::digest(b"wasm").into();
-        let plain = plugin_version(&digest, &Manifest::default());
-        assert_eq!(plain, hex::encode(&digest[..6]));
-        let with_config = Manifest::parse("[config]\nversion = \"v2\"").unwrap();
-        let v2 = plugin_version(&digest, &with_config);
-        assert_eq!(v2.len(), 12);
-        assert_ne!(v2, plain);
-        assert_eq!(plugin_version(&digest, &with_config), v2);
-    }
-
-    #[test]
     fn headers_tell_components_from_modules_and_junk() {
-        assert_eq!(check_header(b"hello world"), Err(LoadFailure::NotWasm));
+        assert_eq!(check_header(b"hello world"), Err(CompileError::NotWasm));
         assert_eq!(
             check_header(b"\0asm\x01\0\0\0"),
-            Err(LoadFailure::CoreModule)
+            Err(CompileError::CoreModule)
         );
         assert_eq!(check_header(b"\0asm\x0d\0\x01\0"), Ok(()));
-        assert_eq!(check_header(b"\0asm"), Err(LoadFailure::NotWasm));
+        assert_eq!(check_header(b"\0asm"), Err(CompileError::NotWasm));
     }
 }

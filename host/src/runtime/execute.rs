@@ -8,8 +8,7 @@ use super::engine::{Pre, RuntimeInner, one_line};
 use super::host_api::{CapturePipe, JobLog, JobState, Stream, TraceNames};
 use super::http::JobHttp;
 use super::limits::{Deadline, MemoryLimiter, StopReason};
-use super::{CrashKind, Execution, JobInput, JobServices, Outcome};
-use crate::plugins::LoadedPlugin;
+use super::{CrashKind, Execution, JobInput, JobServices, Outcome, PluginCode};
 use serde_json::value::RawValue;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -132,16 +131,15 @@ impl Instance {
 
 pub(crate) async fn execute(
     inner: &RuntimeInner,
-    plugin: &LoadedPlugin,
+    code: &PluginCode,
     input: JobInput,
     services: Arc<dyn JobServices>,
 ) -> Execution {
     // The semaphore is never closed, so this only waits for a free instance slot.
     let _slot = inner.slots.acquire().await.ok();
-    let code = &plugin.code;
     let timeout = input.timeout.unwrap_or(code.timeout);
     let trace = inner.cfg.trace_guest_logs.then(|| TraceNames {
-        plugin: plugin.name.clone(),
+        plugin: code.name.to_string(),
         job_id: input.id.clone(),
     });
     let start = Instant::now();
@@ -151,16 +149,7 @@ pub(crate) async fn execute(
         code.secrets.clone(),
     )));
     let for_store = services.clone();
-    let fresh_store = || {
-        new_store(
-            inner,
-            plugin,
-            timeout,
-            start,
-            for_store.clone(),
-            log.clone(),
-        )
-    };
+    let fresh_store = || new_store(inner, code, timeout, start, for_store.clone(), log.clone());
     let mut store = fresh_store();
     let job = input;
     // Set once instantiation returns (None: the job was stopped or failed before that).
@@ -221,7 +210,6 @@ pub(crate) async fn execute(
         followups,
         duration,
         instantiate,
-        plugin_version: plugin.version.clone(),
         peak_memory,
     }
 }
@@ -268,13 +256,12 @@ fn redact(outcome: Outcome, secrets: &super::Secrets) -> Outcome {
 /// limiter, and the epoch callback.
 fn new_store(
     inner: &RuntimeInner,
-    plugin: &LoadedPlugin,
+    code: &PluginCode,
     timeout: Duration,
     start: Instant,
     services: Arc<dyn JobServices>,
     log: Arc<Mutex<JobLog>>,
 ) -> Store<JobState> {
-    let code = &plugin.code;
     let wasi = WasiCtx::builder()
         .stdout(CapturePipe {
             stream: Stream::Stdout,
@@ -303,11 +290,12 @@ fn new_store(
         followups: Vec::new(),
         followup_bytes: 0,
         max_payload: inner.cfg.max_payload,
+        clock: inner.cfg.clock.clone(),
         secrets: code.secrets.clone(),
         http_ctx: WasiHttpCtx::new(),
         http,
     };
-    let mut store = Store::new(&plugin.code.engine, state);
+    let mut store = Store::new(&code.engine, state);
     store.set_hostcall_fuel(hostcall_fuel(inner.cfg.max_payload));
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(1);
@@ -326,12 +314,12 @@ fn new_store(
     store
 }
 
-/// `n` instances of `plugin`, made outside the instance semaphore and kept until the stores
+/// `n` instances of `code`, made outside the instance semaphore and kept until the stores
 /// drop: a full pool on demand, as a slot in wasmtime's decommit queue makes one for a moment.
 /// For tests only.
 pub(crate) async fn occupy(
     inner: &RuntimeInner,
-    plugin: &LoadedPlugin,
+    code: &PluginCode,
     n: usize,
 ) -> wasmtime::Result<Vec<Store<JobState>>> {
     let mut held = Vec::with_capacity(n);
@@ -340,11 +328,11 @@ pub(crate) async fn occupy(
         let log = Arc::new(Mutex::new(JobLog::new(
             services.clone(),
             None,
-            plugin.code.secrets.clone(),
+            code.secrets.clone(),
         )));
         let hour = Duration::from_secs(3600);
-        let mut store = new_store(inner, plugin, hour, Instant::now(), services, log);
-        Instance::new(&plugin.code.pre, &mut store).await?;
+        let mut store = new_store(inner, code, hour, Instant::now(), services, log);
+        Instance::new(&code.pre, &mut store).await?;
         held.push(store);
     }
     Ok(held)
@@ -355,7 +343,7 @@ pub(crate) async fn occupy(
 /// benchmark only.
 pub(crate) async fn phase_times(
     inner: &RuntimeInner,
-    plugin: &LoadedPlugin,
+    code: &PluginCode,
     input: &JobInput,
     iterations: u32,
 ) -> wasmtime::Result<[Duration; 4]> {
@@ -366,11 +354,11 @@ pub(crate) async fn phase_times(
         let log = Arc::new(Mutex::new(JobLog::new(
             services.clone(),
             None,
-            plugin.code.secrets.clone(),
+            code.secrets.clone(),
         )));
-        let mut store = new_store(inner, plugin, plugin.code.timeout, a, services.clone(), log);
+        let mut store = new_store(inner, code, code.timeout, a, services.clone(), log);
         let b = Instant::now();
-        let handler = Instance::new(&plugin.code.pre, &mut store).await?;
+        let handler = Instance::new(&code.pre, &mut store).await?;
         let c = Instant::now();
         let _ = handler.call(&mut store, input).await?;
         let d = Instant::now();

@@ -75,6 +75,8 @@ pub(crate) struct JobState {
     pub(crate) followup_bytes: usize,
     /// Largest follow-up payload (the daemon's `max_payload`).
     pub(crate) max_payload: usize,
+    /// Time for follow-up jobs' run-at times.
+    pub(crate) clock: Arc<dyn crate::job::Clock>,
     pub(crate) secrets: Arc<Secrets>,
     pub(crate) http_ctx: WasiHttpCtx,
     /// Decides and sends the guest's outbound requests (`wasi:http`).
@@ -396,7 +398,7 @@ impl JobState {
             ));
         }
         job.payload = self.secrets.redact_json(&job.payload).into_owned();
-        let new = validate_followup(job, crate::job::system_now_ms(), self.max_payload)?;
+        let new = validate_followup(job, self.clock.now_ms(), self.max_payload)?;
         let bytes = self.followup_bytes + new.payload.get().len();
         if bytes > MAX_FOLLOWUP_BYTES {
             return Err(format!(
@@ -654,6 +656,7 @@ mod tests {
             followups: Vec::new(),
             followup_bytes: 0,
             max_payload: job::DEFAULT_MAX_PAYLOAD_BYTES,
+            clock: Arc::new(job::SystemClock),
             secrets: Arc::default(),
             http_ctx: WasiHttpCtx::new(),
             http: JobHttp::new(super::super::http::HttpPolicy::denying("test"), log),

@@ -61,9 +61,6 @@ pub(super) async fn run(inner: Arc<PoolInner>, mut rx: mpsc::Receiver<Settlement
         if !failed.is_empty() {
             fail(&inner, failed, failed_meta).await;
         }
-        if let Some(events) = &inner.events {
-            events.poke();
-        }
         if let Some(tx) = close {
             let _ = tx.send(());
             return;

@@ -14,8 +14,8 @@
 //! Reaping at once would run those jobs a second time for nothing; a daemon that really died
 //! during the outage costs one extra lease of delay.
 
-use crate::events::EventHub;
 use crate::metrics::Metrics;
+use crate::service::{Next, Service};
 use crate::storage::{Reaped, RetentionPolicy, Storage, StorageError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,28 +50,15 @@ impl MaintenanceConfig {
 pub struct Maintenance {
     storage: Arc<dyn Storage>,
     metrics: Arc<Metrics>,
-    events: Option<Arc<EventHub>>,
     cfg: MaintenanceConfig,
 }
 
 impl Maintenance {
-    pub fn new(
-        storage: Arc<dyn Storage>,
-        metrics: Arc<Metrics>,
-        events: Option<Arc<EventHub>>,
-        cfg: MaintenanceConfig,
-    ) -> Self {
+    pub fn new(storage: Arc<dyn Storage>, metrics: Arc<Metrics>, cfg: MaintenanceConfig) -> Self {
         Self {
             storage,
             metrics,
-            events,
             cfg,
-        }
-    }
-
-    fn poke(&self, changed: bool) {
-        if changed && let Some(e) = &self.events {
-            e.poke();
         }
     }
 
@@ -79,7 +66,6 @@ impl Maintenance {
     pub async fn promote_once(&self) -> Result<u64, StorageError> {
         let n = self.storage.promote_due().await?;
         self.metrics.promoted(n);
-        self.poke(n > 0);
         Ok(n)
     }
 
@@ -95,7 +81,6 @@ impl Maintenance {
                 "returned jobs whose lease expired (their daemon stopped or hung)"
             );
         }
-        self.poke(n > 0);
         Ok(r)
     }
 
@@ -118,48 +103,80 @@ impl Maintenance {
     }
 
     /// Run every step on its own timer until `stop`.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        use tokio::time::{MissedTickBehavior, interval};
-        let mut promote = interval(self.cfg.promote_every);
-        let mut reap = interval(self.cfg.reap_every);
-        let mut sweep = interval(self.cfg.sweep_every);
-        for t in [&mut promote, &mut reap, &mut sweep] {
-            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let now = Instant::now();
+        let upkeep = Upkeep {
+            gate: ReapGate::new(self.cfg.reap_grace),
+            due: [now; 3],
+            m: self,
+        };
+        crate::service::run(upkeep, stop).await;
+    }
+}
+
+/// The maintenance loop: each round runs the steps that are due (promote, reap, sweep, in
+/// that order), then waits until the next one is.
+struct Upkeep {
+    m: Maintenance,
+    gate: ReapGate,
+    /// When promote, reap and sweep are next due.
+    due: [Instant; 3],
+}
+
+impl Upkeep {
+    async fn step(&mut self, step: usize) -> Result<(), StorageError> {
+        match step {
+            0 => self.m.promote_once().await.map(drop),
+            // Held off after an outage: says nothing about storage.
+            1 if !self.gate.open(Instant::now()) => Ok(()),
+            1 => self.m.reap_once().await.map(drop),
+            _ => self.m.sweep_once().await.map(drop),
         }
-        let mut failing = false;
-        let mut gate = ReapGate::new(self.cfg.reap_grace);
-        loop {
-            let result = tokio::select! {
-                _ = stop.changed() => return,
-                _ = reap.tick() => if gate.open(Instant::now()) {
-                    self.reap_once().await.map(|_| Some(()))
-                } else {
-                    Ok(None) // held off: says nothing about storage
-                },
-                _ = sweep.tick() => self.sweep_once().await.map(|_| Some(())),
-                _ = promote.tick() => self.promote_once().await.map(|_| Some(())),
-            };
-            match result {
-                Ok(None) => {}
-                Ok(Some(())) => failing = false,
-                Err(e) => {
-                    if matches!(e, StorageError::Unavailable(_)) && gate.outage(Instant::now()) {
-                        tracing::info!(
-                            grace = ?self.cfg.reap_grace,
-                            "storage unreachable: expired leases will not be reaped until a lease after it is back, so live daemons can renew them and store their results"
-                        );
-                    }
-                    self.metrics.storage_error();
-                    if !failing {
-                        tracing::warn!(error = %e, "storage maintenance failed; retrying");
-                        failing = true;
-                    }
-                }
+    }
+}
+
+#[async_trait::async_trait]
+impl Service for Upkeep {
+    type Error = StorageError;
+
+    fn name(&self) -> &'static str {
+        "storage maintenance"
+    }
+
+    fn failure(&self) -> &'static str {
+        "storage maintenance failed"
+    }
+
+    async fn run_once(&mut self) -> Result<Next, StorageError> {
+        let every = [
+            self.m.cfg.promote_every,
+            self.m.cfg.reap_every,
+            self.m.cfg.sweep_every,
+        ];
+        for (step, every) in every.into_iter().enumerate() {
+            let now = Instant::now();
+            if self.due[step] > now {
+                continue;
             }
-            if *stop.borrow() {
-                return;
-            }
+            self.due[step] = now + every;
+            self.step(step).await?;
         }
+        let next = self.due.iter().min().copied().unwrap_or_else(Instant::now);
+        Ok(Next::Wait(next.saturating_duration_since(Instant::now())))
+    }
+
+    fn failed(&mut self, e: &StorageError) {
+        if matches!(e, StorageError::Unavailable(_)) && self.gate.outage(Instant::now()) {
+            tracing::info!(
+                grace = ?self.m.cfg.reap_grace,
+                "storage unreachable: expired leases will not be reaped until a lease after it is back, so live daemons can renew them and store their results"
+            );
+        }
+        self.m.metrics.storage_error();
+    }
+
+    fn retry_after(&self) -> Duration {
+        self.m.cfg.promote_every
     }
 }
 

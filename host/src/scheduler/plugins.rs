@@ -26,7 +26,9 @@ struct PluginRunner {
 #[async_trait::async_trait]
 impl Runner for PluginRunner {
     async fn run(&self, input: JobInput, services: Arc<dyn JobServices>) -> Execution {
-        self.runtime.execute(&self.plugin, input, services).await
+        self.runtime
+            .execute(&self.plugin.code, input, services)
+            .await
     }
 }
 

@@ -13,6 +13,7 @@
 use super::worker::{self, SlotGuard};
 use super::{Held, JobFlags, PoolInner, Resolved, ShutdownReport};
 use crate::job::LeaseToken;
+use crate::service::Next;
 use crate::storage::{ClaimRequest, Claimed, StorageError};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -60,68 +61,103 @@ struct Poller {
 }
 
 /// Runs until `stop`; returns the still-running workers for `drain`.
-pub(super) async fn run(inner: Arc<PoolInner>, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
-    let mut plugin_events = Some(inner.plugins.subscribe());
-    let mut p = Poller {
-        inner,
-        tasks: JoinSet::new(),
-        buffer: VecDeque::new(),
-        window_starts: 0,
-        window_began: Instant::now(),
-        rate: 0.0,
-        stop: stop.clone(),
-        reopens_in: None,
+pub(super) async fn run(inner: Arc<PoolInner>, stop: watch::Receiver<bool>) -> JoinSet<()> {
+    let claims = ClaimLoop {
+        plugin_events: Some(inner.plugins.subscribe()),
+        p: Poller {
+            inner,
+            tasks: JoinSet::new(),
+            buffer: VecDeque::new(),
+            window_starts: 0,
+            window_began: Instant::now(),
+            rate: 0.0,
+            stop: stop.clone(),
+            reopens_in: None,
+        },
+        wake: Wake::Freed,
     };
-    let mut failing = false;
-    loop {
+    let mut claims = crate::service::run(claims, stop).await;
+    claims.p.reap_finished();
+    claims.p.give_back_buffer().await;
+    claims.p.tasks
+}
+
+/// A wait with nothing but a signal to end it.
+const UNTIL_SIGNALLED: Duration = Duration::from_secs(3600);
+
+/// What ends the poller's next wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// Only a freed slot helps: every slot is busy.
+    Freed,
+    /// New work, a freed slot or a plugin change: slots are free but nothing was claimable.
+    Any,
+}
+
+struct ClaimLoop {
+    p: Poller,
+    plugin_events: Option<broadcast::Receiver<crate::plugins::PluginEvent>>,
+    wake: Wake,
+}
+
+#[async_trait::async_trait]
+impl crate::service::Service for ClaimLoop {
+    type Error = StorageError;
+
+    fn name(&self) -> &'static str {
+        "claim poller"
+    }
+
+    fn failure(&self) -> &'static str {
+        "cannot claim jobs"
+    }
+
+    async fn run_once(&mut self) -> Result<Next, StorageError> {
+        let p = &mut self.p;
         p.reap_finished();
-        if *stop.borrow() {
-            p.give_back_buffer().await;
-            return p.tasks;
-        }
         p.start_buffered();
         let free = p.inner.slots.available_permits();
         let refill = p.refill_wanted();
         if free == 0 && refill == 0 {
-            tokio::select! {
-                _ = p.inner.freed.notified() => {}
-                _ = stop.changed() => {}
-            }
-            continue;
+            self.wake = Wake::Freed;
+            return Ok(Next::Wait(UNTIL_SIGNALLED));
         }
-        match p.claim_round(free, refill).await {
-            Ok(n) if n > 0 => failing = false,
-            Ok(_) if free == 0 => {
-                failing = false;
+        let claimed = p.claim_round(free, refill).await?;
+        Ok(if claimed > 0 {
+            Next::Now
+        } else if free == 0 {
+            self.wake = Wake::Freed;
+            Next::Wait(UNTIL_SIGNALLED)
+        } else {
+            self.wake = Wake::Any;
+            Next::Wait(
+                p.reopens_in
+                    .map_or(IDLE_WAIT, |d| d.clamp(MIN_REOPEN_WAIT, IDLE_WAIT)),
+            )
+        })
+    }
+
+    async fn wait(&mut self, limit: Duration) {
+        let inner = self.p.inner.clone();
+        match self.wake {
+            Wake::Freed => {
                 tokio::select! {
-                    _ = p.inner.freed.notified() => {}
-                    _ = stop.changed() => {}
+                    _ = inner.freed.notified() => {}
+                    _ = tokio::time::sleep(limit) => {}
                 }
             }
-            Ok(_) => {
-                failing = false;
-                let wait = p
-                    .reopens_in
-                    .map_or(IDLE_WAIT, |d| d.clamp(MIN_REOPEN_WAIT, IDLE_WAIT));
+            Wake::Any => {
                 tokio::select! {
-                    _ = p.inner.storage.wait_for_work(wait) => {}
-                    _ = p.inner.freed.notified() => {}
-                    closed = plugin_change(&mut plugin_events) => if closed { plugin_events = None },
-                    _ = stop.changed() => {}
-                }
-            }
-            Err(e) => {
-                p.inner.metrics.storage_error();
-                if !failing {
-                    tracing::warn!(error = %e, "cannot claim jobs; retrying every second");
-                    failing = true;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => {}
+                    _ = inner.storage.wait_for_work(limit) => {}
+                    _ = inner.freed.notified() => {}
+                    closed = plugin_change(&mut self.plugin_events) => if closed { self.plugin_events = None },
                 }
             }
         }
+    }
+
+    fn failed(&mut self, _error: &StorageError) {
+        self.p.inner.metrics.storage_error();
     }
 }
 
@@ -252,11 +288,6 @@ impl Poller {
         }
         let claimed = batch.jobs;
         self.inner.metrics.claimed(claimed.len());
-        if !claimed.is_empty()
-            && let Some(events) = &self.inner.events
-        {
-            events.poke();
-        }
         Ok(claimed)
     }
 
@@ -412,9 +443,6 @@ pub(super) async fn drain(
         Err(e) => {
             tracing::warn!(error = %e, jobs = released, "cannot release unfinished jobs; they return when their leases expire")
         }
-    }
-    if let Some(events) = &inner.events {
-        events.poke();
     }
     ShutdownReport {
         finished: running.saturating_sub(released),

@@ -4,9 +4,11 @@
 
 use super::PoolInner;
 use crate::job::LeaseToken;
-use crate::storage::LeaseStatus;
+use crate::service::{Next, Service};
+use crate::storage::{LeaseStatus, StorageError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Leases per storage call.
@@ -19,26 +21,37 @@ pub(crate) struct Renewed {
     pub lost: usize,
 }
 
-pub(super) async fn run(inner: Arc<PoolInner>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(inner.cfg.renew_every());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        match renew_once(&inner).await {
-            Ok(_) => failing = false,
-            Err(e) => {
-                inner.metrics.storage_error();
-                if !failing {
-                    tracing::warn!(error = %e, "cannot renew job leases; retrying");
-                    failing = true;
-                }
-            }
-        }
+pub(super) async fn run(inner: Arc<PoolInner>, stop: watch::Receiver<bool>) {
+    crate::service::run(Renewer { inner }, stop).await;
+}
+
+struct Renewer {
+    inner: Arc<PoolInner>,
+}
+
+#[async_trait::async_trait]
+impl Service for Renewer {
+    type Error = StorageError;
+
+    fn name(&self) -> &'static str {
+        "lease renewer"
+    }
+
+    fn failure(&self) -> &'static str {
+        "cannot renew job leases"
+    }
+
+    async fn run_once(&mut self) -> Result<Next, StorageError> {
+        renew_once(&self.inner).await?;
+        Ok(Next::Wait(self.inner.cfg.renew_every()))
+    }
+
+    fn failed(&mut self, _error: &StorageError) {
+        self.inner.metrics.storage_error();
+    }
+
+    fn retry_after(&self) -> Duration {
+        self.inner.cfg.renew_every()
     }
 }
 

@@ -3,7 +3,6 @@
 //! the job's flags (set by the renewer, the API's cancel hook and shutdown).
 
 use super::JobFlags;
-use crate::events::EventHub;
 use crate::job::LeaseToken;
 use crate::runtime::JobServices;
 use crate::storage::Storage;
@@ -21,7 +20,6 @@ pub(super) struct DaemonServices {
     job_id: String,
     lease: LeaseToken,
     flags: Arc<JobFlags>,
-    events: Option<Arc<EventHub>>,
     progress: Arc<Mutex<ProgressState>>,
 }
 
@@ -40,7 +38,6 @@ impl DaemonServices {
         job_id: String,
         lease: LeaseToken,
         flags: Arc<JobFlags>,
-        events: Option<Arc<EventHub>>,
     ) -> Self {
         Self {
             storage,
@@ -48,7 +45,6 @@ impl DaemonServices {
             job_id,
             lease,
             flags,
-            events,
             progress: Arc::default(),
         }
     }
@@ -67,15 +63,7 @@ impl DaemonServices {
     }
 
     async fn write_progress(&self, percent: u8, message: Option<String>) {
-        write_progress(
-            &self.storage,
-            &self.job_id,
-            &self.lease,
-            &self.events,
-            percent,
-            message,
-        )
-        .await;
+        write_progress(&self.storage, &self.job_id, &self.lease, percent, message).await;
     }
 }
 
@@ -83,17 +71,11 @@ async fn write_progress(
     storage: &Arc<dyn Storage>,
     job_id: &str,
     lease: &LeaseToken,
-    events: &Option<Arc<EventHub>>,
     percent: u8,
     message: Option<String>,
 ) {
-    match storage.set_progress(job_id, lease, percent, message).await {
-        Ok(_) => {
-            if let Some(e) = events {
-                e.poke();
-            }
-        }
-        Err(e) => tracing::debug!(job_id, error = %e, "cannot record progress"),
+    if let Err(e) = storage.set_progress(job_id, lease, percent, message).await {
+        tracing::debug!(job_id, error = %e, "cannot record progress");
     }
 }
 
@@ -172,11 +154,10 @@ impl JobServices for DaemonServices {
             None => self.write_progress(percent, message).await,
             Some(wait) => {
                 // Write the latest held-back report when the window ends, off the guest's path.
-                let (storage, job_id, lease, events, state) = (
+                let (storage, job_id, lease, state) = (
                     self.storage.clone(),
                     self.job_id.clone(),
                     self.lease.clone(),
-                    self.events.clone(),
                     self.progress.clone(),
                 );
                 tokio::spawn(async move {
@@ -188,7 +169,7 @@ impl JobServices for DaemonServices {
                         st.pending.take()
                     };
                     if let Some((p, m)) = pending {
-                        write_progress(&storage, &job_id, &lease, &events, p, m).await;
+                        write_progress(&storage, &job_id, &lease, p, m).await;
                     }
                 });
             }
@@ -240,7 +221,6 @@ mod tests {
             claimed.job.id.clone(),
             claimed.lease,
             Arc::new(JobFlags::default()),
-            None,
         );
         for _ in 0..100 {
             services.progress(100, Some("x".repeat(10_000))).await;

@@ -27,7 +27,6 @@ impl Runner for FnRunner {
             followups: vec![],
             duration: start.elapsed(),
             instantiate: Some(Duration::from_micros(5)),
-            plugin_version: "test".into(),
             peak_memory: 0,
         }
     }
@@ -123,7 +122,7 @@ fn start(storage: &Arc<dyn Storage>, plugins: &Arc<FakePlugins>, cfg: PoolConfig
             storage: storage.clone(),
             plugins: plugins.clone(),
             metrics: Metrics::new(),
-            events: None,
+            clock: Arc::new(crate::job::SystemClock),
             observer: None,
         },
         cfg,
@@ -467,7 +466,7 @@ async fn a_lost_lease_stops_the_job_and_drops_its_result() {
             storage: s.clone(),
             plugins: p.clone(),
             metrics: metrics.clone(),
-            events: None,
+            clock: Arc::new(crate::job::SystemClock),
             observer: None,
         },
         cfg(2),
@@ -498,7 +497,6 @@ async fn maintenance_steps_report_what_they_did() {
     let m = Maintenance::new(
         s.clone(),
         Metrics::new(),
-        None,
         MaintenanceConfig::new(
             Duration::from_secs(1),
             Duration::from_secs(60),

@@ -76,7 +76,6 @@ pub(super) async fn run(
             job.id.clone(),
             claimed.lease.clone(),
             flags.clone(),
-            inner.events.clone(),
         ));
         let input = JobInput {
             id: job.id.clone(),
@@ -100,7 +99,6 @@ pub(super) async fn run(
                 followups: Vec::new(),
                 duration: Duration::ZERO,
                 instantiate: None,
-                plugin_version: resolved.version.clone(),
                 peak_memory: 0,
             }
         } else {
@@ -120,8 +118,8 @@ pub(super) async fn run(
         if flags.released.load(Ordering::Relaxed) {
             return;
         }
-        let now = crate::job::system_now_ms();
-        let plugin_version = Some(exec.plugin_version.clone());
+        let now = inner.clock.now_ms();
+        let plugin_version = Some(resolved.version.clone());
         let ran = exec.duration;
         let settlement = match retry::decide(exec.outcome, &job, &resolved.retry, &inner.cfg.retry, now) {
             Decision::Complete(result) => {

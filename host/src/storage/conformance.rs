@@ -1,4 +1,4 @@
-//! The storage conformance suite: the executable form of the semantics in `mod.rs`. Every
+//! The storage conformance suite: the executable form of the semantics in `storage.rs`. Every
 //! backend runs every case against a fresh store:
 //!
 //! ```ignore

@@ -82,7 +82,7 @@ impl std::str::FromStr for RateLimit {
                  (pause the type to stop it)"
             ));
         }
-        let window = crate::config::parse_duration(window)
+        let window = crate::units::parse_duration(window)
             .map_err(|why| format!("rate limit {text:?} has a bad window ({why}): {hint}"))?;
         if window < Duration::from_millis(1) || window > MAX_RATE_WINDOW {
             return Err(format!(

@@ -183,14 +183,12 @@ pub(crate) fn increment_overflow(ns: &str, key: &str) -> StorageError {
     ))
 }
 
-/// Event ids are decimal integers here (SQLite, memory).
+/// Event ids are decimal integers here (SQLite, memory): `n`, or `n-0` as a stream id reads.
 pub(crate) fn parse_event_id(after: &str) -> Result<i64> {
-    after.trim().parse::<i64>().map_err(|_| {
-        StorageError::InvalidInput(format!(
-            "invalid event id `{}`: resume from an id this storage handed out",
-            after.escape_debug()
-        ))
-    })
+    match super::event_ids::parse_event_position(after)? {
+        (n, 0) => i64::try_from(n).map_err(|_| super::event_ids::invalid_event_id(after)),
+        _ => Err(super::event_ids::invalid_event_id(after)),
+    }
 }
 
 pub(crate) fn replay_conflict(id: &str, holder: &str) -> StorageError {

@@ -8,9 +8,9 @@ mod state;
 use super::flow::{self, ClaimBatch, ControlChange, Schedule, ScheduleRecord, TypeControl};
 use super::limits::{self, check_cache_key};
 use super::{
-    BackendInfo, CacheUsage, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure,
-    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
-    Settled, Stats, Storage, StorageOptions,
+    BackendInfo, CacheUsage, CancelOutcome, Capabilities, ClaimRequest, Completion, Enqueued,
+    Event, Failure, ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result,
+    RetentionPolicy, Settled, Signal, Stats, Storage, StorageOptions, Wakers,
 };
 use crate::job::{Clock, Job, LeaseToken, Millis, NewJob, millis_i64};
 use async_trait::async_trait;
@@ -18,14 +18,14 @@ use state::State;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 
 pub struct MemoryStorage {
     opts: StorageOptions,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
-    /// Signalled when a job may have become ready; `wait_for_work` listens.
-    work: Notify,
+    /// Work: a job may have become ready. Events: the state's event log grew (see
+    /// `StateGuard`).
+    wakers: Wakers,
 }
 
 impl std::fmt::Debug for MemoryStorage {
@@ -40,26 +40,58 @@ impl MemoryStorage {
             opts,
             clock,
             state: Mutex::new(State::default()),
-            work: Notify::new(),
+            wakers: Wakers::default(),
         }
     }
 
     /// The state; a panic while it was held (a bug) does not make the store unusable.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
+    /// Events appended while it is held are signalled when it is released.
+    fn lock(&self) -> StateGuard<'_> {
+        let state = self
+            .state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        StateGuard {
+            last_event: state.last_event_id,
+            state,
+            signal: &self.wakers.events,
+        }
     }
 
     fn now(&self) -> Millis {
         self.clock.now_ms()
     }
 
-    /// Wakes every waiter, and leaves a permit for a poller that is between its claim and
-    /// its wait (without it, that poller would sleep out its whole timeout).
     fn signal_work(&self) {
-        self.work.notify_waiters();
-        self.work.notify_one();
+        self.wakers.work.notify();
+    }
+}
+
+/// The locked state; signals on release when events were appended meanwhile.
+struct StateGuard<'a> {
+    state: MutexGuard<'a, State>,
+    last_event: i64,
+    signal: &'a Signal,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        if self.state.last_event_id != self.last_event {
+            self.signal.notify();
+        }
     }
 }
 
@@ -67,6 +99,13 @@ impl MemoryStorage {
 impl Storage for MemoryStorage {
     fn backend(&self) -> &'static str {
         "memory"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            shared: false,
+            parallel_reads: 128,
+        }
     }
 
     async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
@@ -360,7 +399,11 @@ impl Storage for MemoryStorage {
     }
 
     async fn wait_for_work(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.work.notified()).await;
+        self.wakers.work.wait(timeout).await;
+    }
+
+    async fn wait_for_events(&self, timeout: Duration) {
+        self.wakers.events.wait(timeout).await;
     }
 
     async fn ping(&self) -> Result<Duration> {

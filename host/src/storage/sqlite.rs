@@ -30,9 +30,9 @@ mod writer;
 use super::flow::{ClaimBatch, ControlChange, Schedule, ScheduleRecord, TypeControl};
 use super::limits::{self, check_cache_key};
 use super::{
-    BackendInfo, CacheUsage, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure,
-    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
-    Settled, Stats, Storage, StorageError, StorageOptions,
+    BackendInfo, CacheUsage, CancelOutcome, Capabilities, ClaimRequest, Completion, Enqueued,
+    Event, Failure, ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result,
+    RetentionPolicy, Settled, Stats, Storage, StorageError, StorageOptions, Wakers,
 };
 use crate::job::{Clock, Job, LeaseToken, Millis, NewJob, Progress, millis_i64};
 use async_trait::async_trait;
@@ -43,7 +43,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 use writer::Writer;
 
 /// Rows changed per transaction by promotion, reaping and sweeping; other writers get a
@@ -61,8 +60,8 @@ pub struct SqliteStorage {
     _checkpointer: Checkpointer,
     writer: Writer,
     readers: Arc<Readers>,
-    /// Signalled by the writer after a commit that made jobs ready.
-    work: Arc<Notify>,
+    /// Signalled by the writer after a commit (events) that made jobs ready (work).
+    wakers: Arc<Wakers>,
     /// The last counts of a large store (see `stats`).
     stats_memo: Arc<std::sync::Mutex<StatsMemo>>,
     /// Whatever the owner wants kept alive as long as the store (a temporary folder).
@@ -119,7 +118,7 @@ impl SqliteStorage {
         clock: Arc<dyn Clock>,
     ) -> Result<SqliteStorage> {
         let path = path.as_ref().to_path_buf();
-        let work = Arc::new(Notify::new());
+        let wakers = Arc::new(Wakers::default());
         let (conn, opts, path) = {
             let opts = opts.clone();
             tokio::task::spawn_blocking(move || {
@@ -131,7 +130,7 @@ impl SqliteStorage {
             .await
             .map_err(|e| StorageError::Internal(format!("opening the database failed: {e}")))??
         };
-        let writer = Writer::spawn(conn, path.clone(), work.clone())?;
+        let writer = Writer::spawn(conn, path.clone(), wakers.clone())?;
         let checkpointer = Checkpointer::spawn(path.clone(), &opts)?;
         let readers = Arc::new(Readers::new(path.clone(), opts.clone()));
         Ok(SqliteStorage {
@@ -141,7 +140,7 @@ impl SqliteStorage {
             _checkpointer: checkpointer,
             writer,
             readers,
-            work,
+            wakers,
             stats_memo: Arc::default(),
             _guard: None,
         })
@@ -224,6 +223,13 @@ fn wal_path(path: &Path, suffix: &str) -> std::path::PathBuf {
 impl Storage for SqliteStorage {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            shared: false,
+            parallel_reads: self.opts.sqlite.read_connections.max(1),
+        }
     }
 
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
@@ -583,7 +589,11 @@ impl Storage for SqliteStorage {
     }
 
     async fn wait_for_work(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.work.notified()).await;
+        self.wakers.work.wait(timeout).await;
+    }
+
+    async fn wait_for_events(&self, timeout: Duration) {
+        self.wakers.events.wait(timeout).await;
     }
 
     async fn ping(&self) -> Result<Duration> {

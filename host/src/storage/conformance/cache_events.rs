@@ -425,7 +425,7 @@ pub async fn events_of_one_batch_page_like_any_others(s: Backend, _clock: Arc<Ma
     assert_eq!(unique.len(), ids.len(), "no event twice: {ids:?}");
     for pair in ids.windows(2) {
         assert_eq!(
-            crate::events::compare_event_ids(pair[0], pair[1]),
+            crate::storage::compare_event_ids(pair[0], pair[1]),
             Some(std::cmp::Ordering::Less),
             "ids increase: {ids:?}"
         );

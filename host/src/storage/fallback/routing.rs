@@ -8,9 +8,9 @@ use crate::job::Millis;
 use crate::job::{Job, LeaseToken, NewJob};
 use crate::storage::flow::{ClaimBatch, ControlChange, Schedule, ScheduleRecord, TypeControl};
 use crate::storage::{
-    BackendInfo, CacheUsage, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure,
-    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
-    Settled, Stats, Storage, StorageError,
+    BackendInfo, CacheUsage, CancelOutcome, Capabilities, ClaimRequest, Completion, Enqueued,
+    Event, Failure, FallbackInfo, ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped,
+    Result, RetentionPolicy, Settled, Stats, Storage, StorageError,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -29,6 +29,15 @@ macro_rules! to_primary {
 impl Storage for FallbackStorage {
     fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// A fallback spool stands in only for a shared storage; its facts are the primary's,
+    /// known even before the primary first answers.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            shared: true,
+            parallel_reads: 128,
+        }
     }
 
     async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
@@ -201,6 +210,14 @@ impl Storage for FallbackStorage {
         }
     }
 
+    /// Events live in the primary (the spool's own are replayed into it with their jobs).
+    async fn wait_for_events(&self, timeout: Duration) {
+        match self.up_primary() {
+            Ok(p) => p.wait_for_events(timeout).await,
+            Err(_) => tokio::time::sleep(timeout).await,
+        }
+    }
+
     /// The primary's round trip; while it is down, the spool's (the daemon still accepts
     /// jobs, so health is degraded rather than unhealthy: `info` says why).
     async fn ping(&self) -> Result<Duration> {
@@ -224,28 +241,16 @@ impl Storage for FallbackStorage {
             Err(_) => BackendInfo::default(),
         };
         info.backend = self.backend.into();
-        let d = &mut info.details;
-        d.insert(
-            "fallback".into(),
-            if self.is_active() {
-                "active"
-            } else {
-                "standby"
-            }
-            .into(),
-        );
-        d.insert("fallback_jobs".into(), spooled.to_string());
-        d.insert(
-            "fallback_spool".into(),
-            self.spool_path.display().to_string(),
-        );
+        let mut fallback = FallbackInfo {
+            active: self.is_active(),
+            jobs: spooled,
+            spool: self.spool_path.clone(),
+            since: None,
+        };
         if self.is_active() {
             let outage = self.outage();
             if let Some(o) = &outage {
-                d.insert(
-                    "fallback_since".into(),
-                    crate::job::serde_time::format_rfc3339(o.since),
-                );
+                fallback.since = Some(crate::job::serde_time::format_rfc3339(o.since));
             }
             info.warnings.push(format!(
                 "degraded: {} unreachable, {spooled} jobs in the local fallback spool (they go \
@@ -260,6 +265,7 @@ impl Storage for FallbackStorage {
                 self.backend
             ));
         }
+        info.fallback = Some(fallback);
         Ok(info)
     }
 }

@@ -7,8 +7,9 @@ use super::*;
 use crate::job::{Job, JobState, LeaseToken, ManualClock};
 use crate::storage::memory::MemoryStorage;
 use crate::storage::{
-    BackendInfo, CancelOutcome, ClaimRequest, Claimed, Completion, Event, Failure, ImportEvents,
-    JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, RetentionPolicy, Settled, Stats,
+    BackendInfo, CancelOutcome, Capabilities, ClaimRequest, Claimed, Completion, Event, Failure,
+    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, RetentionPolicy, Settled,
+    Stats,
 };
 use async_trait::async_trait;
 use serde_json::value::RawValue;
@@ -45,12 +46,18 @@ macro_rules! switch_storage {
             fn backend(&self) -> &'static str {
                 "redis"
             }
+            fn capabilities(&self) -> Capabilities {
+                self.inner.capabilities()
+            }
             $( async fn $m(&self $(, $a: $t)*) -> $r {
                 self.check()?;
                 self.inner.$m($($a),*).await
             } )*
             async fn wait_for_work(&self, timeout: Duration) {
                 self.inner.wait_for_work(timeout).await
+            }
+            async fn wait_for_events(&self, timeout: Duration) {
+                self.inner.wait_for_events(timeout).await
             }
         }
     };
@@ -210,8 +217,9 @@ async fn jobs_are_spooled_while_the_primary_is_down_and_replayed_once_it_is_back
     // Health: degraded, not unhealthy.
     assert!(s.fallback.ping().await.is_ok());
     let info = s.fallback.info().await.unwrap();
-    assert_eq!(info.details["fallback"], "active");
-    assert_eq!(info.details["fallback_jobs"], "49");
+    let spool = info.fallback.as_ref().expect("fallback facts");
+    assert!(spool.active);
+    assert_eq!(spool.jobs, 49);
     assert!(
         info.warnings[0]
             .starts_with("degraded: redis unreachable, 49 jobs in the local fallback spool"),
@@ -241,10 +249,8 @@ async fn jobs_are_spooled_while_the_primary_is_down_and_replayed_once_it_is_back
             .unwrap(),
         0
     );
-    assert_eq!(
-        s.fallback.info().await.unwrap().details["fallback"],
-        "standby"
-    );
+    let info = s.fallback.info().await.unwrap();
+    assert!(!info.fallback.expect("fallback facts").active, "standby");
 }
 
 #[tokio::test]

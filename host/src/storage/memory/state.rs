@@ -36,7 +36,7 @@ pub(super) struct State {
     /// Unique key -> id of the last finished job holding it with a `unique_for` window.
     unique_window: HashMap<String, String>,
     pub(super) events: VecDeque<Event>,
-    last_event_id: i64,
+    pub(super) last_event_id: i64,
     cache: HashMap<(String, String), (String, Option<Millis>)>,
     /// Entries and bytes per cache namespace, kept with `cache`.
     cache_usage: HashMap<String, CacheUsage>,

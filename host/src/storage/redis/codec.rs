@@ -244,12 +244,7 @@ pub const EVENTS_PER_ENTRY: u64 = 1000;
 
 /// A stream or event id, `ms-seq` (a bare integer reads as `n-0`).
 pub fn parse_event_id(id: &str) -> Result<(u64, u64), StorageError> {
-    crate::events::event_position(id).ok_or_else(|| {
-        StorageError::InvalidInput(format!(
-            "invalid event id `{}`: resume from an id this storage handed out",
-            id.escape_debug()
-        ))
-    })
+    crate::storage::event_ids::parse_event_position(id)
 }
 
 /// Where to resume after event `after`: the id of the stream entry that holds it (XRANGE

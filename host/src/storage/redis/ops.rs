@@ -11,9 +11,9 @@ use crate::storage::flow::{
 };
 use crate::storage::limits::{self, check_cache_key, check_cache_value};
 use crate::storage::{
-    BackendInfo, CacheUsage, CancelOutcome, ClaimRequest, Completion, Enqueued, Event, Failure,
-    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result, RetentionPolicy,
-    Settled, Stats, Storage, StorageError, TypeStats,
+    BackendInfo, CacheUsage, CancelOutcome, Capabilities, ClaimRequest, Completion, Enqueued,
+    Event, Failure, ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result,
+    RetentionPolicy, Settled, Stats, Storage, StorageError, TypeStats,
 };
 use async_trait::async_trait;
 use redis::Value;
@@ -50,6 +50,14 @@ const ENTRIES_PER_READ: usize = 16;
 impl Storage for RedisStorage {
     fn backend(&self) -> &'static str {
         "redis"
+    }
+
+    /// Redis multiplexes requests on one connection: many reads in flight cost little.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            shared: true,
+            parallel_reads: 128,
+        }
     }
 
     async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
@@ -144,7 +152,7 @@ impl Storage for RedisStorage {
             .arg(limit)
             .arg(filter.status.map(keys::state_name).unwrap_or(""))
             .arg(filter.job_type.as_deref().unwrap_or(""));
-        let mut items = as_array(self.run(&inv).await?, "list")?.into_iter();
+        let mut items = as_array(self.read(&inv).await?, "list")?.into_iter();
         let more = items.next().map(|v| as_int(&v, "list")).transpose()? == Some(1);
         let jobs = items
             .map(|v| required_job(v, "list"))
@@ -626,7 +634,7 @@ impl Storage for RedisStorage {
     async fn stats(&self) -> Result<Stats> {
         let inv = self.job_script(&scripts::STATS);
         let mut stats = Stats::default();
-        for item in as_array(self.run(&inv).await?, "stats")? {
+        for item in as_array(self.read(&inv).await?, "stats")? {
             let mut it = as_array(item, "stats item")?.into_iter();
             let (Some(t), Some(counts), Some(oldest)) = (it.next(), it.next(), it.next()) else {
                 return Err(StorageError::Internal(
@@ -650,7 +658,7 @@ impl Storage for RedisStorage {
     async fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>> {
         check_cache_key(ns, key)?;
         let inv = self.cache_script(&scripts::CACHE_GET, ns, key);
-        match self.run(&inv).await? {
+        match self.read(&inv).await? {
             Value::Nil => Ok(None),
             v => as_string(&v, "cache get").map(Some),
         }
@@ -680,7 +688,7 @@ impl Storage for RedisStorage {
     async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool> {
         check_cache_key(ns, key)?;
         let inv = self.cache_script(&scripts::CACHE_DELETE, ns, key);
-        Ok(as_int(&self.run(&inv).await?, "cache delete")? == 1)
+        Ok(as_int(&self.read(&inv).await?, "cache delete")? == 1)
     }
 
     async fn cache_increment(
@@ -703,7 +711,7 @@ impl Storage for RedisStorage {
     async fn cache_usage(&self, ns: &str) -> Result<CacheUsage> {
         check_cache_key(ns, "-")?;
         let inv = self.cache_script(&scripts::CACHE_USAGE, ns, "-");
-        let r = as_array(self.run(&inv).await?, "cache usage")?;
+        let r = as_array(self.read(&inv).await?, "cache usage")?;
         let field = |i: usize| {
             r.get(i)
                 .map(|v| as_int(v, "cache usage"))
@@ -785,6 +793,10 @@ impl Storage for RedisStorage {
 
     async fn wait_for_work(&self, timeout: Duration) {
         self.signal.wait(timeout).await;
+    }
+
+    async fn wait_for_events(&self, timeout: Duration) {
+        self.events.wait(timeout).await;
     }
 
     async fn ping(&self) -> Result<Duration> {

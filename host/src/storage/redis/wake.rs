@@ -10,22 +10,22 @@
 
 use super::config::{RedisConfig, Topology};
 use super::conn::{node_client, sentinel_client};
+use crate::storage::Signal;
 use futures::StreamExt;
 use redis::RedisResult;
 use redis::aio::PubSub;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 const PING_EVERY: Duration = Duration::from_secs(15);
 
-/// Wakes waiters; `signal` leaves a permit too, for a worker that is between its claim and
-/// its wait (without it, that worker would sleep out its whole timeout).
+/// Wakes the waiters of this process (see `storage::Signal`) and says whether the
+/// subscription is up.
 #[derive(Default)]
 pub struct WorkSignal {
-    notify: Notify,
+    notify: Signal,
     /// Whether the subscription is up: written by the listener task, read by `info`.
     subscribed: AtomicBool,
 }
@@ -36,12 +36,11 @@ impl WorkSignal {
     }
 
     pub fn signal(&self) {
-        self.notify.notify_waiters();
-        self.notify.notify_one();
+        self.notify.notify();
     }
 
     pub async fn wait(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
+        self.notify.wait(timeout).await;
     }
 }
 

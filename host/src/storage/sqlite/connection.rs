@@ -101,7 +101,7 @@ pub(super) fn open_writer(path: &Path, opts: &StorageOptions) -> Result<Connecti
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(map)?;
-    conn.busy_timeout(opts.busy_timeout).map_err(map)?;
+    conn.busy_timeout(opts.sqlite.busy_timeout).map_err(map)?;
     conn.set_prepared_statement_cache_capacity(64);
     // The first reads of the file: a non-database fails here (NotADatabase), and a file
     // of another application or of a newer spool is refused before anything is changed.
@@ -131,7 +131,7 @@ pub(super) fn open_reader(path: &Path, opts: &StorageOptions) -> Result<Connecti
     let map = |e: rusqlite::Error| sql_error(path, &e);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(map)?;
-    conn.busy_timeout(opts.busy_timeout).map_err(map)?;
+    conn.busy_timeout(opts.sqlite.busy_timeout).map_err(map)?;
     conn.set_prepared_statement_cache_capacity(32);
     conn.execute_batch(sql::READER_SETTINGS).map_err(map)?;
     Ok(conn)
@@ -146,7 +146,7 @@ pub(super) fn open_checkpointer(
     let map = |e: rusqlite::Error| sql_error(path, &e);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(map)?;
-    conn.busy_timeout(opts.busy_timeout).map_err(map)?;
+    conn.busy_timeout(opts.sqlite.busy_timeout).map_err(map)?;
     Ok(conn)
 }
 

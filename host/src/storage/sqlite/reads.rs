@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
-/// Read connections, opened on demand and kept up to `opts.read_connections`; at most that
-/// many reads run at once. Without the cap, a flood of API reads would open a connection
+/// Read connections, opened on demand and kept up to `opts.sqlite.read_connections`; at most
+/// that many reads run at once. Without the cap, a flood of API reads would open a connection
 /// (three file descriptors) per blocking thread, up to tokio's 512, and run out of file
 /// descriptors; waiting for a permit costs a queued read little, as reads are short.
 pub(super) struct Readers {
@@ -26,7 +26,7 @@ pub(super) struct Readers {
 
 impl Readers {
     pub(super) fn new(path: PathBuf, opts: StorageOptions) -> Self {
-        let permits = Arc::new(Semaphore::new(opts.read_connections.max(1)));
+        let permits = Arc::new(Semaphore::new(opts.sqlite.read_connections.max(1)));
         Self {
             path,
             opts,
@@ -67,7 +67,7 @@ impl Readers {
 
     fn put(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < self.opts.read_connections.max(1) {
+        if idle.len() < self.opts.sqlite.read_connections.max(1) {
             idle.push(conn);
         }
     }

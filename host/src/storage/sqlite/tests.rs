@@ -4,7 +4,7 @@
 use super::connection::{self, APPLICATION_ID};
 use super::{SqliteStorage, sql};
 use crate::job::{Clock, SystemClock};
-use crate::storage::{Storage, StorageError, StorageOptions};
+use crate::storage::{SqliteOptions, Storage, StorageError, StorageOptions};
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +16,10 @@ fn clock() -> Arc<dyn Clock> {
 
 fn quick() -> StorageOptions {
     StorageOptions {
-        busy_timeout: Duration::from_millis(100),
+        sqlite: SqliteOptions {
+            busy_timeout: Duration::from_millis(100),
+            ..SqliteOptions::default()
+        },
         ..StorageOptions::default()
     }
 }

@@ -7,14 +7,14 @@
 //! connections (readers never block the writer in WAL mode).
 
 use super::connection::{OpResult, sql_error};
-use crate::storage::{Result, StorageError};
+use crate::storage::{Result, StorageError, Wakers};
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 /// Requests per transaction at most; keeps one commit's latency bounded under a flood.
 const MAX_BATCH: usize = 256;
@@ -93,11 +93,11 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn spawn(conn: Connection, path: PathBuf, work: Arc<Notify>) -> Result<Writer> {
+    pub(super) fn spawn(conn: Connection, path: PathBuf, wakers: Arc<Wakers>) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Box<dyn WriteOp>>();
         let thread = std::thread::Builder::new()
             .name("spool-sqlite-writer".into())
-            .spawn(move || run(conn, rx, &path, &work))
+            .spawn(move || run(conn, rx, &path, &wakers))
             .map_err(|e| {
                 StorageError::Internal(format!("cannot start the sqlite writer thread: {e}"))
             })?;
@@ -148,7 +148,7 @@ impl Drop for Writer {
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, path: &Path, work: &Notify) {
+fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, path: &Path, wakers: &Wakers) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -157,12 +157,12 @@ fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, path: &Path, work
                 Err(_) => break,
             }
         }
-        let woke = run_batch(&conn, batch, path);
-        if woke {
-            // Wake current waiters, and leave a permit for a poller between its claim and
-            // its wait.
-            work.notify_waiters();
-            work.notify_one();
+        let outcome = run_batch(&conn, batch, path);
+        if outcome.committed {
+            wakers.events.notify();
+        }
+        if outcome.committed && outcome.wake {
+            wakers.work.notify();
         }
     }
     if let Err((_, e)) = conn.close() {
@@ -170,15 +170,26 @@ fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, path: &Path, work
     }
 }
 
-/// One transaction for the whole batch. Returns whether it committed and asked to wake
-/// workers.
-fn run_batch(conn: &Connection, batch: Vec<Box<dyn WriteOp>>, path: &Path) -> bool {
+/// How a batch's transaction ended.
+struct BatchOutcome {
+    committed: bool,
+    /// A request asked to wake idle workers.
+    wake: bool,
+}
+
+const NOT_COMMITTED: BatchOutcome = BatchOutcome {
+    committed: false,
+    wake: false,
+};
+
+/// One transaction for the whole batch.
+fn run_batch(conn: &Connection, batch: Vec<Box<dyn WriteOp>>, path: &Path) -> BatchOutcome {
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let err = sql_error(path, &e);
         for op in batch {
             op.abort(err.clone());
         }
-        return false;
+        return NOT_COMMITTED;
     }
     // A lone request needs no savepoint: if it fails, the transaction is rolled back.
     let single = batch.len() == 1;
@@ -235,7 +246,10 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn WriteOp>>, path: &Path) -> bo
     for finish in finishes {
         finish.finish(commit.as_ref().err());
     }
-    committed && ctx.wake
+    BatchOutcome {
+        committed,
+        wake: ctx.wake,
+    }
 }
 
 /// Runs a transaction-control statement, prepared once: parsing these for every batch was

@@ -53,7 +53,7 @@
 -- off a job's way through the queue (README, Moving and measuring, has the figures).
 -- Earlier versions also wrote P:running (all types), P:jobs, P:jobs:st:running:<type> and
 -- P:finished:<state>:<type>: reap.lua drains the first, the daemon unlinks the others
--- (drop_legacy_indexes_once in mod.rs).
+-- (drop_legacy_indexes_once in redis.rs).
 
 local P = ARGV[1]
 local EVENTS_MAX = tonumber(ARGV[3])

@@ -31,9 +31,6 @@ pub use progress::{Progress, StderrProgress};
 
 /// Jobs per page read and per import call.
 pub const DEFAULT_BATCH: u32 = 500;
-/// Reads in flight while checking a page in the destination (see `copy_page`).
-const SQLITE_READS: usize = 4;
-const REMOTE_READS: usize = 128;
 /// Examples of missing or differing jobs named in a failed count check.
 const EXAMPLES: usize = 5;
 
@@ -250,14 +247,8 @@ async fn copy_page(
             .await
             .map_err(MigrateError::Destination)?;
     }
-    // One round trip per id, many in flight: Redis multiplexes them on one connection.
-    // SQLite serves reads from a few pooled connections and opens a new one for every read
-    // beyond them, so it gets only as many at once as it keeps.
-    let in_flight = if dst.backend() == "sqlite" {
-        SQLITE_READS
-    } else {
-        REMOTE_READS
-    };
+    // One round trip per id, as many in flight as the destination serves at once.
+    let in_flight = dst.capabilities().parallel_reads;
     let found: Vec<_> = stream::iter(jobs.iter().map(|j| dst.get(&j.id)))
         .buffered(in_flight)
         .collect()

@@ -24,7 +24,6 @@ pub use maintenance::{Maintenance, MaintenanceConfig};
 pub use plugins::RegistryPlugins;
 
 use crate::config::RetryConfig;
-use crate::events::EventHub;
 use crate::job::{Job, LeaseToken};
 use crate::metrics::Metrics;
 use crate::plugins::{PluginEvent, RetryPolicy};
@@ -141,7 +140,7 @@ pub(crate) struct PoolInner {
     storage: Arc<dyn Storage>,
     plugins: Arc<dyn Plugins>,
     metrics: Arc<Metrics>,
-    events: Option<Arc<EventHub>>,
+    clock: Arc<dyn crate::job::Clock>,
     observer: Option<Arc<dyn Observer>>,
     cfg: PoolConfig,
     /// One permit per worker slot; only the poller acquires.
@@ -179,7 +178,8 @@ pub struct PoolDeps {
     pub storage: Arc<dyn Storage>,
     pub plugins: Arc<dyn Plugins>,
     pub metrics: Arc<Metrics>,
-    pub events: Option<Arc<EventHub>>,
+    /// Time for retry decisions and lease ends.
+    pub clock: Arc<dyn crate::job::Clock>,
     pub observer: Option<Arc<dyn Observer>>,
 }
 
@@ -200,7 +200,7 @@ impl Pool {
             storage: deps.storage,
             plugins: deps.plugins,
             metrics: deps.metrics,
-            events: deps.events,
+            clock: deps.clock,
             observer: deps.observer,
             slots: Arc::new(Semaphore::new(cfg.workers)),
             limits: Mutex::new(HashMap::new()),

@@ -84,6 +84,8 @@ pub struct RedisStorage {
     /// The legacy per-state indexes were removed (drop_legacy_indexes_once).
     legacy_dropped: std::sync::atomic::AtomicBool,
     signal: Arc<WorkSignal>,
+    /// This process wrote events (a job script ran); `wait_for_events` listens.
+    events: crate::storage::Signal,
     _listener: Listener,
 }
 
@@ -137,6 +139,7 @@ impl RedisStorage {
             cache_cursor: AtomicU64::new(0),
             legacy_dropped: std::sync::atomic::AtomicBool::new(false),
             signal,
+            events: Default::default(),
             _listener: listener,
         };
         storage.check_server().await?;
@@ -268,7 +271,17 @@ impl RedisStorage {
         }
     }
 
+    /// A script that changes jobs (and so writes their events).
     async fn run(&self, inv: &redis::ScriptInvocation<'_>) -> Result<Value> {
+        let out = self.read(inv).await;
+        if out.is_ok() {
+            self.events.notify();
+        }
+        out
+    }
+
+    /// A script that writes no event: a read, or a plugin cache operation.
+    async fn read(&self, inv: &redis::ScriptInvocation<'_>) -> Result<Value> {
         let mut conn = self.conn.clone();
         inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))
     }
@@ -324,7 +337,7 @@ impl RedisStorage {
             inv.key(self.keys.cache_expiry())
                 .arg(self.time_arg())
                 .arg(fields);
-            self.run(&inv).await?;
+            self.read(&inv).await?;
         }
         Ok(())
     }

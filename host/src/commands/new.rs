@@ -24,7 +24,7 @@ pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 /// The contract of C projects (their bindings in `plugins/c-mdstats/gen/` are for it).
 const WIT_0_1: (&str, &str) = (
     "wit/spool-plugin@0.1.0/plugin.wit",
-    include_str!("../../wit/spool-plugin@0.1.0/plugin.wit"),
+    include_str!("../../../wit/spool-plugin@0.1.0/plugin.wit"),
 );
 
 /// The contract of JavaScript and Python projects: the world and the WASI 0.2.12 packages it
@@ -32,35 +32,35 @@ const WIT_0_1: (&str, &str) = (
 const WIT_0_2: &[(&str, &str)] = &[
     (
         "wit/spool-plugin@0.2.0/plugin.wit",
-        include_str!("../../wit/spool-plugin@0.2.0/plugin.wit"),
+        include_str!("../../../wit/spool-plugin@0.2.0/plugin.wit"),
     ),
     (
         "wit/spool-plugin@0.2.0/deps/cli/package.wit",
-        include_str!("../../wit/spool-plugin@0.2.0/deps/cli/package.wit"),
+        include_str!("../../../wit/spool-plugin@0.2.0/deps/cli/package.wit"),
     ),
     (
         "wit/spool-plugin@0.2.0/deps/clocks/package.wit",
-        include_str!("../../wit/spool-plugin@0.2.0/deps/clocks/package.wit"),
+        include_str!("../../../wit/spool-plugin@0.2.0/deps/clocks/package.wit"),
     ),
     (
         "wit/spool-plugin@0.2.0/deps/filesystem/package.wit",
-        include_str!("../../wit/spool-plugin@0.2.0/deps/filesystem/package.wit"),
+        include_str!("../../../wit/spool-plugin@0.2.0/deps/filesystem/package.wit"),
     ),
     (
         "wit/spool-plugin@0.2.0/deps/http/package.wit",
-        include_str!("../../wit/spool-plugin@0.2.0/deps/http/package.wit"),
+        include_str!("../../../wit/spool-plugin@0.2.0/deps/http/package.wit"),
     ),
     (
         "wit/spool-plugin@0.2.0/deps/io/package.wit",
-        include_str!("../../wit/spool-plugin@0.2.0/deps/io/package.wit"),
+        include_str!("../../../wit/spool-plugin@0.2.0/deps/io/package.wit"),
     ),
     (
         "wit/spool-plugin@0.2.0/deps/random/package.wit",
-        include_str!("../../wit/spool-plugin@0.2.0/deps/random/package.wit"),
+        include_str!("../../../wit/spool-plugin@0.2.0/deps/random/package.wit"),
     ),
     (
         "wit/spool-plugin@0.2.0/deps/sockets/package.wit",
-        include_str!("../../wit/spool-plugin@0.2.0/deps/sockets/package.wit"),
+        include_str!("../../../wit/spool-plugin@0.2.0/deps/sockets/package.wit"),
     ),
 ];
 
@@ -286,7 +286,7 @@ pub fn project_files(name: &str, lang: Lang, sdk: Option<&Path>) -> Vec<ProjectF
         contents: bytes.to_vec(),
         executable: false,
     };
-    let readme_tail = include_str!("../templates/common/README-tail.md");
+    let readme_tail = include_str!("../../templates/common/README-tail.md");
     let readme = |head: &str| text("README.md", &format!("{head}{readme_tail}"));
     let wit_0_2 = || {
         WIT_0_2
@@ -297,19 +297,25 @@ pub fn project_files(name: &str, lang: Lang, sdk: Option<&Path>) -> Vec<ProjectF
     let mut files =
         match lang {
             Lang::Rust => vec![
-                readme(include_str!("../templates/rust/README.md")),
-                text("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
-                text("src/lib.rs", include_str!("../templates/rust/lib.rs")),
-                script(include_str!("../templates/rust/build.sh")),
-                text(".gitignore", include_str!("../templates/rust/gitignore")),
+                readme(include_str!("../../templates/rust/README.md")),
+                text(
+                    "Cargo.toml",
+                    include_str!("../../templates/rust/Cargo.toml"),
+                ),
+                text("src/lib.rs", include_str!("../../templates/rust/lib.rs")),
+                script(include_str!("../../templates/rust/build.sh")),
+                text(".gitignore", include_str!("../../templates/rust/gitignore")),
             ],
             Lang::Js => vec![
-                readme(include_str!("../templates/js/README.md")),
-                text("package.json", include_str!("../templates/js/package.json")),
+                readme(include_str!("../../templates/js/README.md")),
+                text(
+                    "package.json",
+                    include_str!("../../templates/js/package.json"),
+                ),
                 // The example plugin's lock file: same packages, so installs are reproducible.
                 ProjectFile {
                     path: "package-lock.json".to_owned(),
-                    contents: include_str!("../../plugins/js-mdstats/package-lock.json")
+                    contents: include_str!("../../../plugins/js-mdstats/package-lock.json")
                         .replace(
                             "\"name\": \"spool-plugin-js-mdstats\"",
                             &format!("\"name\": \"{name}\""),
@@ -317,54 +323,60 @@ pub fn project_files(name: &str, lang: Lang, sdk: Option<&Path>) -> Vec<ProjectF
                         .into_bytes(),
                     executable: false,
                 },
-                text("build.mjs", include_str!("../templates/js/build.mjs")),
-                text("src/plugin.js", include_str!("../templates/js/plugin.js")),
-                script(include_str!("../templates/js/build.sh")),
-                text(".gitignore", include_str!("../templates/js/gitignore")),
+                text("build.mjs", include_str!("../../templates/js/build.mjs")),
+                text(
+                    "src/plugin.js",
+                    include_str!("../../templates/js/plugin.js"),
+                ),
+                script(include_str!("../../templates/js/build.sh")),
+                text(".gitignore", include_str!("../../templates/js/gitignore")),
             ]
             .into_iter()
             .chain(wit_0_2())
             .collect(),
             Lang::Python => vec![
-                readme(include_str!("../templates/python/README.md")),
-                text("src/app.py", include_str!("../templates/python/app.py")),
+                readme(include_str!("../../templates/python/README.md")),
+                text("src/app.py", include_str!("../../templates/python/app.py")),
                 // A blocking HTTP client on the generated wasi:http bindings.
                 text(
                     "src/spool_http.py",
-                    include_str!("../templates/python/spool_http.py"),
+                    include_str!("../../templates/python/spool_http.py"),
                 ),
-                script(include_str!("../templates/python/build.sh")),
-                text(".gitignore", include_str!("../templates/python/gitignore")),
+                script(include_str!("../../templates/python/build.sh")),
+                text(
+                    ".gitignore",
+                    include_str!("../../templates/python/gitignore"),
+                ),
             ]
             .into_iter()
             .chain(wit_0_2())
             .collect(),
             Lang::C => vec![
-            readme(include_str!("../templates/c/README.md")),
-            text("src/plugin.c", include_str!("../templates/c/plugin.c")),
+            readme(include_str!("../../templates/c/README.md")),
+            text("src/plugin.c", include_str!("../../templates/c/plugin.c")),
             // The C example plugin's JSON helpers and bindings (generated once from the
             // released WIT by plugins/c-mdstats/gen/regenerate.sh).
-            verbatim("src/json.c", include_bytes!("../../plugins/c-mdstats/src/json.c")),
-            verbatim("src/json.h", include_bytes!("../../plugins/c-mdstats/src/json.h")),
-            verbatim("gen/handler.c", include_bytes!("../../plugins/c-mdstats/gen/handler.c")),
-            verbatim("gen/handler.h", include_bytes!("../../plugins/c-mdstats/gen/handler.h")),
+            verbatim("src/json.c", include_bytes!("../../../plugins/c-mdstats/src/json.c")),
+            verbatim("src/json.h", include_bytes!("../../../plugins/c-mdstats/src/json.h")),
+            verbatim("gen/handler.c", include_bytes!("../../../plugins/c-mdstats/gen/handler.c")),
+            verbatim("gen/handler.h", include_bytes!("../../../plugins/c-mdstats/gen/handler.h")),
             verbatim(
                 "gen/handler_component_type.o",
-                include_bytes!("../../plugins/c-mdstats/gen/handler_component_type.o"),
+                include_bytes!("../../../plugins/c-mdstats/gen/handler_component_type.o"),
             ),
             verbatim(
                 "gen/wasi_snapshot_preview1.reactor.wasm",
                 wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
             ),
-            script(include_str!("../templates/c/build.sh")),
-            text(".gitignore", include_str!("../templates/c/gitignore")),
+            script(include_str!("../../templates/c/build.sh")),
+            text(".gitignore", include_str!("../../templates/c/gitignore")),
             verbatim(WIT_0_1.0, WIT_0_1.1.as_bytes()),
         ],
         };
     // `NAME.toml`: the manifest, named after the plugin.
     files.push(text(
         &format!("{name}.toml"),
-        include_str!("../templates/common/manifest.toml"),
+        include_str!("../../templates/common/manifest.toml"),
     ));
     files
 }

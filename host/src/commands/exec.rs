@@ -10,9 +10,8 @@
 //! payload); 2 the job did not succeed (retry, fail, trap, timeout, out of memory). Every
 //! error is one line.
 
-use crate::cli::ExecArgs;
 use crate::job;
-use crate::plugins::Manifest;
+use crate::plugins::{LoadedPlugin, Manifest};
 use crate::runtime::{JobInput, JobServices, LogLevel, Outcome, Runtime, RuntimeConfig};
 use anyhow::{Context, anyhow, bail};
 use std::collections::HashMap;
@@ -21,6 +20,20 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// The plugin component (`NAME.wasm`); `NAME.toml` beside it is read when present
+    pub plugin: PathBuf,
+    /// The job payload as JSON, or `-` to read it from stdin (default: `{}`)
+    pub payload: Option<String>,
+    /// The job type (default: the plugin's first type)
+    #[arg(long = "type")]
+    pub job_type: Option<String>,
+    /// Override the manifest's timeout, e.g. `5s`
+    #[arg(long)]
+    pub timeout: Option<String>,
+}
 
 pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let payload = read_payload(args.payload.as_deref())?;
@@ -44,7 +57,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         Ok(rt) => rt,
         Err(_) => Runtime::new(config(None))?,
     };
-    let plugin = runtime.load(&name, wasm, manifest).await?;
+    let plugin = LoadedPlugin::load(&runtime, &name, wasm, manifest).await?;
     let job_type = args
         .job_type
         .clone()
@@ -65,7 +78,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         timeout,
     };
     let execution = runtime
-        .execute(&plugin, input, Arc::new(ExecServices::default()))
+        .execute(&plugin.code, input, Arc::new(ExecServices::default()))
         .await;
 
     let mut stderr = std::io::stderr().lock();

@@ -284,24 +284,3 @@ fn same_storage_is_detected_under_two_spellings() {
     assert!(!same_storage(&a, "redis://127.0.0.1:1"));
     assert_eq!(sqlite_path("SQLITE://x.db"), Some("x.db"));
 }
-
-#[test]
-fn help_says_what_is_not_copied() {
-    use clap::CommandFactory;
-    let mut cli = crate::cli::Cli::command();
-    let migrate = cli
-        .find_subcommand_mut("migrate")
-        .expect("the migrate command is wired");
-    let long = migrate.render_long_help().to_string();
-    assert!(long.contains("Not copied: the plugin cache"), "{long}");
-    assert!(
-        long.contains("Steps for moving a daemon from SQLite to Redis"),
-        "{long}"
-    );
-    let short = migrate.render_help().to_string();
-    assert!(short.contains("Not copied: the"), "{short}");
-    assert!(
-        short.contains("--dry-run") && short.contains("--force"),
-        "{short}"
-    );
-}

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+mod event_ids;
 pub mod fallback;
 pub mod flow;
 mod job_events;
@@ -45,6 +46,34 @@ pub mod memory;
 pub mod redis;
 pub mod sqlite;
 mod transitions;
+
+pub use event_ids::{compare_event_ids, event_position};
+
+/// A wake-up for the tasks of this process waiting on a store: every current waiter wakes,
+/// and one permit stays for a waiter that is between its read and its wait (without it, that
+/// waiter would sleep out its whole timeout).
+#[derive(Debug, Default)]
+pub struct Signal(tokio::sync::Notify);
+
+impl Signal {
+    pub fn notify(&self) {
+        self.0.notify_waiters();
+        self.0.notify_one();
+    }
+
+    /// Until the next `notify` (or a permit left by one), or `timeout`.
+    pub async fn wait(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.0.notified()).await;
+    }
+}
+
+/// What a backend signals to waiters in this process: work that may be ready, and events
+/// written.
+#[derive(Debug, Default)]
+pub struct Wakers {
+    pub work: Signal,
+    pub events: Signal,
+}
 
 /// Errors callers branch on. Messages say what failed, why, and what to do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -85,13 +114,29 @@ pub struct StorageOptions {
     pub max_payload_bytes: usize,
     /// How many events the event log keeps; `sweep_retention` trims the oldest beyond it.
     pub max_events: u64,
-    /// SQLite: how long a statement waits for another process's lock before giving up.
-    pub busy_timeout: Duration,
-    /// SQLite: read connections kept open, and the most reads that run at once (in WAL mode
-    /// reads never wait for the writer).
-    pub read_connections: usize,
     /// What one cache namespace (one plugin) may hold.
     pub cache_quota: CacheQuota,
+    /// Options only the SQLite backend reads.
+    pub sqlite: SqliteOptions,
+}
+
+/// Options only the SQLite backend reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// How long a statement waits for another process's lock before giving up.
+    pub busy_timeout: Duration,
+    /// Read connections kept open, and the most reads that run at once (in WAL mode reads
+    /// never wait for the writer).
+    pub read_connections: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            busy_timeout: Duration::from_secs(5),
+            read_connections: 4,
+        }
+    }
 }
 
 /// The most one cache namespace may hold: a write that would go past it fails (the write,
@@ -125,8 +170,7 @@ impl Default for StorageOptions {
         Self {
             max_payload_bytes: crate::job::DEFAULT_MAX_PAYLOAD_BYTES,
             max_events: DEFAULT_MAX_EVENTS,
-            busy_timeout: Duration::from_secs(5),
-            read_connections: 4,
+            sqlite: SqliteOptions::default(),
             cache_quota: CacheQuota::default(),
         }
     }
@@ -470,6 +514,34 @@ pub struct BackendInfo {
     pub details: BTreeMap<String, String>,
     /// Problems an operator should see (for example an eviction policy that can lose jobs).
     pub warnings: Vec<String>,
+    /// The local fallback spool, when the storage has one (Redis with `fallback`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackInfo>,
+}
+
+/// The state of a local fallback spool.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FallbackInfo {
+    /// The primary is unreachable and new jobs go to the spool.
+    pub active: bool,
+    /// Jobs in the spool, waiting to be replayed into the primary.
+    pub jobs: u64,
+    /// The spool's file.
+    pub spool: std::path::PathBuf,
+    /// When the outage began (RFC 3339), while active.
+    pub since: Option<String>,
+}
+
+/// What a backend is like, for callers that must treat backends differently: they read
+/// these facts, never the backend's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Several daemons can share the storage over the network (Redis); a local fallback
+    /// spool can take enqueues while it is unreachable.
+    pub shared: bool,
+    /// Reads worth having in flight at once (SQLite serves reads from a small pool of
+    /// connections and opens one more for every read beyond it).
+    pub parallel_reads: usize,
 }
 
 /// The one storage interface. Every method that changes a job is atomic, and the ones that
@@ -477,8 +549,11 @@ pub struct BackendInfo {
 /// `job.started`, `job.completed`, ...) are appended by the backend as part of the change.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
-    /// `sqlite`, `memory` or `redis`.
+    /// `sqlite`, `memory` or `redis`: for messages and metrics labels. Code that must treat
+    /// backends differently reads `capabilities`.
     fn backend(&self) -> &'static str;
+
+    fn capabilities(&self) -> Capabilities;
 
     /// Insert a job, or return the live job holding its unique key. Validates the payload
     /// size, priority and attempts first; invalid input writes nothing. By default a batch
@@ -602,6 +677,11 @@ pub trait Storage: Send + Sync + 'static {
     /// Resolve when work may be ready (an enqueue, a promotion, a release) or after
     /// `timeout`, whichever is first. Lets idle workers sleep without polling.
     async fn wait_for_work(&self, timeout: Duration);
+    /// Resolve when this process wrote events through this store (any job change, a
+    /// published event) or after `timeout`, whichever is first. Events other daemons write
+    /// to a shared storage are not signalled: their readers poll. Lets the live event hub
+    /// send events the moment they are written without being told by each writer.
+    async fn wait_for_events(&self, timeout: Duration);
 
     /// A cheap round trip, for health.
     async fn ping(&self) -> Result<Duration>;

@@ -10,17 +10,21 @@ mod registry;
 pub mod secrets;
 mod watcher;
 
+use crate::runtime::{CodeSettings, CompileSource, PluginCode, Runtime, Secrets};
 use serde::Serialize;
-use std::path::PathBuf;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use manifest::{Manifest, ManifestView, RetryPolicy};
 pub use registry::PluginRegistry;
 pub use secrets::SecretSource;
 pub use watcher::WatcherHandle;
 
-/// The world new plugins target (wit/spool-plugin@0.2.0); components built for the released
-/// `spool:plugin/handler@0.1.0` load too.
-pub const WORLD: &str = "spool:plugin/handler@0.2.0";
+pub use crate::runtime::{CompileError, CompileInfo, WORLD};
+
+/// The largest plugin file the loader reads, unless `max_plugin_size` says otherwise.
+pub const DEFAULT_MAX_PLUGIN_SIZE: u64 = 256 * 1024 * 1024;
 
 /// One version of one plugin, compiled and pre-linked, ready to run jobs. Jobs hold the `Arc`
 /// for their whole run, so a hot reload never pulls code out from under a running job.
@@ -36,11 +40,98 @@ pub struct LoadedPlugin {
     pub loaded_at_ms: i64,
     /// Whether the compiled-plugin cache served this load, and how long it took.
     pub compile: CompileInfo,
+    /// The compiled, pre-linked component with the manifest's settings: what
+    /// `Runtime::execute` runs.
+    pub code: PluginCode,
+}
+
+impl LoadedPlugin {
+    /// Read `wasm` and the manifest's secrets, then compile: a plugin version ready to run.
+    pub async fn load(
+        runtime: &Runtime,
+        name: &str,
+        wasm: &Path,
+        manifest: Manifest,
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let bytes = tokio::fs::read(wasm)
+            .await
+            .map_err(|e| LoadError::plugin(name, wasm, LoadFailure::Read(e.to_string())))?;
+        let secrets = secrets::read_secrets(&manifest.secrets)
+            .map_err(|e| LoadError::plugin(name, wasm, LoadFailure::Secret(e.to_string())))?;
+        Self::from_bytes(runtime, name, wasm, bytes, manifest, secrets)
+            .await
+            .map(|(p, _)| p)
+    }
+
+    /// `load` for bytes and secrets already read (the registry hashes them first, so it must
+    /// compile exactly what it hashed). Also says whether the compile cache was used.
+    pub async fn from_bytes(
+        runtime: &Runtime,
+        name: &str,
+        path: &Path,
+        bytes: Vec<u8>,
+        manifest: Manifest,
+        secrets: Secrets,
+    ) -> Result<(Arc<LoadedPlugin>, CompileSource), LoadError> {
+        let fail = |reason| LoadError::plugin(name, path, reason);
+        let types = manifest.types_or(name);
+        for t in &types {
+            crate::job::validate_job_type(t).map_err(|e| {
+                fail(LoadFailure::Manifest(format!(
+                    "{e}; jobs of this type could never be enqueued: rename the plugin file or \
+                     set `types` in its manifest"
+                )))
+            })?;
+        }
+        let settings = CodeSettings {
+            name: name.to_string(),
+            memory: manifest.memory,
+            timeout: manifest.timeout,
+            config: manifest.config.clone(),
+            secrets,
+            allow: manifest.allow_list(),
+            http: manifest.http,
+        };
+        let compiled = runtime
+            .compile(bytes, settings)
+            .await
+            .map_err(|e| fail(LoadFailure::Code(e)))?;
+        let source = compiled.compile.source;
+        let plugin = LoadedPlugin {
+            name: name.to_string(),
+            version: plugin_version(&compiled.digest, &manifest),
+            types,
+            manifest,
+            path: path.to_path_buf(),
+            loaded_at_ms: crate::job::system_now_ms(),
+            compile: compiled.compile,
+            code: compiled.code,
+        };
+        Ok((Arc::new(plugin), source))
+    }
+
     /// The contract version the component was built for: "0.1.0" or "0.2.0".
-    pub contract: &'static str,
-    /// The compiled, pre-linked component (written by `Runtime::load`, read by
-    /// `Runtime::execute`).
-    pub(crate) code: crate::runtime::PluginCode,
+    pub fn contract(&self) -> &'static str {
+        self.code.contract()
+    }
+}
+
+/// First 12 hex digits of sha256 over the `.wasm` bytes and, when the plugin has settings,
+/// their canonical text: a job records the code and the settings (config values, limits) it
+/// ran with, so a manifest-only change is a new version too. The compile cache stays keyed by
+/// the `.wasm` bytes alone (`digest`): a manifest change never recompiles.
+fn plugin_version(digest: &[u8; 32], manifest: &Manifest) -> String {
+    match manifest.canonical() {
+        None => hex::encode(&digest[..6]),
+        Some(settings) => {
+            let both = Sha256::new()
+                .chain_update(digest)
+                .chain_update(b"\nmanifest\n")
+                .chain_update(settings.as_bytes())
+                .finalize();
+            hex::encode(&both[..6])
+        }
+    }
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -51,7 +142,7 @@ impl std::fmt::Debug for LoadedPlugin {
             .field("types", &self.types)
             .field("path", &self.path)
             .field("loaded_at_ms", &self.loaded_at_ms)
-            .field("contract", &self.contract)
+            .field("contract", &self.contract())
             .finish_non_exhaustive()
     }
 }
@@ -89,15 +180,6 @@ pub enum PluginEvent {
 pub enum PluginState {
     Loaded,
     Failed,
-}
-
-/// How a loaded plugin's code was obtained: from the compiled-plugin cache (milliseconds) or
-/// compiled now (seconds for a large JavaScript or Python plugin).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct CompileInfo {
-    pub source: crate::runtime::CompileSource,
-    /// Time to compile or to load from the cache, and check.
-    pub ms: u64,
 }
 
 /// One row of `spool plugins` / `GET /api/v1/plugins`.
@@ -158,26 +240,9 @@ impl LoadError {
 pub enum LoadFailure {
     #[error("cannot read it: {0}")]
     Read(String),
-    #[error(
-        "it is not a WebAssembly file; a plugin is a component targeting `{WORLD}`, built with spool-sdk 0.2"
-    )]
-    NotWasm,
-    #[error(
-        "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 with spool-sdk 0.2"
-    )]
-    CoreModule,
-    #[error(
-        "it is truncated or corrupt ({0}); a file still being copied is loaded again once the copy completes"
-    )]
-    Corrupt(String),
-    #[error(
-        "it does not export `{WORLD}` (or `spool:plugin/handler@0.1.0`){0}; rebuild it with spool-sdk 0.2"
-    )]
-    WrongWorld(String),
-    #[error(
-        "it imports `{0}`, which this host does not provide (plugins get `spool:plugin/*@0.2.0` or `@0.1.0`, WASI 0.2 without files or sockets, and `wasi:http/outgoing-handler`); rebuild it with spool-sdk 0.2"
-    )]
-    UnknownImport(String),
+    /// The code could not be compiled or linked.
+    #[error(transparent)]
+    Code(CompileError),
     /// A bad `NAME.toml`; the message names the key.
     #[error("{0}")]
     Manifest(String),
@@ -188,8 +253,6 @@ pub enum LoadFailure {
         "job type `{job_type}` is already handled by plugin `{other}`; remove it from one of the manifests"
     )]
     TypeConflict { job_type: String, other: String },
-    #[error("cannot compile it: {0}")]
-    Compile(String),
 }
 
 /// Is this file name something the plugin folder ignores (dot files, editor and copy temp
@@ -224,7 +287,18 @@ pub(crate) enum FileKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+
+    #[test]
+    fn plugin_version_covers_the_settings_but_not_an_empty_manifest() {
+        let digest: [u8; 32] = Sha256::digest(b"wasm").into();
+        let plain = plugin_version(&digest, &Manifest::default());
+        assert_eq!(plain, hex::encode(&digest[..6]));
+        let with_config = Manifest::parse("[config]\nversion = \"v2\"").unwrap();
+        let v2 = plugin_version(&digest, &with_config);
+        assert_eq!(v2.len(), 12);
+        assert_ne!(v2, plain);
+        assert_eq!(plugin_version(&digest, &with_config), v2);
+    }
 
     #[test]
     fn plugin_names_come_from_wasm_and_toml_files_only() {

@@ -14,10 +14,9 @@ pub mod http;
 mod limits;
 mod secrets;
 
-use crate::plugins::{LoadError, LoadFailure, LoadedPlugin, Manifest};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +24,14 @@ pub use engine::pagemap_scan_available;
 pub use host_api::LogLevel;
 pub use http::{HttpConfig, HttpLimits, HttpObserver};
 pub use secrets::{REDACTED, Secrets};
+
+/// The world new plugins target (wit/spool-plugin@0.2.0); components built for the released
+/// `spool:plugin/handler@0.1.0` load too.
+pub const WORLD: &str = "spool:plugin/handler@0.2.0";
+
+/// The largest memory limit a plugin may have: the pooling allocator reserves this much
+/// address space per memory slot (see `engine`).
+pub const MAX_MEMORY: u64 = 4 << 30;
 
 /// Default per-attempt timeout when neither the job nor the manifest sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,6 +63,8 @@ pub struct RuntimeConfig {
     /// Largest result and follow-up payload, in bytes (the daemon's `max_payload`): what
     /// storage accepts, so a finished job never loses its result to the check after it.
     pub max_payload: usize,
+    /// Time for follow-up jobs' run-at times.
+    pub clock: Arc<dyn crate::job::Clock>,
 }
 
 impl std::fmt::Debug for RuntimeConfig {
@@ -85,6 +94,7 @@ impl Default for RuntimeConfig {
             http: HttpConfig::default(),
             http_observer: None,
             max_payload: crate::job::DEFAULT_MAX_PAYLOAD_BYTES,
+            clock: Arc::new(crate::job::SystemClock),
         }
     }
 }
@@ -199,7 +209,6 @@ pub struct Execution {
     pub duration: Duration,
     /// Store setup plus instantiation, when the instance was created (part of `duration`).
     pub instantiate: Option<Duration>,
-    pub plugin_version: String,
     /// The largest total linear memory the instance had, in bytes.
     pub peak_memory: u64,
 }
@@ -266,10 +275,76 @@ impl CrashKind {
     }
 }
 
-/// The compiled, pre-linked form of one plugin version (private to the runtime; lives inside
-/// `LoadedPlugin`).
+/// What the runtime needs of a plugin besides its bytes: its name (for logs and errors) and
+/// the settings its jobs run with. The plugin layer fills it from the manifest.
+#[derive(Debug, Clone, Default)]
+pub struct CodeSettings {
+    pub name: String,
+    /// Bytes, summed over all linear memories of one instance (None: the default; capped at
+    /// `MAX_MEMORY`).
+    pub memory: Option<u64>,
+    /// Per-attempt timeout (None: the default; a job may override it).
+    pub timeout: Option<Duration>,
+    /// What `config::get` returns.
+    pub config: BTreeMap<String, String>,
+    /// What `secrets::get` returns (never logged).
+    pub secrets: Secrets,
+    /// Where outbound HTTP may go (empty: nowhere).
+    pub allow: http::AllowList,
+    /// Outbound HTTP limits that differ from the daemon's.
+    pub http: http::HttpLimitsOverride,
+}
+
+/// Bytes that became runnable code.
+pub struct Compiled {
+    pub code: PluginCode,
+    /// sha256 of the bytes (the compile cache's key).
+    pub digest: [u8; 32],
+    pub compile: CompileInfo,
+}
+
+/// How code was obtained: from the compiled-plugin cache (milliseconds) or compiled now
+/// (seconds for a large JavaScript or Python plugin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CompileInfo {
+    pub source: CompileSource,
+    /// Time to compile or to load from the cache, and check.
+    pub ms: u64,
+}
+
+/// Why bytes could not become runnable code. `Display` is the reason only; the plugin layer
+/// says which plugin and file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error(
+        "it is not a WebAssembly file; a plugin is a component targeting `{WORLD}`, built with spool-sdk 0.2"
+    )]
+    NotWasm,
+    #[error(
+        "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 with spool-sdk 0.2"
+    )]
+    CoreModule,
+    #[error(
+        "it is truncated or corrupt ({0}); a file still being copied is loaded again once the copy completes"
+    )]
+    Corrupt(String),
+    #[error(
+        "it does not export `{WORLD}` (or `spool:plugin/handler@0.1.0`){0}; rebuild it with spool-sdk 0.2"
+    )]
+    WrongWorld(String),
+    #[error(
+        "it imports `{0}`, which this host does not provide (plugins get `spool:plugin/*@0.2.0` or `@0.1.0`, WASI 0.2 without files or sockets, and `wasi:http/outgoing-handler`); rebuild it with spool-sdk 0.2"
+    )]
+    UnknownImport(String),
+    #[error("cannot compile it: {0}")]
+    Compile(String),
+}
+
+/// One plugin version's code, compiled and pre-linked, with the settings its jobs run with.
+/// Cheap to clone.
 #[derive(Clone)]
-pub(crate) struct PluginCode {
+pub struct PluginCode {
+    name: Arc<str>,
     pre: engine::Pre,
     config: Arc<BTreeMap<String, String>>,
     timeout: Duration,
@@ -278,6 +353,29 @@ pub(crate) struct PluginCode {
     http: Arc<http::HttpPolicy>,
     /// The engine `pre` was compiled for (see `engine::LARGE_MEMORY`).
     engine: wasmtime::Engine,
+}
+
+impl PluginCode {
+    /// The contract version the component was built for: "0.1.0" or "0.2.0".
+    pub fn contract(&self) -> &'static str {
+        self.pre.contract()
+    }
+
+    /// The plugin's name, as given in its `CodeSettings`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Debug for PluginCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginCode")
+            .field("name", &self.name)
+            .field("contract", &self.contract())
+            .field("timeout", &self.timeout)
+            .field("memory", &self.memory)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where a component came from when it was loaded (for logs, the plugins page and the
@@ -304,45 +402,23 @@ impl Runtime {
         &self.inner.cfg
     }
 
-    /// Compile (or load from cache) and pre-link; the compile runs on `spawn_blocking`. Reads
-    /// the manifest's secrets now.
-    pub async fn load(
+    /// Compile (or load from the cache) and pre-link; the compile runs on `spawn_blocking`.
+    pub async fn compile(
         &self,
-        name: &str,
-        wasm: &Path,
-        manifest: Manifest,
-    ) -> Result<Arc<LoadedPlugin>, LoadError> {
-        let bytes = tokio::fs::read(wasm)
-            .await
-            .map_err(|e| LoadError::plugin(name, wasm, LoadFailure::Read(e.to_string())))?;
-        let secrets = crate::plugins::secrets::read_secrets(&manifest.secrets)
-            .map_err(|e| LoadError::plugin(name, wasm, LoadFailure::Secret(e.to_string())))?;
-        self.load_bytes(name, wasm, bytes, manifest, secrets)
-            .await
-            .map(|(p, _)| p)
-    }
-
-    /// `load` for bytes and secrets already read (the registry hashes them first, so it must
-    /// compile exactly what it hashed). Also says whether the cache was used.
-    pub async fn load_bytes(
-        &self,
-        name: &str,
-        path: &Path,
         bytes: Vec<u8>,
-        manifest: Manifest,
-        secrets: Secrets,
-    ) -> Result<(Arc<LoadedPlugin>, CompileSource), LoadError> {
-        self.inner.load(name, path, bytes, manifest, secrets).await
+        settings: CodeSettings,
+    ) -> Result<Compiled, CompileError> {
+        self.inner.compile(bytes, settings).await
     }
 
     /// One job in a fresh instance with the plugin's limits. Never panics, never fails the host.
     pub async fn execute(
         &self,
-        plugin: &LoadedPlugin,
+        code: &PluginCode,
         input: JobInput,
         services: Arc<dyn JobServices>,
     ) -> Execution {
-        execute::execute(&self.inner, plugin, input, services).await
+        execute::execute(&self.inner, code, input, services).await
     }
 
     /// Where a job's time goes (store setup, instantiate, call, drop), summed over
@@ -350,25 +426,25 @@ impl Runtime {
     #[doc(hidden)]
     pub async fn phase_times(
         &self,
-        plugin: &LoadedPlugin,
+        code: &PluginCode,
         input: &JobInput,
         iterations: u32,
     ) -> Result<[Duration; 4], String> {
-        execute::phase_times(&self.inner, plugin, input, iterations)
+        execute::phase_times(&self.inner, code, input, iterations)
             .await
             .map_err(|e| format!("{e:#}"))
     }
 
-    /// Holds `n` instances of `plugin` outside the instance semaphore until the returned value
+    /// Holds `n` instances of `code` outside the instance semaphore until the returned value
     /// drops, so that a test can fill the pool the way wasmtime's decommit queue does for a
     /// moment. Not a stable API.
     #[doc(hidden)]
     pub async fn occupy_instances(
         &self,
-        plugin: &LoadedPlugin,
+        code: &PluginCode,
         n: usize,
     ) -> Result<Box<dyn std::any::Any + Send>, String> {
-        match execute::occupy(&self.inner, plugin, n).await {
+        match execute::occupy(&self.inner, code, n).await {
             Ok(stores) => Ok(Box::new(stores)),
             Err(e) => Err(format!("{e:#}")),
         }

@@ -4,7 +4,6 @@
 //! `ui.rs` serves the web dashboard at `/`, a client of this same API.
 
 pub mod bulk;
-pub mod client;
 pub mod error;
 pub mod flow;
 pub mod handlers;
@@ -39,6 +38,8 @@ pub trait Catalog: Send + Sync + 'static {
 
 /// Everything the handlers share.
 pub struct ApiState {
+    /// Time for flow-control views, health and job views (the storage's clock).
+    pub clock: Arc<dyn crate::job::Clock>,
     pub storage: Arc<dyn Storage>,
     pub catalog: Arc<dyn Catalog>,
     pub metrics: Arc<Metrics>,

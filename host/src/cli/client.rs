@@ -76,10 +76,6 @@ impl Client {
         )
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut rb = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {

@@ -8,7 +8,6 @@
 //! to start (the worker began the job) and to done (the completion was committed).
 
 use crate::app::{Core, CoreOptions};
-use crate::cli::BenchArgs;
 use crate::config::{FlagOverrides, RawConfig};
 use crate::job::{Job, NewJob};
 use crate::scheduler::Observer;
@@ -23,6 +22,40 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Storage URL (default: a fresh SQLite file in a temporary folder)
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// Folder holding the plugin (only TYPE.wasm and TYPE.toml are loaded when present;
+    /// otherwise the whole folder)
+    #[arg(long, default_value = "target/plugins")]
+    pub plugins: PathBuf,
+    /// Jobs to run
+    #[arg(long, default_value_t = 10_000)]
+    pub jobs: usize,
+    /// Enqueue at this many jobs per second (latency run) instead of all at once
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Enqueue every job before the workers start, then time the drain of that backlog
+    /// (how queue benchmarks such as BullMQ's are taken); not with memory:// or --rate
+    #[arg(long, conflicts_with = "rate")]
+    pub drain: bool,
+    /// Worker slots (default: as the daemon)
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Job type to run (a plugin in --plugins must handle it)
+    #[arg(long = "type", default_value = "echo")]
+    pub job_type: String,
+    /// The payload of every job (JSON)
+    #[arg(long, default_value = r#"{"bench":true}"#)]
+    pub payload: String,
+    /// Put this rate limit on the job type for the run (e.g. 1000000/1s, far above the load,
+    /// to measure what flow control costs the claim); cleared afterwards
+    #[arg(long, value_parser = super::parse_rate_arg)]
+    pub rate_limit: Option<String>,
+}
 
 /// Jobs per enqueue call in burst mode.
 const BATCH: usize = 1000;
