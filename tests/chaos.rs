@@ -549,7 +549,7 @@ fn redis_down_with_the_fallback_on_accepts_jobs_and_runs_them_later() {
     let spool_empty = |d: &Daemon| {
         d.wait_until(LIMIT, "the spool to be empty", || {
             let h = d.get("/health");
-            h.body["storage_info"]["details"]["fallback_jobs"] == "0"
+            h.body["fallback"]["jobs"] == 0
         })
     };
     spool_empty(&d);

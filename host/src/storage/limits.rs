@@ -183,12 +183,9 @@ pub(crate) fn increment_overflow(ns: &str, key: &str) -> StorageError {
     ))
 }
 
-/// Event ids are decimal integers here (SQLite, memory): `n`, or `n-0` as a stream id reads.
+/// Event ids are decimal integers here (SQLite, memory).
 pub(crate) fn parse_event_id(after: &str) -> Result<i64> {
-    match super::event_ids::parse_event_position(after)? {
-        (n, 0) => i64::try_from(n).map_err(|_| super::event_ids::invalid_event_id(after)),
-        _ => Err(super::event_ids::invalid_event_id(after)),
-    }
+    super::event_ids::parse_numbered_event_id(after)
 }
 
 pub(crate) fn replay_conflict(id: &str, holder: &str) -> StorageError {
