@@ -232,6 +232,12 @@ pub struct Progress {
     pub message: Option<String>,
 }
 
+impl Progress {
+    pub fn new(percent: u8, message: Option<String>) -> Self {
+        Self { percent, message }
+    }
+}
+
 /// How a retry delay is spread around its exponential ceiling.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

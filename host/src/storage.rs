@@ -26,7 +26,7 @@
 //! - Event ids are decimal integers that increase (SQLite's rowid, a counter in memory);
 //!   treat them as opaque strings elsewhere (Redis stream ids differ).
 
-use crate::job::{Clock, Job, JobError, JobState, LeaseToken, Millis, NewJob};
+use crate::job::{Clock, Job, JobError, JobState, LeaseToken, Millis, NewJob, Progress};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -154,6 +154,19 @@ impl Default for CacheQuota {
             max_entries: 10_000,
             max_bytes: 64 << 20,
         }
+    }
+}
+
+/// One entry of the plugin cache: the namespace (one per plugin) and the key in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheKey<'a> {
+    pub ns: &'a str,
+    pub key: &'a str,
+}
+
+impl<'a> CacheKey<'a> {
+    pub fn new(ns: &'a str, key: &'a str) -> Self {
+        Self { ns, key }
     }
 }
 
@@ -615,13 +628,7 @@ pub trait Storage: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<LeaseStatus>>;
     /// Record progress of a running job (fenced; also renews nothing: see `renew_leases`).
-    async fn set_progress(
-        &self,
-        id: &str,
-        lease: &LeaseToken,
-        percent: u8,
-        message: Option<String>,
-    ) -> Result<bool>;
+    async fn set_progress(&self, id: &str, lease: &LeaseToken, progress: Progress) -> Result<bool>;
     /// Finish attempts successfully, in one transaction where the backend has them. The
     /// follow-ups of all completions are validated first: one invalid follow-up is
     /// `InvalidInput` and nothing is written (the caller should fail that job instead).
@@ -650,19 +657,12 @@ pub trait Storage: Send + Sync + 'static {
     async fn stats(&self) -> Result<Stats>;
 
     /// The plugin-facing cache, namespaced by `ns` (the plugin name).
-    async fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>>;
-    async fn cache_set(
-        &self,
-        ns: &str,
-        key: &str,
-        value: &str,
-        ttl: Option<Duration>,
-    ) -> Result<()>;
-    async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool>;
+    async fn cache_get(&self, key: CacheKey<'_>) -> Result<Option<String>>;
+    async fn cache_set(&self, key: CacheKey<'_>, value: &str, ttl: Option<Duration>) -> Result<()>;
+    async fn cache_delete(&self, key: CacheKey<'_>) -> Result<bool>;
     async fn cache_increment(
         &self,
-        ns: &str,
-        key: &str,
+        key: CacheKey<'_>,
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64>;

@@ -11,9 +11,10 @@
 mod redis_server;
 
 use redis::AsyncCommands;
-use spool_host::job::{Clock, ManualClock, NewJob, SystemClock, system_now_ms};
+use spool_host::job::{Clock, ManualClock, NewJob, Progress, SystemClock, system_now_ms};
 use spool_host::storage::{
-    self, ClaimRequest, ListFilter, RetentionPolicy, Storage, StorageError, StorageOptions,
+    self, CacheKey, ClaimRequest, ListFilter, RetentionPolicy, Storage, StorageError,
+    StorageOptions,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,7 +131,9 @@ async fn workload(s: &Backend, clock: &ManualClock) {
         .await
         .unwrap();
     assert_eq!(c[0].job.id, a.id);
-    s.set_progress(&a.id, &c[0].lease, 5, None).await.unwrap();
+    s.set_progress(&a.id, &c[0].lease, Progress::new(5, None))
+        .await
+        .unwrap();
     s.complete(vec![storage::conformance::completion(&c[0])])
         .await
         .unwrap();
@@ -142,10 +145,16 @@ async fn workload(s: &Backend, clock: &ManualClock) {
         .unwrap();
     s.replay(&c.job.id).await.unwrap();
     s.cancel(&c.job.id).await.unwrap();
-    s.cache_set("plug", "k", "v", Some(Duration::from_secs(60)))
+    s.cache_set(
+        CacheKey::new("plug", "k"),
+        "v",
+        Some(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    s.cache_increment(CacheKey::new("plug", "n"), 2, None)
         .await
         .unwrap();
-    s.cache_increment("plug", "n", 2, None).await.unwrap();
     s.stats().await.unwrap();
     s.list(ListFilter::default()).await.unwrap();
     s.events_since(None, 10).await.unwrap();
@@ -281,10 +290,14 @@ async fn cache_entries_are_plain_strings_with_native_ttls() {
     };
     let prefix = redis_server::fresh_prefix("cache");
     let s = open(&format!("{base}/?prefix={prefix}"), Arc::new(SystemClock)).await;
-    s.cache_set("img", "k", "v", Some(Duration::from_millis(300)))
-        .await
-        .unwrap();
-    s.cache_increment("img", "n", 3, Some(Duration::from_secs(60)))
+    s.cache_set(
+        CacheKey::new("img", "k"),
+        "v",
+        Some(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    s.cache_increment(CacheKey::new("img", "n"), 3, Some(Duration::from_secs(60)))
         .await
         .unwrap();
     let mut c = raw(&base).await;
@@ -300,7 +313,12 @@ async fn cache_entries_are_plain_strings_with_native_ttls() {
         Duration::from_secs(10),
         || {
             let s = s.clone();
-            async move { s.cache_get("img", "k").await.unwrap().is_none() }
+            async move {
+                s.cache_get(CacheKey::new("img", "k"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            }
         },
     )
     .await;

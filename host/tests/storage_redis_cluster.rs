@@ -10,7 +10,7 @@
 mod redis_server;
 
 use spool_host::job::{JobState, ManualClock, SystemClock};
-use spool_host::storage::{self, ClaimRequest, Storage, StorageOptions};
+use spool_host::storage::{self, CacheKey, ClaimRequest, Storage, StorageOptions};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -79,7 +79,9 @@ async fn all_keys_of_one_spool_live_in_one_slot() {
     )
     .await
     .unwrap();
-    s.cache_set("plug", "k", "v", None).await.unwrap();
+    s.cache_set(CacheKey::new("plug", "k"), "v", None)
+        .await
+        .unwrap();
     s.stats().await.unwrap();
 
     // Every key of this prefix, on whichever node holds it.

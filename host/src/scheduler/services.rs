@@ -3,9 +3,9 @@
 //! the job's flags (set by the renewer, the API's cancel hook and shutdown).
 
 use super::JobFlags;
-use crate::job::LeaseToken;
+use crate::job::{LeaseToken, Progress};
 use crate::runtime::JobServices;
-use crate::storage::Storage;
+use crate::storage::{CacheKey, Storage};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,10 @@ async fn write_progress(
     percent: u8,
     message: Option<String>,
 ) {
-    if let Err(e) = storage.set_progress(job_id, lease, percent, message).await {
+    if let Err(e) = storage
+        .set_progress(job_id, lease, Progress::new(percent, message))
+        .await
+    {
         tracing::debug!(job_id, error = %e, "cannot record progress");
     }
 }
@@ -97,19 +100,25 @@ fn check_ttl(ttl: Option<Duration>) -> Result<(), String> {
 #[async_trait::async_trait]
 impl JobServices for DaemonServices {
     async fn cache_get(&self, key: &str) -> Result<Option<String>, String> {
-        self.storage.cache_get(&self.ns, key).await.map_err(err)
+        self.storage
+            .cache_get(CacheKey::new(&self.ns, key))
+            .await
+            .map_err(err)
     }
 
     async fn cache_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), String> {
         check_ttl(ttl)?;
         self.storage
-            .cache_set(&self.ns, key, value, ttl)
+            .cache_set(CacheKey::new(&self.ns, key), value, ttl)
             .await
             .map_err(err)
     }
 
     async fn cache_delete(&self, key: &str) -> Result<bool, String> {
-        self.storage.cache_delete(&self.ns, key).await.map_err(err)
+        self.storage
+            .cache_delete(CacheKey::new(&self.ns, key))
+            .await
+            .map_err(err)
     }
 
     async fn cache_increment(
@@ -120,7 +129,7 @@ impl JobServices for DaemonServices {
     ) -> Result<i64, String> {
         check_ttl(ttl)?;
         self.storage
-            .cache_increment(&self.ns, key, delta, ttl)
+            .cache_increment(CacheKey::new(&self.ns, key), delta, ttl)
             .await
             .map_err(err)
     }

@@ -8,9 +8,9 @@ mod state;
 use super::flow::{self, ClaimBatch, ControlChange, Schedule, ScheduleRecord, TypeControl};
 use super::limits::{self, check_cache_key};
 use super::{
-    BackendInfo, CacheUsage, CancelOutcome, Capabilities, ClaimRequest, Completion, Enqueued,
-    Event, Failure, ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result,
-    RetentionPolicy, Settled, Signal, Stats, Storage, StorageOptions, Wakers,
+    BackendInfo, CacheKey, CacheUsage, CancelOutcome, Capabilities, ClaimRequest, Completion,
+    Enqueued, Event, Failure, ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped,
+    Result, RetentionPolicy, Settled, Signal, Stats, Storage, StorageOptions, Wakers,
 };
 use crate::job::{Clock, Job, LeaseToken, Millis, NewJob, millis_i64};
 use async_trait::async_trait;
@@ -245,9 +245,9 @@ impl Storage for MemoryStorage {
         &self,
         id: &str,
         lease: &LeaseToken,
-        percent: u8,
-        message: Option<String>,
+        progress: crate::job::Progress,
     ) -> Result<bool> {
+        let crate::job::Progress { percent, message } = progress;
         let now = self.now();
         Ok(self
             .lock()
@@ -342,19 +342,15 @@ impl Storage for MemoryStorage {
         Ok(self.lock().stats(now))
     }
 
-    async fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>> {
+    async fn cache_get(&self, key: CacheKey<'_>) -> Result<Option<String>> {
+        let CacheKey { ns, key } = key;
         check_cache_key(ns, key)?;
         let now = self.now();
         Ok(self.lock().cache_get(ns, key, now))
     }
 
-    async fn cache_set(
-        &self,
-        ns: &str,
-        key: &str,
-        value: &str,
-        ttl: Option<Duration>,
-    ) -> Result<()> {
+    async fn cache_set(&self, key: CacheKey<'_>, value: &str, ttl: Option<Duration>) -> Result<()> {
+        let CacheKey { ns, key } = key;
         let max = self.opts.max_payload_bytes;
         let now = self.now();
         let expires = limits::check_cache_set(ns, key, value, ttl, max, now)?;
@@ -363,7 +359,8 @@ impl Storage for MemoryStorage {
             .cache_set(ns, key, value.to_owned(), expires, quota, now)
     }
 
-    async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool> {
+    async fn cache_delete(&self, key: CacheKey<'_>) -> Result<bool> {
+        let CacheKey { ns, key } = key;
         check_cache_key(ns, key)?;
         let now = self.now();
         Ok(self.lock().cache_delete(ns, key, now))
@@ -371,11 +368,11 @@ impl Storage for MemoryStorage {
 
     async fn cache_increment(
         &self,
-        ns: &str,
-        key: &str,
+        key: CacheKey<'_>,
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64> {
+        let CacheKey { ns, key } = key;
         check_cache_key(ns, key)?;
         let now = self.now();
         let quota = self.opts.cache_quota;

@@ -30,9 +30,9 @@ mod writer;
 use super::flow::{ClaimBatch, ControlChange, Schedule, ScheduleRecord, TypeControl};
 use super::limits::{self, check_cache_key};
 use super::{
-    BackendInfo, CacheUsage, CancelOutcome, Capabilities, ClaimRequest, Completion, Enqueued,
-    Event, Failure, ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result,
-    RetentionPolicy, Settled, Stats, Storage, StorageError, StorageOptions, Wakers,
+    BackendInfo, CacheKey, CacheUsage, CancelOutcome, Capabilities, ClaimRequest, Completion,
+    Enqueued, Event, Failure, ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped,
+    Result, RetentionPolicy, Settled, Stats, Storage, StorageError, StorageOptions, Wakers,
 };
 use crate::job::{Clock, Job, LeaseToken, Millis, NewJob, Progress, millis_i64};
 use async_trait::async_trait;
@@ -347,17 +347,11 @@ impl Storage for SqliteStorage {
             .await
     }
 
-    async fn set_progress(
-        &self,
-        id: &str,
-        lease: &LeaseToken,
-        percent: u8,
-        message: Option<String>,
-    ) -> Result<bool> {
+    async fn set_progress(&self, id: &str, lease: &LeaseToken, progress: Progress) -> Result<bool> {
         let (id, lease, now) = (id.to_owned(), lease.clone(), self.now());
         let progress = Progress {
-            percent: percent.min(100),
-            message,
+            percent: progress.percent.min(100),
+            ..progress
         };
         self.writer
             .call(move |conn, _| jobs::set_progress(conn, &id, &lease, progress, now))
@@ -509,7 +503,8 @@ impl Storage for SqliteStorage {
         Ok(stats)
     }
 
-    async fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>> {
+    async fn cache_get(&self, key: CacheKey<'_>) -> Result<Option<String>> {
+        let CacheKey { ns, key } = key;
         check_cache_key(ns, key)?;
         let (ns, key, now) = (ns.to_owned(), key.to_owned(), self.now());
         self.readers
@@ -517,13 +512,8 @@ impl Storage for SqliteStorage {
             .await
     }
 
-    async fn cache_set(
-        &self,
-        ns: &str,
-        key: &str,
-        value: &str,
-        ttl: Option<Duration>,
-    ) -> Result<()> {
+    async fn cache_set(&self, key: CacheKey<'_>, value: &str, ttl: Option<Duration>) -> Result<()> {
+        let CacheKey { ns, key } = key;
         let (max, quota, now) = (
             self.opts.max_payload_bytes,
             self.opts.cache_quota,
@@ -538,7 +528,8 @@ impl Storage for SqliteStorage {
             .await
     }
 
-    async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool> {
+    async fn cache_delete(&self, key: CacheKey<'_>) -> Result<bool> {
+        let CacheKey { ns, key } = key;
         check_cache_key(ns, key)?;
         let (ns, key, now) = (ns.to_owned(), key.to_owned(), self.now());
         self.writer
@@ -548,11 +539,11 @@ impl Storage for SqliteStorage {
 
     async fn cache_increment(
         &self,
-        ns: &str,
-        key: &str,
+        key: CacheKey<'_>,
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64> {
+        let CacheKey { ns, key } = key;
         check_cache_key(ns, key)?;
         let (ns, key, now) = (ns.to_owned(), key.to_owned(), self.now());
         let (ttl, quota) = (ttl.map(millis_i64), self.opts.cache_quota);

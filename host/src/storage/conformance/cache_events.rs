@@ -2,32 +2,51 @@
 //! log (one event per transition, resumable), waking idle workers, health.
 
 use super::*;
+use crate::job::Progress;
 use crate::job::{JobState, ManualClock};
-use crate::storage::{CacheUsage, NewEvent};
+use crate::storage::{CacheKey, CacheUsage, NewEvent};
 
 pub async fn cache_stores_and_deletes_values(s: Backend, _clock: Arc<ManualClock>) {
-    assert_eq!(s.cache_get("plug", "k").await.unwrap(), None);
-    s.cache_set("plug", "k", "v1", None).await.unwrap();
+    assert_eq!(s.cache_get(CacheKey::new("plug", "k")).await.unwrap(), None);
+    s.cache_set(CacheKey::new("plug", "k"), "v1", None)
+        .await
+        .unwrap();
     assert_eq!(
-        s.cache_get("plug", "k").await.unwrap().as_deref(),
+        s.cache_get(CacheKey::new("plug", "k"))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("v1")
     );
-    s.cache_set("plug", "k", "v2", None).await.unwrap();
+    s.cache_set(CacheKey::new("plug", "k"), "v2", None)
+        .await
+        .unwrap();
     assert_eq!(
-        s.cache_get("plug", "k").await.unwrap().as_deref(),
+        s.cache_get(CacheKey::new("plug", "k"))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("v2")
     );
-    s.cache_set("plug", "empty", "", None).await.unwrap();
+    s.cache_set(CacheKey::new("plug", "empty"), "", None)
+        .await
+        .unwrap();
     assert_eq!(
-        s.cache_get("plug", "empty").await.unwrap().as_deref(),
+        s.cache_get(CacheKey::new("plug", "empty"))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("")
     );
-    assert!(s.cache_delete("plug", "k").await.unwrap());
-    assert!(!s.cache_delete("plug", "k").await.unwrap());
-    assert_eq!(s.cache_get("plug", "k").await.unwrap(), None);
-    assert_invalid(s.cache_get("plug", "").await, "cache key must be 1 to");
+    assert!(s.cache_delete(CacheKey::new("plug", "k")).await.unwrap());
+    assert!(!s.cache_delete(CacheKey::new("plug", "k")).await.unwrap());
+    assert_eq!(s.cache_get(CacheKey::new("plug", "k")).await.unwrap(), None);
     assert_invalid(
-        s.cache_set("", "k", "v", None).await,
+        s.cache_get(CacheKey::new("plug", "")).await,
+        "cache key must be 1 to",
+    );
+    assert_invalid(
+        s.cache_set(CacheKey::new("", "k"), "v", None).await,
         "cache namespace must be 1 to",
     );
 }
@@ -38,49 +57,80 @@ pub async fn cache_quota_limits_each_namespace(s: Backend, clock: Arc<ManualCloc
     let mut bytes = 0;
     for i in 0..quota.max_entries {
         let key = format!("k{i}");
-        s.cache_set("quota", &key, "v", None).await.unwrap();
+        s.cache_set(CacheKey::new("quota", &key), "v", None)
+            .await
+            .unwrap();
         bytes += key.len() as u64 + 1;
     }
     let usage = s.cache_usage("quota").await.unwrap();
     assert_eq!(usage, CacheUsage { entries: 50, bytes });
     // One entry more is refused and writes nothing; so is a counter that would be new.
-    assert_invalid(s.cache_set("quota", "extra", "v", None).await, "quota");
-    assert_eq!(s.cache_get("quota", "extra").await.unwrap(), None);
-    assert_invalid(s.cache_increment("quota", "n", 1, None).await, "quota");
-    assert_eq!(s.cache_get("quota", "n").await.unwrap(), None);
+    assert_invalid(
+        s.cache_set(CacheKey::new("quota", "extra"), "v", None)
+            .await,
+        "quota",
+    );
+    assert_eq!(
+        s.cache_get(CacheKey::new("quota", "extra")).await.unwrap(),
+        None
+    );
+    assert_invalid(
+        s.cache_increment(CacheKey::new("quota", "n"), 1, None)
+            .await,
+        "quota",
+    );
+    assert_eq!(
+        s.cache_get(CacheKey::new("quota", "n")).await.unwrap(),
+        None
+    );
     assert_eq!(s.cache_usage("quota").await.unwrap(), usage);
     // Overwriting takes no new entry; other namespaces have their own quota.
-    s.cache_set("quota", "k0", "w", None).await.unwrap();
-    s.cache_set("other", "extra", "v", None).await.unwrap();
+    s.cache_set(CacheKey::new("quota", "k0"), "w", None)
+        .await
+        .unwrap();
+    s.cache_set(CacheKey::new("other", "extra"), "v", None)
+        .await
+        .unwrap();
     // A delete makes room, and so does an expiry.
-    assert!(s.cache_delete("quota", "k1").await.unwrap());
-    s.cache_set("quota", "extra", "v", None).await.unwrap();
-    s.cache_set("quota", "k2", "v", Some(secs(1)))
+    assert!(s.cache_delete(CacheKey::new("quota", "k1")).await.unwrap());
+    s.cache_set(CacheKey::new("quota", "extra"), "v", None)
+        .await
+        .unwrap();
+    s.cache_set(CacheKey::new("quota", "k2"), "v", Some(secs(1)))
         .await
         .unwrap();
     clock.advance(secs(2));
-    s.cache_set("quota", "after-expiry", "v", None)
+    s.cache_set(CacheKey::new("quota", "after-expiry"), "v", None)
         .await
         .unwrap();
     assert_eq!(s.cache_usage("quota").await.unwrap().entries, 50);
 
     // Bytes: keys and values. Growing past the quota is refused; shrinking passes.
-    s.cache_set("bytes", "a", &"x".repeat(4000), None)
+    s.cache_set(CacheKey::new("bytes", "a"), &"x".repeat(4000), None)
         .await
         .unwrap();
     assert_invalid(
-        s.cache_set("bytes", "b", &"x".repeat(200), None).await,
+        s.cache_set(CacheKey::new("bytes", "b"), &"x".repeat(200), None)
+            .await,
         "quota",
     );
     assert_invalid(
-        s.cache_set("bytes", "a", &"x".repeat(4200), None).await,
+        s.cache_set(CacheKey::new("bytes", "a"), &"x".repeat(4200), None)
+            .await,
         "quota",
     );
-    s.cache_set("bytes", "a", "small", None).await.unwrap();
-    s.cache_set("bytes", "b", &"x".repeat(200), None)
+    s.cache_set(CacheKey::new("bytes", "a"), "small", None)
         .await
         .unwrap();
-    assert_eq!(s.cache_increment("bytes", "n", 7, None).await.unwrap(), 7);
+    s.cache_set(CacheKey::new("bytes", "b"), &"x".repeat(200), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.cache_increment(CacheKey::new("bytes", "n"), 7, None)
+            .await
+            .unwrap(),
+        7
+    );
     assert_eq!(
         s.cache_usage("bytes").await.unwrap(),
         CacheUsage {
@@ -95,72 +145,118 @@ pub async fn cache_quota_limits_each_namespace(s: Backend, clock: Arc<ManualCloc
 }
 
 pub async fn cache_values_expire_with_the_clock(s: Backend, clock: Arc<ManualClock>) {
-    s.cache_set("plug", "short", "x", Some(secs(10)))
+    s.cache_set(CacheKey::new("plug", "short"), "x", Some(secs(10)))
         .await
         .unwrap();
-    s.cache_set("plug", "forever", "y", None).await.unwrap();
+    s.cache_set(CacheKey::new("plug", "forever"), "y", None)
+        .await
+        .unwrap();
     clock.advance(secs(9));
     assert_eq!(
-        s.cache_get("plug", "short").await.unwrap().as_deref(),
+        s.cache_get(CacheKey::new("plug", "short"))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("x")
     );
     clock.advance(secs(1));
-    assert_eq!(s.cache_get("plug", "short").await.unwrap(), None);
+    assert_eq!(
+        s.cache_get(CacheKey::new("plug", "short")).await.unwrap(),
+        None
+    );
     assert!(
-        !s.cache_delete("plug", "short").await.unwrap(),
+        !s.cache_delete(CacheKey::new("plug", "short"))
+            .await
+            .unwrap(),
         "an expired key is gone"
     );
     // Setting again replaces the expiry; None keeps it forever.
-    s.cache_set("plug", "short", "z", Some(secs(10)))
+    s.cache_set(CacheKey::new("plug", "short"), "z", Some(secs(10)))
         .await
         .unwrap();
-    s.cache_set("plug", "short", "z", None).await.unwrap();
+    s.cache_set(CacheKey::new("plug", "short"), "z", None)
+        .await
+        .unwrap();
     clock.advance(secs(1_000 * 3600));
     assert_eq!(
-        s.cache_get("plug", "short").await.unwrap().as_deref(),
+        s.cache_get(CacheKey::new("plug", "short"))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("z")
     );
     assert_eq!(
-        s.cache_get("plug", "forever").await.unwrap().as_deref(),
+        s.cache_get(CacheKey::new("plug", "forever"))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("y")
     );
 }
 
 pub async fn cache_increment_counts_from_zero(s: Backend, clock: Arc<ManualClock>) {
-    assert_eq!(s.cache_increment("plug", "n", 1, None).await.unwrap(), 1);
-    assert_eq!(s.cache_increment("plug", "n", 5, None).await.unwrap(), 6);
-    assert_eq!(s.cache_increment("plug", "n", -8, None).await.unwrap(), -2);
     assert_eq!(
-        s.cache_get("plug", "n").await.unwrap().as_deref(),
+        s.cache_increment(CacheKey::new("plug", "n"), 1, None)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.cache_increment(CacheKey::new("plug", "n"), 5, None)
+            .await
+            .unwrap(),
+        6
+    );
+    assert_eq!(
+        s.cache_increment(CacheKey::new("plug", "n"), -8, None)
+            .await
+            .unwrap(),
+        -2
+    );
+    assert_eq!(
+        s.cache_get(CacheKey::new("plug", "n"))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("-2")
     );
-    s.cache_set("plug", "word", "abc", None).await.unwrap();
-    assert_invalid(
-        s.cache_increment("plug", "word", 1, None).await,
-        "does not hold an integer",
-    );
-    s.cache_set("plug", "big", &i64::MAX.to_string(), None)
+    s.cache_set(CacheKey::new("plug", "word"), "abc", None)
         .await
         .unwrap();
-    assert_invalid(s.cache_increment("plug", "big", 1, None).await, "overflow");
+    assert_invalid(
+        s.cache_increment(CacheKey::new("plug", "word"), 1, None)
+            .await,
+        "does not hold an integer",
+    );
+    s.cache_set(CacheKey::new("plug", "big"), &i64::MAX.to_string(), None)
+        .await
+        .unwrap();
+    assert_invalid(
+        s.cache_increment(CacheKey::new("plug", "big"), 1, None)
+            .await,
+        "overflow",
+    );
     // A counter keeps the window it started with: later TTLs do not extend it.
     assert_eq!(
-        s.cache_increment("plug", "rate", 1, Some(secs(10)))
+        s.cache_increment(CacheKey::new("plug", "rate"), 1, Some(secs(10)))
             .await
             .unwrap(),
         1
     );
     clock.advance(secs(5));
     assert_eq!(
-        s.cache_increment("plug", "rate", 1, Some(secs(10)))
+        s.cache_increment(CacheKey::new("plug", "rate"), 1, Some(secs(10)))
             .await
             .unwrap(),
         2
     );
     clock.advance(secs(5));
-    assert_eq!(s.cache_get("plug", "rate").await.unwrap(), None);
     assert_eq!(
-        s.cache_increment("plug", "rate", 1, Some(secs(10)))
+        s.cache_get(CacheKey::new("plug", "rate")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.cache_increment(CacheKey::new("plug", "rate"), 1, Some(secs(10)))
             .await
             .unwrap(),
         1
@@ -168,24 +264,45 @@ pub async fn cache_increment_counts_from_zero(s: Backend, clock: Arc<ManualClock
 }
 
 pub async fn cache_namespaces_do_not_mix(s: Backend, _clock: Arc<ManualClock>) {
-    s.cache_set("plug-a", "k", "a", None).await.unwrap();
-    s.cache_set("plug-b", "k", "b", None).await.unwrap();
+    s.cache_set(CacheKey::new("plug-a", "k"), "a", None)
+        .await
+        .unwrap();
+    s.cache_set(CacheKey::new("plug-b", "k"), "b", None)
+        .await
+        .unwrap();
     assert_eq!(
-        s.cache_get("plug-a", "k").await.unwrap().as_deref(),
+        s.cache_get(CacheKey::new("plug-a", "k"))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("a")
     );
     assert_eq!(
-        s.cache_get("plug-b", "k").await.unwrap().as_deref(),
+        s.cache_get(CacheKey::new("plug-b", "k"))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("b")
     );
-    assert!(s.cache_delete("plug-a", "k").await.unwrap());
+    assert!(s.cache_delete(CacheKey::new("plug-a", "k")).await.unwrap());
     assert_eq!(
-        s.cache_get("plug-b", "k").await.unwrap().as_deref(),
+        s.cache_get(CacheKey::new("plug-b", "k"))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("b")
     );
-    assert_eq!(s.cache_increment("plug-a", "k", 2, None).await.unwrap(), 2);
     assert_eq!(
-        s.cache_get("plug-b", "k").await.unwrap().as_deref(),
+        s.cache_increment(CacheKey::new("plug-a", "k"), 2, None)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.cache_get(CacheKey::new("plug-b", "k"))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("b")
     );
 }
@@ -194,9 +311,13 @@ pub async fn every_job_transition_writes_an_event(s: Backend, clock: Arc<ManualC
     let now = clock.now_ms();
     let ok = enqueue(&s, job("ev")).await;
     let c = claim_one(&s, "ev").await;
-    s.set_progress(&c.job.id, &c.lease, 40, Some("reading".into()))
-        .await
-        .unwrap();
+    s.set_progress(
+        &c.job.id,
+        &c.lease,
+        Progress::new(40, Some("reading".into())),
+    )
+    .await
+    .unwrap();
     s.complete(vec![completion(&c)]).await.unwrap();
     let bad = enqueue(
         &s,

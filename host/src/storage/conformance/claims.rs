@@ -2,7 +2,7 @@
 //! late results, release, progress, and many claimers at once.
 
 use super::*;
-use crate::job::{JobState, ManualClock};
+use crate::job::{JobState, ManualClock, Progress};
 use crate::storage::{LeaseStatus, Settled};
 use std::collections::HashSet;
 
@@ -236,7 +236,11 @@ pub async fn late_results_are_fenced_after_reap_and_reclaim(s: Backend, clock: A
         s.fail(vec![failure(&old, None)]).await.unwrap(),
         [Settled::LeaseLost]
     );
-    assert!(!s.set_progress(&j.id, &old.lease, 10, None).await.unwrap());
+    assert!(
+        !s.set_progress(&j.id, &old.lease, Progress::new(10, None))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         s.renew_leases(&old_lease, LEASE).await.unwrap(),
         [LeaseStatus::Lost]
@@ -298,19 +302,35 @@ pub async fn progress_is_recorded_for_the_lease_holder_only(s: Backend, _clock: 
     let c = claim_one(&s, "progress").await;
     let id = &c.job.id;
     assert!(
-        s.set_progress(id, &c.lease, 50, Some("half".into()))
+        s.set_progress(id, &c.lease, Progress::new(50, Some("half".into())))
             .await
             .unwrap()
     );
     let p = get(&s, id).await.progress.unwrap();
     assert_eq!((p.percent, p.message.as_deref()), (50, Some("half")));
-    assert!(s.set_progress(id, &c.lease, 150, None).await.unwrap());
+    assert!(
+        s.set_progress(id, &c.lease, Progress::new(150, None))
+            .await
+            .unwrap()
+    );
     assert_eq!(get(&s, id).await.progress.unwrap().percent, 100, "clamped");
     let stranger = crate::job::new_lease_token();
-    assert!(!s.set_progress(id, &stranger, 70, None).await.unwrap());
-    assert!(!s.set_progress("nope", &c.lease, 70, None).await.unwrap());
+    assert!(
+        !s.set_progress(id, &stranger, Progress::new(70, None))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_progress("nope", &c.lease, Progress::new(70, None))
+            .await
+            .unwrap()
+    );
     s.complete(vec![completion(&c)]).await.unwrap();
-    assert!(!s.set_progress(id, &c.lease, 70, None).await.unwrap());
+    assert!(
+        !s.set_progress(id, &c.lease, Progress::new(70, None))
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn many_claimers_take_each_job_exactly_once(s: Backend, _clock: Arc<ManualClock>) {

@@ -8,9 +8,9 @@ use crate::job::Millis;
 use crate::job::{Job, LeaseToken, NewJob};
 use crate::storage::flow::{ClaimBatch, ControlChange, Schedule, ScheduleRecord, TypeControl};
 use crate::storage::{
-    BackendInfo, CacheUsage, CancelOutcome, Capabilities, ClaimRequest, Completion, Enqueued,
-    Event, Failure, FallbackInfo, ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped,
-    Result, RetentionPolicy, Settled, Stats, Storage, StorageError,
+    BackendInfo, CacheKey, CacheUsage, CancelOutcome, Capabilities, ClaimRequest, Completion,
+    Enqueued, Event, Failure, FallbackInfo, ImportEvents, JobPage, LeaseStatus, ListFilter,
+    NewEvent, Reaped, Result, RetentionPolicy, Settled, Stats, Storage, StorageError,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -121,10 +121,9 @@ impl Storage for FallbackStorage {
         &self,
         id: &str,
         lease: &LeaseToken,
-        percent: u8,
-        message: Option<String>,
+        progress: crate::job::Progress,
     ) -> Result<bool> {
-        to_primary!(self.set_progress(id, lease, percent, message))
+        to_primary!(self.set_progress(id, lease, progress))
     }
 
     async fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>> {
@@ -163,32 +162,25 @@ impl Storage for FallbackStorage {
         to_primary!(self.stats())
     }
 
-    async fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>> {
-        to_primary!(self.cache_get(ns, key))
+    async fn cache_get(&self, key: CacheKey<'_>) -> Result<Option<String>> {
+        to_primary!(self.cache_get(key))
     }
 
-    async fn cache_set(
-        &self,
-        ns: &str,
-        key: &str,
-        value: &str,
-        ttl: Option<Duration>,
-    ) -> Result<()> {
-        to_primary!(self.cache_set(ns, key, value, ttl))
+    async fn cache_set(&self, key: CacheKey<'_>, value: &str, ttl: Option<Duration>) -> Result<()> {
+        to_primary!(self.cache_set(key, value, ttl))
     }
 
-    async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool> {
-        to_primary!(self.cache_delete(ns, key))
+    async fn cache_delete(&self, key: CacheKey<'_>) -> Result<bool> {
+        to_primary!(self.cache_delete(key))
     }
 
     async fn cache_increment(
         &self,
-        ns: &str,
-        key: &str,
+        key: CacheKey<'_>,
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64> {
-        to_primary!(self.cache_increment(ns, key, delta, ttl))
+        to_primary!(self.cache_increment(key, delta, ttl))
     }
 
     async fn cache_usage(&self, ns: &str) -> Result<CacheUsage> {

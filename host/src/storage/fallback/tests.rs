@@ -7,9 +7,9 @@ use super::*;
 use crate::job::{Job, JobState, LeaseToken, ManualClock};
 use crate::storage::memory::MemoryStorage;
 use crate::storage::{
-    BackendInfo, CancelOutcome, Capabilities, ClaimRequest, Claimed, Completion, Event, Failure,
-    ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, RetentionPolicy, Settled,
-    Stats,
+    BackendInfo, CacheKey, CancelOutcome, Capabilities, ClaimRequest, Claimed, Completion, Event,
+    Failure, ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, RetentionPolicy,
+    Settled, Stats,
 };
 use async_trait::async_trait;
 use serde_json::value::RawValue;
@@ -79,7 +79,7 @@ switch_storage! {
     fn delete_schedule(&self, name: &str) -> Result<bool>;
     fn advance_schedule(&self, name: &str, from: Option<crate::job::Millis>, to: crate::job::Millis) -> Result<bool>;
     fn renew_leases(&self, leases: &[(String, LeaseToken)], lease: Duration) -> Result<Vec<LeaseStatus>>;
-    fn set_progress(&self, id: &str, lease: &LeaseToken, percent: u8, message: Option<String>) -> Result<bool>;
+    fn set_progress(&self, id: &str, lease: &LeaseToken, progress: crate::job::Progress) -> Result<bool>;
     fn complete(&self, done: Vec<Completion>) -> Result<Vec<Settled>>;
     fn fail(&self, failed: Vec<Failure>) -> Result<Vec<Settled>>;
     fn release(&self, leases: &[(String, LeaseToken)]) -> Result<u64>;
@@ -89,10 +89,10 @@ switch_storage! {
     fn reap_expired(&self) -> Result<Reaped>;
     fn sweep_retention(&self, policy: &RetentionPolicy) -> Result<u64>;
     fn stats(&self) -> Result<Stats>;
-    fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>>;
-    fn cache_set(&self, ns: &str, key: &str, value: &str, ttl: Option<Duration>) -> Result<()>;
-    fn cache_delete(&self, ns: &str, key: &str) -> Result<bool>;
-    fn cache_increment(&self, ns: &str, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64>;
+    fn cache_get(&self, key: CacheKey<'_>) -> Result<Option<String>>;
+    fn cache_set(&self, key: CacheKey<'_>, value: &str, ttl: Option<Duration>) -> Result<()>;
+    fn cache_delete(&self, key: CacheKey<'_>) -> Result<bool>;
+    fn cache_increment(&self, key: CacheKey<'_>, delta: i64, ttl: Option<Duration>) -> Result<i64>;
     fn cache_usage(&self, ns: &str) -> Result<crate::storage::CacheUsage>;
     fn publish_event(&self, event: NewEvent) -> Result<Event>;
     fn events_since(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>>;

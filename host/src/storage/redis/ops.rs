@@ -11,9 +11,9 @@ use crate::storage::flow::{
 };
 use crate::storage::limits::{self, check_cache_key, check_cache_value};
 use crate::storage::{
-    BackendInfo, CacheUsage, CancelOutcome, Capabilities, ClaimRequest, Completion, Enqueued,
-    Event, Failure, ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped, Result,
-    RetentionPolicy, Settled, Stats, Storage, StorageError, TypeStats,
+    BackendInfo, CacheKey, CacheUsage, CancelOutcome, Capabilities, ClaimRequest, Completion,
+    Enqueued, Event, Failure, ImportEvents, JobPage, LeaseStatus, ListFilter, NewEvent, Reaped,
+    Result, RetentionPolicy, Settled, Stats, Storage, StorageError, TypeStats,
 };
 use async_trait::async_trait;
 use redis::Value;
@@ -416,9 +416,9 @@ impl Storage for RedisStorage {
         &self,
         id: &str,
         lease: &LeaseToken,
-        percent: u8,
-        message: Option<String>,
+        progress: crate::job::Progress,
     ) -> Result<bool> {
+        let crate::job::Progress { percent, message } = progress;
         let percent = percent.min(100);
         let progress = codec::json(&job::Progress {
             percent,
@@ -655,7 +655,8 @@ impl Storage for RedisStorage {
         Ok(stats)
     }
 
-    async fn cache_get(&self, ns: &str, key: &str) -> Result<Option<String>> {
+    async fn cache_get(&self, key: CacheKey<'_>) -> Result<Option<String>> {
+        let CacheKey { ns, key } = key;
         check_cache_key(ns, key)?;
         let inv = self.cache_script(&scripts::CACHE_GET, ns, key);
         match self.read(&inv).await? {
@@ -664,13 +665,8 @@ impl Storage for RedisStorage {
         }
     }
 
-    async fn cache_set(
-        &self,
-        ns: &str,
-        key: &str,
-        value: &str,
-        ttl: Option<Duration>,
-    ) -> Result<()> {
+    async fn cache_set(&self, key: CacheKey<'_>, value: &str, ttl: Option<Duration>) -> Result<()> {
+        let CacheKey { ns, key } = key;
         check_cache_key(ns, key)?;
         check_cache_value(value, self.opts.max_payload_bytes)?;
         let mut inv = self.cache_script(&scripts::CACHE_SET, ns, key);
@@ -685,7 +681,8 @@ impl Storage for RedisStorage {
         }
     }
 
-    async fn cache_delete(&self, ns: &str, key: &str) -> Result<bool> {
+    async fn cache_delete(&self, key: CacheKey<'_>) -> Result<bool> {
+        let CacheKey { ns, key } = key;
         check_cache_key(ns, key)?;
         let inv = self.cache_script(&scripts::CACHE_DELETE, ns, key);
         Ok(as_int(&self.read(&inv).await?, "cache delete")? == 1)
@@ -693,11 +690,11 @@ impl Storage for RedisStorage {
 
     async fn cache_increment(
         &self,
-        ns: &str,
-        key: &str,
+        key: CacheKey<'_>,
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64> {
+        let CacheKey { ns, key } = key;
         check_cache_key(ns, key)?;
         let mut inv = self.cache_script(&scripts::CACHE_INCR, ns, key);
         inv.arg(delta)

@@ -4,7 +4,7 @@
 use super::connection::{self, APPLICATION_ID};
 use super::{SqliteStorage, sql};
 use crate::job::{Clock, SystemClock};
-use crate::storage::{SqliteOptions, Storage, StorageError, StorageOptions};
+use crate::storage::{CacheKey, SqliteOptions, Storage, StorageError, StorageOptions};
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::Arc;
@@ -332,9 +332,15 @@ async fn a_version_2_file_gets_its_cache_usage() {
     let path = dir.path().join("v2.db");
     {
         let s = open(&path).await.unwrap();
-        s.cache_set("p", "a", "1234", None).await.unwrap();
-        s.cache_set("p", "bb", "12", None).await.unwrap();
-        s.cache_set("q", "c", "", None).await.unwrap();
+        s.cache_set(CacheKey::new("p", "a"), "1234", None)
+            .await
+            .unwrap();
+        s.cache_set(CacheKey::new("p", "bb"), "12", None)
+            .await
+            .unwrap();
+        s.cache_set(CacheKey::new("q", "c"), "", None)
+            .await
+            .unwrap();
     }
     // Back to what version 2 wrote: no usage table, no triggers.
     Connection::open(&path)
@@ -349,8 +355,10 @@ async fn a_version_2_file_gets_its_cache_usage() {
     let usage = |entries, bytes| crate::storage::CacheUsage { entries, bytes };
     assert_eq!(s.cache_usage("p").await.unwrap(), usage(2, 9));
     assert_eq!(s.cache_usage("q").await.unwrap(), usage(1, 1));
-    s.cache_set("p", "a", "1", None).await.unwrap();
-    assert!(s.cache_delete("q", "c").await.unwrap());
+    s.cache_set(CacheKey::new("p", "a"), "1", None)
+        .await
+        .unwrap();
+    assert!(s.cache_delete(CacheKey::new("q", "c")).await.unwrap());
     assert_eq!(s.cache_usage("p").await.unwrap(), usage(2, 6));
     assert_eq!(s.cache_usage("q").await.unwrap(), usage(0, 0));
 }
