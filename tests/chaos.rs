@@ -21,8 +21,8 @@
 use serde_json::{Value, json};
 use spool_host::job::{Job, JobState, SystemClock};
 use spool_host::storage::{self, ListFilter, Storage, StorageOptions};
-use spool_tests::Daemon;
 use spool_tests::redis;
+use spool_tests::{Daemon, eventually_blocking};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -226,7 +226,7 @@ fn kill_at_random_moment(d: &mut Daemon, url: &str, rng: &mut Rng, round_jobs: u
     let start = n(&totals(d), "completed");
     let step = rng.range(0, round_jobs / 3);
     let target = start + step;
-    d.wait_until(LIMIT, "progress before a kill", || {
+    eventually_blocking("progress before a kill", LIMIT, || {
         let t = totals(d);
         n(&t, "completed") >= target || n(&t, "pending") + n(&t, "running") == 0
     });
@@ -403,7 +403,7 @@ fn redis_killed_and_restarted_mid_run_loses_no_job() {
     let (echo, _) = submit_round(&d, 0, 3000, 0);
     t.jobs = echo.len() as u64;
     let target = rng.range(300, 1500);
-    d.wait_until(LIMIT, "progress before killing redis", || {
+    eventually_blocking("progress before killing redis", LIMIT, || {
         n(&totals(&d), "completed") >= target
     });
     // What the daemon holds when Redis dies (running, or claimed ahead into its buffer) is
@@ -415,9 +415,9 @@ fn redis_killed_and_restarted_mid_run_loses_no_job() {
     t.kills += 1;
     // Degraded (not unhealthy: restarting the daemon would not help) within seconds.
     let gone = Instant::now();
-    d.wait_until(
-        Duration::from_secs(10),
+    eventually_blocking(
         "health to notice redis is gone",
+        Duration::from_secs(10),
         || {
             let h = d.get("/health");
             h.status == 200
@@ -454,9 +454,9 @@ fn redis_killed_and_restarted_mid_run_loses_no_job() {
     assert!(!m.text.contains("spool_queue_depth{"), "{}", m.text);
     r.restart();
     let back = Instant::now();
-    d.wait_until(
-        Duration::from_secs(10),
+    eventually_blocking(
         "health to be healthy again",
+        Duration::from_secs(10),
         || d.get("/health").body["status"] == "healthy",
     );
     eprintln!(
@@ -464,9 +464,9 @@ fn redis_killed_and_restarted_mid_run_loses_no_job() {
         back.elapsed().as_millis()
     );
     // The queue gauges come back once the 1 s probe cache holds an answer from the new Redis.
-    d.wait_until(
-        Duration::from_secs(5),
+    eventually_blocking(
         "/metrics to show storage up with queue gauges",
+        Duration::from_secs(5),
         || {
             let m = d.get("/metrics");
             m.text.contains("\nspool_storage_up 1\n") && m.text.contains("spool_queue_depth{")
@@ -547,7 +547,7 @@ fn redis_down_with_the_fallback_on_accepts_jobs_and_runs_them_later() {
     t.jobs = echo.len() as u64;
     wait_all_finished(&d, t.jobs);
     let spool_empty = |d: &Daemon| {
-        d.wait_until(LIMIT, "the spool to be empty", || {
+        eventually_blocking("the spool to be empty", LIMIT, || {
             let h = d.get("/health");
             h.body["fallback"]["jobs"] == 0
         })
@@ -557,7 +557,7 @@ fn redis_down_with_the_fallback_on_accepts_jobs_and_runs_them_later() {
     let c = d.get(&format!("/api/v1/jobs/{cancelled}"));
     assert_eq!(c.body["status"], "cancelled", "{}", c.text);
     assert_eq!(d.get(&format!("/api/v1/jobs/{deleted}")).status, 404);
-    d.wait_until(LIMIT, "health to be healthy after the replay", || {
+    eventually_blocking("health to be healthy after the replay", LIMIT, || {
         let h = d.get("/health");
         h.body["status"] == "healthy" && h.body["fallback"]["active"] == false
     });
@@ -608,7 +608,7 @@ fn sigterm_under_load_drains_and_runs_nothing_twice() {
     }
     let ids = d.submit_batch(&jobs);
     let target = rng.range(50, 200);
-    d.wait_until(LIMIT, "some progress before SIGTERM", || {
+    eventually_blocking("some progress before SIGTERM", LIMIT, || {
         n(&totals(&d), "completed") >= target
     });
     let (status, took) = d.terminate(Duration::from_secs(15));

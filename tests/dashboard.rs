@@ -13,7 +13,7 @@
 
 use serde_json::{Value, json};
 use spool_tests::browser::{Browser, WAIT};
-use spool_tests::{Daemon, id_of, stderr, stdout};
+use spool_tests::{Daemon, eventually_blocking, id_of, stderr, stdout};
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -92,7 +92,7 @@ fn overview_shows_counts_of_jobs_submitted_through_the_cli() {
     // The plugins page lists each loaded plugin with its version and types, and a file that
     // failed to load with its error.
     std::fs::write(d.plugins.join("broken.wasm"), b"not a component").expect("write");
-    d.wait_until(LONG, "broken.wasm to be reported", || {
+    eventually_blocking("broken.wasm to be reported", LONG, || {
         d.get("/api/v1/plugins").text.contains("broken")
     });
     b.goto(&format!("{}/#/plugins", d.url));
@@ -356,7 +356,7 @@ fn the_overview_pauses_and_resumes_a_type_and_lists_schedules() {
     let cell = b.wait_text("#types-table tr[data-type=\"echo\"] td[data-flow]");
     assert!(cell.contains("rate 100/1m"), "{cell}");
     b.click("#types-table tr[data-type=\"echo\"] td[data-flow] button");
-    d.wait_until(LONG, "echo to be paused", || {
+    eventually_blocking("echo to be paused", LONG, || {
         d.get("/api/v1/types").body["types"]["echo"]["paused"] == true
     });
     b.wait_for("the paused banner", WAIT, |b| b.text("#paused-types"));

@@ -14,7 +14,7 @@
 
 use serde_json::{Value, json};
 use spool_tests::redis::{self, Server};
-use spool_tests::{Daemon, millis, stderr, stdout};
+use spool_tests::{Daemon, eventually_blocking, millis, stderr, stdout};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const LONG: Duration = Duration::from_secs(180);
@@ -59,7 +59,7 @@ fn submit_spread(ds: &[Daemon], jobs: &[Value]) -> Vec<String> {
 }
 
 fn wait_completed(d: &Daemon, n: u64, limit: Duration) {
-    d.wait_until(limit, &format!("{n} completed jobs"), || {
+    eventually_blocking(&format!("{n} completed jobs"), limit, || {
         let a = d.get("/api/v1/stats");
         assert_eq!(
             a.body["totals"]["failed"].as_u64().unwrap_or(0),
@@ -164,7 +164,7 @@ fn global_concurrency_holds_across_daemons_and_a_killed_daemons_slots_come_back(
     // A daemon takes all three slots with long jobs, then dies.
     let long = vec![json!({"type": "slow", "payload": {"ms": 3000, "step_ms": 100}}); 3];
     let long_ids = first[0].submit_batch(&long);
-    first[0].wait_until(LONG, "three running jobs", || {
+    eventually_blocking("three running jobs", LONG, || {
         first[0].count("running") == 3
     });
     let ds = daemons(&url, 2, &["slow"], "2s");
@@ -212,7 +212,7 @@ fn pause_stops_every_daemon_within_a_second_and_resume_restarts_them() {
     let ds = daemons(&server.url("flow-pause"), 3, &["slow"], "30s");
     let jobs = vec![json!({"type": "slow", "payload": {"ms": 100, "step_ms": 50}}); 600];
     submit_spread(&ds, &jobs);
-    ds[0].wait_until(LONG, "some jobs to complete", || {
+    eventually_blocking("some jobs to complete", LONG, || {
         ds[0].count("completed") >= 30
     });
     let paused_at = now_ms();
@@ -267,7 +267,7 @@ fn a_handlers_rate_limit_holds_the_type_on_every_daemon() {
     let ds = daemons(&server.url("flow-hold"), 3, &["throttled"], "30s");
     let x = ds[0].submit(&json!({"type": "throttled", "payload": {"hold_ms": 2000}}));
     let x_id = x["id"].as_str().expect("id").to_string();
-    ds[1].wait_until(LONG, "the type to be held", || {
+    eventually_blocking("the type to be held", LONG, || {
         ds[1].get("/api/v1/types").body["types"]["throttled"]["held_until"].is_string()
     });
     let types = ds[2].get("/api/v1/types");
@@ -294,7 +294,7 @@ fn a_handlers_rate_limit_holds_the_type_on_every_daemon() {
 fn a_manifests_global_concurrency_reaches_storage_on_sqlite() {
     let mut d = Daemon::builder(&["slow"]).args(&["--workers", "4"]).start();
     std::fs::write(d.plugins.join("slow.toml"), "global_concurrency = 2\n").expect("manifest");
-    d.wait_until(LONG, "the manifest's limit in storage", || {
+    eventually_blocking("the manifest's limit in storage", LONG, || {
         d.get("/api/v1/types").body["types"]["slow"]["global_concurrency"] == 2
     });
     let listing = cli_ok(&d, &["limits"]);
@@ -476,7 +476,7 @@ fn a_plugins_manifest_schedule_is_stored_fires_and_goes_with_it() {
     let manifest = "[[schedules]]\nname = \"echo-tick\"\ncron = \"* * * * * *\"\n\
                     payload = { from = \"manifest\" }\n";
     std::fs::write(d.plugins.join("echo.toml"), manifest).expect("manifest");
-    d.wait_until(LONG, "the manifest's schedule to be stored", || {
+    eventually_blocking("the manifest's schedule to be stored", LONG, || {
         d.get("/api/v1/schedules").body["schedules"][0]["name"] == "echo-tick"
     });
     let listed = d.get("/api/v1/schedules");
@@ -486,14 +486,14 @@ fn a_plugins_manifest_schedule_is_stored_fires_and_goes_with_it() {
         (Some("echo"), Some("echo")),
         "{s}"
     );
-    d.wait_until(LONG, "a job from the schedule", || {
+    eventually_blocking("a job from the schedule", LONG, || {
         d.count("completed") >= 1
     });
     let job = &d.all_jobs("completed")[0];
     assert_eq!(job["payload"], json!({"from": "manifest"}), "{job}");
     // The manifest drops it: the schedule goes.
     std::fs::write(d.plugins.join("echo.toml"), "timeout = \"10s\"\n").expect("manifest");
-    d.wait_until(LONG, "the schedule to be removed", || {
+    eventually_blocking("the schedule to be removed", LONG, || {
         d.get("/api/v1/schedules").body["schedules"]
             .as_array()
             .is_some_and(|a| a.is_empty())

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
-use spool_tests::{Answer, Daemon, id_of, stdout};
+use spool_tests::{Answer, Daemon, eventually_blocking, id_of, stdout};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
@@ -302,7 +302,7 @@ fn a_fifo_in_the_plugins_folder_does_not_stall_loading() {
     spool_tests::install_plugins(&d.plugins, &["echo"]);
     // The start-up scan reads every NAME.wasm: before, it blocked on the FIFO for good.
     d.restart();
-    d.wait_until(Duration::from_secs(60), "echo to load", || {
+    eventually_blocking("echo to load", Duration::from_secs(60), || {
         d.get("/api/v1/plugins").text.contains("\"echo\"")
     });
     let plugins = d.get("/api/v1/plugins").text;
@@ -399,9 +399,9 @@ fn a_plugin_cache_past_its_quota_fails_the_write_not_the_daemon() {
     let done = d.wait_status(&id_of(&again), "completed", Duration::from_secs(60));
     assert_eq!(done["result"]["count"], 2, "{done}");
 
-    d.wait_until(
-        Duration::from_secs(10),
+    eventually_blocking(
         "health to show the full cache",
+        Duration::from_secs(10),
         || {
             let h = d.get("/health");
             h.body["plugin_cache"]["usage"]["cache-user"]["entries"] == 5
@@ -430,9 +430,9 @@ fn memory_of_finished_jobs_does_not_stay_in_the_daemon() {
     let d = Daemon::start(&["memory-hog"]);
     // A plugin allowed 512 MiB; each job fills 400 MiB and returns.
     std::fs::write(d.plugins.join("memory-hog.toml"), "memory = \"512MiB\"\n").expect("manifest");
-    d.wait_until(
-        Duration::from_secs(60),
+    eventually_blocking(
         "the 512 MiB manifest to load",
+        Duration::from_secs(60),
         || {
             d.get("/api/v1/plugins")
                 .text
@@ -507,7 +507,7 @@ fn a_tampered_compiled_cache_entry_is_recompiled_not_run() {
         json!({"who": "echo"}),
         "echo ran echo's code"
     );
-    d.wait_until(Duration::from_secs(10), "the warning in the log", || {
+    eventually_blocking("the warning in the log", Duration::from_secs(10), || {
         d.logs().contains("integrity check")
     });
 }

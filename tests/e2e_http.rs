@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
-use spool_tests::{Daemon, plugins_src};
+use spool_tests::{Daemon, eventually_blocking, plugins_src};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -116,7 +116,7 @@ fn daemon_with_webhook(manifest: &str) -> Daemon {
     let tmp = d.plugins.join(".webhook.wasm.tmp");
     std::fs::copy(plugins_src().join("webhook.wasm"), &tmp).unwrap();
     std::fs::rename(&tmp, d.plugins.join("webhook.wasm")).unwrap();
-    d.wait_until(Duration::from_secs(60), "webhook loaded", || {
+    eventually_blocking("webhook loaded", Duration::from_secs(60), || {
         d.get("/api/v1/plugins").text.contains("\"loaded\"")
     });
     d
@@ -247,7 +247,7 @@ fn limits_fail_the_request_not_the_daemon() {
         ),
     )
     .unwrap();
-    d.wait_until(Duration::from_secs(30), "manifest reloaded", || {
+    eventually_blocking("manifest reloaded", Duration::from_secs(30), || {
         d.get("/api/v1/plugins")
             .text
             .contains(&silent.port.to_string())
@@ -317,7 +317,7 @@ fn an_allowed_request_works_from_javascript_and_is_cached() {
     let tmp = d.plugins.join(".fetch-title.wasm.tmp");
     std::fs::copy(plugins_src().join("fetch-title.wasm"), &tmp).unwrap();
     std::fs::rename(&tmp, d.plugins.join("fetch-title.wasm")).unwrap();
-    d.wait_until(Duration::from_secs(60), "fetch-title loaded", || {
+    eventually_blocking("fetch-title loaded", Duration::from_secs(60), || {
         d.get("/api/v1/plugins").text.contains("fetch-title")
     });
     let url = format!("{base}/page");

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::json;
-use spool_tests::{Daemon, id_of, millis, stdout};
+use spool_tests::{Daemon, eventually_blocking, id_of, millis, stdout};
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -25,7 +25,7 @@ fn a_thousand_jobs_submitted_over_http_all_complete_and_read_back() {
         ids.extend(d.submit_batch(&jobs));
     }
     assert_eq!(ids.len(), 1000);
-    d.wait_until(LONG, "1000 completed jobs", || d.count("completed") == 1000);
+    eventually_blocking("1000 completed jobs", LONG, || d.count("completed") == 1000);
     for (i, id) in ids.iter().enumerate().step_by(97) {
         let j = d.job(id);
         assert_eq!(j["status"], "completed");

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
-use spool_tests::{Daemon, install_plugins};
+use spool_tests::{Daemon, eventually_blocking, install_plugins};
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -27,14 +27,14 @@ fn kill_9_under_load_then_restart_completes_every_job() {
         json!({"type": "slow", "payload": {"ms": 10, "step_ms": 10}}),
     );
     assert_eq!(ids.len(), 2000);
-    d.wait_until(LONG, "some jobs to complete", || {
+    eventually_blocking("some jobs to complete", LONG, || {
         d.count("completed") >= 100
     });
     let running_before = d.count("running");
     d.kill9();
     d.restart();
     // Jobs that were running when the daemon died come back when their 5 s leases expire.
-    d.wait_until(LONG, "all 2000 jobs to complete after the restart", || {
+    eventually_blocking("all 2000 jobs to complete after the restart", LONG, || {
         d.count("completed") == 2000
     });
     for status in [
@@ -73,7 +73,7 @@ fn sigterm_under_load_drains_within_the_grace_period_and_leaves_nothing_running(
         json!({"type": "slow", "payload": {"ms": 30000, "step_ms": 100}}),
     );
     let short = submit_many(&d, 20, json!({"type": "slow", "payload": {"ms": 20}}));
-    d.wait_until(LONG, "the long jobs to run", || d.count("running") >= 4);
+    eventually_blocking("the long jobs to run", LONG, || d.count("running") >= 4);
     let (status, took) = d.terminate(Duration::from_secs(15));
     assert!(status.success(), "exit status {status:?}\n{}", d.logs());
     assert!(
@@ -127,7 +127,7 @@ fn a_plugin_replaced_through_the_folder_under_load_fails_no_job() {
         let j = d.wait_status(&last, "completed", LONG);
         seen_v2 = j["result"]["version"] == "v2";
     }
-    d.wait_until(LONG, "every job to complete", || {
+    eventually_blocking("every job to complete", LONG, || {
         d.count("completed") == ids.len() as u64
     });
     assert_eq!(d.count("failed"), 0);
@@ -157,9 +157,9 @@ fn health_is_unhealthy_when_the_sqlite_file_is_damaged_under_the_daemon() {
     let db = d.dir.path().join("spool.db");
     let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
     // The jobs reach the main file at the background WAL checkpoint.
-    d.wait_until(
-        Duration::from_secs(20),
+    eventually_blocking(
         "a checkpoint into the db file",
+        Duration::from_secs(20),
         || size() > 8 * 4096,
     );
     let size = size();
@@ -173,7 +173,7 @@ fn health_is_unhealthy_when_the_sqlite_file_is_damaged_under_the_daemon() {
         let junk: Vec<u8> = (0..size - 4 * 4096).map(|i| (i * 7 % 251) as u8).collect();
         f.write_all(&junk).expect("overwrite");
     }
-    d.wait_until(Duration::from_secs(10), "health to see the damage", || {
+    eventually_blocking("health to see the damage", Duration::from_secs(10), || {
         let h = d.get("/health");
         h.status == 503 && h.body["status"] == "unhealthy"
     });
@@ -216,11 +216,11 @@ fn many_hot_reloads_under_load_fail_no_job() {
         std::fs::write(&tmp, format!("[config]\nversion = \"v{i}\"\n")).unwrap();
         std::fs::rename(&tmp, d.plugins.join("version.toml")).unwrap();
         ids.extend(submit_many(&d, 40, json!({"type": "version"})));
-        d.wait_until(LONG, &format!("reload {i}"), || {
+        eventually_blocking(&format!("reload {i}"), LONG, || {
             served_version(&d, "version") != before
         });
     }
-    d.wait_until(LONG, "every job to complete", || {
+    eventually_blocking("every job to complete", LONG, || {
         d.count("completed") == ids.len() as u64
     });
     assert_eq!(d.count("failed"), 0);

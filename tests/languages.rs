@@ -15,7 +15,9 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
-use spool_tests::{Daemon, id_of, install_plugins, repo_root, spool_bin, stderr, stdout};
+use spool_tests::{
+    Daemon, eventually_blocking, id_of, install_plugins, repo_root, spool_bin, stderr, stdout,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -52,7 +54,7 @@ fn daemon_with(plugins: &[&str]) -> Daemon {
 
 /// Poll `/api/v1/plugins` until every name in `names` is loaded.
 fn wait_loaded(d: &Daemon, names: &[&str], limit: Duration) {
-    d.wait_until(limit, &format!("plugins {names:?} to load"), || {
+    eventually_blocking(&format!("plugins {names:?} to load"), limit, || {
         let list = d.get("/api/v1/plugins").body;
         let plugins = list["plugins"].as_array().cloned().unwrap_or_default();
         if let Some(failed) = plugins.iter().find(|p| p["state"] == "failed") {

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use spool_host::job::{Job, JobState, NewJob, SystemClock};
 use spool_host::storage::{self, ClaimRequest, ListFilter, Storage, StorageOptions};
-use spool_tests::{Daemon, redis, spool_bin, stderr, stdout};
+use spool_tests::{Daemon, eventually_blocking, redis, spool_bin, stderr, stdout};
 use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -71,7 +71,7 @@ fn a_stopped_sqlite_daemon_moves_to_redis_and_finishes_its_work() {
     // Some in the future, one with a unique key: every state travels.
     let later =
         a.submit(&json!({"type": "slow", "payload": {}, "delay": "1h", "unique_key": "nightly"}));
-    a.wait_until(LIMIT, "some jobs to complete", || {
+    eventually_blocking("some jobs to complete", LIMIT, || {
         a.count("completed") >= 100
     });
     let (status, _) = a.terminate(Duration::from_secs(20));
@@ -128,7 +128,7 @@ fn a_stopped_sqlite_daemon_moves_to_redis_and_finishes_its_work() {
         .config(KEEP_ALL)
         .storage(&redis_url)
         .start();
-    b.wait_until(LIMIT, "every job to complete on redis", || {
+    eventually_blocking("every job to complete on redis", LIMIT, || {
         b.count("completed") == 600
     });
     let j = b.job(later["id"].as_str().expect("id"));

@@ -10,8 +10,8 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
-use spool_tests::Daemon;
 use spool_tests::redis::{self, Redis, Reply, SentinelSet, Server};
+use spool_tests::{Daemon, eventually_blocking};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,7 @@ fn wait_completed(d: &Daemon, n: u64, limit: Duration) {
 
 /// Polls until at least `n` jobs are completed (the "mid-run" point).
 fn wait_some_completed(d: &Daemon, n: u64) {
-    d.wait_until(LONG, &format!("{n} jobs to complete"), || {
+    eventually_blocking(&format!("{n} jobs to complete"), LONG, || {
         d.count("completed") >= n
     });
 }
@@ -583,7 +583,7 @@ fn health_says_connected_but_not_consuming_when_claims_keep_failing() {
     }
     spool_tests::install_plugins(&d.plugins, &["echo"]);
 
-    d.wait_until(LONG, "health to say connected but not consuming", || {
+    eventually_blocking("health to say connected but not consuming", LONG, || {
         let h = d.get("/health");
         h.body["consuming"]["stalled"] == true
     });
@@ -609,7 +609,7 @@ fn health_says_connected_but_not_consuming_when_claims_keep_failing() {
     for id in &ids {
         d.wait_status(id, "completed", LONG);
     }
-    d.wait_until(LONG, "health to stop saying stalled", || {
+    eventually_blocking("health to stop saying stalled", LONG, || {
         d.get("/health").body["consuming"]["stalled"] == false
     });
 }

@@ -6,13 +6,12 @@
 //! Run: `cargo test -p spool-host --test fallback`.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
-
 use serde_json::value::RawValue;
 use spool_host::job::{NewJob, SystemClock};
 use spool_host::storage::fallback::{self, FallbackStorage};
 use spool_host::storage::{self, ListFilter, Storage, StorageError, StorageOptions};
+use spool_tests::eventually;
+use spool_tests::redis::{self as test_redis, Server};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -22,19 +21,11 @@ use std::time::{Duration, Instant};
 const AOF: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "always"];
 
 /// A storage URL with short timeouts: a test should notice the outage at once.
-fn url(r: &redis_server::Standalone, prefix: &str) -> String {
+fn url(r: &Server, prefix: &str) -> String {
     format!(
         "redis://127.0.0.1:{}/?prefix={prefix}&timeout=2s&connect_timeout=1s",
         r.port
     )
-}
-
-async fn eventually(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn job(n: usize) -> NewJob {
@@ -112,11 +103,11 @@ async fn enqueue_many(s: &Arc<FallbackStorage>, from: usize, n: usize) -> Vec<St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_accepted_while_redis_is_down_reach_it_exactly_once() {
-    if !redis_server::require_redis("fallback tests") {
+    if !test_redis::require_redis("fallback tests") {
         return;
     }
-    let mut redis = redis_server::Standalone::start(&AOF);
-    let prefix = redis_server::fresh_prefix("fallback");
+    let mut redis = Server::start(&AOF);
+    let prefix = test_redis::fresh_prefix("fallback");
     let url = url(&redis, &prefix);
     let dir = tempfile::tempdir().expect("temp dir");
     let spool = dir.path().join("fallback.db");
@@ -153,12 +144,12 @@ async fn jobs_accepted_while_redis_is_down_reach_it_exactly_once() {
         "health stays degraded, not unhealthy"
     );
 
-    redis.start_again();
+    redis.restart();
     let t = Instant::now();
     eventually(
         "the spool replayed into redis",
         Duration::from_secs(30),
-        || {
+        || async {
             let s = fb.status();
             !s.active && s.spooled == 0
         },
@@ -173,11 +164,11 @@ async fn jobs_accepted_while_redis_is_down_reach_it_exactly_once() {
     redis.shutdown_nosave();
     want.extend(enqueue_many(&fb, 500, 200).await);
     assert!(fb.is_active());
-    redis.start_again();
+    redis.restart();
     eventually(
         "the second outage replayed",
         Duration::from_secs(30),
-        || {
+        || async {
             let s = fb.status();
             !s.active && s.spooled == 0
         },
@@ -223,11 +214,11 @@ async fn jobs_accepted_while_redis_is_down_reach_it_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_daemon_starting_while_redis_is_down_takes_jobs_and_hands_them_over() {
-    if !redis_server::require_redis("fallback tests") {
+    if !test_redis::require_redis("fallback tests") {
         return;
     }
-    let mut redis = redis_server::Standalone::not_started(&AOF);
-    let url = url(&redis, &redis_server::fresh_prefix("fallback-start"));
+    let mut redis = Server::not_started(&AOF);
+    let url = url(&redis, &test_redis::fresh_prefix("fallback-start"));
     let dir = tempfile::tempdir().expect("temp dir");
     let spool = dir.path().join("fallback.db");
     // A plain open fails fast with a clear message (the behaviour without a fallback).
@@ -248,12 +239,12 @@ async fn a_daemon_starting_while_redis_is_down_takes_jobs_and_hands_them_over() 
     drop(fb);
 
     // The daemon restarts (its spool file stays) and Redis comes up meanwhile.
-    redis.start_again();
+    redis.restart();
     let fb = open_fallback(&url, &spool).await;
     eventually(
         "the spool left by the first run replayed",
         Duration::from_secs(30),
-        || fb.status().spooled == 0,
+        || async { fb.status().spooled == 0 },
     )
     .await;
     let plain = storage::open(&url, StorageOptions::default(), Arc::new(SystemClock))

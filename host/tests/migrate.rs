@@ -6,13 +6,11 @@
 //! spool-host --test migrate -- --nocapture`.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
-
 use serde_json::value::RawValue;
 use spool_host::commands::migrate::{self, Options, Report};
 use spool_host::job::{Clock, Job, JobState, Millis, NewJob, SystemClock};
 use spool_host::storage::{self, ImportEvents, ListFilter, Storage, StorageOptions};
+use spool_tests::redis as test_redis;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -119,7 +117,7 @@ async fn leg(name: &str, from: &dyn Storage, to: &dyn Storage) -> Report {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_in_every_state_survive_sqlite_to_redis_to_sqlite() {
-    let Some(base) = redis_server::shared_standalone_url() else {
+    let Some(base) = test_redis::shared_server_url() else {
         return;
     };
     let n: usize = std::env::var("SPOOL_MIGRATE_JOBS")
@@ -139,7 +137,7 @@ async fn jobs_in_every_state_survive_sqlite_to_redis_to_sqlite() {
     let first = open(format!("sqlite://{}", dir.path().join("a.db").display())).await;
     let redis = open(format!(
         "{base}/?prefix={}",
-        redis_server::fresh_prefix("migrate")
+        test_redis::fresh_prefix("migrate")
     ))
     .await;
     let last = open(format!("sqlite://{}", dir.path().join("b.db").display())).await;

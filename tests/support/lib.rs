@@ -5,6 +5,9 @@
 //!
 //! Needs `cargo build -p spool-host` (the binary, or `$SPOOL_BIN`) and
 //! `scripts/build-plugins.sh` (the fixtures in target/plugins, or `$SPOOL_TEST_PLUGINS`).
+//!
+//! The host's integration tests (host/tests) use this crate too, for its Redis servers
+//! (`redis`) and `eventually`.
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
@@ -15,8 +18,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Throwaway Redis servers for the Redis end-to-end tests.
+/// Throwaway Redis servers for the Redis tests of both test trees.
 pub mod redis;
+
+/// Waiting for a condition against a deadline.
+mod wait;
+pub use wait::{eventually, eventually_blocking};
 
 /// Headless Chromium over WebDriver, for the dashboard tests.
 pub mod browser;
@@ -461,18 +468,6 @@ impl Daemon {
                 Some(c) => cursor = Some(c.to_string()),
                 None => return jobs,
             }
-        }
-    }
-
-    /// Poll until `f()` is true or panic after `limit` with `what`.
-    pub fn wait_until(&self, limit: Duration, what: &str, f: impl Fn() -> bool) {
-        let deadline = Instant::now() + limit;
-        while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {limit:?} waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

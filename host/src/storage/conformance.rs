@@ -4,8 +4,10 @@
 //! ```ignore
 //! async fn factory(clock: Arc<ManualClock>) -> Arc<dyn Storage> { ... }
 //! spool_host::conformance_tests!(factory);          // one #[tokio::test] per case
-//! // or: storage::conformance::run_all(factory).await;
 //! ```
+//!
+//! A factory for a backend whose server may be missing returns `Option<Arc<dyn Storage>>`
+//! (None skips the case).
 //!
 //! Cases move time only through the `ManualClock` (never sleep), use types and keys of their
 //! own, and assume nothing about the store beyond the factory's freshness. A new storage
@@ -32,9 +34,8 @@ pub use queries::*;
 pub use retention::*;
 
 use super::{ClaimRequest, Claimed, Completion, Failure, Storage, StorageError};
-use crate::job::{Clock, Job, ManualClock, Millis, NewJob};
+use crate::job::{Clock, Job, Millis, NewJob};
 use serde_json::value::RawValue;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,8 +112,10 @@ macro_rules! __spool_conformance_cases {
     };
 }
 
-/// One `#[tokio::test]` per conformance case for a factory
-/// `async fn(Arc<ManualClock>) -> Arc<dyn Storage>` that builds a fresh store.
+/// One `#[tokio::test]` per conformance case, named after the case, for a factory
+/// `async fn(Arc<ManualClock>) -> S` that builds a fresh store: `S` is `Arc<dyn Storage>`, or
+/// `Option<Arc<dyn Storage>>` for a backend whose server may be missing (None: the case
+/// passes without running; the factory says why, or fails under CI).
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr) => {
@@ -128,28 +131,32 @@ macro_rules! __spool_conformance_test {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let clock = ::std::sync::Arc::new($crate::job::ManualClock::new());
-                let storage = ($factory)(clock.clone()).await;
+                let fresh = ($factory)(clock.clone()).await;
+                let Some(storage) = $crate::storage::conformance::Fresh::store(fresh) else {
+                    return;
+                };
                 $crate::storage::conformance::$case(storage, clock).await;
             }
         )*
     };
 }
 
-/// Runs every case, each against a fresh store from `factory`.
-pub async fn run_all<F, Fut>(factory: F)
-where
-    F: Fn(Arc<ManualClock>) -> Fut,
-    Fut: Future<Output = Arc<dyn Storage>>,
-{
-    macro_rules! run_cases {
-        ($f:expr ; $($case:ident),* $(,)?) => {
-            $(
-                let clock = Arc::new(ManualClock::new());
-                $case(($f)(clock.clone()).await, clock).await;
-            )*
-        };
+/// What a `conformance_tests!` factory returns: a store, or maybe one.
+pub trait Fresh {
+    /// The store, or None to skip the case.
+    fn store(self) -> Option<Arc<dyn Storage>>;
+}
+
+impl Fresh for Arc<dyn Storage> {
+    fn store(self) -> Option<Arc<dyn Storage>> {
+        Some(self)
     }
-    crate::__spool_conformance_cases!([run_cases] factory);
+}
+
+impl Fresh for Option<Arc<dyn Storage>> {
+    fn store(self) -> Option<Arc<dyn Storage>> {
+        self
+    }
 }
 
 /// A store under test.

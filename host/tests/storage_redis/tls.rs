@@ -1,47 +1,54 @@
-//! Redis storage over TLS (`rediss://`) against a real `redis-server` this test starts with
-//! TLS only (`--port 0 --tls-port P`) and a throwaway CA made by `openssl`: the shared
-//! storage conformance suite over TLS (commands and the wake-up subscription both use it),
-//! then the failures that must say what to do (wrong CA, system roots only, missing files,
-//! a client certificate the server requires), a TLS Cluster and a TLS Sentinel set.
+//! Redis storage over TLS (`rediss://`) against a `redis-server` that speaks only TLS
+//! (`--port 0 --tls-port P`), with a throwaway CA made by `openssl`: the storage conformance
+//! suite over TLS (commands and the wake-up subscription both use it), then the failures that
+//! must say what to do (wrong CA, system roots only, missing files, a client certificate the
+//! server requires), a TLS Cluster and a TLS Sentinel set.
 //!
 //! Needs `redis-server` built with TLS and `openssl`; under CI=true a missing one fails.
-//! Run: `cargo test -p spool-host --features testing --test storage_redis_tls`.
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-#![cfg(feature = "testing")]
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
-
-use redis_server::{TlsCluster, TlsSentinelSet, TlsStandalone};
+use super::Backend;
 use spool_host::job::{Clock, ManualClock, SystemClock};
-use spool_host::storage::{self, ClaimRequest, Storage, StorageError, StorageOptions};
+use spool_host::storage::{self, ClaimRequest, StorageError, StorageOptions};
+use spool_tests::redis::{self as test_redis, Cluster, MASTER_NAME, SentinelSet, Server};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-type Backend = Arc<dyn Storage>;
-
 /// A server, or None to skip (no tools, not under CI); a panic under CI=true.
-fn server(client_auth: bool) -> Option<TlsStandalone> {
-    if !redis_server::require_tls_tools("redis TLS storage tests") {
+fn server(client_auth: bool) -> Option<Server> {
+    if !test_redis::require_tls_tools("redis TLS storage tests") {
         return None;
     }
-    match TlsStandalone::start(client_auth) {
+    match Server::start_tls(client_auth) {
         Ok(s) => Some(s),
         Err(e) => panic!("cannot start a TLS redis-server for the TLS tests: {e}"),
     }
 }
 
-/// The TLS server shared by this test binary (server-only TLS, no client certificates).
-fn shared() -> Option<TlsStandalone> {
-    static SERVER: OnceLock<Option<TlsStandalone>> = OnceLock::new();
-    SERVER.get_or_init(|| server(false)).clone()
+/// The TLS server shared by the tests (server-only TLS, no client certificates).
+fn shared() -> Option<&'static Server> {
+    static SERVER: OnceLock<Option<Server>> = OnceLock::new();
+    SERVER.get_or_init(|| server(false)).as_ref()
 }
 
-async fn fresh(srv: &TlsStandalone, clock: Arc<ManualClock>) -> Backend {
-    let url = srv.url(&redis_server::fresh_prefix("tls"));
+/// The storage URL of a store under `prefix` on `srv`, in clock=local mode.
+fn url(srv: &Server, prefix: &str) -> String {
+    format!("{}&clock=local", srv.url(prefix))
+}
+
+async fn fresh(srv: &Server, clock: Arc<ManualClock>) -> Backend {
+    let url = url(srv, &test_redis::fresh_prefix("tls"));
     storage::open(&url, storage::conformance::options(), clock)
         .await
         .expect("open redis storage over tls")
+}
+
+/// A fresh store on the shared TLS server, or None when the tools are missing.
+async fn conformance_store(clock: Arc<ManualClock>) -> Option<Backend> {
+    Some(fresh(shared()?, clock).await)
+}
+
+mod conformance {
+    spool_host::conformance_tests!(super::conformance_store);
 }
 
 async fn open_err(url: &str) -> StorageError {
@@ -57,32 +64,13 @@ async fn open_err(url: &str) -> StorageError {
 async fn another_ca_is_refused(dir: &std::path::Path, url: impl FnOnce(&str) -> String) -> String {
     let other = dir.join("other-ca");
     std::fs::create_dir_all(&other).expect("dir");
-    let wrong = redis_server::make_ca(&other, "other").expect("make another ca");
+    let wrong = test_redis::make_ca(&other, "other").expect("make another ca");
     let e = open_err(&url(&wrong.display().to_string())).await;
     assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
     let msg = e.to_string();
     assert!(msg.contains("certificate") && msg.contains("ca="), "{msg}");
     msg
 }
-
-macro_rules! tls_conformance {
-    ($factory:ident ; $($case:ident),* $(,)?) => {
-        mod conformance {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let Some(srv) = shared() else { return };
-                    let clock = Arc::new(ManualClock::new());
-                    let s = $factory(&srv, clock.clone()).await;
-                    storage::conformance::$case(s, clock).await;
-                }
-            )*
-        }
-    };
-}
-
-spool_host::__spool_conformance_cases!([tls_conformance] fresh);
 
 /// enqueue, claim, complete; then checks the job is done.
 async fn round_trip(s: &Backend) {
@@ -113,12 +101,12 @@ async fn round_trip(s: &Backend) {
 async fn jobs_run_over_tls_and_wake_ups_arrive_over_tls() {
     let Some(srv) = shared() else { return };
     let clock = Arc::new(ManualClock::new());
-    let a = fresh(&srv, clock.clone()).await;
+    let a = fresh(srv, clock.clone()).await;
     round_trip(&a).await;
     let info = a.info().await.expect("info over tls");
     assert!(format!("{info:?}").contains("rediss://"), "{info:?}");
 
-    wake_up_arrives(&srv.url(&redis_server::fresh_prefix("tlswake")), clock).await;
+    wake_up_arrives(&url(srv, &test_redis::fresh_prefix("tlswake")), clock).await;
 }
 
 /// A second daemon on `url`'s prefix: its enqueue wakes the first one's waiter through the
@@ -159,10 +147,10 @@ async fn wake_up_arrives(url: &str, clock: Arc<ManualClock>) {
 #[tokio::test]
 async fn a_server_signed_by_another_ca_is_refused_with_a_clear_error() {
     let Some(srv) = shared() else { return };
-    let msg = another_ca_is_refused(&srv.dir, |ca| {
+    let msg = another_ca_is_refused(srv.dir(), |ca| {
         format!(
             "rediss://127.0.0.1:{}/?ca={ca}&connect_timeout=2s",
-            srv.tls_port
+            srv.port
         )
     })
     .await;
@@ -172,7 +160,7 @@ async fn a_server_signed_by_another_ca_is_refused_with_a_clear_error() {
 #[tokio::test]
 async fn without_ca_the_system_roots_do_not_trust_a_private_ca() {
     let Some(srv) = shared() else { return };
-    let url = format!("rediss://127.0.0.1:{}/?connect_timeout=2s", srv.tls_port);
+    let url = format!("rediss://127.0.0.1:{}/?connect_timeout=2s", srv.port);
     let e = open_err(&url).await.to_string();
     assert!(
         e.contains("cannot connect to redis") && e.contains("certificate"),
@@ -185,7 +173,7 @@ async fn a_plain_client_on_the_tls_port_and_missing_files_say_what_to_do() {
     let Some(srv) = shared() else { return };
     let err = open_err(&format!(
         "rediss://127.0.0.1:{}/?ca=/nonexistent/ca.pem",
-        srv.tls_port
+        srv.port
     ))
     .await;
     // A configuration error, not an outage: a fallback spool must not wait for it.
@@ -197,7 +185,7 @@ async fn a_plain_client_on_the_tls_port_and_missing_files_say_what_to_do() {
     );
     let e = open_err(&format!(
         "redis://127.0.0.1:{}/?connect_timeout=2s&timeout=2s",
-        srv.tls_port
+        srv.port
     ))
     .await;
     assert!(matches!(e, StorageError::Unavailable(_)), "{e:?}");
@@ -208,7 +196,7 @@ async fn a_plain_client_on_the_tls_port_and_missing_files_say_what_to_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_requires_client_certificates_takes_cert_and_key() {
     let Some(srv) = server(true) else { return };
-    let base = srv.url(&redis_server::fresh_prefix("mtls"));
+    let base = url(&srv, &test_redis::fresh_prefix("mtls"));
     let url = format!(
         "{base}&cert={}&key={}",
         srv.file("client.pem"),
@@ -228,15 +216,19 @@ async fn a_server_that_requires_client_certificates_takes_cert_and_key() {
 /// plain url are refused with errors that say what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_over_tls_runs_jobs_and_wakes_workers() {
-    if !redis_server::require_tls_tools("redis TLS cluster test") {
+    if !test_redis::require_tls_tools("redis TLS cluster test") {
         return;
     }
-    let cluster = TlsCluster::start().expect("start a three-node TLS cluster");
+    let cluster = Cluster::start_tls().expect("start a three-node TLS cluster");
     let clock = Arc::new(ManualClock::new());
-    let url = cluster.url(&redis_server::fresh_prefix("tlscluster"));
-    let s = storage::open(&url, StorageOptions::default(), clock.clone())
-        .await
-        .expect("open redis cluster storage over tls");
+    let cluster_url = |prefix: &str| format!("{}&clock=local", cluster.url(prefix));
+    let s = storage::open(
+        &cluster_url(&test_redis::fresh_prefix("tlscluster")),
+        StorageOptions::default(),
+        clock.clone(),
+    )
+    .await
+    .expect("open redis cluster storage over tls");
     round_trip(&s).await;
     // Several jobs in one batch: the prefix's hash tag keeps them on one node's slot.
     let batch: Vec<_> = (0..50)
@@ -248,13 +240,9 @@ async fn a_cluster_over_tls_runs_jobs_and_wakes_workers() {
         6,
         "five batch types and `tls`"
     );
-    wake_up_arrives(
-        &cluster.url(&redis_server::fresh_prefix("tlsclwake")),
-        clock,
-    )
-    .await;
+    wake_up_arrives(&cluster_url(&test_redis::fresh_prefix("tlsclwake")), clock).await;
 
-    another_ca_is_refused(&cluster.dir, |ca| {
+    another_ca_is_refused(cluster.dir(), |ca| {
         format!(
             "rediss+cluster://127.0.0.1:{}/?ca={ca}&connect_timeout=2s",
             cluster.ports[0]
@@ -275,13 +263,14 @@ async fn a_cluster_over_tls_runs_jobs_and_wakes_workers() {
 /// with a message that names the certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_over_tls_runs_jobs_and_follows_a_failover() {
-    if !redis_server::require_tls_tools("redis TLS sentinel test") {
+    if !test_redis::require_tls_tools("redis TLS sentinel test") {
         return;
     }
-    let set = TlsSentinelSet::start().expect("start a TLS sentinel set");
+    let set = SentinelSet::start_tls().expect("start a TLS sentinel set");
     let clock = Arc::new(ManualClock::new());
+    let set_url = |prefix: &str| format!("{}&clock=local", set.url(prefix));
     let s = storage::open(
-        &set.url(&redis_server::fresh_prefix("tlssent")),
+        &set_url(&test_redis::fresh_prefix("tlssent")),
         StorageOptions::default(),
         clock.clone(),
     )
@@ -290,7 +279,7 @@ async fn sentinel_over_tls_runs_jobs_and_follows_a_failover() {
     round_trip(&s).await;
     let info = s.info().await.expect("info over tls");
     assert_eq!(info.details["role"], "master", "{info:?}");
-    wake_up_arrives(&set.url(&redis_server::fresh_prefix("tlssentwake")), clock).await;
+    wake_up_arrives(&set_url(&test_redis::fresh_prefix("tlssentwake")), clock).await;
 
     let before = s
         .enqueue(storage::conformance::job("tls-fo"))
@@ -299,17 +288,14 @@ async fn sentinel_over_tls_runs_jobs_and_follows_a_failover() {
         .job
         .id;
     assert_eq!(
-        set.cli(set.master, &["WAIT", "1", "5000"])
+        set.ask(set.master, &["WAIT", "1", "5000"])
             .map(|o| o.trim().to_owned()),
         Some("1".to_owned()),
         "the replica acknowledged the writes"
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while set
-        .cli(
-            set.sentinel,
-            &["SENTINEL", "FAILOVER", redis_server::MASTER_NAME],
-        )
+        .ask(set.sentinel, &["SENTINEL", "FAILOVER", MASTER_NAME])
         .is_none_or(|o| !o.contains("OK"))
     {
         assert!(
@@ -319,7 +305,7 @@ async fn sentinel_over_tls_runs_jobs_and_follows_a_failover() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     while set
-        .cli(set.master, &["INFO", "replication"])
+        .ask(set.master, &["INFO", "replication"])
         .is_none_or(|o| !o.contains("role:slave"))
     {
         assert!(Instant::now() < deadline, "the old master was not demoted");
@@ -347,16 +333,15 @@ async fn sentinel_over_tls_runs_jobs_and_follows_a_failover() {
     want.sort();
     assert_eq!(got, want, "both jobs are on the new master");
     assert!(
-        set.cli(set.replica, &["INFO", "replication"])
+        set.ask(set.replica, &["INFO", "replication"])
             .is_some_and(|o| o.contains("role:master")),
         "the replica is the master now"
     );
 
-    another_ca_is_refused(&set.dir, |ca| {
+    another_ca_is_refused(set.dir(), |ca| {
         format!(
             "rediss+sentinel://127.0.0.1:{}/{}?ca={ca}&connect_timeout=2s&timeout=2s",
-            set.sentinel,
-            redis_server::MASTER_NAME
+            set.sentinel, MASTER_NAME
         )
     })
     .await;

@@ -1,25 +1,21 @@
-//! Redis storage against a real `redis-server` this test starts on a free loopback port (or
-//! `SPOOL_TEST_REDIS_URL`): the shared storage conformance suite, then what only Redis has
-//! (key hygiene next to foreign keys, Redis-clock mode, native cache TTLs, several daemons
-//! on one queue, script reloads, health details, URL errors).
+//! Redis storage on a standalone server (shared by the tests, each with a fresh prefix, or
+//! `SPOOL_TEST_REDIS_URL`): the storage conformance suite, then what only Redis has (key
+//! hygiene next to foreign keys, Redis-clock mode, native cache TTLs, several daemons on one
+//! queue, script reloads, health details, URL errors).
 //!
-//! Run: `cargo test -p spool-host --features testing --test storage_redis`.
-//! Throughput: add `-- --ignored --nocapture redis_throughput`.
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+//! Throughput: `cargo test -p spool-host --features testing --test storage_redis -- --ignored
+//! --nocapture redis_throughput`.
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
-
+use super::Backend;
 use redis::AsyncCommands;
 use spool_host::job::{Clock, ManualClock, NewJob, Progress, SystemClock, system_now_ms};
 use spool_host::storage::{
-    self, CacheKey, ClaimRequest, ListFilter, RetentionPolicy, Storage, StorageError,
-    StorageOptions,
+    self, CacheKey, ClaimRequest, ListFilter, RetentionPolicy, StorageError, StorageOptions,
 };
+use spool_tests::eventually;
+use spool_tests::redis as test_redis;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-type Backend = Arc<dyn Storage>;
 
 async fn open(url: &str, clock: Arc<dyn Clock>) -> Backend {
     storage::open(url, StorageOptions::default(), clock)
@@ -27,54 +23,28 @@ async fn open(url: &str, clock: Arc<dyn Clock>) -> Backend {
         .expect("open redis storage")
 }
 
-/// A fresh store (its own prefix) on the shared server, on the suite's ManualClock.
+/// A fresh store (its own prefix) on the server at `base`, on the suite's ManualClock.
 async fn fresh(base: &str, clock: Arc<ManualClock>) -> Backend {
     let url = format!(
         "{base}/?prefix={}&clock=local",
-        redis_server::fresh_prefix("conf")
+        test_redis::fresh_prefix("conf")
     );
     storage::open(&url, storage::conformance::options(), clock)
         .await
         .expect("open redis storage")
 }
 
-macro_rules! redis_conformance {
-    ($factory:ident ; $($case:ident),* $(,)?) => {
-        mod conformance {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let Some(base) = redis_server::shared_standalone_url() else { return };
-                    let clock = Arc::new(ManualClock::new());
-                    let s = $factory(&base, clock.clone()).await;
-                    storage::conformance::$case(s, clock).await;
-                }
-            )*
-        }
-    };
+/// A fresh store on the shared server, or None when Redis is not installed.
+async fn conformance_store(clock: Arc<ManualClock>) -> Option<Backend> {
+    Some(fresh(&test_redis::shared_server_url()?, clock).await)
 }
 
-spool_host::__spool_conformance_cases!([redis_conformance] fresh);
+mod conformance {
+    spool_host::conformance_tests!(super::conformance_store);
+}
 
 fn job(t: &str) -> NewJob {
     spool_host::storage::conformance::job(t)
-}
-
-/// Polls `f` until it returns true, failing after `limit`.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{what}: not within {limit:?}");
 }
 
 async fn raw(base: &str) -> redis::aio::MultiplexedConnection {
@@ -167,17 +137,16 @@ async fn workload(s: &Backend, clock: &ManualClock) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_stay_under_the_prefix_and_foreign_keys_are_untouched() {
-    let Some(base) = redis_server::shared_standalone_url() else {
+    let Some(base) = test_redis::shared_server_url() else {
         return;
     };
     // A server of our own, so that SCAN sees only this test's keys.
-    let own = if std::env::var("SPOOL_TEST_REDIS_URL").is_ok() {
-        base.clone()
-    } else {
-        format!(
-            "redis://127.0.0.1:{}",
-            redis_server::Standalone::start(&[]).port
-        )
+    let own_server = std::env::var("SPOOL_TEST_REDIS_URL")
+        .is_err()
+        .then(|| test_redis::Server::start(&[]));
+    let own = match &own_server {
+        Some(server) => format!("redis://127.0.0.1:{}", server.port),
+        None => base.clone(),
     };
     let mut c = raw(&own).await;
     // Foreign data of every type, including names that look like ours.
@@ -238,10 +207,10 @@ impl Clock for Skewed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_clock_mode_times_jobs_and_leases_by_redis_time() {
-    let Some(base) = redis_server::shared_standalone_url() else {
+    let Some(base) = test_redis::shared_server_url() else {
         return;
     };
-    let url = format!("{base}/?prefix={}", redis_server::fresh_prefix("time"));
+    let url = format!("{base}/?prefix={}", test_redis::fresh_prefix("time"));
     let s = open(&url, Arc::new(SystemClock)).await;
     let before = system_now_ms();
     let j = s.enqueue(job("t")).await.unwrap().job;
@@ -285,10 +254,10 @@ async fn redis_clock_mode_times_jobs_and_leases_by_redis_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_entries_are_plain_strings_with_native_ttls() {
-    let Some(base) = redis_server::shared_standalone_url() else {
+    let Some(base) = test_redis::shared_server_url() else {
         return;
     };
-    let prefix = redis_server::fresh_prefix("cache");
+    let prefix = test_redis::fresh_prefix("cache");
     let s = open(&format!("{base}/?prefix={prefix}"), Arc::new(SystemClock)).await;
     s.cache_set(
         CacheKey::new("img", "k"),
@@ -328,10 +297,10 @@ async fn cache_entries_are_plain_strings_with_native_ttls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_daemons_share_one_queue_and_all_wake() {
-    let Some(base) = redis_server::shared_standalone_url() else {
+    let Some(base) = test_redis::shared_server_url() else {
         return;
     };
-    let url = format!("{base}/?prefix={}", redis_server::fresh_prefix("share"));
+    let url = format!("{base}/?prefix={}", test_redis::fresh_prefix("share"));
     let daemons: Vec<Backend> =
         futures::future::join_all((0..3).map(|_| open(&url, Arc::new(SystemClock)))).await;
     // Let every subscription come up before anything is published.
@@ -396,10 +365,10 @@ async fn several_daemons_share_one_queue_and_all_wake() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_crash_and_restart_is_survived_by_calls_and_wake_ups() {
-    if !redis_server::require_redis("redis restart test") {
+    if !test_redis::require_redis("redis restart test") {
         return;
     }
-    let mut server = redis_server::Standalone::start(&[]);
+    let mut server = test_redis::Server::start(&[]);
     let url = format!("redis://127.0.0.1:{}/?prefix=spool&timeout=2s", server.port);
     let a = open(&url, Arc::new(SystemClock)).await;
     let b = open(&url, Arc::new(SystemClock)).await;
@@ -451,7 +420,7 @@ async fn a_redis_crash_and_restart_is_survived_by_calls_and_wake_ups() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_are_reloaded_after_a_script_flush() {
-    let Some(base) = redis_server::shared_standalone_url() else {
+    let Some(base) = test_redis::shared_server_url() else {
         return;
     };
     let clock = Arc::new(ManualClock::new());
@@ -471,16 +440,16 @@ async fn scripts_are_reloaded_after_a_script_flush() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn info_reports_the_server_and_warns_about_eviction() {
-    if !redis_server::require_redis("redis info test") {
+    if !test_redis::require_redis("redis info test") {
         return;
     }
-    let lru = redis_server::Standalone::start(&[
-        "--maxmemory",
-        "100mb",
-        "--maxmemory-policy",
-        "allkeys-lru",
-    ]);
-    let s = open(&lru.url("spool"), Arc::new(SystemClock)).await;
+    let lru =
+        test_redis::Server::start(&["--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"]);
+    let s = open(
+        &format!("{}&clock=local", lru.url("spool")),
+        Arc::new(SystemClock),
+    )
+    .await;
     let info = s.info().await.unwrap();
     assert_eq!(info.backend, "redis");
     for key in [
@@ -503,11 +472,11 @@ async fn info_reports_the_server_and_warns_about_eviction() {
     );
     assert!(s.ping().await.unwrap() < Duration::from_secs(1));
 
-    let Some(base) = redis_server::shared_standalone_url() else {
+    let Some(base) = test_redis::shared_server_url() else {
         return;
     };
     let ok = open(
-        &format!("{base}/?prefix={}", redis_server::fresh_prefix("info")),
+        &format!("{base}/?prefix={}", test_redis::fresh_prefix("info")),
         Arc::new(SystemClock),
     )
     .await;
@@ -526,7 +495,7 @@ async fn bad_urls_and_unreachable_servers_say_what_to_do() {
         Ok(_) => panic!("expected an error"),
         Err(e) => e,
     };
-    let port = redis_server::free_port(false);
+    let port = test_redis::free_port();
     let e = err(storage::open(
         &format!("redis://127.0.0.1:{port}/?connect_timeout=1s"),
         StorageOptions::default(),
@@ -558,11 +527,11 @@ async fn bad_urls_and_unreachable_servers_say_what_to_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check: run with --ignored --nocapture"]
 async fn redis_throughput() {
-    let Some(base) = redis_server::shared_standalone_url() else {
+    let Some(base) = test_redis::shared_server_url() else {
         return;
     };
     let s = open(
-        &format!("{base}/?prefix={}", redis_server::fresh_prefix("bench")),
+        &format!("{base}/?prefix={}", test_redis::fresh_prefix("bench")),
         Arc::new(SystemClock),
     )
     .await;
@@ -590,10 +559,10 @@ async fn redis_throughput() {
 /// all-types running set) is still reaped when its lease runs out, and runs again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_of_an_earlier_version_is_reaped_and_cleaned_up() {
-    let Some(base) = redis_server::shared_standalone_url() else {
+    let Some(base) = test_redis::shared_server_url() else {
         return;
     };
-    let prefix = redis_server::fresh_prefix("legacy");
+    let prefix = test_redis::fresh_prefix("legacy");
     let tag = format!("{{{prefix}}}");
     let clock = Arc::new(ManualClock::new());
     let s = open(
@@ -680,10 +649,10 @@ async fn all_events(s: &Backend) -> Vec<spool_host::storage::Event> {
 /// many jobs is one stream entry, and the cap counts events, not entries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_log_is_capped_by_events_not_entries() {
-    let Some(base) = redis_server::shared_standalone_url() else {
+    let Some(base) = test_redis::shared_server_url() else {
         return;
     };
-    let prefix = redis_server::fresh_prefix("evcap");
+    let prefix = test_redis::fresh_prefix("evcap");
     let opts = StorageOptions {
         max_events: 300,
         ..StorageOptions::default()

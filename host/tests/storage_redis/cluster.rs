@@ -1,65 +1,50 @@
-//! Redis storage on a three-master Redis Cluster this test builds on free loopback ports:
-//! the shared storage conformance suite, a check that all of one Spool's keys share
-//! one hash slot (so every script runs on one node, never CROSSSLOT), and, on a Cluster with
+//! Redis storage on a three-master Redis Cluster (shared by the tests, each with a fresh
+//! prefix): the storage conformance suite, a check that all of one Spool's keys share one hash
+//! slot (so every script runs on one node, never CROSSSLOT), and, on a Cluster of its own with
 //! replicas, the master of that slot killed mid-run.
-//!
-//! Run: `cargo test -p spool-host --features testing --test storage_redis_cluster`.
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
-
+use super::Backend;
 use spool_host::job::{JobState, ManualClock, SystemClock};
-use spool_host::storage::{self, CacheKey, ClaimRequest, Storage, StorageOptions};
+use spool_host::storage::{self, CacheKey, ClaimRequest, StorageOptions};
+use spool_tests::redis::{self as test_redis, Cluster, Reply};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-type Backend = Arc<dyn Storage>;
-
-/// The Cluster shared by this test binary, or None when Redis is not installed.
-fn cluster() -> Option<redis_server::Cluster> {
-    static CLUSTER: OnceLock<Option<redis_server::Cluster>> = OnceLock::new();
+/// The Cluster shared by the tests, or None when Redis is not installed.
+fn cluster() -> Option<&'static Cluster> {
+    static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
     CLUSTER
         .get_or_init(|| {
-            redis_server::require_redis("redis cluster storage tests")
-                .then(redis_server::Cluster::start)
+            test_redis::require_redis("redis cluster storage tests").then(Cluster::start)
         })
-        .clone()
+        .as_ref()
 }
 
-async fn fresh(c: &redis_server::Cluster, clock: Arc<ManualClock>) -> Backend {
-    let url = c.url(&redis_server::fresh_prefix("cluster"));
-    storage::open(&url, storage::conformance::options(), clock)
+/// The storage URL of a store under `prefix` on `c`, in clock=local mode.
+fn url(c: &Cluster, prefix: &str) -> String {
+    format!("{}&clock=local", c.url(prefix))
+}
+
+/// A fresh store on the shared Cluster, or None when Redis is not installed.
+async fn conformance_store(clock: Arc<ManualClock>) -> Option<Backend> {
+    let url = url(cluster()?, &test_redis::fresh_prefix("cluster"));
+    let s = storage::open(&url, storage::conformance::options(), clock)
         .await
-        .expect("open redis cluster storage")
+        .expect("open redis cluster storage");
+    Some(s)
 }
 
-macro_rules! cluster_conformance {
-    ($factory:ident ; $($case:ident),* $(,)?) => {
-        mod conformance {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let Some(c) = cluster() else { return };
-                    let clock = Arc::new(ManualClock::new());
-                    let s = $factory(&c, clock.clone()).await;
-                    storage::conformance::$case(s, clock).await;
-                }
-            )*
-        }
-    };
+mod conformance {
+    spool_host::conformance_tests!(super::conformance_store);
 }
-
-spool_host::__spool_conformance_cases!([cluster_conformance] fresh);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_keys_of_one_spool_live_in_one_slot() {
     let Some(c) = cluster() else { return };
-    let prefix = redis_server::fresh_prefix("slot");
+    let prefix = test_redis::fresh_prefix("slot");
     let s = storage::open(
-        &c.url(&prefix),
+        &url(c, &prefix),
         StorageOptions::default(),
         Arc::new(SystemClock),
     )
@@ -117,7 +102,7 @@ async fn all_keys_of_one_spool_live_in_one_slot() {
     assert_eq!(holders.len(), 1, "keys spread over nodes: {holders:?}");
     let keys = &holders[0].1;
     assert!(keys.len() > 10, "{keys:?}");
-    let slot = |k: &str| redis_server::command(holders[0].0, &["CLUSTER", "KEYSLOT", k]).unwrap();
+    let slot = |k: &str| test_redis::command(holders[0].0, &["CLUSTER", "KEYSLOT", k]).unwrap();
     let first = slot(&keys[0]);
     for k in keys {
         assert_eq!(slot(k), first, "{k}");
@@ -130,16 +115,16 @@ async fn all_keys_of_one_spool_live_in_one_slot() {
 /// again once their lease runs out (at least once, as documented), and nothing else does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cluster_master_killed_mid_run_loses_no_job() {
-    if !redis_server::require_redis("redis cluster failover") {
+    if !test_redis::require_redis("redis cluster failover") {
         return;
     }
     const JOBS: usize = 3000;
-    let c = tokio::task::spawn_blocking(redis_server::Cluster::start_replicated)
+    let mut c = tokio::task::spawn_blocking(Cluster::start_replicated)
         .await
         .unwrap();
-    let prefix = redis_server::fresh_prefix("failover");
+    let prefix = test_redis::fresh_prefix("failover");
     let s: Backend = storage::open(
-        &c.url(&prefix),
+        &url(&c, &prefix),
         StorageOptions::default(),
         Arc::new(SystemClock),
     )
@@ -159,8 +144,12 @@ async fn a_cluster_master_killed_mid_run_loses_no_job() {
         .master_of(&format!("{{{prefix}}}:jobs"))
         .expect("our master");
     // Every enqueue is on the replica before its master dies (replication is async).
-    let acked = redis_server::command(master, &["WAIT", "1", "5000"]).unwrap();
-    assert_eq!(acked, ":1", "the replica acknowledged the enqueues");
+    let acked = test_redis::command(master, &["WAIT", "1", "5000"]).unwrap();
+    assert_eq!(
+        acked,
+        Reply::Int(1),
+        "the replica acknowledged the enqueues"
+    );
 
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
