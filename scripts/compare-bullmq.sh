@@ -8,6 +8,7 @@
 #   scripts/compare-bullmq.sh [--jobs N] [--rounds R] [--latency-jobs N] [--workers N]
 #
 # Scenarios (jobs/s unless noted):
+#   redis_us   Redis CPU (user + system) per job over the drain run, in microseconds
 #   drain      a backlog of N jobs drained (BullMQ at concurrency 100; Spool: `bench --drain`)
 #   burst      N jobs added in batches of 1000 while workers run, first add to last completion
 #   bulk       N jobs added in batches of 1000 into an idle queue
@@ -66,15 +67,22 @@ field() { python3 -c 'import json,sys; d=json.load(sys.stdin); v=d
 for k in sys.argv[1].split("."): v=v[k]
 print(v)' "$1"; }
 fresh() { redis-cli -p "$port" flushall >/dev/null; }
+# Redis CPU (user + system) in microseconds so far.
+redis_cpu() { redis-cli -p "$port" info cpu | python3 -c 'import sys
+d=dict(l.strip().split(":",1) for l in sys.stdin if ":" in l)
+print(round((float(d["used_cpu_user"])+float(d["used_cpu_sys"]))*1e6))'; }
+# per_job SCENARIO SIDE CPU_BEFORE JOBS: Redis CPU per job since CPU_BEFORE.
+per_job() { record "$1" "$2" "$(( ($(redis_cpu) - $3) / $4 ))"; }
 bull() { REDIS_PORT=$port node scripts/compare/bullmq.mjs "$@"; }
-spool_bench() { "$spool" bench --json --storage "redis://127.0.0.1:$port" --plugins target/plugins "${worker_flag[@]}" "$@"; }
+spool_bench() { SPOOL_LOG=warn "$spool" bench --json --storage "redis://127.0.0.1:$port" --plugins target/plugins "${worker_flag[@]}" "$@"; }
 
 echo "==> $rounds rounds, $jobs jobs each ($latency_jobs for latency); load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for r in $(seq "$rounds"); do
     echo "--- round $r" >&2
-    fresh; out=$(bull drain "$jobs" 100); record drain bullmq "$(field jobs_per_second <<<"$out")"
-    fresh; out=$(spool_bench --drain --jobs "$jobs")
-    record drain spool "$(field jobs_per_second <<<"$out")"
+    fresh; cpu=$(redis_cpu); out=$(bull drain "$jobs" 100)
+    record drain bullmq "$(field jobs_per_second <<<"$out")"; per_job redis_us bullmq "$cpu" "$jobs"
+    fresh; cpu=$(redis_cpu); out=$(spool_bench --drain --jobs "$jobs")
+    record drain spool "$(field jobs_per_second <<<"$out")"; per_job redis_us spool "$cpu" "$jobs"
     record bulk spool "$(field enqueue_per_second <<<"$out")"
     fresh; out=$(bull bulk "$jobs"); record bulk bullmq "$(field jobs_per_second <<<"$out")"
     fresh; out=$(bull burst "$jobs" 100); record burst bullmq "$(field jobs_per_second <<<"$out")"
@@ -99,18 +107,21 @@ for line in open(path):
     runs[(scenario, side)].append(float(value))
 print(f"Spool vs BullMQ, {rounds} interleaved rounds, {jobs} jobs per throughput run, one private Redis")
 print(f"{'scenario':<18}{'BullMQ (median)':>16}{'Spool (median)':>16}{'Spool/BullMQ':>14}   every round (BullMQ | Spool)")
-names = {"drain": "drain jobs/s", "burst": "burst jobs/s", "bulk": "bulk add jobs/s",
+names = {"redis_us": "Redis CPU us/job", "drain": "drain jobs/s", "burst": "burst jobs/s", "bulk": "bulk add jobs/s",
          "single": "single add jobs/s", "p50_ms": "p50 ms at 500/s", "p99_ms": "p99 ms at 500/s"}
 for key, label in names.items():
     b, s = runs[(key, "bullmq")], runs[(key, "spool")]
     if not b or not s:
         continue
     mb, ms = statistics.median(b), statistics.median(s)
-    # For latency, lower is better: the ratio says how many times faster Spool is.
-    ratio = mb / ms if key.endswith("_ms") else ms / mb
+    # For latency and Redis CPU, lower is better: the ratio says how many times less Spool
+    # needs.
+    lower_better = key.endswith("_ms") or key == "redis_us"
+    ratio = mb / ms if lower_better else ms / mb
     fmt = (lambda v: f"{v:.2f}") if key.endswith("_ms") else (lambda v: f"{v:,.0f}")
     print(f"{label:<18}{fmt(mb):>16}{fmt(ms):>16}{ratio:>13.2f}x   "
           f"{' '.join(fmt(v) for v in b)} | {' '.join(fmt(v) for v in s)}")
-print("(for latency the ratio is BullMQ / Spool: above 1 means Spool is faster)")
+print("(latency and Redis CPU: the ratio is BullMQ / Spool, above 1 means Spool needs less;")
+print(" Redis CPU per job is measured over the drain: enqueue, claim and completion together)")
 EOF
 rm -f "$results"
