@@ -65,7 +65,7 @@
 //! ```
 
 use crate::storage::{Retention, RetentionPolicy, TypeRetention};
-pub use crate::units::{parse_duration, parse_size, show};
+use crate::units::{parse_duration, parse_size, show};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -153,13 +153,21 @@ impl Service for Upkeep {
             self.m.cfg.reap_every,
             self.m.cfg.sweep_every,
         ];
+        // Each due step runs even when an earlier one failed (a failing promote must not
+        // starve the reaper); the first error is the round's.
+        let mut failed = None;
         for (step, every) in every.into_iter().enumerate() {
             let now = Instant::now();
             if self.due[step] > now {
                 continue;
             }
             self.due[step] = now + every;
-            self.step(step).await?;
+            if let Err(e) = self.step(step).await {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         let next = self.due.iter().min().copied().unwrap_or_else(Instant::now);
         Ok(Next::Wait(next.saturating_duration_since(Instant::now())))

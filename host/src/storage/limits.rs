@@ -183,11 +183,6 @@ pub(crate) fn increment_overflow(ns: &str, key: &str) -> StorageError {
     ))
 }
 
-/// Event ids are decimal integers here (SQLite, memory).
-pub(crate) fn parse_event_id(after: &str) -> Result<i64> {
-    super::event_ids::parse_numbered_event_id(after)
-}
-
 pub(crate) fn replay_conflict(id: &str, holder: &str) -> StorageError {
     StorageError::InvalidInput(format!(
         "cannot replay job `{id}`: live job `{holder}` holds its unique key; cancel it or wait \

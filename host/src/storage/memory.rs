@@ -391,7 +391,10 @@ impl Storage for MemoryStorage {
     }
 
     async fn events_since(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
-        let after = after.map(limits::parse_event_id).transpose()?.unwrap_or(0);
+        let after = after
+            .map(super::event_ids::parse_numbered_event_id)
+            .transpose()?
+            .unwrap_or(0);
         Ok(self.lock().events_since(after, limit))
     }
 
