@@ -1,6 +1,7 @@
 //! End to end: the daemon's life under load: `kill -9` loses nothing, SIGTERM drains within
 //! the grace period and leaves no job `running`, a plugin replaced through the folder while
-//! jobs run fails none of them.
+//! jobs run fails none of them, a plugin that reuses instances keeps one until a crash or a
+//! reload.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use serde_json::{Value, json};
@@ -229,4 +230,57 @@ fn many_hot_reloads_under_load_fail_no_job() {
         "{reloads} hot reloads under load: {} jobs, all completed",
         ids.len()
     );
+}
+
+/// `served` of one `reuse-probe` job run to its end (how many jobs its instance ran).
+fn probe_once(d: &Daemon, payload: Value) -> Value {
+    let id = spool_tests::id_of(
+        &d.submit(&json!({"type": "reuse-probe", "payload": payload, "max_attempts": 1})),
+    );
+    d.wait_job(&id, LONG, |j| {
+        j["status"] == "completed" || j["status"] == "failed"
+    })
+}
+
+/// A plugin whose manifest says `instances = "reuse"`: one daemon worker runs its jobs on one
+/// kept instance (its global counter goes on), a crash and a reload both start a fresh one,
+/// and the plugins API says how its instances are made.
+#[test]
+fn a_reusing_plugin_keeps_its_instance_until_a_crash_or_a_reload() {
+    let d = Daemon::builder(&["reuse-probe"])
+        .args(&["--workers", "1"])
+        .start();
+    let plugin = d.get("/api/v1/plugins").body["plugins"][0].clone();
+    assert_eq!(plugin["manifest"]["instances"], "reuse", "{plugin}");
+    for want in 1..=3 {
+        let j = probe_once(&d, json!({}));
+        assert_eq!(j["result"]["served"], want, "{j}");
+        assert_eq!(
+            j["logs"],
+            json!([format!("[info] job {want} of this instance")]),
+            "each job keeps its own log lines only: {j}"
+        );
+    }
+    let crashed = probe_once(&d, json!({"panic": true}));
+    assert_eq!(crashed["status"], "failed", "{crashed}");
+    assert!(
+        crashed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("asked to panic on job 4"),
+        "{crashed}"
+    );
+    assert_eq!(probe_once(&d, json!({}))["result"]["served"], 1);
+    assert_eq!(probe_once(&d, json!({}))["result"]["served"], 2);
+
+    // A new version (here a new manifest) starts from a fresh instance.
+    let before = served_version(&d, "reuse-probe");
+    let tmp = d.plugins.join(".reuse-probe.toml.tmp");
+    std::fs::write(&tmp, "instances = \"reuse\"\ntimeout = \"3s\"\n").unwrap();
+    std::fs::rename(&tmp, d.plugins.join("reuse-probe.toml")).unwrap();
+    eventually_blocking("the new version to load", LONG, || {
+        served_version(&d, "reuse-probe") != before
+    });
+    assert_eq!(probe_once(&d, json!({}))["result"]["served"], 1);
+    assert_eq!(probe_once(&d, json!({}))["result"]["served"], 2);
 }

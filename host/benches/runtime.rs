@@ -364,5 +364,149 @@ fn http_overhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, echo_job, load_plugins, http_overhead);
+/// Job services whose cache always misses (and stores nothing): every job does the whole
+/// analysis, as the first job on a document does.
+struct MissingCache;
+
+#[async_trait::async_trait]
+impl spool_host::runtime::JobServices for MissingCache {
+    async fn cache_get(&self, _key: &str) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+    async fn cache_set(&self, _k: &str, _v: &str, _ttl: Option<Duration>) -> Result<(), String> {
+        Ok(())
+    }
+    async fn cache_delete(&self, _key: &str) -> Result<bool, String> {
+        Ok(false)
+    }
+    async fn cache_increment(
+        &self,
+        _key: &str,
+        delta: i64,
+        _ttl: Option<Duration>,
+    ) -> Result<i64, String> {
+        Ok(delta)
+    }
+    async fn progress(&self, _percent: u8, _message: Option<String>) {}
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// One job of each Markdown example on the same short document, the JavaScript and Python ones
+/// with a fresh instance per job and with `instances = "reuse"`: rounds interleave the
+/// variants; the median time per job of each and its ratio to the Rust `markdown` plugin are
+/// printed. Needs the big components: runs with `SPOOL_BENCH_BIG=1` (compiled once into
+/// target/spool-test-cache, which the language tests share).
+fn language_jobs(_c: &mut Criterion) {
+    if std::env::var_os("SPOOL_BENCH_BIG").is_none() {
+        eprintln!("language jobs: skipped (set SPOOL_BENCH_BIG=1)");
+        return;
+    }
+    use spool_host::runtime::Instances;
+    let rt = tokio_rt();
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/spool-test-cache");
+    std::fs::create_dir_all(&cache).expect("cache folder");
+    let runtime = runtime(Some(cache));
+    let doc = "# Title\n\nSome *emph*asis and `code`, a [link](https://example.com/x) and \
+               **bold** words.\n\n## Second {#two}\n\n- item one\n- [x] done\n\n> quoted\n";
+    let variants: Vec<(String, &str, Instances, u32)> = vec![
+        ("markdown".into(), "markdown", Instances::Fresh, 2000),
+        ("c-mdstats".into(), "c-mdstats", Instances::Fresh, 2000),
+        (
+            "js-mdstats fresh".into(),
+            "js-mdstats",
+            Instances::Fresh,
+            200,
+        ),
+        (
+            "js-mdstats reuse".into(),
+            "js-mdstats",
+            Instances::Reuse,
+            2000,
+        ),
+        (
+            "py-mdstats fresh".into(),
+            "py-mdstats",
+            Instances::Fresh,
+            200,
+        ),
+        (
+            "py-mdstats reuse".into(),
+            "py-mdstats",
+            Instances::Reuse,
+            2000,
+        ),
+    ];
+    let loaded: Vec<_> = variants
+        .iter()
+        .map(|(label, name, instances, jobs)| {
+            let path = plugins_dir().join(format!("{name}.wasm"));
+            let manifest = Manifest {
+                instances: *instances,
+                ..Manifest::default()
+            };
+            let plugin = rt
+                .block_on(LoadedPlugin::load(&runtime, name, &path, manifest))
+                .unwrap_or_else(|e| panic!("{e}"));
+            (label.clone(), *name, plugin, *jobs)
+        })
+        .collect();
+    let services: Arc<MissingCache> = Arc::new(MissingCache);
+    let run = |name: &str, plugin: &LoadedPlugin, jobs: u32| -> f64 {
+        rt.block_on(async {
+            let started = Instant::now();
+            for _ in 0..jobs {
+                let input = JobInput {
+                    id: "01a2017057-lang".into(),
+                    job_type: name.into(),
+                    payload: serde_json::json!({ "markdown": doc }).to_string(),
+                    attempt: 1,
+                    max_attempts: 1,
+                    priority: 5,
+                    ..JobInput::default()
+                };
+                let ex = runtime.execute(&plugin.code, input, services.clone()).await;
+                assert!(
+                    matches!(ex.outcome, Outcome::Success(_)),
+                    "{name}: {:?}",
+                    ex.outcome
+                );
+            }
+            started.elapsed().as_secs_f64() * 1e6 / f64::from(jobs)
+        })
+    };
+    // Warm-up: the first jobs fault in code and pool slots.
+    for (_, name, plugin, jobs) in &loaded {
+        run(name, plugin, (*jobs / 10).max(20));
+    }
+    let rounds = 5;
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); loaded.len()];
+    for _ in 0..rounds {
+        for (i, (_, name, plugin, jobs)) in loaded.iter().enumerate() {
+            times[i].push(run(name, plugin, *jobs));
+        }
+    }
+    let medians: Vec<f64> = times.iter().map(|t| median(t.clone())).collect();
+    eprintln!(
+        "language jobs: one job on the same document, cache always missing, median of {rounds} interleaved rounds"
+    );
+    for (i, (label, ..)) in loaded.iter().enumerate() {
+        let all: Vec<String> = times[i].iter().map(|t| format!("{t:.0}")).collect();
+        eprintln!(
+            "  {label:<18} {:>8.1} us/job  {:>5.1}x markdown  (rounds: {})",
+            medians[i],
+            medians[i] / medians[0],
+            all.join(" ")
+        );
+    }
+}
+
+criterion_group!(
+    benches,
+    echo_job,
+    load_plugins,
+    http_overhead,
+    language_jobs
+);
 criterion_main!(benches);

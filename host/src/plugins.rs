@@ -91,6 +91,7 @@ impl LoadedPlugin {
             secrets,
             allow: manifest.allow_list(),
             http: manifest.http,
+            instances: manifest.instances,
         };
         let compiled = runtime
             .compile(bytes, settings)

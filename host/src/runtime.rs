@@ -1,7 +1,8 @@
 //! The Wasm runtime: one wasmtime `Engine` (pooling allocator, epoch interruption), a linker
 //! with WASI p2 (no files, no sockets), `wasi:http` behind each plugin's allow-list, and the
 //! Spool host imports of both contract versions; compiled-component caching; and `execute`,
-//! which runs one job in a fresh instance with the plugin's time and memory limits and turns
+//! which runs one job in a fresh instance (or, for plugins that ask, a kept one: `reuse`) with
+//! the plugin's time and memory limits and turns
 //! whatever happens (result, error, trap, timeout, out of memory) into an `Outcome`. A guest
 //! can never take the host down.
 
@@ -12,6 +13,7 @@ mod execute;
 mod host_api;
 pub mod http;
 mod limits;
+mod reuse;
 mod secrets;
 
 use serde_json::value::RawValue;
@@ -293,7 +295,35 @@ pub struct CodeSettings {
     pub allow: http::AllowList,
     /// Outbound HTTP limits that differ from the daemon's.
     pub http: http::HttpLimitsOverride,
+    /// A fresh instance per job, or instances kept to serve many jobs in turn.
+    pub instances: Instances,
 }
+
+/// How a plugin's jobs get their instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Instances {
+    /// A fresh instance per job: nothing one job does can be seen by the next.
+    #[default]
+    Fresh,
+    /// An instance serves many jobs of its plugin in turn, keeping its module globals
+    /// between them; a crash, a timeout, a cancel or memory past three quarters of the limit
+    /// discards it (see `reuse`).
+    Reuse,
+}
+
+impl Instances {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Instances::Fresh => "fresh",
+            Instances::Reuse => "reuse",
+        }
+    }
+}
+
+/// An instance idle this long is dropped; one serves at most `REUSE_MAX_JOBS` jobs.
+pub const REUSE_IDLE_TIMEOUT: Duration = reuse::IDLE_TIMEOUT;
+pub const REUSE_MAX_JOBS: u32 = reuse::MAX_JOBS;
 
 /// Bytes that became runnable code.
 pub struct Compiled {
@@ -353,6 +383,8 @@ pub struct PluginCode {
     http: Arc<http::HttpPolicy>,
     /// The engine `pre` was compiled for (see `engine::LARGE_MEMORY`).
     engine: wasmtime::Engine,
+    /// Idle instances kept for the next job (`Instances::Reuse`); None: fresh per job.
+    warm: Option<Arc<reuse::WarmPool>>,
 }
 
 impl PluginCode {
@@ -364,6 +396,14 @@ impl PluginCode {
     /// The plugin's name, as given in its `CodeSettings`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub fn instances(&self) -> Instances {
+        if self.warm.is_some() {
+            Instances::Reuse
+        } else {
+            Instances::Fresh
+        }
     }
 }
 
@@ -453,5 +493,18 @@ impl Runtime {
     /// Pooling allocator occupancy, for `/metrics`.
     pub fn instances_in_use(&self) -> u32 {
         self.inner.instances_in_use()
+    }
+
+    /// Instances kept between jobs of plugins that reuse them.
+    pub fn idle_instances(&self) -> u32 {
+        u32::try_from(self.inner.idle.held()).unwrap_or(u32::MAX)
+    }
+
+    /// Drops the kept instances that would be idle past `REUSE_IDLE_TIMEOUT` at `now + ahead`
+    /// (the epoch ticker does this every second with `ahead` zero). For tests; not a stable
+    /// API.
+    #[doc(hidden)]
+    pub fn trim_idle_instances(&self, ahead: Duration) {
+        self.inner.idle.trim(std::time::Instant::now() + ahead);
     }
 }

@@ -9,7 +9,7 @@ mod runtime_support;
 use runtime_support::*;
 use spool_host::plugins::{LoadFailure, LoadedPlugin};
 use spool_host::runtime::{
-    CompileError, CompileSource, CrashKind, NoServices, Outcome, Runtime, RuntimeConfig,
+    CompileError, CompileSource, CrashKind, Instances, NoServices, Outcome, Runtime, RuntimeConfig,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -707,7 +707,8 @@ async fn a_pool_that_stays_full_is_no_capacity_and_the_next_job_runs() {
     })
     .unwrap();
     let echo = load(&rt, "echo").await;
-    let held = rt.occupy_instances(&echo.code, 1).await.unwrap();
+    // The pool has a slot for the running instance and one for an idle (reused) one.
+    let held = rt.occupy_instances(&echo.code, 2).await.unwrap();
     let started = Instant::now();
     let ex = rt
         .execute(&echo.code, input("echo", "1"), Arc::new(NoServices))
@@ -734,4 +735,113 @@ async fn a_pool_that_stays_full_is_no_capacity_and_the_next_job_runs() {
         .execute(&echo.code, input("echo", "2"), Arc::new(NoServices))
         .await;
     assert_eq!(success(&ex.outcome), serde_json::json!(2));
+}
+
+/// `served` of a `reuse-probe` job: how many jobs its instance ran, this one included.
+async fn served(rt: &Runtime, probe: &LoadedPlugin, payload: &str) -> (Outcome, u64, Vec<String>) {
+    let ex = rt
+        .execute(
+            &probe.code,
+            input("reuse-probe", payload),
+            Arc::new(NoServices),
+        )
+        .await;
+    let n = match &ex.outcome {
+        Outcome::Success(raw) => {
+            let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
+            v["served"].as_u64().unwrap()
+        }
+        _ => 0,
+    };
+    (ex.outcome, n, ex.logs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_instance_serves_jobs_in_turn_until_one_crashes() {
+    let rt = runtime();
+    let probe = load(&rt, "reuse-probe").await;
+    assert_eq!(probe.code.instances(), Instances::Reuse);
+    for want in 1..=3 {
+        let (_, n, logs) = served(&rt, &probe, "{}").await;
+        assert_eq!(n, want);
+        // The log holds this job's line only.
+        assert_eq!(logs, vec![format!("[info] job {want} of this instance")]);
+    }
+    assert_eq!(rt.idle_instances(), 1);
+
+    // A failure the plugin returned keeps the instance.
+    let (outcome, _, _) = served(&rt, &probe, r#"{"fail": true}"#).await;
+    assert!(matches!(outcome, Outcome::Fail { .. }), "{outcome:?}");
+    assert_eq!(served(&rt, &probe, "{}").await.1, 5);
+
+    // A trap discards it: the next job starts on a fresh instance.
+    let (outcome, _, _) = served(&rt, &probe, r#"{"panic": true}"#).await;
+    let (kind, error) = crash(&outcome);
+    assert_eq!(kind, CrashKind::Trap);
+    assert!(error.contains("asked to panic on job 6"), "{error}");
+    assert_eq!(served(&rt, &probe, "{}").await.1, 1);
+
+    // So does a timeout (the manifest's 2 s).
+    let (outcome, _, _) = served(&rt, &probe, r#"{"spin": true}"#).await;
+    assert_eq!(crash(&outcome).0, CrashKind::Timeout);
+    assert_eq!(served(&rt, &probe, "{}").await.1, 1);
+
+    // Memory kept in globals stays with the instance while it is under 3/4 of the limit
+    // (32 MiB here); past that the instance is not kept.
+    let (outcome, n, _) = served(&rt, &probe, r#"{"keep_mib": 4}"#).await;
+    assert!(matches!(outcome, Outcome::Success(_)), "{outcome:?}");
+    assert_eq!(n, 2);
+    assert_eq!(served(&rt, &probe, "{}").await.1, 3);
+    let (outcome, _, _) = served(&rt, &probe, r#"{"keep_mib": 20}"#).await;
+    assert!(matches!(outcome, Outcome::Success(_)), "{outcome:?}");
+    assert_eq!(rt.idle_instances(), 0);
+    assert_eq!(served(&rt, &probe, "{}").await.1, 1);
+
+    // Idle instances go after the idle timeout.
+    assert_eq!(rt.idle_instances(), 1);
+    rt.trim_idle_instances(Duration::ZERO);
+    assert_eq!(rt.idle_instances(), 1);
+    rt.trim_idle_instances(spool_host::runtime::REUSE_IDLE_TIMEOUT);
+    assert_eq!(rt.idle_instances(), 0);
+    assert_eq!(served(&rt, &probe, "{}").await.1, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_fresh_per_job_unless_the_manifest_asks() {
+    let rt = runtime();
+    let fresh = LoadedPlugin::load(
+        &rt,
+        "reuse-probe",
+        &plugin_path("reuse-probe"),
+        spool_host::plugins::Manifest::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fresh.code.instances(), Instances::Fresh);
+    for _ in 0..3 {
+        assert_eq!(served(&rt, &fresh, "{}").await.1, 1);
+    }
+    assert_eq!(rt.idle_instances(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_jobs_of_a_reusing_plugin_get_an_instance_each() {
+    let rt = runtime();
+    let probe = load(&rt, "reuse-probe").await;
+    let runs = (0..4).map(|_| {
+        let rt = rt.clone();
+        let probe = probe.clone();
+        tokio::spawn(async move { served(&rt, &probe, "{}").await.1 })
+    });
+    let mut counts = Vec::new();
+    for r in runs {
+        counts.push(r.await.unwrap());
+    }
+    // However the four overlapped, every job was counted once by the instance that ran it.
+    let idle = rt.idle_instances() as u64;
+    assert!((1..=4).contains(&idle), "{idle}");
+    assert_eq!(counts.iter().filter(|&&n| n == 1).count() as u64, idle);
+    // Dropping the plugin version drops its idle instances.
+    drop(probe);
+    assert_eq!(rt.idle_instances(), 0);
 }

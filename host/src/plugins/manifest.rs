@@ -7,6 +7,7 @@
 //! key path and say what a good value looks like.
 
 use super::secrets::SecretSource;
+use crate::runtime::Instances;
 use crate::runtime::http::{AllowList, HttpLimitsOverride};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub struct Manifest {
     /// `[[schedules]]`: cron schedules the plugin brings (an empty `job_type` means the
     /// plugin's first type).
     pub schedules: Vec<crate::storage::flow::Schedule>,
+    /// `instances`: "fresh" (the default, one instance per job) or "reuse".
+    pub instances: Instances,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,6 +129,9 @@ impl Manifest {
             let json = serde_json::to_string(&self.schedules).unwrap_or_default();
             out.push_str(&format!("schedules={json}\n"));
         }
+        if self.instances != Instances::default() {
+            out.push_str(&format!("instances={}\n", self.instances.as_str()));
+        }
         Some(out)
     }
 
@@ -168,6 +174,7 @@ impl Manifest {
                         .map_err(|e| format!("`global_concurrency`: {e}"))?;
                     m.flow.concurrency = Some(n);
                 }
+                "instances" => m.instances = parse_instances(value)?,
                 other => return Err(unknown_key(other, TOP_KEYS)),
             }
         }
@@ -188,6 +195,7 @@ const TOP_KEYS: &[&str] = &[
     "rate_limit",
     "global_concurrency",
     "schedules",
+    "instances",
 ];
 const SCHEDULE_KEYS: &[&str] = &[
     "name",
@@ -289,6 +297,19 @@ pub fn parse_duration(key: &str, value: &Value) -> Result<Duration, String> {
         return Err(format!("`{key}` must be longer than zero (got {s:?})"));
     }
     Ok(d)
+}
+
+/// `instances = "fresh"` or `"reuse"`.
+fn parse_instances(value: &Value) -> Result<Instances, String> {
+    match value.as_str() {
+        Some("fresh") => Ok(Instances::Fresh),
+        Some("reuse") => Ok(Instances::Reuse),
+        _ => Err(format!(
+            "`instances` must be \"fresh\" (a new instance per job, the default) or \"reuse\" \
+             (one instance serves many jobs in turn) (got {})",
+            shown(value)
+        )),
+    }
 }
 
 fn parse_count(key: &str, value: &Value) -> Result<u32, String> {
@@ -572,6 +593,7 @@ pub struct ManifestView {
     pub rate_limit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub global_concurrency: Option<u32>,
+    pub instances: Instances,
 }
 
 impl Manifest {
@@ -588,6 +610,7 @@ impl Manifest {
             allowed_hosts: self.allowed_hosts.clone(),
             rate_limit: self.flow.rate.map(|r| r.to_string()),
             global_concurrency: self.flow.concurrency,
+            instances: self.instances,
         }
     }
 }
@@ -639,6 +662,22 @@ mod tests {
         assert_eq!(m.retry.backoff_base, Some(Duration::from_millis(500)));
         assert_eq!(m.retry.backoff_cap, Some(Duration::from_secs(60)));
         assert_eq!(m.config.get("greeting").map(String::as_str), Some("hi"));
+    }
+
+    #[test]
+    fn instances_are_fresh_unless_reuse_is_asked_for() {
+        assert_eq!(Manifest::parse("").unwrap().instances, Instances::Fresh);
+        let m = Manifest::parse("instances = \"reuse\"").unwrap();
+        assert_eq!(m.instances, Instances::Reuse);
+        // Part of the version: switching it makes a new plugin version.
+        assert!(m.canonical().unwrap().ends_with("instances=reuse\n"));
+        let fresh = Manifest::parse("instances = \"fresh\"").unwrap();
+        assert_eq!(fresh.canonical(), None);
+        let e = Manifest::parse("instances = \"pooled\"").unwrap_err();
+        assert!(
+            e.starts_with("`instances` must be \"fresh\"") && e.contains("\"pooled\""),
+            "{e}"
+        );
     }
 
     #[test]

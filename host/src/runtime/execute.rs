@@ -8,6 +8,7 @@ use super::engine::{Pre, RuntimeInner, one_line};
 use super::host_api::{CapturePipe, JobLog, JobState, Stream, TraceNames};
 use super::http::JobHttp;
 use super::limits::{Deadline, MemoryLimiter, StopReason};
+use super::reuse::{self, Warm};
 use super::{CrashKind, Execution, JobInput, JobServices, Outcome, PluginCode};
 use serde_json::value::RawValue;
 use std::sync::{Arc, Mutex};
@@ -68,7 +69,7 @@ enum GuestError {
 type CallResult = Result<wasmtime::Result<Result<String, GuestError>>, StopReason>;
 
 /// An instance of either contract version.
-enum Instance {
+pub(crate) enum Instance {
     V1(v1::Handler),
     V2(v2::Handler),
 }
@@ -143,67 +144,121 @@ pub(crate) async fn execute(
         job_id: input.id.clone(),
     });
     let start = Instant::now();
-    let log = Arc::new(Mutex::new(JobLog::new(
-        services.clone(),
-        trace,
-        code.secrets.clone(),
-    )));
-    let for_store = services.clone();
-    let fresh_store = || new_store(inner, code, timeout, start, for_store.clone(), log.clone());
-    let mut store = fresh_store();
+    // A kept instance of a plugin that reuses them, readied for this job; else a fresh store.
+    let warm = code.warm.as_ref().and_then(|pool| pool.take());
+    let (mut store, mut handler, served, log) = match warm {
+        Some(Warm {
+            mut store,
+            instance,
+            jobs,
+            ..
+        }) => {
+            let log = store.data().log.clone();
+            JobLog::lock(&log).begin(services.clone(), trace);
+            store.data_mut().begin_job(
+                services.clone(),
+                Deadline::new(start, timeout, inner.cfg.cancel_grace),
+                JobHttp::new(code.http.clone(), log.clone()),
+            );
+            store.set_epoch_deadline(1);
+            (store, Some(instance), jobs, log)
+        }
+        None => {
+            let log = Arc::new(Mutex::new(JobLog::new(
+                services.clone(),
+                trace,
+                code.secrets.clone(),
+            )));
+            let store = new_store(inner, code, timeout, start, services.clone(), log.clone());
+            (store, None, 0, log)
+        }
+    };
+    let fresh_store = || new_store(inner, code, timeout, start, services.clone(), log.clone());
     let job = input;
-    // Set once instantiation returns (None: the job was stopped or failed before that).
-    let mut instantiate = None;
+    // Set once the instance is ready (None: the job was stopped or failed before that).
+    let mut instantiate = handler.is_some().then(|| start.elapsed());
 
     let result: CallResult = {
         let call = async {
-            let mut pause = POOL_RETRY_PAUSE;
-            let mut tries = 0;
-            let handler = loop {
-                match Instance::new(&code.pre, &mut store).await {
-                    Err(e) if e.is::<PoolConcurrencyLimitError>() && tries < POOL_RETRIES => {
-                        // A failed instantiation may keep what it got in its store: start
-                        // again from a fresh one, after the in-flight flush had its time.
-                        tries += 1;
-                        store = fresh_store();
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(POOL_RETRY_MAX_PAUSE);
-                    }
-                    other => break other?,
+            let instance = match handler.take() {
+                Some(instance) => instance,
+                None => {
+                    let mut pause = POOL_RETRY_PAUSE;
+                    let mut tries = 0;
+                    let made = loop {
+                        match Instance::new(&code.pre, &mut store).await {
+                            Err(e)
+                                if e.is::<PoolConcurrencyLimitError>() && tries < POOL_RETRIES =>
+                            {
+                                // A failed instantiation may keep what it got in its store:
+                                // start again from a fresh one, after the in-flight flush had
+                                // its time.
+                                tries += 1;
+                                store = fresh_store();
+                                tokio::time::sleep(pause).await;
+                                pause = (pause * 2).min(POOL_RETRY_MAX_PAUSE);
+                            }
+                            other => break other?,
+                        }
+                    };
+                    instantiate = Some(start.elapsed());
+                    made
                 }
             };
-            instantiate = Some(start.elapsed());
-            handler.call(&mut store, &job).await
+            let r = instance.call(&mut store, &job).await;
+            // Back in hand only when the call ran to its end (a stopped call drops it).
+            handler = Some(instance);
+            r
         };
         tokio::select! {
             biased;
             r = call => Ok(r),
-            reason = watchdog(Deadline::new(start, timeout.saturating_add(WATCHDOG_SLACK), inner.cfg.cancel_grace.saturating_add(WATCHDOG_SLACK)), services) => Err(reason),
+            reason = watchdog(Deadline::new(start, timeout.saturating_add(WATCHDOG_SLACK), inner.cfg.cancel_grace.saturating_add(WATCHDOG_SLACK)), services.clone()) => Err(reason),
         }
     };
     let duration = start.elapsed();
+    // Whether `handle` came back on its own (with a result or an error of the plugin's):
+    // only then is the instance in a state another job may start from.
+    let returned = matches!(result, Ok(Ok(_)));
 
     let state = store.data_mut();
     let followups = std::mem::take(&mut state.followups);
     let stop = state.stop;
     let peak_memory = state.limiter.peak();
-    let mut log = JobLog::lock(&log);
-    log.finish();
+    let used_memory = state.limiter.used();
+    let mut job_log = JobLog::lock(&log);
+    job_log.finish();
     let outcome = redact(
         classify(
             result,
             stop,
             &state.limiter,
-            &log,
+            &job_log,
             timeout,
             inner.cfg.cancel_grace,
             inner.cfg.max_payload,
         ),
         &code.secrets,
     );
-    let logs = log.take_lines();
-    drop(log);
-    drop(store);
+    let logs = job_log.take_lines();
+    drop(job_log);
+    let served = served.saturating_add(1);
+    let keep = returned
+        && !matches!(
+            outcome,
+            Outcome::Crashed { .. } | Outcome::NoCapacity { .. }
+        )
+        && served < reuse::MAX_JOBS
+        && reuse::memory_allows_reuse(used_memory, code.memory);
+    match (&code.warm, handler) {
+        (Some(pool), Some(instance)) if keep => {
+            // Nothing of this job stays reachable from the idle instance.
+            JobLog::lock(&log).begin(Arc::new(super::NoServices), None);
+            store.data_mut().end_job();
+            pool.put(Warm::new(store, instance, served));
+        }
+        _ => drop(store),
+    }
     Execution {
         outcome,
         logs,

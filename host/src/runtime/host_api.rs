@@ -83,6 +83,31 @@ pub(crate) struct JobState {
     pub(crate) http: JobHttp,
 }
 
+impl JobState {
+    /// Readies a kept instance's state for its next job: that job's services, deadline and
+    /// HTTP budget, and nothing of the previous job's follow-ups, stop or memory verdict.
+    pub(crate) fn begin_job(
+        &mut self,
+        services: Arc<dyn JobServices>,
+        deadline: Deadline,
+        http: JobHttp,
+    ) {
+        self.services = services;
+        self.deadline = deadline;
+        self.http = http;
+        self.stop = None;
+        self.followups.clear();
+        self.followup_bytes = 0;
+        self.limiter.begin_job();
+    }
+
+    /// An instance going idle lets go of its job's services (and what they hold).
+    pub(crate) fn end_job(&mut self) {
+        self.services = Arc::new(super::NoServices);
+        self.followups = Vec::new();
+    }
+}
+
 impl WasiView for JobState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -151,6 +176,17 @@ impl JobLog {
             traced: TraceBudget::default(),
             secrets,
         }
+    }
+
+    /// Starts the log of another job on a kept instance: nothing of the previous job's lines
+    /// stays.
+    pub(crate) fn begin(&mut self, services: Arc<dyn JobServices>, trace: Option<TraceNames>) {
+        self.lines.clear();
+        self.stderr_tail.clear();
+        self.partial = [Vec::new(), Vec::new()];
+        self.services = services;
+        self.trace = trace;
+        self.traced = TraceBudget::default();
     }
 
     pub(crate) fn lock(log: &Mutex<JobLog>) -> MutexGuard<'_, JobLog> {

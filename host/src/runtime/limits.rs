@@ -33,6 +33,19 @@ impl MemoryLimiter {
         self.peak
     }
 
+    /// Bytes the instance's memories hold now.
+    pub(crate) fn used(&self) -> u64 {
+        self.total
+    }
+
+    /// A kept instance starts another job: the peak and the verdict are per job, the memory
+    /// it already holds is not given back.
+    pub(crate) fn begin_job(&mut self) {
+        self.peak = self.total;
+        self.last_approved = 0;
+        self.refused = None;
+    }
+
     /// The total the guest asked for when it was refused, if it ever was.
     pub(crate) fn refused(&self) -> Option<u64> {
         self.refused

@@ -1,0 +1,84 @@
+//! `reuse-probe` (test fixture): returns how many jobs its instance has served, counting this
+//! one, so a test can see whether the runtime kept the instance. Its manifest asks for
+//! `instances = "reuse"`.
+//!
+//! Payload (all optional): `{"panic": false, "spin": false, "keep_mib": 0, "fail": false}`.
+//! - `panic`: panics (a trap: the instance must be discarded).
+//! - `spin`: loops until the runtime's timeout stops it (the instance must be discarded).
+//! - `keep_mib`: allocates that many MiB and keeps them in a global, so the instance's memory
+//!   stays grown after the job.
+//! - `fail`: returns a permanent failure (the instance may be kept).
+//!
+//! Result: `{"served": n, "kept_mib": m}`; it logs `job N of this instance`.
+
+use serde::{Deserialize, Serialize};
+use spool_sdk::{Error, Job, log};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static SERVED: AtomicU32 = AtomicU32::new(0);
+static KEPT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+#[derive(Deserialize, Default)]
+struct Payload {
+    #[serde(default)]
+    panic: bool,
+    #[serde(default)]
+    spin: bool,
+    #[serde(default)]
+    keep_mib: u32,
+    #[serde(default)]
+    fail: bool,
+}
+
+#[derive(Serialize)]
+struct Served {
+    served: u32,
+    kept_mib: usize,
+}
+
+fn handle(job: Job) -> Result<Served, Error> {
+    let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
+    let payload: Payload = job.payload().unwrap_or_default();
+    log::info!("job {served} of this instance");
+    if payload.panic {
+        panic!("reuse-probe: asked to panic on job {served}");
+    }
+    if payload.spin {
+        let mut spins: u64 = 0;
+        loop {
+            spins = std::hint::black_box(spins.wrapping_add(1));
+        }
+    }
+    let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..payload.keep_mib {
+        kept.push(std::hint::black_box(vec![1u8; 1 << 20]));
+    }
+    if payload.fail {
+        return Err(Error::fail(format!(
+            "reuse-probe: asked to fail on job {served}"
+        )));
+    }
+    Ok(Served {
+        served,
+        kept_mib: kept.len(),
+    })
+}
+
+spool_sdk::export_handler!(handle);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_jobs_and_keeps_memory() {
+        let _host = spool_sdk::testing::FakeHost::install();
+        let first = spool_sdk::testing::call(handle, Job::new("reuse-probe", "{}")).unwrap();
+        assert!(first.contains("\"kept_mib\":0"), "{first}");
+        let second =
+            spool_sdk::testing::call(handle, Job::new("reuse-probe", r#"{"keep_mib": 1}"#))
+                .unwrap();
+        assert!(second.contains("\"kept_mib\":1"), "{second}");
+    }
+}
