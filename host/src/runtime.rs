@@ -307,8 +307,8 @@ pub enum Instances {
     #[default]
     Fresh,
     /// An instance serves many jobs of its plugin in turn, keeping its module globals
-    /// between them; a crash, a timeout, a cancel or memory past three quarters of the limit
-    /// discards it (see `reuse`).
+    /// between them; a crash, a timeout, a cancel, memory past three quarters of the limit
+    /// or 64 MiB, or resources left open discard it (see `reuse`).
     Reuse,
 }
 

@@ -845,3 +845,116 @@ async fn concurrent_jobs_of_a_reusing_plugin_get_an_instance_each() {
     drop(probe);
     assert_eq!(rt.idle_instances(), 0);
 }
+
+/// `name` loaded with its installed manifest, but reusing instances (and `memory` when given).
+async fn load_reusing(rt: &Runtime, name: &str, memory: Option<u64>) -> Arc<LoadedPlugin> {
+    let mut manifest = manifest_of(name);
+    manifest.instances = Instances::Reuse;
+    manifest.memory = memory.or(manifest.memory);
+    LoadedPlugin::load(rt, name, &plugin_path(name), manifest)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_memory_and_a_guest_stopped_in_a_host_call_discard_the_instance() {
+    let rt = runtime();
+    // Refused memory, which the guest noticed and turned into an error of its own.
+    let hog = load_reusing(&rt, "memory-hog", None).await;
+    let ex = rt
+        .execute(
+            &hog.code,
+            input("memory-hog", r#"{"graceful": true}"#),
+            Arc::new(NoServices),
+        )
+        .await;
+    assert_eq!(crash(&ex.outcome).0, CrashKind::OutOfMemory);
+    assert_eq!(rt.idle_instances(), 0);
+
+    // Stopped by the watchdog while it sleeps in a host call.
+    let mut slow = manifest_of("slow");
+    slow.instances = Instances::Reuse;
+    slow.timeout = Some(Duration::from_millis(300));
+    let slow = LoadedPlugin::load(&rt, "slow", &plugin_path("slow"), slow)
+        .await
+        .unwrap();
+    let ex = rt
+        .execute(
+            &slow.code,
+            input("slow", r#"{"ms": 5000, "step_ms": 5000}"#),
+            Arc::new(NoServices),
+        )
+        .await;
+    assert_eq!(crash(&ex.outcome).0, CrashKind::Timeout);
+    assert_eq!(rt.idle_instances(), 0);
+    let ex = rt
+        .execute(
+            &slow.code,
+            input("slow", r#"{"ms": 10, "step_ms": 10}"#),
+            Arc::new(NoServices),
+        )
+        .await;
+    assert!(
+        matches!(ex.outcome, Outcome::Success(_)),
+        "{:?}",
+        ex.outcome
+    );
+    assert_eq!(rt.idle_instances(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_is_replaced_after_a_thousand_jobs() {
+    let rt = runtime();
+    let probe = load(&rt, "reuse-probe").await;
+    let max = u64::from(spool_host::runtime::REUSE_MAX_JOBS);
+    for want in 1..=max {
+        assert_eq!(served(&rt, &probe, "{}").await.1, want);
+    }
+    assert_eq!(rt.idle_instances(), 0);
+    assert_eq!(served(&rt, &probe, "{}").await.1, 1);
+}
+
+/// With room for one running instance, an idle one of another plugin never keeps a job from
+/// starting, on either engine (memory limits up to 64 MiB and above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_instance_never_blocks_another_plugin() {
+    let rt = Runtime::new(RuntimeConfig {
+        max_instances: 1,
+        trace_guest_logs: false,
+        ..Default::default()
+    })
+    .unwrap();
+    for memory in [32 << 20, 128 << 20] {
+        let probe = load_reusing(&rt, "reuse-probe", Some(memory)).await;
+        assert_eq!(served(&rt, &probe, "{}").await.1, 1);
+        assert_eq!(rt.idle_instances(), 1);
+        let echo = LoadedPlugin::load(
+            &rt,
+            "echo",
+            &plugin_path("echo"),
+            spool_host::plugins::Manifest {
+                memory: Some(memory),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        for n in 0..20 {
+            let ex = rt
+                .execute(
+                    &echo.code,
+                    input("echo", &n.to_string()),
+                    Arc::new(NoServices),
+                )
+                .await;
+            assert_eq!(
+                success(&ex.outcome),
+                serde_json::json!(n),
+                "memory {memory}"
+            );
+        }
+        assert_eq!(served(&rt, &probe, "{}").await.1, 2);
+        drop(probe);
+        assert_eq!(rt.idle_instances(), 0);
+    }
+}

@@ -7,7 +7,7 @@ use super::bindings::{v1, v2};
 use super::cache::ArtifactCache;
 use super::host_api::JobState;
 use super::http::{HttpPolicy, TlsRoots};
-use super::reuse::IdleBudget;
+use super::reuse::{self, IdleBudget};
 use super::{
     CodeSettings, CompileError, CompileInfo, CompileSource, Compiled, Instances, MAX_MEMORY,
     PluginCode, RuntimeConfig, RuntimeError,
@@ -15,7 +15,7 @@ use super::{
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -80,8 +80,8 @@ pub(crate) struct RuntimeInner {
     /// One permit per pooling-allocator instance slot: `execute` waits here instead of
     /// failing when the pool is full.
     pub(crate) slots: Arc<Semaphore>,
-    /// Instances kept between jobs (plugins with `Instances::Reuse`), at most as many as
-    /// `slots`: the pool has room for both.
+    /// Instances kept between jobs (plugins with `Instances::Reuse`), at most
+    /// `reuse::idle_budget(max_instances)`: the pool has room for them besides the running ones.
     pub(crate) idle: Arc<IdleBudget>,
     tls: Arc<TlsRoots>,
     ticker_stop: Arc<AtomicBool>,
@@ -121,18 +121,20 @@ fn build_linker(engine: &Engine) -> Result<Linker<JobState>, RuntimeError> {
 impl RuntimeInner {
     pub(crate) fn new(cfg: RuntimeConfig) -> Result<Self, RuntimeError> {
         let max = cfg.max_instances.max(1);
-        // Running instances (the semaphore) plus as many idle ones (the idle budget).
-        let slots = max.saturating_mul(2);
+        // Running instances (the semaphore) plus the idle ones kept for reuse.
+        let idle_max = reuse::idle_budget(max);
+        let slots = max.saturating_add(idle_max);
         let normal = EngineSet::new(&cfg, slots, DECOMMIT_BATCH)?;
         let large = EngineSet::new(&cfg, slots, 1)?;
         let tls = Arc::new(TlsRoots::new(cfg.http.ca_file.clone()).map_err(RuntimeError::Tls)?);
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        let idle = IdleBudget::new(max as usize);
+        let idle = IdleBudget::new(idle_max as usize);
         spawn_ticker(
             [normal.engine.clone(), large.engine.clone()],
-            idle.clone(),
             ticker_stop.clone(),
         )?;
+        reuse::spawn_trim(idle.clone(), ticker_stop.clone())
+            .map_err(|e| RuntimeError::Ticker(e.to_string()))?;
         Ok(Self {
             normal,
             large,
@@ -280,29 +282,15 @@ pub fn pagemap_scan_available() -> bool {
     PoolingAllocationConfig::is_pagemap_scan_available()
 }
 
-/// How often the ticker drops instances idle past `reuse::IDLE_TIMEOUT`.
-const TRIM_EVERY: Duration = Duration::from_secs(1);
-
-/// One thread per runtime bumps the epoch every tick and, every `TRIM_EVERY`, drops kept
-/// instances idle for too long; stops soon after the runtime is dropped.
-fn spawn_ticker(
-    engines: [Engine; 2],
-    idle: Arc<IdleBudget>,
-    stop: Arc<AtomicBool>,
-) -> Result<(), RuntimeError> {
+/// One thread per runtime bumps the epoch every tick; stops soon after the runtime is dropped.
+fn spawn_ticker(engines: [Engine; 2], stop: Arc<AtomicBool>) -> Result<(), RuntimeError> {
     std::thread::Builder::new()
         .name("spool-epoch".into())
         .spawn(move || {
-            let mut trimmed = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(EPOCH_TICK);
                 for engine in &engines {
                     engine.increment_epoch();
-                }
-                let now = Instant::now();
-                if now.duration_since(trimmed) >= TRIM_EVERY && idle.held() > 0 {
-                    idle.trim(now);
-                    trimmed = now;
                 }
             }
         })

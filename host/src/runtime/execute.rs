@@ -146,11 +146,12 @@ pub(crate) async fn execute(
     let start = Instant::now();
     // A kept instance of a plugin that reuses them, readied for this job; else a fresh store.
     let warm = code.warm.as_ref().and_then(|pool| pool.take());
-    let (mut store, mut handler, served, log) = match warm {
+    let (mut store, mut handler, served, baseline, log) = match warm {
         Some(Warm {
             mut store,
             instance,
             jobs,
+            resources,
             ..
         }) => {
             let log = store.data().log.clone();
@@ -161,7 +162,7 @@ pub(crate) async fn execute(
                 JobHttp::new(code.http.clone(), log.clone()),
             );
             store.set_epoch_deadline(1);
-            (store, Some(instance), jobs, log)
+            (store, Some(instance), jobs, Some(resources), log)
         }
         None => {
             let log = Arc::new(Mutex::new(JobLog::new(
@@ -170,7 +171,7 @@ pub(crate) async fn execute(
                 code.secrets.clone(),
             )));
             let store = new_store(inner, code, timeout, start, services.clone(), log.clone());
-            (store, None, 0, log)
+            (store, None, 0, None, log)
         }
     };
     let fresh_store = || new_store(inner, code, timeout, start, services.clone(), log.clone());
@@ -226,6 +227,7 @@ pub(crate) async fn execute(
     let stop = state.stop;
     let peak_memory = state.limiter.peak();
     let used_memory = state.limiter.used();
+    let refused = state.limiter.refused().is_some();
     let mut job_log = JobLog::lock(&log);
     job_log.finish();
     let outcome = redact(
@@ -243,19 +245,28 @@ pub(crate) async fn execute(
     let logs = job_log.take_lines();
     drop(job_log);
     let served = served.saturating_add(1);
-    let keep = returned
+    let keep = code.warm.is_some()
+        && returned
+        && !refused
         && !matches!(
             outcome,
             Outcome::Crashed { .. } | Outcome::NoCapacity { .. }
         )
         && served < reuse::MAX_JOBS
         && reuse::memory_allows_reuse(used_memory, code.memory);
+    // Resources it holds now, against what it held after its first job.
+    let resources = if keep {
+        store.data_mut().live_resources()
+    } else {
+        0
+    };
     match (&code.warm, handler) {
-        (Some(pool), Some(instance)) if keep => {
+        (Some(pool), Some(instance)) if keep && baseline.is_none_or(|b| resources <= b) => {
             // Nothing of this job stays reachable from the idle instance.
             JobLog::lock(&log).begin(Arc::new(super::NoServices), None);
             store.data_mut().end_job();
-            pool.put(Warm::new(store, instance, served));
+            let baseline = baseline.unwrap_or(resources);
+            pool.put(Warm::new(store, instance, served, baseline));
         }
         _ => drop(store),
     }

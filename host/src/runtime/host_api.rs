@@ -101,6 +101,11 @@ impl JobState {
         self.limiter.begin_job();
     }
 
+    /// Host resources (streams, pollables, HTTP requests and bodies) the guest holds now.
+    pub(crate) fn live_resources(&mut self) -> usize {
+        self.table.iter_mut().count()
+    }
+
     /// An instance going idle lets go of its job's services (and what they hold).
     pub(crate) fn end_job(&mut self) {
         self.services = Arc::new(super::NoServices);

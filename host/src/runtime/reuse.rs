@@ -6,14 +6,19 @@
 //! - An instance goes back to its plugin's idle list only after a job that returned normally
 //!   (a result, a retry, a failure or a rate limit). A trap, a timeout, a cancel, memory
 //!   refused, an invalid result or a result too large discards it: its state is unknown.
-//! - An instance whose memory has grown past `KEEP_MEMORY_SHARE` of its limit is discarded, so
-//!   one job's garbage never leaves the next one short of memory; so is one that has served
-//!   `MAX_JOBS` jobs, which bounds what a slow leak can pile up.
+//! - An instance whose memory has grown past `KEEP_MEMORY_SHARE` of its limit, or past
+//!   `KEEP_MEMORY_MAX`, is discarded, so one job's garbage never leaves the next one short of
+//!   memory and idle instances never hold more than `KEEP_MEMORY_MAX` each; so is one that has
+//!   served `MAX_JOBS` jobs, which bounds what a slow leak can pile up.
+//! - An instance holding more host resources (streams, pollables, HTTP requests and bodies)
+//!   after a job than after its first one is discarded: a request the guest left in flight
+//!   would otherwise keep its connection and concurrency permit, and write into a later job's
+//!   log.
 //! - Idle instances are not running jobs: they hold no instance-semaphore permit, but they do
-//!   hold pooling-allocator slots. The engine has room for as many idle instances as running
-//!   ones (`IdleBudget::max` is the runtime's `max_instances`); an instance finishing when the
-//!   budget is spent is dropped, never waited for.
-//! - An instance idle for `IDLE_TIMEOUT` is dropped by the epoch ticker's trim, and every idle
+//!   hold pooling-allocator slots. The engines have room for `idle_budget(max_instances)` idle
+//!   instances besides the running ones; an instance finishing when that budget is spent is
+//!   dropped, never waited for.
+//! - An instance idle for `IDLE_TIMEOUT` is dropped by the trim thread, and every idle
 //!   instance of a plugin version goes when that version is unloaded (its `PluginCode` drops).
 
 use super::execute::Instance;
@@ -32,10 +37,23 @@ pub(crate) const MAX_JOBS: u32 = 1000;
 /// An instance holding more than this share of its memory limit after a job is discarded.
 pub(crate) const KEEP_MEMORY_SHARE: (u64, u64) = (3, 4);
 
+/// An instance holding more memory than this is never kept (the engines' `LARGE_MEMORY`):
+/// idle instances hold at most this much each.
+pub(crate) const KEEP_MEMORY_MAX: u64 = super::engine::LARGE_MEMORY;
+
+/// Idle instances the runtime keeps at most, whatever its `max_instances`: each needs pool
+/// slots, which reserve address space.
+const MAX_IDLE: u32 = 256;
+
+/// How many idle instances a runtime running at most `max_instances` at once keeps.
+pub(crate) fn idle_budget(max_instances: u32) -> u32 {
+    max_instances.min(MAX_IDLE)
+}
+
 /// Whether an instance that just held `used` bytes of a `limit` may serve another job.
 pub(crate) fn memory_allows_reuse(used: u64, limit: u64) -> bool {
     let (num, den) = KEEP_MEMORY_SHARE;
-    used.saturating_mul(den) <= limit.saturating_mul(num)
+    used <= KEEP_MEMORY_MAX && used.saturating_mul(den) <= limit.saturating_mul(num)
 }
 
 /// A live instance with its store, between jobs or lent to one.
@@ -44,15 +62,23 @@ pub(crate) struct Warm {
     pub(crate) instance: Instance,
     /// Jobs it has served so far.
     pub(crate) jobs: u32,
+    /// Host resources it held after its first job: more later means a job left some open.
+    pub(crate) resources: usize,
     idle_since: Instant,
 }
 
 impl Warm {
-    pub(crate) fn new(store: Store<JobState>, instance: Instance, jobs: u32) -> Warm {
+    pub(crate) fn new(
+        store: Store<JobState>,
+        instance: Instance,
+        jobs: u32,
+        resources: usize,
+    ) -> Warm {
         Warm {
             store,
             instance,
             jobs,
+            resources,
             idle_since: Instant::now(),
         }
     }
@@ -112,9 +138,12 @@ impl IdleBudget {
             pools.iter().filter_map(Weak::upgrade).collect()
         };
         for pool in pools {
-            // Dropped outside the pool's lock: giving a slot back takes a moment.
+            // Dropped outside the pool's lock (giving a slot back takes a moment), and counted
+            // out only once gone, so the pool never holds more than the budget says.
             let expired = pool.take_expired(now);
+            let n = expired.len();
             drop(expired);
+            self.release(n);
         }
     }
 }
@@ -148,7 +177,6 @@ impl WarmPool {
             .drain(..)
             .partition(|w| now.saturating_duration_since(w.idle_since) >= IDLE_TIMEOUT);
         *idle = kept;
-        self.budget.release(expired.len());
         expired
     }
 
@@ -161,9 +189,34 @@ impl WarmPool {
 
 impl Drop for WarmPool {
     fn drop(&mut self) {
-        let n = lock(&self.idle).len();
+        let idle = std::mem::take(&mut *lock(&self.idle));
+        let n = idle.len();
+        drop(idle);
         self.budget.release(n);
     }
+}
+
+/// How often the trim thread looks for instances idle past `IDLE_TIMEOUT`.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
+/// A thread that drops instances idle for too long, every `TRIM_EVERY`, until `stop` is set.
+/// Its own thread: dropping many instances at once (each giving its memory back) must not
+/// delay the epoch ticks that time jobs out.
+pub(crate) fn spawn_trim(
+    idle: Arc<IdleBudget>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("spool-idle-trim".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(TRIM_EVERY);
+                if idle.held() > 0 {
+                    idle.trim(Instant::now());
+                }
+            }
+        })
+        .map(|_| ())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -175,11 +228,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_past_three_quarters_of_the_limit_ends_reuse() {
+    fn memory_past_three_quarters_of_the_limit_or_64_mib_ends_reuse() {
         assert!(memory_allows_reuse(48 << 20, 64 << 20));
         assert!(!memory_allows_reuse((48 << 20) + 1, 64 << 20));
         assert!(memory_allows_reuse(0, 0));
-        assert!(memory_allows_reuse(u64::MAX / 2, u64::MAX));
+        assert!(memory_allows_reuse(64 << 20, 1 << 30));
+        assert!(!memory_allows_reuse((64 << 20) + 1, 1 << 30));
+        assert_eq!(idle_budget(4), 4);
+        assert_eq!(idle_budget(10_000), 256);
     }
 
     #[test]
