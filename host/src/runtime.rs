@@ -308,7 +308,7 @@ pub enum Instances {
     Fresh,
     /// An instance serves many jobs of its plugin in turn, keeping its module globals
     /// between them; a crash, a timeout, a cancel, memory past three quarters of the limit
-    /// or 64 MiB, or resources left open discard it (see `reuse`).
+    /// or 64 MiB, or an HTTP request left open discard it (see `reuse`).
     Reuse,
 }
 

@@ -774,11 +774,20 @@ async fn a_reused_instance_serves_jobs_in_turn_until_one_crashes() {
     assert!(matches!(outcome, Outcome::Fail { .. }), "{outcome:?}");
     assert_eq!(served(&rt, &probe, "{}").await.1, 5);
 
+    // A job's stderr stays with it: the crash of the next one quotes its own lines only.
+    let (_, n, logs) = served(&rt, &probe, r#"{"stderr": "a line of job 6"}"#).await;
+    assert_eq!(n, 6);
+    assert!(
+        logs.iter().any(|l| l.contains("a line of job 6")),
+        "{logs:?}"
+    );
     // A trap discards it: the next job starts on a fresh instance.
-    let (outcome, _, _) = served(&rt, &probe, r#"{"panic": true}"#).await;
+    let (outcome, _, logs) = served(&rt, &probe, r#"{"panic": true}"#).await;
     let (kind, error) = crash(&outcome);
     assert_eq!(kind, CrashKind::Trap);
-    assert!(error.contains("asked to panic on job 6"), "{error}");
+    assert!(error.contains("asked to panic on job 7"), "{error}");
+    assert!(!error.contains("job 6"), "{error}");
+    assert!(!logs.iter().any(|l| l.contains("job 6")), "{logs:?}");
     assert_eq!(served(&rt, &probe, "{}").await.1, 1);
 
     // So does a timeout (the manifest's 2 s).

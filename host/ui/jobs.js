@@ -53,12 +53,16 @@ export async function jobs(view, route, { onEvent, navigate }) {
     for (const t of Object.keys(st.types || {})) known.append(h('option', { value: t }));
   }).catch(() => {});
 
+  // Loads may overlap (a click during a live refresh): only the latest one's answer is shown.
+  let loads = 0;
   async function load() {
+    const n = ++loads;
     const q = new URLSearchParams({ limit: String(PAGE) });
     if (status) q.set('status', status);
     if (type) q.set('type', type);
     if (cursor) q.set('cursor', cursor);
     const page = await api(`/api/v1/jobs?${q}`);
+    if (n !== loads) return;
     rows = page.jobs || [];
     next = page.next_cursor || null;
     render();
@@ -161,11 +165,13 @@ export async function jobs(view, route, { onEvent, navigate }) {
   }
 
   await load();
-  // Live: a new job shows on the first page; state changes show on any page.
+  // Live: the first page follows every event (a job's later events may arrive before the
+  // load that brings its row in, and must not be lost); other pages follow their own rows,
+  // or every event when they filter by state.
   const refresh = debounce(() => load().catch(fail), 700);
   const off = onEvent((ev) => {
     if (type && ev.job_type !== type) return;
-    if (ev.kind === 'job.created' ? cursor === null : rows.some((j) => j.id === ev.job_id) || status) refresh();
+    if (cursor === null || status || rows.some((j) => j.id === ev.job_id)) refresh();
   });
   return off;
 }

@@ -146,12 +146,11 @@ pub(crate) async fn execute(
     let start = Instant::now();
     // A kept instance of a plugin that reuses them, readied for this job; else a fresh store.
     let warm = code.warm.as_ref().and_then(|pool| pool.take());
-    let (mut store, mut handler, served, baseline, log) = match warm {
+    let (mut store, mut handler, served, log) = match warm {
         Some(Warm {
             mut store,
             instance,
             jobs,
-            resources,
             ..
         }) => {
             let log = store.data().log.clone();
@@ -162,7 +161,7 @@ pub(crate) async fn execute(
                 JobHttp::new(code.http.clone(), log.clone()),
             );
             store.set_epoch_deadline(1);
-            (store, Some(instance), jobs, Some(resources), log)
+            (store, Some(instance), jobs, log)
         }
         None => {
             let log = Arc::new(Mutex::new(JobLog::new(
@@ -171,7 +170,7 @@ pub(crate) async fn execute(
                 code.secrets.clone(),
             )));
             let store = new_store(inner, code, timeout, start, services.clone(), log.clone());
-            (store, None, 0, None, log)
+            (store, None, 0, log)
         }
     };
     let fresh_store = || new_store(inner, code, timeout, start, services.clone(), log.clone());
@@ -245,7 +244,7 @@ pub(crate) async fn execute(
     let logs = job_log.take_lines();
     drop(job_log);
     let served = served.saturating_add(1);
-    let keep = code.warm.is_some()
+    let mut keep = code.warm.is_some()
         && returned
         && !refused
         && !matches!(
@@ -254,19 +253,13 @@ pub(crate) async fn execute(
         )
         && served < reuse::MAX_JOBS
         && reuse::memory_allows_reuse(used_memory, code.memory);
-    // Resources it holds now, against what it held after its first job.
-    let resources = if keep {
-        store.data_mut().live_resources()
-    } else {
-        0
-    };
+    keep = keep && !store.data_mut().holds_http();
     match (&code.warm, handler) {
-        (Some(pool), Some(instance)) if keep && baseline.is_none_or(|b| resources <= b) => {
+        (Some(pool), Some(instance)) if keep => {
             // Nothing of this job stays reachable from the idle instance.
             JobLog::lock(&log).begin(Arc::new(super::NoServices), None);
             store.data_mut().end_job();
-            let baseline = baseline.unwrap_or(resources);
-            pool.put(Warm::new(store, instance, served, baseline));
+            pool.put(Warm::new(store, instance, served));
         }
         _ => drop(store),
     }

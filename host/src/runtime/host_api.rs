@@ -101,9 +101,25 @@ impl JobState {
         self.limiter.begin_job();
     }
 
-    /// Host resources (streams, pollables, HTTP requests and bodies) the guest holds now.
-    pub(crate) fn live_resources(&mut self) -> usize {
-        self.table.iter_mut().count()
+    /// Whether the guest still holds an outbound HTTP request, response or body: kept past
+    /// its job, it would hold its connection and `http.max_concurrent` place and write into a
+    /// later job's log.
+    pub(crate) fn holds_http(&mut self) -> bool {
+        use wasmtime_wasi_http::p2::body::{
+            HostFutureTrailers, HostIncomingBody, HostOutgoingBody,
+        };
+        use wasmtime_wasi_http::p2::types::{
+            HostFutureIncomingResponse, HostIncomingResponse, HostOutgoingRequest,
+        };
+        self.table.iter_mut().any(|entry| {
+            let entry: &dyn std::any::Any = entry;
+            entry.is::<HostFutureIncomingResponse>()
+                || entry.is::<HostIncomingResponse>()
+                || entry.is::<HostIncomingBody>()
+                || entry.is::<HostOutgoingRequest>()
+                || entry.is::<HostOutgoingBody>()
+                || entry.is::<HostFutureTrailers>()
+        })
     }
 
     /// An instance going idle lets go of its job's services (and what they hold).

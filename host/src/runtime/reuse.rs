@@ -10,10 +10,9 @@
 //!   `KEEP_MEMORY_MAX`, is discarded, so one job's garbage never leaves the next one short of
 //!   memory and idle instances never hold more than `KEEP_MEMORY_MAX` each; so is one that has
 //!   served `MAX_JOBS` jobs, which bounds what a slow leak can pile up.
-//! - An instance holding more host resources (streams, pollables, HTTP requests and bodies)
-//!   after a job than after its first one is discarded: a request the guest left in flight
-//!   would otherwise keep its connection and concurrency permit, and write into a later job's
-//!   log.
+//! - An instance whose job left an outbound HTTP request, response or body open is discarded:
+//!   kept, it would hold its connection and `http.max_concurrent` place while idle, and write
+//!   into a later job's log.
 //! - Idle instances are not running jobs: they hold no instance-semaphore permit, but they do
 //!   hold pooling-allocator slots. The engines have room for `idle_budget(max_instances)` idle
 //!   instances besides the running ones; an instance finishing when that budget is spent is
@@ -62,23 +61,15 @@ pub(crate) struct Warm {
     pub(crate) instance: Instance,
     /// Jobs it has served so far.
     pub(crate) jobs: u32,
-    /// Host resources it held after its first job: more later means a job left some open.
-    pub(crate) resources: usize,
     idle_since: Instant,
 }
 
 impl Warm {
-    pub(crate) fn new(
-        store: Store<JobState>,
-        instance: Instance,
-        jobs: u32,
-        resources: usize,
-    ) -> Warm {
+    pub(crate) fn new(store: Store<JobState>, instance: Instance, jobs: u32) -> Warm {
         Warm {
             store,
             instance,
             jobs,
-            resources,
             idle_since: Instant::now(),
         }
     }

@@ -2,12 +2,14 @@
 //! one, so a test can see whether the runtime kept the instance. Its manifest asks for
 //! `instances = "reuse"`.
 //!
-//! Payload (all optional): `{"panic": false, "spin": false, "keep_mib": 0, "fail": false}`.
+//! Payload (all optional): `{"panic": false, "spin": false, "keep_mib": 0, "fail": false,
+//! "stderr": null}`.
 //! - `panic`: panics (a trap: the instance must be discarded).
 //! - `spin`: loops until the runtime's timeout stops it (the instance must be discarded).
 //! - `keep_mib`: allocates that many MiB and keeps them in a global, so the instance's memory
 //!   stays grown after the job.
 //! - `fail`: returns a permanent failure (the instance may be kept).
+//! - `stderr`: writes that line to stderr first.
 //!
 //! Result: `{"served": n, "kept_mib": m}`; it logs `job N of this instance`.
 
@@ -29,6 +31,8 @@ struct Payload {
     keep_mib: u32,
     #[serde(default)]
     fail: bool,
+    #[serde(default)]
+    stderr: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -41,6 +45,9 @@ fn handle(job: Job) -> Result<Served, Error> {
     let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
     let payload: Payload = job.payload().unwrap_or_default();
     log::info!("job {served} of this instance");
+    if let Some(line) = &payload.stderr {
+        eprintln!("{line}");
+    }
     if payload.panic {
         panic!("reuse-probe: asked to panic on job {served}");
     }
