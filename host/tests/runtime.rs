@@ -967,3 +967,33 @@ async fn an_idle_instance_never_blocks_another_plugin() {
         assert_eq!(rt.idle_instances(), 0);
     }
 }
+
+/// A job that returns with an outbound request still waiting for its answer does not leave
+/// its instance for the next job: kept, the request would hold its connection and its
+/// `http.max_concurrent` place while the instance sits idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_left_open_discards_the_instance() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let rt = runtime();
+    let mut manifest = manifest_of("reuse-probe");
+    manifest.allowed_hosts = vec![format!("http://127.0.0.1:{port}")];
+    let probe = LoadedPlugin::load(&rt, "reuse-probe", &plugin_path("reuse-probe"), manifest)
+        .await
+        .unwrap();
+    assert_eq!(served(&rt, &probe, "{}").await.1, 1);
+    assert_eq!(served(&rt, &probe, "{}").await.1, 2);
+    let payload = serde_json::json!({ "leave_request": format!("127.0.0.1:{port}") });
+    let (outcome, n, _) = served(&rt, &probe, &payload.to_string()).await;
+    assert!(matches!(outcome, Outcome::Success(_)), "{outcome:?}");
+    assert_eq!(n, 3);
+    assert_eq!(rt.idle_instances(), 0);
+    assert_eq!(served(&rt, &probe, "{}").await.1, 1);
+}

@@ -3,13 +3,15 @@
 //! `instances = "reuse"`.
 //!
 //! Payload (all optional): `{"panic": false, "spin": false, "keep_mib": 0, "fail": false,
-//! "stderr": null}`.
+//! "stderr": null, "leave_request": null}`.
 //! - `panic`: panics (a trap: the instance must be discarded).
 //! - `spin`: loops until the runtime's timeout stops it (the instance must be discarded).
 //! - `keep_mib`: allocates that many MiB and keeps them in a global, so the instance's memory
 //!   stays grown after the job.
 //! - `fail`: returns a permanent failure (the instance may be kept).
 //! - `stderr`: writes that line to stderr first.
+//! - `leave_request`: `"HOST:PORT"`: sends a GET to `http://HOST:PORT/` and returns without
+//!   waiting for the answer, leaving the request open (the instance must be discarded).
 //!
 //! Result: `{"served": n, "kept_mib": m}`; it logs `job N of this instance`.
 
@@ -33,6 +35,8 @@ struct Payload {
     fail: bool,
     #[serde(default)]
     stderr: Option<String>,
+    #[serde(default)]
+    leave_request: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -47,6 +51,9 @@ fn handle(job: Job) -> Result<Served, Error> {
     log::info!("job {served} of this instance");
     if let Some(line) = &payload.stderr {
         eprintln!("{line}");
+    }
+    if let Some(authority) = &payload.leave_request {
+        leave_request_open(authority)?;
     }
     if payload.panic {
         panic!("reuse-probe: asked to panic on job {served}");
@@ -70,6 +77,27 @@ fn handle(job: Job) -> Result<Served, Error> {
         served,
         kept_mib: kept.len(),
     })
+}
+
+/// Sends `GET http://AUTHORITY/` and forgets the pending response: its handle stays in the
+/// host's table after the job.
+fn leave_request_open(authority: &str) -> Result<(), Error> {
+    use wasip2::http::{outgoing_handler, types};
+    let request = types::OutgoingRequest::new(types::Fields::new());
+    let refused = |what: &str| Error::fail(format!("reuse-probe: cannot set the {what}"));
+    request
+        .set_scheme(Some(&types::Scheme::Http))
+        .map_err(|()| refused("scheme"))?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| refused("authority"))?;
+    request
+        .set_path_with_query(Some("/"))
+        .map_err(|()| refused("path"))?;
+    let pending = outgoing_handler::handle(request, None)
+        .map_err(|e| Error::fail(format!("reuse-probe: the request was refused: {e:?}")))?;
+    std::mem::forget(pending);
+    Ok(())
 }
 
 spool_sdk::export_handler!(handle);
