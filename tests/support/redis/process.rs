@@ -78,12 +78,18 @@ pub fn fresh_prefix(tag: &str) -> String {
     format!("spooltest-{tag}-{}-{:016x}", std::process::id(), h.finish())
 }
 
-/// A free loopback port other than 6379.
+/// A free loopback port other than 6379, never one this process handed out before: the
+/// kernel gives a port back soon after it is freed, and a test that kills a server (a Cluster
+/// failover) must not find another test's new server on the dead one's port, answering its
+/// client with an empty dataset instead of an error.
 pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     loop {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let port = l.local_addr().expect("local addr").port();
-        if port != 6379 {
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if port != 6379 && !given.contains(&port) {
+            given.push(port);
             return port;
         }
     }
