@@ -6,6 +6,7 @@ use super::process::{Proc, STARTUP, base_args, cluster_ports, node_dir, spawn, t
 use super::tls::{as_flags, make_certs, tls_settings};
 use crate::eventually_blocking;
 use std::path::Path;
+use std::time::Duration;
 
 /// A Cluster of three masters (and their replicas), killed on drop.
 pub struct Cluster {
@@ -112,6 +113,39 @@ impl Cluster {
             }
         }
         Ok(cluster)
+    }
+
+    /// Whether a replica of the master on `master` has every write the master had when this
+    /// was called (its replication offset reached the master's), waiting up to `limit`.
+    pub fn replica_caught_up(&self, master: u16, limit: Duration) -> bool {
+        let field = |info: &str, name: &str| -> Option<u64> {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        let Some(target) = self
+            .dial
+            .ask(master, &["INFO", "replication"])
+            .and_then(|i| field(&i, "master_repl_offset:"))
+        else {
+            return false;
+        };
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            for &p in &self.ports {
+                let Some(info) = self.dial.ask(p, &["INFO", "replication"]) else {
+                    continue;
+                };
+                if field(&info, "master_port:") == Some(u64::from(master))
+                    && info.contains("master_link_status:up")
+                    && field(&info, "slave_repl_offset:").is_some_and(|o| o >= target)
+                {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// `master` or `slave`, as the node says of itself.
