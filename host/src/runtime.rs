@@ -313,6 +313,11 @@ pub enum Instances {
 }
 
 impl Instances {
+    /// The default: a fresh instance per job.
+    pub fn is_fresh(&self) -> bool {
+        *self == Instances::Fresh
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Instances::Fresh => "fresh",

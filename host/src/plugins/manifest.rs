@@ -593,6 +593,7 @@ pub struct ManifestView {
     pub rate_limit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub global_concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Instances::is_fresh")]
     pub instances: Instances,
 }
 
