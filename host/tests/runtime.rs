@@ -654,14 +654,7 @@ async fn guest_log_lines_are_kept_with_the_job() {
 /// the retry (execute.rs) only against regressions that make it common.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_pool_under_churn_never_runs_out_of_slots() {
-    let rt = Arc::new(
-        Runtime::new(RuntimeConfig {
-            max_instances: 4,
-            trace_guest_logs: false,
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let rt = Arc::new(runtime_running(4));
     let echo = load(&rt, "echo").await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
@@ -700,12 +693,7 @@ async fn a_small_pool_under_churn_never_runs_out_of_slots() {
 /// attempt. The pool is filled for real, by instances made outside the instance semaphore.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_that_stays_full_is_no_capacity_and_the_next_job_runs() {
-    let rt = Runtime::new(RuntimeConfig {
-        max_instances: 1,
-        trace_guest_logs: false,
-        ..Default::default()
-    })
-    .unwrap();
+    let rt = runtime_running(1);
     let echo = load(&rt, "echo").await;
     // The pool has a slot for the running instance and one for an idle (reused) one.
     let held = rt.occupy_instances(&echo.code, 2).await.unwrap();
@@ -927,12 +915,7 @@ async fn an_instance_is_replaced_after_a_thousand_jobs() {
 /// starting, on either engine (memory limits up to 64 MiB and above).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_instance_never_blocks_another_plugin() {
-    let rt = Runtime::new(RuntimeConfig {
-        max_instances: 1,
-        trace_guest_logs: false,
-        ..Default::default()
-    })
-    .unwrap();
+    let rt = runtime_running(1);
     for memory in [32 << 20, 128 << 20] {
         let probe = load_reusing(&rt, "reuse-probe", Some(memory)).await;
         assert_eq!(served(&rt, &probe, "{}").await.1, 1);

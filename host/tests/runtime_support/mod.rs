@@ -43,8 +43,13 @@ pub fn manifest_of(name: &str) -> Manifest {
 }
 
 pub fn runtime() -> Runtime {
+    runtime_running(64)
+}
+
+/// A runtime with test settings that runs at most `max_instances` jobs at once.
+pub fn runtime_running(max_instances: u32) -> Runtime {
     Runtime::new(RuntimeConfig {
-        max_instances: 64,
+        max_instances,
         trace_guest_logs: false,
         ..RuntimeConfig::default()
     })
