@@ -151,6 +151,14 @@ async fn a_cluster_master_killed_mid_run_loses_no_job() {
         "the replica acknowledged the enqueues"
     );
 
+    // And on the master's own replica (WAIT counts any replica): the kill tests the failover,
+    // not how far asynchronous replication lagged under load.
+    let synced = {
+        let c = &c;
+        tokio::task::block_in_place(|| c.replica_caught_up(master, Duration::from_secs(30)))
+    };
+    assert!(synced, "the replica of {master} holds every enqueue");
+
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -223,13 +231,6 @@ async fn a_cluster_master_killed_mid_run_loses_no_job() {
         assert!(Instant::now() < deadline, "the run got going");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // The master's own replica (WAIT counts any replica) holds what the master had a moment
-    // ago: the kill tests the failover, not how far asynchronous replication lagged under load.
-    let synced = {
-        let c = &c;
-        tokio::task::block_in_place(|| c.replica_caught_up(master, Duration::from_secs(30)))
-    };
-    assert!(synced, "the replica of {master} caught up before the kill");
     let before = done.load(Ordering::Relaxed);
     assert!(before < JOBS, "the kill comes mid-run ({before} done)");
     c.kill9(master);
