@@ -103,12 +103,12 @@ def run(r, a, cost):
     for k in range(0, a.jobs, 1000):
         args = [len(ids[k:k + 1000])]
         for i in ids[k:k + 1000]:
-            args += [i, "echo", '{"bench":true}', "5", "4", "", "", "", ""]
+            args += [i, "echo", '{"bench":true}', "5", "4", "", "", "", "", "", ""]
         r.evalsha(enqueue, *head, *args)
     spent = {"enqueue": cost.take(), "claim": 0, "complete": 0}
     done = 0
     while True:
-        got = r.evalsha(claim, *head, "30000", "w1", a.claim, 1, "echo", uuid.uuid4().hex)
+        got, _reopens = r.evalsha(claim, *head, "30000", "w1", a.claim, 1, "echo", uuid.uuid4().hex)
         pipe = r.pipeline(transaction=False)
         for i in got:
             pipe.hgetall(tag + ":job:" + i.decode())

@@ -232,15 +232,19 @@ pub(super) fn complete(
     let mut out = Vec::with_capacity(done.len());
     for c in done {
         let logs = rows::logs_text(&job::trim_logs(c.logs));
-        let params = params![c.result.get(), logs, c.plugin_version, now, c.id, c.lease.0];
-        let mut stmt = conn.prepare_cached(sql::COMPLETE)?;
-        let mut rows = stmt.query(params)?;
-        let Some(row) = rows.next()? else {
+        let leased = conn
+            .prepare_cached(sql::COMPLETED_LEASE)?
+            .query_row(params![c.id, c.lease.0], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()?;
+        let Some((rowid, job_type, attempt)) = leased else {
             out.push(Settled::LeaseLost);
             continue;
         };
-        let (job_type, attempt): (String, u32) = (row.get(0)?, row.get(1)?);
-        drop(rows);
+        let (job_type, attempt): (String, u32) = (job_type, attempt);
+        let params = params![c.result.get(), logs, c.plugin_version, now, rowid];
+        conn.prepare_cached(sql::COMPLETE)?.execute(params)?;
         insert_event(conn, job_events::completed(&c.id, &job_type, attempt), now)?;
         for followup in c.followups {
             enqueue(conn, ctx, followup, now)?;

@@ -7,6 +7,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("schema/001_initial.sql"),
     include_str!("schema/002_flow_control.sql"),
     include_str!("schema/003_cache_usage.sql"),
+    include_str!("schema/004_list_by_status.sql"),
 ];
 
 pub(super) const WRITER_SETTINGS: &str = include_str!("sql/writer_settings.sql");
@@ -24,6 +25,7 @@ pub(super) const CLAIM_READY: &str = include_str!("sql/claim_ready.sql");
 pub(super) const RENEW: &str = include_str!("sql/renew.sql");
 pub(super) const PROGRESS: &str = include_str!("sql/progress.sql");
 pub(super) const COMPLETE: &str = include_str!("sql/complete.sql");
+pub(super) const COMPLETED_LEASE: &str = include_str!("sql/completed_lease.sql");
 pub(super) const LEASED_JOB: &str = include_str!("sql/leased_job.sql");
 pub(super) const END_ATTEMPT: &str = include_str!("sql/end_attempt.sql");
 pub(super) const CANCEL_NOW: &str = include_str!("sql/cancel_now.sql");
@@ -39,6 +41,7 @@ pub(super) const SWEEP_BY_COUNT: &str = include_str!("sql/sweep_by_count.sql");
 pub(super) const TRIM_EVENTS: &str = include_str!("sql/trim_events.sql");
 pub(super) const PURGE_CACHE: &str = include_str!("sql/purge_cache.sql");
 pub(super) const LIST_JOBS: &str = include_str!("sql/list_jobs.sql");
+pub(super) const JOB_TYPES: &str = include_str!("sql/job_types.sql");
 pub(super) const STATS_COUNTS: &str = include_str!("sql/stats_counts.sql");
 pub(super) const OLDEST_PENDING: &str = include_str!("sql/oldest_pending.sql");
 pub(super) const INSERT_EVENT: &str = include_str!("sql/insert_event.sql");

@@ -3,8 +3,10 @@
 
 use super::connection::{self, APPLICATION_ID};
 use super::{SqliteStorage, sql};
-use crate::job::{Clock, SystemClock};
-use crate::storage::{CacheKey, SqliteOptions, Storage, StorageError, StorageOptions};
+use crate::job::{Clock, JobState, SystemClock};
+use crate::storage::{
+    CacheKey, JobPage, ListFilter, SqliteOptions, Storage, StorageError, StorageOptions,
+};
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::Arc;
@@ -253,7 +255,7 @@ async fn hot_statements_use_their_indexes() {
         (sql::COUNT_BOUNDARY.to_owned(), "jobs_finished"),
         (sql::FINISHED_TYPES.to_owned(), "jobs_finished"),
         (sql::OLDEST_PENDING.to_owned(), "jobs_ready"),
-        (sql::list(true, false), "jobs_by_status"),
+        (sql::JOB_TYPES.to_owned(), "jobs_by_type"),
         (sql::list(true, true), "jobs_by_type"),
     ] {
         let plan = plan(&conn, &sql);
@@ -261,8 +263,9 @@ async fn hot_statements_use_their_indexes() {
             plan.contains(index),
             "want {index} in the plan of\n{sql}\n---\n{plan}"
         );
-        // Claims must never sort all pending jobs or scan the table.
-        if index == "jobs_ready" {
+        // Claims must never sort all pending jobs or scan the table, nor may the type
+        // listing that a listing by status starts with.
+        if index == "jobs_ready" || sql == sql::JOB_TYPES {
             assert!(
                 !plan.contains("SCAN jobs\n") && !plan.ends_with("SCAN jobs"),
                 "{plan}"
@@ -324,6 +327,58 @@ async fn a_file_of_schema_version_1_is_migrated_with_its_jobs() {
     );
     assert!(s.type_controls().await.unwrap().is_empty());
     assert!(s.schedules().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_version_3_file_loses_the_status_index_and_still_lists_by_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))
+            .unwrap();
+        connection::migrate(&conn, &path, &sql::MIGRATIONS[..3]).unwrap();
+        for (id, t, status) in [
+            ("0190-a", "v3-a", "failed"),
+            ("0190-b", "v3-b", "failed"),
+            ("0190-c", "v3-a", "pending"),
+            ("0190-d", "v3-c", "failed"),
+        ] {
+            conn.execute(
+                "INSERT INTO jobs (id, type, payload, priority, status, max_attempts, run_at, \
+                 created_at, finished_at) VALUES (?1, ?2, '{}', 5, ?3, 4, 1, 1, 2)",
+                [id, t, status],
+            )
+            .unwrap();
+        }
+    }
+    let indexes = |path: &Path| {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs'")
+            .unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap()
+    };
+    assert_eq!(user_version(&path), 3);
+    assert!(indexes(&path).contains(&"jobs_by_status".to_string()));
+    let s = open(&path).await.unwrap();
+    assert_eq!(user_version(&path), sql::MIGRATIONS.len() as i64);
+    assert!(!indexes(&path).contains(&"jobs_by_status".to_string()));
+    let failed = |cursor: Option<String>| ListFilter {
+        status: Some(JobState::Failed),
+        limit: 2,
+        cursor,
+        ..Default::default()
+    };
+    let first = s.list(failed(None)).await.unwrap();
+    let ids = |p: &JobPage| p.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&first), ["0190-d", "0190-b"]);
+    let second = s.list(failed(first.next_cursor.clone())).await.unwrap();
+    assert_eq!(ids(&second), ["0190-a"]);
+    assert_eq!(second.next_cursor, None);
 }
 
 #[tokio::test]

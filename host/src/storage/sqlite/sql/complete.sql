@@ -1,5 +1,7 @@
+-- ?5 is the rowid that completed_lease.sql found. No RETURNING: SQLite collects RETURNING
+-- rows in a temporary b-tree opened and dropped for every statement, which on this hot path
+-- cost more than the separate read.
 UPDATE jobs
 SET status = 'completed', result = ?1, logs = ?2, plugin_version = ?3, finished_at = ?4,
     lease_token = NULL, lease_expires_at = NULL, worker = NULL
-WHERE id = ?5 AND status = 'running' AND lease_token = ?6
-RETURNING type, attempt
+WHERE rowid = ?5
