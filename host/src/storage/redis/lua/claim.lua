@@ -85,14 +85,14 @@ while #out < limit do
   pos[best] = pos[best] + 2
   local t = types[best]
   local key = k_job(best_id)
-  local f = redis.call('HMGET', key, 'status', 'attempt', 'progress')
+  local f = redis.call('HMGET', key, 'status', 'attempt', 'progress', 'cancel_requested')
   if f[1] == 'pending' then
     local attempt = fmt((tonumber(f[2]) or 0) + 1)
     unplace(best_id, t, 'pending')
     redis.call('HSET', key, 'status', 'running', 'attempt', attempt, 'started_at', started,
-      'lease', nonce .. '-' .. (#out + 1), 'worker', worker, 'lease_expires_at', lease_expires,
-      'cancel_requested', '0')
+      'lease', nonce .. '-' .. (#out + 1), 'worker', worker, 'lease_expires_at', lease_expires)
     if f[3] then redis.call('HDEL', key, 'progress') end
+    if f[4] then redis.call('HDEL', key, 'cancel_requested') end
     place(best_id, { type = t, lease_expires_at = lease_expires }, 'running')
     emit('job.started', best_id, t,
       '{"status":"running","attempt":' .. attempt .. ',' .. worker_json .. '}')

@@ -16,8 +16,7 @@ for _ = 1, n do
   local id, token = ARGV[i], ARGV[i + 1]
   local nf = tonumber(ARGV[i + 5])
   local key = k_job(id)
-  local f = redis.call('HMGET', key, 'status', 'lease', 'type', 'attempt', 'unique_key',
-    'unique_for')
+  local f = redis.call('HMGET', key, 'status', 'lease', 'type', 'attempt', 'unique_key')
   if f[1] == 'running' and f[2] == token then
     local t, pv = f[3], ARGV[i + 4]
     unplace(id, t, 'running')
@@ -32,7 +31,10 @@ for _ = 1, n do
         'finished_at', finished, 'plugin_version', pv)
     end
     place(id, { type = t }, 'completed')
-    if f[5] then release_unique(id, { unique_key = f[5], unique_for = f[6] }, true) end
+    if f[5] then
+      local uf = redis.call('HGET', key, 'unique_for')
+      release_unique(id, { unique_key = f[5], unique_for = uf }, true)
+    end
     emit('job.completed', id, t,
       '{"status":"completed","attempt":' .. (f[4] or '0') .. '}')
     for k = 0, nf - 1 do

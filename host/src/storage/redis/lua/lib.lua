@@ -492,9 +492,11 @@ local function insert_new(a, i)
   if debounce ~= '' then want = math.max(want, NOW + tonumber(debounce)) end
   local run_at, s = NOW, 'pending'
   if want > NOW then run_at, s = want, 'scheduled' end
+  -- `attempt` 0, no logs and no cancel request are what an absent field means (codec.rs, and
+  -- the scripts' reads): a job hash is a listpack that every HSET and HMGET scans field by
+  -- field, so fields that say nothing cost every later change of the job.
   local f = { 'id', id, 'type', t, 'payload', a[i + 2], 'priority', a[i + 3], 'status', s,
-    'attempt', '0', 'max_attempts', a[i + 4], 'run_at', fmt(run_at), 'created_at', fmt(NOW),
-    'logs', '[]', 'cancel_requested', '0' }
+    'max_attempts', a[i + 4], 'run_at', fmt(run_at), 'created_at', fmt(NOW) }
   if a[i + 6] ~= '' then f[#f + 1] = 'timeout_ms'; f[#f + 1] = a[i + 6] end
   if unique ~= '' then f[#f + 1] = 'unique_key'; f[#f + 1] = unique end
   if a[i + 8] ~= '' then f[#f + 1] = 'backoff'; f[#f + 1] = a[i + 8] end
