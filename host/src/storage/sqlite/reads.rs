@@ -100,9 +100,9 @@ pub(super) fn list(conn: &Connection, filter: &ListFilter) -> OpResult<JobPage> 
 }
 
 /// The first `fetch` jobs in `status` below `cursor`, newest first, over every type: each
-/// type's first `fetch` from jobs_by_type, merged. There is no index on the status alone:
-/// every job changes status several times, and such an index cost each change two more
-/// writes, while listing by status alone is a rare read.
+/// type's first `fetch` ids from jobs_by_type, merged, then only the jobs kept are read.
+/// There is no index on the status alone: every job changes status several times, and such
+/// an index cost each change two more writes, while listing by status alone is a rare read.
 fn list_by_status(
     conn: &Connection,
     status: &str,
@@ -113,17 +113,25 @@ fn list_by_status(
         .prepare_cached(sql::JOB_TYPES)?
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let by_type = sql::list(true, true);
-    let mut jobs = Vec::new();
+    let mut ids_of_type = conn.prepare_cached(sql::IDS_BY_TYPE_STATUS)?;
+    let mut ids = Vec::new();
     for t in types {
-        jobs.extend(query_jobs(
-            conn,
-            &by_type,
-            params![cursor, status, t, fetch],
-        )?);
+        let rows =
+            ids_of_type.query_map(params![t, status, cursor, fetch], |r| r.get::<_, String>(0))?;
+        for id in rows {
+            ids.push(id?);
+        }
     }
-    jobs.sort_unstable_by(|a, b| b.id.cmp(&a.id));
-    jobs.truncate(fetch);
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids.truncate(fetch);
+    let mut jobs = Vec::with_capacity(ids.len());
+    for id in ids {
+        // Deleted since its id was read: the page is one shorter, as with any delete that
+        // races a listing.
+        if let Some(job) = get(conn, &id)? {
+            jobs.push(job);
+        }
+    }
     Ok(jobs)
 }
 

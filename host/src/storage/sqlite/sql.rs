@@ -42,6 +42,7 @@ pub(super) const TRIM_EVENTS: &str = include_str!("sql/trim_events.sql");
 pub(super) const PURGE_CACHE: &str = include_str!("sql/purge_cache.sql");
 pub(super) const LIST_JOBS: &str = include_str!("sql/list_jobs.sql");
 pub(super) const JOB_TYPES: &str = include_str!("sql/job_types.sql");
+pub(super) const IDS_BY_TYPE_STATUS: &str = include_str!("sql/ids_by_type_status.sql");
 pub(super) const STATS_COUNTS: &str = include_str!("sql/stats_counts.sql");
 pub(super) const OLDEST_PENDING: &str = include_str!("sql/oldest_pending.sql");
 pub(super) const INSERT_EVENT: &str = include_str!("sql/insert_event.sql");

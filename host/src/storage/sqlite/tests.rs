@@ -256,6 +256,10 @@ async fn hot_statements_use_their_indexes() {
         (sql::FINISHED_TYPES.to_owned(), "jobs_finished"),
         (sql::OLDEST_PENDING.to_owned(), "jobs_ready"),
         (sql::JOB_TYPES.to_owned(), "jobs_by_type"),
+        (
+            sql::IDS_BY_TYPE_STATUS.to_owned(),
+            "COVERING INDEX jobs_by_type",
+        ),
         (sql::list(true, true), "jobs_by_type"),
     ] {
         let plan = plan(&conn, &sql);
