@@ -633,6 +633,88 @@ async fn a_store_of_an_earlier_version_is_reaped_and_cleaned_up() {
     assert_eq!(running.jobs[0].id, old.id);
 }
 
+/// Job hashes leave out the fields that only say the default (`attempt` 0, no logs, no
+/// cancel request); a job written by an earlier version, which stored them, still runs:
+/// claimed as its first attempt, its `cancel_requested` "0" dropped at the claim (a cancel
+/// asked for later still reaches the worker), and completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_hash_with_the_earlier_default_fields_still_runs() {
+    let Some(base) = test_redis::shared_server_url() else {
+        return;
+    };
+    let prefix = test_redis::fresh_prefix("defaults");
+    let tag = format!("{{{prefix}}}");
+    let s = open(&format!("{base}/?prefix={prefix}"), Arc::new(SystemClock)).await;
+    let mut c = raw(&base).await;
+    let new = s.enqueue(job("defaults")).await.unwrap().job;
+    let fields: Vec<String> = c.hkeys(format!("{tag}:job:{}", new.id)).await.unwrap();
+    for f in ["attempt", "logs", "cancel_requested"] {
+        assert!(!fields.contains(&f.to_string()), "{f} in {fields:?}");
+    }
+    let old = s.enqueue(job("defaults")).await.unwrap().job;
+    let key = format!("{tag}:job:{}", old.id);
+    let _: () = c
+        .hset_multiple(
+            &key,
+            &[("attempt", "0"), ("logs", "[]"), ("cancel_requested", "0")],
+        )
+        .await
+        .unwrap();
+    let fresh = s.get(&new.id).await.unwrap().unwrap();
+    assert_eq!(
+        (fresh.attempt, fresh.logs.len(), fresh.cancel_requested),
+        (0, 0, false)
+    );
+    for id in [&new.id, &old.id] {
+        let claimed = storage::conformance::claim_one(&s, "defaults").await;
+        assert_eq!(&claimed.job.id, id);
+        assert_eq!(claimed.job.attempt, 1);
+        assert!(!claimed.job.cancel_requested);
+        let stale: bool = c
+            .hexists(format!("{tag}:job:{id}"), "cancel_requested")
+            .await
+            .unwrap();
+        assert!(!stale, "the claim drops a cancel_requested of 0");
+        let lease = [(id.clone(), claimed.lease.clone())];
+        assert_eq!(
+            s.renew_leases(&lease, Duration::from_secs(30))
+                .await
+                .unwrap(),
+            [storage::LeaseStatus::Held]
+        );
+        assert!(matches!(
+            s.cancel(id).await.unwrap(),
+            storage::CancelOutcome::Requested(_)
+        ));
+        assert_eq!(
+            s.renew_leases(&lease, Duration::from_secs(30))
+                .await
+                .unwrap(),
+            [storage::LeaseStatus::CancelRequested]
+        );
+        let done = s
+            .complete(vec![storage::Completion {
+                id: id.clone(),
+                lease: claimed.lease,
+                result: serde_json::value::to_raw_value(&serde_json::json!({"ok": true})).unwrap(),
+                logs: vec!["one line".into()],
+                plugin_version: None,
+                followups: Vec::new(),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(
+            done,
+            [storage::Settled::Moved(
+                spool_host::job::JobState::Completed
+            )]
+        );
+        let finished = s.get(id).await.unwrap().unwrap();
+        assert_eq!(finished.status, spool_host::job::JobState::Completed);
+        assert_eq!((finished.attempt, finished.logs.len()), (1, 1));
+    }
+}
+
 async fn all_events(s: &Backend) -> Vec<spool_host::storage::Event> {
     let mut out: Vec<spool_host::storage::Event> = Vec::new();
     loop {
