@@ -210,6 +210,8 @@ fn health_stats_plugins_and_metrics_describe_the_daemon() {
         "spool_plugin_load_failures_total{plugin=\"echo\"} 0",
         "spool_last_claim_age_seconds",
         "spool_plugins_failed 0",
+        "spool_instances_running 0",
+        "spool_instances_idle 0",
     ] {
         assert!(m.contains(name), "metrics lack {name}:\n{m}");
     }

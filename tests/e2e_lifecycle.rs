@@ -261,8 +261,18 @@ fn a_reusing_plugin_keeps_its_instance_until_a_crash_or_a_reload() {
             "each job keeps its own log lines only: {j}"
         );
     }
+    // The one kept instance shows in /metrics while no job runs; a crash discards it.
+    let idle = |n: u32| {
+        let line = format!("spool_instances_idle {n}\n");
+        eventually_blocking(&format!("/metrics to show {n} idle"), LONG, || {
+            let m = d.get("/metrics").text;
+            m.contains(&line) && m.contains("spool_instances_running 0\n")
+        });
+    };
+    idle(1);
     let crashed = probe_once(&d, json!({"panic": true}));
     assert_eq!(crashed["status"], "failed", "{crashed}");
+    idle(0);
     assert!(
         crashed["error"]
             .as_str()

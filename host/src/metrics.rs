@@ -64,6 +64,8 @@ pub const PLUGINS_LOADED: &str = "spool_plugins_loaded";
 pub const PLUGIN_CACHE_ENTRIES: &str = "spool_plugin_cache_entries";
 pub const PLUGIN_CACHE_BYTES: &str = "spool_plugin_cache_bytes";
 pub const PLUGINS_FAILED: &str = "spool_plugins_failed";
+pub const INSTANCES_RUNNING: &str = "spool_instances_running";
+pub const INSTANCES_IDLE: &str = "spool_instances_idle";
 pub const STORAGE_ERRORS: &str = "spool_storage_errors_total";
 pub const STORAGE_UP: &str = "spool_storage_up";
 pub const STORAGE_LATENCY: &str = "spool_storage_latency_seconds";
@@ -378,6 +380,9 @@ pub struct Snapshot {
     pub storage_up: bool,
     /// What each loaded plugin's cache holds.
     pub plugin_caches: BTreeMap<String, crate::storage::CacheUsage>,
+    /// Wasm instances running a job, and those kept between jobs for plugins with
+    /// `instances = "reuse"`.
+    pub instances: crate::api::InstanceCounts,
 }
 
 impl Metrics {
@@ -836,6 +841,18 @@ impl Metrics {
                 "gauge",
                 snap.plugins_failed,
             ),
+            (
+                INSTANCES_RUNNING,
+                "WebAssembly instances running a job.",
+                "gauge",
+                u64::from(snap.instances.running),
+            ),
+            (
+                INSTANCES_IDLE,
+                "WebAssembly instances kept between jobs (plugins with instances = \"reuse\").",
+                "gauge",
+                u64::from(snap.instances.idle),
+            ),
         ];
         for (name, help, kind, value) in gauges {
             header(&mut out, name, help, kind);
@@ -949,6 +966,23 @@ mod tests {
             text.contains("spool_queue_depth{type=\"(other)\",status=\"pending\"} 1800"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn instances_running_and_idle_are_gauges() {
+        let text = Metrics::new().render(&Snapshot {
+            instances: crate::api::InstanceCounts {
+                running: 2,
+                idle: 3,
+            },
+            ..Snapshot::default()
+        });
+        for line in [
+            "# TYPE spool_instances_running gauge\nspool_instances_running 2\n",
+            "# TYPE spool_instances_idle gauge\nspool_instances_idle 3\n",
+        ] {
+            assert!(text.contains(line), "{text}");
+        }
     }
 
     #[test]

@@ -308,6 +308,7 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         plugins_failed,
         storage_up,
         plugin_caches,
+        instances: state.catalog.instances(),
     });
     (
         [(

@@ -191,4 +191,11 @@ impl Catalog for RegistryCatalog {
     fn loaded_names(&self) -> Vec<String> {
         self.0.names()
     }
+    fn instances(&self) -> crate::api::InstanceCounts {
+        let runtime = self.0.runtime();
+        crate::api::InstanceCounts {
+            running: runtime.instances_in_use(),
+            idle: runtime.idle_instances(),
+        }
+    }
 }
