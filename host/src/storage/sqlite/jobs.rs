@@ -235,14 +235,17 @@ pub(super) fn complete(
         let leased = conn
             .prepare_cached(sql::COMPLETED_LEASE)?
             .query_row(params![c.id, c.lease.0], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?))
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, u32>(2)?,
+                ))
             })
             .optional()?;
         let Some((rowid, job_type, attempt)) = leased else {
             out.push(Settled::LeaseLost);
             continue;
         };
-        let (job_type, attempt): (String, u32) = (job_type, attempt);
         let params = params![c.result.get(), logs, c.plugin_version, now, rowid];
         conn.prepare_cached(sql::COMPLETE)?.execute(params)?;
         insert_event(conn, job_events::completed(&c.id, &job_type, attempt), now)?;
