@@ -35,16 +35,7 @@ pub trait Catalog: Send + Sync + 'static {
     /// Names of the loaded plugins (their cache namespaces).
     fn loaded_names(&self) -> Vec<String>;
     /// WebAssembly instances running and kept idle, for `/metrics`.
-    fn instances(&self) -> InstanceCounts;
-}
-
-/// WebAssembly instances of the runtime, as `/metrics` shows them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct InstanceCounts {
-    /// Running a job.
-    pub running: u32,
-    /// Kept between jobs of plugins with `instances = "reuse"`.
-    pub idle: u32,
+    fn instances(&self) -> crate::metrics::InstanceCounts;
 }
 
 /// Everything the handlers share.

@@ -382,7 +382,16 @@ pub struct Snapshot {
     pub plugin_caches: BTreeMap<String, crate::storage::CacheUsage>,
     /// Wasm instances running a job, and those kept between jobs for plugins with
     /// `instances = "reuse"`.
-    pub instances: crate::api::InstanceCounts,
+    pub instances: InstanceCounts,
+}
+
+/// WebAssembly instances of the runtime, as `/metrics` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstanceCounts {
+    /// Running a job.
+    pub running: u32,
+    /// Kept between jobs of plugins with `instances = "reuse"`.
+    pub idle: u32,
 }
 
 impl Metrics {
@@ -971,7 +980,7 @@ mod tests {
     #[test]
     fn instances_running_and_idle_are_gauges() {
         let text = Metrics::new().render(&Snapshot {
-            instances: crate::api::InstanceCounts {
+            instances: InstanceCounts {
                 running: 2,
                 idle: 3,
             },

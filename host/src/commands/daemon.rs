@@ -191,9 +191,9 @@ impl Catalog for RegistryCatalog {
     fn loaded_names(&self) -> Vec<String> {
         self.0.names()
     }
-    fn instances(&self) -> crate::api::InstanceCounts {
+    fn instances(&self) -> crate::metrics::InstanceCounts {
         let runtime = self.0.runtime();
-        crate::api::InstanceCounts {
+        crate::metrics::InstanceCounts {
             running: runtime.instances_in_use(),
             idle: runtime.idle_instances(),
         }
