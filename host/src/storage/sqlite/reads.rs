@@ -109,6 +109,10 @@ fn list_by_status(
     cursor: &str,
     fetch: usize,
 ) -> OpResult<Vec<crate::job::Job>> {
+    // One read transaction: the jobs read at the end are as they were when their ids were
+    // (a job that changed status in between would otherwise show under the old one).
+    let tx = conn.unchecked_transaction()?;
+    let conn: &Connection = &tx;
     let types = conn
         .prepare_cached(sql::JOB_TYPES)?
         .query_map([], |r| r.get::<_, String>(0))?
@@ -126,12 +130,12 @@ fn list_by_status(
     ids.truncate(fetch);
     let mut jobs = Vec::with_capacity(ids.len());
     for id in ids {
-        // Deleted since its id was read: the page is one shorter, as with any delete that
-        // races a listing.
         if let Some(job) = get(conn, &id)? {
             jobs.push(job);
         }
     }
+    drop(ids_of_type);
+    tx.finish()?;
     Ok(jobs)
 }
 

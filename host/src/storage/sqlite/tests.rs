@@ -305,15 +305,22 @@ async fn the_checkpoint_thread_copies_the_wal_into_the_database_file() {
     }
 }
 
+/// A connection to a new file at `path` holding the schema of version `version`, as that
+/// version of the daemon left it.
+fn file_at_version(path: &Path, version: usize) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))
+        .unwrap();
+    connection::migrate(&conn, path, &sql::MIGRATIONS[..version]).unwrap();
+    conn
+}
+
 #[tokio::test]
 async fn a_file_of_schema_version_1_is_migrated_with_its_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
     {
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))
-            .unwrap();
-        connection::migrate(&conn, &path, &sql::MIGRATIONS[..1]).unwrap();
+        let conn = file_at_version(&path, 1);
         conn.execute(
             "INSERT INTO jobs (id, type, payload, priority, status, max_attempts, run_at, \
              created_at, unique_key) VALUES ('0190-old', 'echo', '{}', 5, 'pending', 4, 1, 1, 'k')",
@@ -338,10 +345,7 @@ async fn a_version_3_file_loses_the_status_index_and_still_lists_by_status() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v3.db");
     {
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))
-            .unwrap();
-        connection::migrate(&conn, &path, &sql::MIGRATIONS[..3]).unwrap();
+        let conn = file_at_version(&path, 3);
         for (id, t, status) in [
             ("0190-a", "v3-a", "failed"),
             ("0190-b", "v3-b", "failed"),
