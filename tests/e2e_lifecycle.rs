@@ -270,6 +270,12 @@ fn a_reusing_plugin_keeps_its_instance_until_a_crash_or_a_reload() {
         });
     };
     idle(1);
+    // Three jobs, one instance made: only a new instance counts as an instantiation.
+    let metrics = d.get("/metrics").text;
+    assert!(
+        metrics.contains("spool_instantiation_seconds_count{plugin=\"reuse-probe\"} 1\n"),
+        "{metrics}"
+    );
     let crashed = probe_once(&d, json!({"panic": true}));
     assert_eq!(crashed["status"], "failed", "{crashed}");
     idle(0);

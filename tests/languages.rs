@@ -8,6 +8,7 @@
 //! - `spool new NAME --lang rust|js|python|c` makes a project in a temporary folder; its one
 //!   documented build command (`./build.sh`) makes NAME.wasm, which a running daemon loads and
 //!   runs jobs with.
+//! - The JavaScript example's own `node --test` suite (its rules and cache-key hash).
 //!
 //! JavaScript and Python components carry their interpreter (12-18 MB) and take 10-20 s of CPU
 //! to compile, so every daemon here shares one compile cache, target/spool-test-cache
@@ -50,6 +51,25 @@ fn daemon_with(plugins: &[&str]) -> Daemon {
     Daemon::builder(plugins)
         .env("SPOOL_CACHE_DIR", &cache_dir().display().to_string())
         .start()
+}
+
+/// The JavaScript example's Markdown rules and cache-key hash, checked by its own `node --test`
+/// suite (plain JavaScript, no component): the hash against its BigInt definition.
+#[test]
+fn the_javascript_example_passes_its_node_tests() {
+    let dir = repo_root().join("plugins").join("js-mdstats");
+    let out = Command::new("node")
+        .args(["--test", "test/"])
+        .current_dir(&dir)
+        .output()
+        .expect("run node (scripts/build-plugins.sh installs it)");
+    assert!(
+        out.status.success(),
+        "node --test in {}:\n{}{}",
+        dir.display(),
+        stdout(&out),
+        stderr(&out)
+    );
 }
 
 /// Poll `/api/v1/plugins` until every name in `names` is loaded.

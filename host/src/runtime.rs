@@ -209,7 +209,8 @@ pub struct Execution {
     pub followups: Vec<crate::job::NewJob>,
     /// Wall time from instantiation to the end of the call.
     pub duration: Duration,
-    /// Store setup plus instantiation, when the instance was created (part of `duration`).
+    /// Store setup plus instantiation, when a new instance was created for this job (part of
+    /// `duration`); `None` for a job on a kept instance (`instances = "reuse"`).
     pub instantiate: Option<Duration>,
     /// The largest total linear memory the instance had, in bytes.
     pub peak_memory: u64,

@@ -175,8 +175,9 @@ pub(crate) async fn execute(
     };
     let fresh_store = || new_store(inner, code, timeout, start, services.clone(), log.clone());
     let job = input;
-    // Set once the instance is ready (None: the job was stopped or failed before that).
-    let mut instantiate = handler.is_some().then(|| start.elapsed());
+    // Set once a new instance is ready (None: the job ran on a kept instance, or was stopped
+    // or failed before its instance was made).
+    let mut instantiate = None;
 
     let result: CallResult = {
         let call = async {
