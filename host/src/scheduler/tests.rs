@@ -253,11 +253,18 @@ async fn a_limited_plugin_is_served_while_a_busy_type_keeps_every_slot_and_the_b
     }
     let limited = enqueue(&s, "limited", 5).await;
     wait_for(&s, &limited, JobState::Completed).await;
-    let last = s.get(backlog.last().unwrap()).await.unwrap().unwrap();
-    assert_ne!(
-        last.status,
-        JobState::Completed,
-        "the limited plugin's jobs ran only once the busy type had drained"
+    let last_id = backlog.last().unwrap().clone();
+    wait_for(&s, std::slice::from_ref(&last_id), JobState::Completed).await;
+    // Finish times, not states polled afterwards: the backlog may drain before a poll.
+    let mut limited_done = Vec::new();
+    for id in &limited {
+        limited_done.push(s.get(id).await.unwrap().unwrap().finished_at.unwrap());
+    }
+    let last = s.get(&last_id).await.unwrap().unwrap();
+    assert!(
+        limited_done.iter().max() < last.finished_at.as_ref(),
+        "the limited plugin's jobs ({limited_done:?}) ran only once the busy type had drained ({:?})",
+        last.finished_at
     );
     pool.shutdown(std::future::pending()).await;
 }
