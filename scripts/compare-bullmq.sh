@@ -10,6 +10,9 @@
 # Scenarios (jobs/s unless noted):
 #   redis_us   Redis CPU (user + system) per job over the drain run, in microseconds
 #   drain      a backlog of N jobs drained (BullMQ at concurrency 100; Spool: `bench --drain`)
+#   http       Spool's daemon fed N jobs over its HTTP API in batches of 1000 while it runs them,
+#              first POST to last completion (scripts/compare/http_e2e.py), against BullMQ's
+#              drain of the same round
 #   burst      N jobs added in batches of 1000 while workers run, first add to last completion
 #   bulk       N jobs added in batches of 1000 into an idle queue
 #   single     N jobs added one awaited call at a time (Spool: while its workers drain them)
@@ -27,7 +30,7 @@ while [ $# -gt 0 ]; do
         --rounds) rounds="$2"; shift 2 ;;
         --latency-jobs) latency_jobs="$2"; shift 2 ;;
         --workers) workers="$2"; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "compare-bullmq: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -80,10 +83,13 @@ echo "==> $rounds rounds, $jobs jobs each ($latency_jobs for latency); load aver
 for r in $(seq "$rounds"); do
     echo "--- round $r" >&2
     fresh; cpu=$(redis_cpu); out=$(bull drain "$jobs" 100)
-    record drain bullmq "$(field jobs_per_second <<<"$out")"; per_job redis_us bullmq "$cpu" "$jobs"
+    bull_drain=$(field jobs_per_second <<<"$out")
+    record drain bullmq "$bull_drain"; per_job redis_us bullmq "$cpu" "$jobs"
     fresh; cpu=$(redis_cpu); out=$(spool_bench --drain --jobs "$jobs")
     record drain spool "$(field jobs_per_second <<<"$out")"; per_job redis_us spool "$cpu" "$jobs"
     record bulk spool "$(field enqueue_per_second <<<"$out")"
+    fresh; out=$(python3 scripts/compare/http_e2e.py --spool "$spool" --redis-port "$port" --jobs "$jobs")
+    record http spool "$(field jobs_per_second <<<"$out")"; record http bullmq "$bull_drain"
     fresh; out=$(bull bulk "$jobs"); record bulk bullmq "$(field jobs_per_second <<<"$out")"
     fresh; out=$(bull burst "$jobs" 100); record burst bullmq "$(field jobs_per_second <<<"$out")"
     fresh; out=$(spool_bench --jobs "$jobs"); record burst spool "$(field jobs_per_second <<<"$out")"
@@ -107,7 +113,8 @@ for line in open(path):
     runs[(scenario, side)].append(float(value))
 print(f"Spool vs BullMQ, {rounds} interleaved rounds, {jobs} jobs per throughput run, one private Redis")
 print(f"{'scenario':<18}{'BullMQ (median)':>16}{'Spool (median)':>16}{'Spool/BullMQ':>14}   every round (BullMQ | Spool)")
-names = {"redis_us": "Redis CPU us/job", "drain": "drain jobs/s", "burst": "burst jobs/s", "bulk": "bulk add jobs/s",
+names = {"redis_us": "Redis CPU us/job", "drain": "drain jobs/s", "http": "HTTP e2e jobs/s",
+         "burst": "burst jobs/s", "bulk": "bulk add jobs/s",
          "single": "single add jobs/s", "p50_ms": "p50 ms at 500/s", "p99_ms": "p99 ms at 500/s"}
 for key, label in names.items():
     b, s = runs[(key, "bullmq")], runs[(key, "spool")]
@@ -122,6 +129,7 @@ for key, label in names.items():
     print(f"{label:<18}{fmt(mb):>16}{fmt(ms):>16}{ratio:>13.2f}x   "
           f"{' '.join(fmt(v) for v in b)} | {' '.join(fmt(v) for v in s)}")
 print("(latency and Redis CPU: the ratio is BullMQ / Spool, above 1 means Spool needs less;")
-print(" Redis CPU per job is measured over the drain: enqueue, claim and completion together)")
+print(" Redis CPU per job is measured over the drain: enqueue, claim and completion together;")
+print(" HTTP e2e: Spool's daemon fed over HTTP, against BullMQ's drain of the same round)")
 EOF
 rm -f "$results"
