@@ -11,7 +11,7 @@
 //! shutdown. Plugins with a concurrency limit are never prefetched.
 
 use super::worker::{self, SlotGuard};
-use super::{Held, JobFlags, PoolInner, Resolved, ShutdownReport};
+use super::{Held, JobFlags, PluginGroup, PoolInner, Resolved, ShutdownReport};
 use crate::job::LeaseToken;
 use crate::service::Next;
 use crate::storage::{ClaimRequest, Claimed, StorageError};
@@ -26,8 +26,9 @@ use tokio::task::JoinSet;
 /// half of this: at 40k jobs/s 128 jobs last 3 ms, less than a claim's wait behind a SQLite
 /// transaction, and the slots ran dry. 512 measured 42.2k against 38.1k jobs/s drained on
 /// SQLite (1024: 43.1k) and 27.3k against 26.5k on Redis (`spool bench --drain --jobs 50000`,
-/// medians of 5 and 4 interleaved rounds). A claim this large holds Redis for ~10 ms; it only
-/// happens with a backlog, which PREFETCH_WINDOW turns into 20 ms of work at most.
+/// medians of 5 and 4 interleaved rounds). Claims this large only happen with a backlog,
+/// which PREFETCH_WINDOW turns into 20 ms of work at most; Redis's SLOWLOG in a 50,000-job
+/// drain showed claims of ~260 jobs taking 2.7 ms (4.2 ms at most), so ~5 ms for 512.
 const MAX_CLAIM: usize = 512;
 /// Idle pollers look again after this long even without a signal (jobs made ready by another
 /// daemon's promotion only reach us through storage).
@@ -169,8 +170,12 @@ impl crate::service::Service for ClaimLoop {
         // backlog the buffer never runs dry, and they would wait for all of it. Once per
         // refill (a claim round trip happens then anyway) or while the buffer is empty.
         let mut claimed = 0;
+        let mut groups = None;
         if p.buffer.is_empty() || p.refill_wanted() > 0 {
-            claimed += p.claim_limited(p.inner.slots.available_permits()).await?;
+            let groups = groups.insert(p.inner.plugins.groups());
+            claimed += p
+                .claim_limited(groups, p.inner.slots.available_permits())
+                .await?;
         }
         p.start_buffered();
         let free = p.inner.slots.available_permits();
@@ -179,7 +184,8 @@ impl crate::service::Service for ClaimLoop {
             self.wake = Wake::Freed;
             return Ok(Next::Wait(UNTIL_SIGNALLED));
         }
-        claimed += p.claim_unlimited(free, refill).await?;
+        let groups = groups.get_or_insert_with(|| p.inner.plugins.groups());
+        claimed += p.claim_unlimited(groups, free, refill).await?;
         Ok(if claimed > 0 {
             Next::Now
         } else if free == 0 {
@@ -267,9 +273,13 @@ impl Poller {
     /// Claims for the plugins with a concurrency limit, at most `free` jobs in all and each
     /// plugin's free permits; returns how many started. They take at most their own permits,
     /// so they cannot starve the rest, while the rest could take every slot from them.
-    async fn claim_limited(&mut self, mut free: usize) -> Result<usize, StorageError> {
+    async fn claim_limited(
+        &mut self,
+        groups: &[PluginGroup],
+        mut free: usize,
+    ) -> Result<usize, StorageError> {
         let mut got_total = 0;
-        for g in self.inner.plugins.groups() {
+        for g in groups {
             let Some(max) = g.max_concurrency else {
                 continue;
             };
@@ -289,16 +299,21 @@ impl Poller {
 
     /// One claim for every plugin without a limit: jobs for the `free` slots and `refill` more
     /// for the buffer; returns how many started or were buffered.
-    async fn claim_unlimited(&mut self, free: usize, refill: usize) -> Result<usize, StorageError> {
-        let unlimited: Vec<String> = self
-            .inner
-            .plugins
-            .groups()
-            .into_iter()
+    async fn claim_unlimited(
+        &mut self,
+        groups: &[PluginGroup],
+        free: usize,
+        refill: usize,
+    ) -> Result<usize, StorageError> {
+        if free + refill == 0 {
+            return Ok(0);
+        }
+        let unlimited: Vec<String> = groups
+            .iter()
             .filter(|g| g.max_concurrency.is_none())
-            .flat_map(|g| g.types)
+            .flat_map(|g| g.types.iter().cloned())
             .collect();
-        if unlimited.is_empty() || free + refill == 0 {
+        if unlimited.is_empty() {
             return Ok(0);
         }
         let got = self.claim(unlimited, free + refill, true).await?;
