@@ -6,7 +6,8 @@ all N completed. Prints one JSON object on stdout. Standard library only.
 
     http_e2e.py --spool PATH --redis-port N --jobs N [--plugin PATH]
 """
-import argparse, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, shutil, socket, subprocess, sys, tempfile, time
+import urllib.error, urllib.request
 
 BATCH = 1000
 
@@ -20,8 +21,11 @@ def free_port():
 def call(url, body=None):
     req = urllib.request.Request(url, data=body, method="POST" if body else "GET",
                                  headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.load(r)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as e:
+        sys.exit(f"http_e2e: {req.method} {url} answered {e.code}: {e.read().decode(errors='replace')}")
 
 
 def main():
@@ -31,7 +35,11 @@ def main():
     ap.add_argument("--jobs", type=int, required=True)
     ap.add_argument("--plugin", default="target/plugins/echo.wasm")
     a = ap.parse_args()
+    if not os.path.isfile(a.plugin):
+        sys.exit(f"http_e2e: no plugin at {a.plugin}: build the examples first "
+                 "(scripts/build-plugins.sh target/plugins)")
     work = tempfile.mkdtemp(prefix="spool-http-e2e-")
+    log = open(os.path.join(work, "daemon.log"), "w")
     os.mkdir(os.path.join(work, "plugins"))
     shutil.copy(a.plugin, os.path.join(work, "plugins", "echo.wasm"))
     port = free_port()
@@ -40,7 +48,13 @@ def main():
         [os.path.abspath(a.spool), "daemon", "--storage", f"redis://127.0.0.1:{a.redis_port}",
          "--plugins", "plugins", "--listen", f"127.0.0.1:{port}"],
         cwd=work, env={**os.environ, "SPOOL_LOG": "warn"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=log, stderr=subprocess.STDOUT)
+
+    def fail(why):
+        log.flush()
+        tail = open(log.name).read()[-2000:]
+        sys.exit(f"http_e2e: {why}\n--- daemon log (last lines) ---\n{tail}")
+
     try:
         deadline = time.time() + 60
         while True:
@@ -51,7 +65,7 @@ def main():
             except OSError:
                 pass
             if daemon.poll() is not None or time.time() > deadline:
-                sys.exit("http_e2e: the daemon did not start")
+                fail("the daemon did not start, or did not load the echo plugin, within 60 s")
             time.sleep(0.05)
         batch = json.dumps({"jobs": [{"type": "echo", "payload": {"bench": True}}] * BATCH})
         start = time.time()
@@ -66,14 +80,19 @@ def main():
             counts = call(base + "/stats")["types"].get("echo", {}).get("counts", {})
             if counts.get("completed", 0) >= a.jobs:
                 break
+            if counts.get("failed", 0) or counts.get("retrying", 0):
+                fail(f"echo jobs failed, so the run measures nothing: {counts}")
+            if daemon.poll() is not None:
+                fail(f"the daemon exited before the jobs completed: {counts}")
             if time.time() - start > 600:
-                sys.exit(f"http_e2e: jobs did not complete: {counts}")
+                fail(f"the jobs did not complete within 600 s: {counts}")
             time.sleep(0.02)
         seconds = time.time() - start
         print(json.dumps({"jobs": a.jobs, "seconds": seconds, "jobs_per_second": a.jobs / seconds}))
     finally:
         daemon.terminate()
         daemon.wait()
+        log.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
