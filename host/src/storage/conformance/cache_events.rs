@@ -516,26 +516,33 @@ pub async fn ping_and_info_describe_the_backend(s: Backend, _clock: Arc<ManualCl
 }
 
 pub async fn events_of_one_batch_page_like_any_others(s: Backend, _clock: Arc<ManualClock>) {
-    // One batch writes its events in one step (one stream entry on Redis): resuming in the
-    // middle of it, a page at a time, must see each event once and in order.
+    // One batch writes its events in one step (on Redis, stream entries of up to 50 events,
+    // all written by one script call): resuming in the middle of it, a page at a time, must
+    // see each event once and in order. 120 jobs make each batch span several entries.
+    const N: usize = 120;
     let before = s.events_since(None, 1000).await.unwrap();
-    let jobs: Vec<NewJob> = (0..7).map(|_| job("evbatch")).collect();
+    let jobs: Vec<NewJob> = (0..N).map(|_| job("evbatch")).collect();
     let created = s.enqueue_batch(jobs).await.unwrap();
     let c = s
         .claim(ClaimRequest {
             types: vec!["evbatch".into()],
-            limit: 7,
+            limit: N,
             lease: secs(30),
             worker: "w".into(),
         })
         .await
         .unwrap();
-    assert_eq!(c.len(), 7);
+    assert_eq!(c.len(), N);
+    let done = s
+        .complete(c.iter().map(completion).collect())
+        .await
+        .unwrap();
+    assert_eq!(done.len(), N);
     let mut cursor = before.last().map(|e| e.id.clone());
     let mut seen = Vec::new();
     loop {
-        let page = s.events_since(cursor.as_deref(), 3).await.unwrap();
-        assert!(page.len() <= 3, "a page holds at most its limit");
+        let page = s.events_since(cursor.as_deref(), 7).await.unwrap();
+        assert!(page.len() <= 7, "a page holds at most its limit");
         let Some(last) = page.last() else { break };
         cursor = Some(last.id.clone());
         seen.extend(page);
@@ -560,8 +567,62 @@ pub async fn events_of_one_batch_page_like_any_others(s: Backend, _clock: Arc<Ma
         .map(|e| ("job.created", e.job.id.as_str()))
         .collect();
     want.extend(c.iter().map(|c| ("job.started", c.job.id.as_str())));
+    want.extend(c.iter().map(|c| ("job.completed", c.job.id.as_str())));
     assert_eq!(kinds, want);
-    assert_eq!(seen[8].data["attempt"], 1);
-    assert_eq!(seen[8].data["worker"], "w");
     assert_eq!(seen[0].data["status"], "pending");
+    assert_eq!(seen[N].data["attempt"], 1);
+    assert_eq!(seen[N].data["worker"], "w");
+    assert_eq!(seen[2 * N - 1].data["status"], "running");
+    assert_eq!(seen[2 * N].data["status"], "completed");
+    assert_eq!(seen[3 * N - 1].data["attempt"], 1);
+    // Every event resumes from its own id: the one after it, whichever entry holds it.
+    for k in [0, 49, 50, 51, N - 1, N, 2 * N + 49] {
+        let next = s.events_since(Some(&seen[k].id), 1).await.unwrap();
+        assert_eq!(next[0].id, seen[k + 1].id, "after event {k}");
+    }
+}
+
+pub async fn events_carry_ids_that_need_escaping(s: Backend, _clock: Arc<ManualClock>) {
+    // A job id may hold any text but whitespace and control characters: quotes, backslashes
+    // and non-ASCII letters must come back in its events exactly.
+    let before = s.events_since(None, 1000).await.unwrap();
+    let ids = [r#"quo"te"#, r"back\slash", "plain-é-id", r#"both"\"#];
+    let jobs: Vec<NewJob> = ids
+        .iter()
+        .map(|id| {
+            let mut j = job("evids");
+            j.id = (*id).to_owned();
+            j
+        })
+        .collect();
+    s.enqueue_batch(jobs).await.unwrap();
+    let c = s
+        .claim(ClaimRequest {
+            types: vec!["evids".into()],
+            limit: ids.len(),
+            lease: secs(30),
+            worker: "w".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(c.len(), ids.len());
+    s.complete(c.iter().map(completion).collect())
+        .await
+        .unwrap();
+    let after = before.last().map(|e| e.id.clone());
+    let seen = s.events_since(after.as_deref(), 1000).await.unwrap();
+    let mut by_kind: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for e in &seen {
+        by_kind
+            .entry(e.kind.as_str())
+            .or_default()
+            .push(e.job_id.as_deref().unwrap_or(""));
+    }
+    let mut want: Vec<&str> = ids.to_vec();
+    want.sort_unstable();
+    for kind in ["job.created", "job.started", "job.completed"] {
+        let mut got = by_kind.get(kind).cloned().unwrap_or_default();
+        got.sort_unstable();
+        assert_eq!(got, want, "{kind}");
+    }
 }

@@ -70,36 +70,31 @@ impl Storage for RedisStorage {
         for j in &jobs {
             inv.arg(&codec::new_job_args(j)[..]);
         }
-        let reply = as_array(self.run(&inv).await?, "enqueue")?;
-        if reply.len() != jobs.len() {
+        let mut reply = as_array(self.run(&inv).await?, "enqueue")?.into_iter();
+        if reply.len() != jobs.len() + 1 {
             return Err(StorageError::Internal(format!(
                 "redis answered {} of {} enqueued jobs",
-                reply.len(),
+                reply.len().saturating_sub(1),
                 jobs.len()
             )));
         }
+        // The script wrote exactly what from_new builds, at this time.
+        let now = reply
+            .next()
+            .map(|v| as_int(&v, "enqueue time"))
+            .transpose()?
+            .unwrap_or_default();
         let mut out = Vec::with_capacity(jobs.len());
-        for (item, new) in reply.into_iter().zip(jobs) {
-            let mut it = as_array(item, "enqueue item")?.into_iter();
-            let (Some(created), Some(detail)) = (it.next(), it.next()) else {
-                return Err(StorageError::Internal(
-                    "short enqueue reply from redis".into(),
-                ));
-            };
-            out.push(if as_int(&created, "enqueue")? == 1 {
-                // The script wrote exactly what from_new builds, at this time.
-                let now = as_string(&detail, "enqueue time")?
-                    .parse::<i64>()
-                    .map_err(|_| StorageError::Internal("bad enqueue time from redis".into()))?;
-                Enqueued {
+        for (item, new) in reply.zip(jobs) {
+            out.push(match item {
+                Value::Int(1) => Enqueued {
                     created: true,
                     job: Job::from_new(new, now),
-                }
-            } else {
-                Enqueued {
+                },
+                existing => Enqueued {
                     created: false,
-                    job: required_job(detail, "enqueue")?,
-                }
+                    job: required_job(existing, "enqueue")?,
+                },
             });
         }
         if out.iter().any(|e| e.created) {

@@ -15,7 +15,11 @@
 -- window has left; each job claimed of a rate-limited type is logged in P:rate:<type>.
 -- Each type's first `limit` ready jobs are read in one ZRANGE; each round takes the best
 -- head among the types (lowest score, then lowest id), so a claim over several types honours
--- priority and FIFO across all of them.
+-- priority and FIFO across all of them. A claim of one type takes its heads in order and
+-- needs no scores (Redis formats each score as text: 4k instructions a job, callgrind).
+-- The jobs taken of a type are always the first ranks of its ready set (stale entries
+-- included), so one ZREMRANGEBYRANK per type drops them; the other index writes go out as
+-- one variadic command per type (a claim writes no index it reads).
 batch_begin()
 local lease_ms, worker = tonumber(ARGV[4]), ARGV[5]
 local limit, nt = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -51,11 +55,18 @@ local function allowance(i, t)
   return allow, nil
 end
 
+-- Entries per head: an id, or with several types an id and its score.
+local step = 1
+if nt > 1 then step = 2 end
 for i = 1, nt do
   types[i] = ARGV[7 + i]
   local allow, reopen = allowance(i, types[i])
   if allow > 0 then
-    heads[i] = redis.call('ZRANGE', k_ready(types[i]), 0, allow - 1, 'WITHSCORES')
+    if step == 2 then
+      heads[i] = redis.call('ZRANGE', k_ready(types[i]), 0, allow - 1, 'WITHSCORES')
+    else
+      heads[i] = redis.call('ZRANGE', k_ready(types[i]), 0, allow - 1)
+    end
   else
     heads[i] = {}
     if reopen and redis.call('ZCARD', k_ready(types[i])) > 0 then
@@ -65,46 +76,80 @@ for i = 1, nt do
   pos[i] = 1
 end
 local started_of = {}
+local taken_of = {} -- type index -> ids claimed, in order
 local out = {}
 local lease_expires = fmt(NOW + lease_ms)
 local started = fmt(NOW)
-local worker_json = '"worker":' .. jstr(worker)
-local nonce = ARGV[8 + nt]
+local nonce = ARGV[8 + nt] .. '-'
+local event_tail = ',"worker":' .. jstr(worker) .. '}]'
+local evp, evs = EVP, EVS
+local np = #evp
 while #out < limit do
-  local best, best_id, best_score = nil, nil, nil
-  for i = 1, nt do
-    local id = heads[i][pos[i]]
-    if id then
-      local score = tonumber(heads[i][pos[i] + 1])
-      if not best or score < best_score or (score == best_score and bytes_less(id, best_id)) then
-        best, best_id, best_score = i, id, score
+  local best, best_id = nil, nil
+  if step == 1 then
+    best_id = heads[1][pos[1]]
+    if best_id then best = 1 end
+  else
+    local best_score = nil
+    for i = 1, nt do
+      local id = heads[i][pos[i]]
+      if id then
+        local score = tonumber(heads[i][pos[i] + 1])
+        if not best or score < best_score or (score == best_score and bytes_less(id, best_id)) then
+          best, best_id, best_score = i, id, score
+        end
       end
     end
   end
   if not best then break end
-  pos[best] = pos[best] + 2
-  local t = types[best]
+  pos[best] = pos[best] + step
   local key = k_job(best_id)
   local f = redis.call('HMGET', key, 'status', 'attempt', 'progress', 'cancel_requested')
+  -- Anything else is a stale entry (every state change unplaces pending jobs): the
+  -- ZREMRANGEBYRANK below drops it with the rest.
   if f[1] == 'pending' then
-    local attempt = fmt((tonumber(f[2]) or 0) + 1)
-    unplace(best_id, t, 'pending')
+    local attempt = '1' -- a job's first attempt, the common case, needs no formatting
+    if f[2] then attempt = fmt((tonumber(f[2]) or 0) + 1) end
+    local k = #out + 1
+    local token = nonce .. fmt(k)
     redis.call('HSET', key, 'status', 'running', 'attempt', attempt, 'started_at', started,
-      'lease', nonce .. '-' .. (#out + 1), 'worker', worker, 'lease_expires_at', lease_expires)
+      'lease', token, 'worker', worker, 'lease_expires_at', lease_expires)
     if f[3] then redis.call('HDEL', key, 'progress') end
     if f[4] then redis.call('HDEL', key, 'cancel_requested') end
-    place(best_id, { type = t, lease_expires_at = lease_expires }, 'running')
-    emit('job.started', best_id, t,
-      '{"status":"running","attempt":' .. attempt .. ',' .. worker_json .. '}')
-    out[#out + 1] = best_id
+    out[k] = best_id
+    local taken = taken_of[best]
+    if not taken then taken = {}; taken_of[best] = taken end
+    taken[#taken + 1] = best_id
+    evs[k] = np + 1
+    evp[np + 1], evp[np + 2] = ',', '["job.started",'
+    np = push_id(evp, np + 2, best_id)
+    evp[np + 1] = ev_mid(types[best])
+    evp[np + 2], evp[np + 3], evp[np + 4] = '{"status":"running","attempt":', attempt, event_tail
+    np = np + 4
     if windows[best] then
       local s = started_of[best]
       if not s then s = {}; started_of[best] = s end
-      s[#s + 1] = fmt(NOW)
-      s[#s + 1] = nonce .. '-' .. #out
+      s[#s + 1] = started
+      s[#s + 1] = token
     end
-  else
-    zrem(k_ready(t), best_id) -- a stale entry (every state change unplaces pending jobs)
+  end
+end
+for i = 1, nt do
+  local used = (pos[i] - 1) / step
+  if used > 0 then redis.call('ZREMRANGEBYRANK', k_ready(types[i]), 0, used - 1) end
+end
+for i, ids in pairs(taken_of) do
+  local t = types[i]
+  local pending, running = k_by_state_type('pending', t), k_running(t)
+  for first = 1, #ids, CHUNK / 2 do
+    local last = math.min(#ids, first + CHUNK / 2 - 1)
+    redis.call('ZREM', pending, unpack(ids, first, last))
+    local pairs_ = {}
+    for k = first, last do
+      pairs_[#pairs_ + 1] = lease_expires
+      pairs_[#pairs_ + 1] = ids[k]
+    end
+    redis.call('ZADD', running, unpack(pairs_))
   end
 end
 for i, starts in pairs(started_of) do

@@ -31,8 +31,9 @@
 --   P:unique                 hash unique_key -> id of the job holding it: a live one, or a
 --                            finished one with a `unique_for` window (live_holder checks it)
 --   P:types                  set of job types that have jobs
---   P:events                 stream, the event log: one entry per script call, holding that
---                            call's events (write_events below says how ids and the cap work)
+--   P:events                 stream, the event log: entries of up to 50 events, each written
+--                            whole by one script call (write_events below says how ids and
+--                            the cap work)
 --   P:events:total           string: events ever written (the cap's count)
 --   P:events:marks           list of `<entry id> <events before it>`, one per entry kept, oldest
 --                            first
@@ -82,6 +83,8 @@ end
 -- Integers as plain digits (tostring gives 1.7e+12 for big numbers). `%d` formats a 64-bit
 -- integer (Lua 5.1 casts to long); it is several times cheaper than `%.0f`.
 local function fmt(n) return string.format('%d', n) end
+-- The call's time as digits, for the many fields and scores that take it.
+local NOW_S = fmt(NOW)
 
 -- A string as JSON. cjson's encoder is C: it costs less than checking the text in Lua first
 -- (1.7k instructions against 4.2k for an id, callgrind). Kinds and types repeat in a batch:
@@ -116,8 +119,18 @@ local function k_running(t) return P .. ':running:' .. t end
 
 local function is_finished(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end
 
+-- Scores of jobs ready now, by priority (a batch of jobs shares a few).
+local READY_NOW = {}
 local function ready_score(priority, ready_at)
   local t = tonumber(ready_at) or 0
+  if t == NOW then
+    local r = READY_NOW[priority]
+    if not r then
+      r = fmt(tonumber(priority) * PRIO_SHIFT + t)
+      READY_NOW[priority] = r
+    end
+    return r
+  end
   if t < 0 then t = 0 elseif t >= PRIO_SHIFT then t = PRIO_SHIFT - 1 end
   return fmt(tonumber(priority) * PRIO_SHIFT + t)
 end
@@ -131,8 +144,8 @@ end
 -- batch_end() would leave written hashes outside their indexes and without their events: a
 -- batching script must not fail after its first write (its arguments are checked by the host
 -- before the call, storage/limits.rs).
-local ZBUF, EVBUF = nil, nil
-local function batch_begin() ZBUF, EVBUF = {}, {} end
+local ZBUF, EVP, EVS = nil, nil, nil
+local function batch_begin() ZBUF, EVP, EVS = {}, {}, {} end
 local function zadd(key, score, id)
   if not ZBUF then return redis.call('ZADD', key, score, id) end
   local b = ZBUF[key]
@@ -169,29 +182,45 @@ local function zflush()
 end
 
 -- The event log. Each call's events (each encoded `[kind, job_id, job_type, data]`) go to the
--- stream as one entry {at, n, e = JSON array of the n events}, in chunks of at most
--- EVENTS_PER_ENTRY. Event k of entry `ms-s` has the id `ms-(s * EVENTS_PER_ENTRY + k)`: ids
--- keep the stream-id form and order events as the stream does (codec.rs reads them back).
+-- stream as entries {at, n, e = JSON array of the n events}, EVENTS_PER_WRITE events at most
+-- each. Event k of entry `ms-s` has the id `ms-(s * EVENTS_PER_ENTRY + k)`: ids keep the
+-- stream-id form and order events as the stream does (codec.rs reads them back).
 -- The cap counts events, not entries: every entry is marked with the number of events
 -- written before it, and the entries that hold only events older than the newest EVENTS_MAX
 -- are trimmed (the host's sweep also trims to EVENTS_MAX entries, which bounds the log
--- even if the marks were lost). Returns the id of the first event.
+-- even if the marks were lost).
+--
+-- Events are kept as pieces of text until written (EVP), with EVS[k] the index in EVP of the
+-- slot before event k: ',' between events, '[' or ']' where an entry's array opens or closes.
+-- Redis's Lua hashes every byte of every string it makes, so text is joined once, by one
+-- table.concat per entry: entries of EVENTS_PER_WRITE events fit its 8 KiB buffer (larger
+-- ones are joined in rounds that hash each byte again) and an event's own text is never a
+-- string of its own (claim.lua and complete.lua push their pieces directly).
 local EVENTS_PER_ENTRY = 1000
-local function write_events(events)
-  local first, i, total = nil, 1, 0
-  while i <= #events do
-    local last = math.min(#events, i + EVENTS_PER_ENTRY - 1)
-    local n = last - i + 1
-    local id = redis.call('XADD', K_EVENTS, '*', 'at', fmt(NOW), 'n', n,
-      'e', '[' .. table.concat(events, ',', i, last) .. ']')
-    total = redis.call('INCRBY', K_EVENT_TOTAL, n)
-    redis.call('RPUSH', K_EVENT_MARKS, id .. ' ' .. fmt(total - n))
+local EVENTS_PER_WRITE = 50
+
+-- Writes the events in `pieces` (event k starts after the slot pieces[starts[k]]). Returns
+-- the id of the first event.
+local function write_events(pieces, starts)
+  local nev = #starts
+  local total = redis.call('INCRBY', K_EVENT_TOTAL, nev)
+  local before = total - nev
+  starts[nev + 1] = #pieces + 1
+  local first, marks, i = nil, {}, 1
+  while i <= nev do
+    local last = math.min(nev, i + EVENTS_PER_WRITE - 1)
+    local a, b = starts[i], starts[last + 1]
+    pieces[a], pieces[b] = '[', ']'
+    local id = redis.call('XADD', K_EVENTS, '*', 'at', NOW_S, 'n', fmt(last - i + 1),
+      'e', table.concat(pieces, '', a, b))
+    marks[#marks + 1] = id .. ' ' .. fmt(before + i - 1)
     if not first then
       local ms, seq = string.match(id, '^(%d+)-(%d+)$')
       first = ms .. '-' .. fmt(tonumber(seq) * EVENTS_PER_ENTRY)
     end
     i = last + 1
   end
+  redis.call('RPUSH', K_EVENT_MARKS, unpack(marks))
   -- Drop the oldest mark while the entries from the next one on hold the newest EVENTS_MAX
   -- events; then keep only the marked entries, the newest (one mark per entry; MAXLEN
   -- rather than MINID, which needs Redis 6.2).
@@ -199,8 +228,8 @@ local function write_events(events)
   while true do
     local next_mark = redis.call('LINDEX', K_EVENT_MARKS, 1)
     if not next_mark then break end
-    local before = tonumber(string.match(next_mark, ' (%d+)$')) or total
-    if total - before < EVENTS_MAX then break end
+    local mark_before = tonumber(string.match(next_mark, ' (%d+)$')) or total
+    if total - mark_before < EVENTS_MAX then break end
     redis.call('LPOP', K_EVENT_MARKS)
     dropped = true
   end
@@ -213,9 +242,9 @@ end
 -- Ends a batch (batch_begin): the buffered index writes, then the events.
 local function batch_end()
   if ZBUF then zflush() end
-  local events = EVBUF
-  EVBUF = nil
-  if events and #events > 0 then write_events(events) end
+  local pieces, starts = EVP, EVS
+  EVP, EVS = nil, nil
+  if starts and #starts > 0 then write_events(pieces, starts) end
 end
 
 -- Job types known to be in K_TYPES during this call (one SADD per type, not per job).
@@ -277,10 +306,10 @@ end
 -- as the score as it is, not parsed and formatted again for every claimed job).
 local function place(id, j, s)
   if s == 'running' then
-    zadd(k_running(j.type), j.lease_expires_at or fmt(NOW), id)
+    zadd(k_running(j.type), j.lease_expires_at or NOW_S, id)
     return
   end
-  zadd(k_by_state_type(s, j.type), 0, id)
+  zadd(k_by_state_type(s, j.type), '0', id)
   if s == 'pending' then
     zadd(k_ready(j.type), ready_score(j.priority, j.run_at), id)
   elseif s == 'scheduled' or s == 'retrying' then
@@ -365,16 +394,47 @@ local function rfc3339(ms)
   return RFC3339_TEXT
 end
 
+-- An event's text before its job id (`["kind",`) and between the id and its data (`,"type",`).
+local EV_HEAD, EV_MID = {}, {}
+local function ev_head(kind)
+  local h = EV_HEAD[kind]
+  if not h then h = '[' .. jstr(kind) .. ','; EV_HEAD[kind] = h end
+  return h
+end
+local function ev_mid(t)
+  local m = EV_MID[t]
+  if not m then m = ',' .. jstr(t) .. ','; EV_MID[t] = m end
+  return m
+end
+
+-- Pushes the JSON string of `id` as pieces onto `p` at `n`; returns the new length. Every
+-- job id in the store passed job::validate_job_id (no whitespace or control characters), so
+-- quotes make it JSON unless it holds `"` or `\`, which take cjson. (Plain finds: a pattern
+-- with a character class costs 8k instructions an id, callgrind.)
+local function push_id(p, n, id)
+  if string.find(id, '"', 1, true) or string.find(id, '\\', 1, true) then
+    p[n + 1] = cjson.encode(id)
+    return n + 1
+  end
+  p[n + 1], p[n + 2], p[n + 3] = '"', id, '"'
+  return n + 3
+end
+
 -- Appends an event (to the batch in a batching script, else to the log at once); `data` is
 -- its data as JSON text. Returns the event id when written at once, nil when batched.
 local function emit(kind, id, t, data)
-  local e = '[' .. jstr(kind) .. ',' .. jstr_once(id or '') .. ',' .. jstr(t or '') .. ',' .. data
-    .. ']'
-  if EVBUF then
-    EVBUF[#EVBUF + 1] = e
-    return nil
-  end
-  return write_events({ e })
+  local p, s = EVP, EVS
+  if not p then p, s = {}, {} end
+  local n = #p
+  s[#s + 1] = n + 1
+  p[n + 1] = ','
+  p[n + 2] = ev_head(kind)
+  n = push_id(p, n + 2, id or '')
+  p[n + 1] = ev_mid(t or '')
+  p[n + 2] = data
+  p[n + 3] = ']'
+  if EVP then return nil end
+  return write_events(p, s)
 end
 
 -- Event data about a job as it is now, as storage/job_events.rs builds it: `status` and
@@ -388,9 +448,15 @@ end
 
 -- `job.created` of a job just written (job_events.rs created), in state `s` on attempt
 -- `attempt` (digits).
+local PRIO_TEXT = {}
 local function emit_created(id, t, s, attempt, priority, run_at)
+  local p = PRIO_TEXT[priority]
+  if not p then
+    p = fmt(tonumber(priority) or 0)
+    PRIO_TEXT[priority] = p
+  end
   emit('job.created', id, t, '{"status":"' .. s .. '","attempt":' .. attempt .. ',"priority":'
-    .. fmt(tonumber(priority) or 0) .. ',"run_at":"' .. rfc3339(tonumber(run_at) or NOW) .. '"}')
+    .. p .. ',"run_at":"' .. rfc3339(tonumber(run_at) or NOW) .. '"}')
 end
 
 -- The event of a job whose attempt just ended (job_events.rs attempt_ended): none for a
@@ -419,7 +485,7 @@ end
 local LEASE_FIELDS = { 'lease', 'worker', 'lease_expires_at' }
 local function end_attempt(id, j, to, set, lease_expired)
   for _, f in ipairs(LEASE_FIELDS) do set[f] = false end
-  if is_finished(to) then set.finished_at = fmt(NOW) end
+  if is_finished(to) then set.finished_at = NOW_S end
   move(id, j, to, set)
   if is_finished(to) then release_unique(id, j, true) end
   attempt_ended_event(id, j, lease_expired)
@@ -496,13 +562,14 @@ local function insert_new(a, i)
   -- the scripts' reads): a job hash is a listpack that every HSET and HMGET scans field by
   -- field, so fields that say nothing cost every later change of the job.
   local f = { 'id', id, 'type', t, 'payload', a[i + 2], 'priority', a[i + 3], 'status', s,
-    'max_attempts', a[i + 4], 'run_at', fmt(run_at), 'created_at', fmt(NOW) }
+    'max_attempts', a[i + 4], 'run_at', run_at == NOW and NOW_S or fmt(run_at), 'created_at',
+    NOW_S }
   if a[i + 6] ~= '' then f[#f + 1] = 'timeout_ms'; f[#f + 1] = a[i + 6] end
   if unique ~= '' then f[#f + 1] = 'unique_key'; f[#f + 1] = unique end
   if a[i + 8] ~= '' then f[#f + 1] = 'backoff'; f[#f + 1] = a[i + 8] end
   if unique_for ~= '' then f[#f + 1] = 'unique_for'; f[#f + 1] = unique_for end
   redis.call('HSET', k_job(id), unpack(f))
-  zadd(k_by_type(t), 0, id)
+  zadd(k_by_type(t), '0', id)
   note_type(t)
   place(id, { type = t, priority = a[i + 3], run_at = run_at }, s)
   if unique ~= '' then redis.call('HSET', K_UNIQUE, unique, id) end
