@@ -2,9 +2,10 @@
 //! each change, so every daemon sharing a storage sees every job's events); the `EventHub` tails
 //! it and broadcasts each new event in order to the SSE streams of this daemon. Storage signals
 //! the writes of this process (`Storage::wait_for_events`), so their events go out at once; a
-//! short timer catches writes made by other daemons. While nobody listens the hub only moves its cursor, once a second, so a busy
-//! daemon does not read back every event it writes; a new subscriber wakes it at once (and may
-//! see up to a second of events from just before it connected).
+//! short timer catches writes made by other daemons. While nobody listens the hub only moves its
+//! cursor to the newest event, once a second, without reading the events, so a busy daemon does
+//! not read back every event it writes; a new subscriber wakes it at once (and may see up to a
+//! second of events from just before it connected).
 
 use crate::service::{Next, Service};
 use crate::storage::{Event, Storage};
@@ -57,25 +58,15 @@ impl EventHub {
     }
 
     /// Move the cursor past every stored event without broadcasting (at startup: old events
-    /// are for clients that resume with `Last-Event-ID`, read from storage). Returns how many
-    /// were skipped.
-    pub async fn skip_to_end(&self) -> crate::storage::Result<u64> {
+    /// are for clients that resume with `Last-Event-ID`, read from storage), without reading
+    /// them.
+    pub async fn skip_to_end(&self) -> crate::storage::Result<()> {
+        let latest = self.storage.latest_event_id().await?;
         let mut cursor = self.cursor.lock().await;
-        let mut skipped = 0;
-        loop {
-            let page = self
-                .storage
-                .events_since(cursor.as_deref(), 10 * PAGE)
-                .await?;
-            skipped += page.len() as u64;
-            match page.last() {
-                Some(e) => *cursor = Some(e.id.clone()),
-                None => return Ok(skipped),
-            }
-            if page.len() < 10 * PAGE {
-                return Ok(skipped);
-            }
+        if latest.is_some() {
+            *cursor = latest;
         }
+        Ok(())
     }
 
     /// `skip_to_end` failed at start-up: do it on the first read that works.
@@ -91,6 +82,19 @@ impl EventHub {
             self.skip_pending
                 .store(false, std::sync::atomic::Ordering::SeqCst);
             return Ok(0);
+        }
+        if self.tx.receiver_count() == 0 {
+            // Nobody listens: move past what is there without reading it (a busy daemon would
+            // otherwise read back every event it writes). A subscriber that arrived meanwhile
+            // keeps the cursor where it was, so it misses nothing written after it subscribed.
+            let latest = self.storage.latest_event_id().await?;
+            if self.tx.receiver_count() == 0 {
+                let mut cursor = self.cursor.lock().await;
+                if latest.is_some() {
+                    *cursor = latest;
+                }
+                return Ok(0);
+            }
         }
         let mut cursor = self.cursor.lock().await;
         let page = self.storage.events_since(cursor.as_deref(), PAGE).await?;
@@ -187,6 +191,46 @@ impl EventFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::SystemClock;
+    use crate::storage::memory::MemoryStorage;
+    use crate::storage::{NewEvent, StorageOptions};
+
+    fn publish(kind: &str) -> NewEvent {
+        NewEvent {
+            kind: kind.into(),
+            job_id: None,
+            job_type: None,
+            data: serde_json::json!({}),
+        }
+    }
+
+    #[tokio::test]
+    async fn unwatched_hub_moves_past_events_and_a_subscriber_gets_what_follows() {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new(
+            StorageOptions::default(),
+            Arc::new(SystemClock),
+        ));
+        for _ in 0..2500 {
+            storage.publish_event(publish("test.old")).await.unwrap();
+        }
+        let hub = EventHub::new(storage.clone());
+        hub.skip_to_end().await.unwrap();
+        storage
+            .publish_event(publish("test.unwatched"))
+            .await
+            .unwrap();
+        // Nobody listens: one call moves past everything, broadcasting nothing.
+        assert_eq!(hub.run_once().await.unwrap(), 0);
+        let mut rx = hub.subscribe();
+        let next = storage.publish_event(publish("test.live")).await.unwrap();
+        assert_eq!(hub.run_once().await.unwrap(), 1);
+        let got = rx.try_recv().unwrap();
+        assert_eq!(
+            (got.kind.as_str(), got.id.as_str()),
+            ("test.live", next.id.as_str())
+        );
+        assert!(rx.try_recv().is_err(), "only what came after the cursor");
+    }
 
     fn ev(kind: &str, job: Option<&str>, ty: Option<&str>) -> Event {
         Event {

@@ -673,6 +673,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn publish_event(&self, event: NewEvent) -> Result<Event>;
     /// Events after `after` (or from the oldest kept), oldest first, at most `limit`.
     async fn events_since(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>>;
+    /// The id of the newest event kept, None while the log is empty: where a reader that wants
+    /// only what comes next starts, without reading what is there.
+    async fn latest_event_id(&self) -> Result<Option<String>>;
 
     /// Resolve when work may be ready (an enqueue, a promotion, a release) or after
     /// `timeout`, whichever is first. Lets idle workers sleep without polling.

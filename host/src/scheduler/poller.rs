@@ -109,6 +109,8 @@ struct Poller {
     /// The soonest a type held back by flow control (a hold, a full rate window) opens
     /// again, from this round's claims: an idle poller looks again then, not a second later.
     reopens_in: Option<Duration>,
+    /// When the plugins with a concurrency limit last claimed (LIMITED_EVERY).
+    limited_at: Instant,
 }
 
 /// Runs until `stop`; returns the still-running workers for `drain`.
@@ -123,6 +125,7 @@ pub(super) async fn run(inner: Arc<PoolInner>, stop: watch::Receiver<bool>) -> J
             starts: StartRate::new(Instant::now(), slots),
             stop: stop.clone(),
             reopens_in: None,
+            limited_at: Instant::now(),
         },
         wake: Wake::Freed,
     };
@@ -133,6 +136,10 @@ pub(super) async fn run(inner: Arc<PoolInner>, stop: watch::Receiver<bool>) -> J
 }
 
 /// A wait with nothing but a signal to end it.
+/// Plugins with a concurrency limit claim at least this often while slots free up, besides
+/// at each refill of the buffer: a fast backlog's refills may all fall on rounds without a free
+/// slot, which kept them waiting ~100 ms a job. One empty claim per round at most otherwise.
+const LIMITED_EVERY: Duration = Duration::from_millis(5);
 const UNTIL_SIGNALLED: Duration = Duration::from_secs(3600);
 
 /// What ends the poller's next wait.
@@ -167,15 +174,19 @@ impl crate::service::Service for ClaimLoop {
         p.reap_finished();
         p.reopens_in = None;
         // Limited plugins claim before the buffer takes the freed slots: behind a busy type's
-        // backlog the buffer never runs dry, and they would wait for all of it. Once per
-        // refill (a claim round trip happens then anyway) or while the buffer is empty.
+        // backlog the buffer never runs dry, and they would wait for all of it. At each
+        // refill (a claim round trip happens then anyway), while the buffer is empty, and
+        // every LIMITED_EVERY while a slot is free.
         let mut claimed = 0;
         let mut groups = None;
-        if p.buffer.is_empty() || p.refill_wanted() > 0 {
+        let free_now = p.inner.slots.available_permits();
+        if p.buffer.is_empty()
+            || p.refill_wanted() > 0
+            || (free_now > 0 && p.limited_at.elapsed() >= LIMITED_EVERY)
+        {
             let groups = groups.insert(p.inner.plugins.groups());
-            claimed += p
-                .claim_limited(groups, p.inner.slots.available_permits())
-                .await?;
+            p.limited_at = Instant::now();
+            claimed += p.claim_limited(groups, free_now).await?;
         }
         p.start_buffered();
         let free = p.inner.slots.available_permits();

@@ -97,6 +97,7 @@ macro_rules! __spool_conformance_cases {
             events_resume_after_an_id,
             events_of_one_batch_page_like_any_others,
             events_carry_ids_that_need_escaping,
+            latest_event_id_names_the_newest_event,
             wait_for_work_wakes_on_new_work,
             wait_for_work_wakes_on_promotion_release_and_replay,
             ping_and_info_describe_the_backend,

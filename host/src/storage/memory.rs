@@ -398,6 +398,10 @@ impl Storage for MemoryStorage {
         Ok(self.lock().events_since(after, limit))
     }
 
+    async fn latest_event_id(&self) -> Result<Option<String>> {
+        Ok(self.lock().events.back().map(|e| e.id.clone()))
+    }
+
     async fn wait_for_work(&self, timeout: Duration) {
         self.wakers.work.wait(timeout).await;
     }

@@ -582,6 +582,10 @@ impl Storage for SqliteStorage {
             .await
     }
 
+    async fn latest_event_id(&self) -> Result<Option<String>> {
+        self.readers.run(reads::latest_event_id).await
+    }
+
     async fn wait_for_work(&self, timeout: Duration) {
         self.wakers.work.wait(timeout).await;
     }

@@ -4,7 +4,7 @@
 use super::*;
 use crate::job::Progress;
 use crate::job::{JobState, ManualClock};
-use crate::storage::{CacheKey, CacheUsage, NewEvent};
+use crate::storage::{CacheKey, CacheUsage, Event, NewEvent};
 
 pub async fn cache_stores_and_deletes_values(s: Backend, _clock: Arc<ManualClock>) {
     assert_eq!(s.cache_get(CacheKey::new("plug", "k")).await.unwrap(), None);
@@ -625,4 +625,44 @@ pub async fn events_carry_ids_that_need_escaping(s: Backend, _clock: Arc<ManualC
         got.sort_unstable();
         assert_eq!(got, want, "{kind}");
     }
+}
+
+pub async fn latest_event_id_names_the_newest_event(s: Backend, _clock: Arc<ManualClock>) {
+    // Readers that want only what comes next (the live hub while nobody listens) start there
+    // without reading the log; nothing may come after it, and the next write must.
+    let mut all = Vec::new();
+    loop {
+        let page = s
+            .events_since(all.last().map(|e: &Event| e.id.as_str()), 1000)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        all.extend(page);
+    }
+    assert_eq!(
+        s.latest_event_id().await.unwrap(),
+        all.last().map(|e| e.id.clone())
+    );
+    // 120 events: on Redis several stream entries, the newest of them partly filled.
+    let created = s
+        .enqueue_batch((0..120).map(|_| job("latest")).collect())
+        .await
+        .unwrap();
+    let latest = s.latest_event_id().await.unwrap().expect("events exist");
+    assert!(s.events_since(Some(&latest), 10).await.unwrap().is_empty());
+    let before = s
+        .events_since(all.last().map(|e| e.id.as_str()), 1000)
+        .await
+        .unwrap();
+    assert_eq!(before.last().map(|e| e.id.as_str()), Some(latest.as_str()));
+    assert_eq!(
+        before.last().and_then(|e| e.job_id.as_deref()),
+        Some(created[119].job.id.as_str())
+    );
+    s.cancel(&created[0].job.id).await.unwrap();
+    let next = s.events_since(Some(&latest), 10).await.unwrap();
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(next[0].kind, "job.cancelled");
 }

@@ -195,6 +195,10 @@ impl Storage for FallbackStorage {
         to_primary!(self.events_since(after, limit))
     }
 
+    async fn latest_event_id(&self) -> Result<Option<String>> {
+        to_primary!(self.latest_event_id())
+    }
+
     async fn wait_for_work(&self, timeout: Duration) {
         match self.up_primary() {
             Ok(p) => p.wait_for_work(timeout).await,

@@ -96,6 +96,7 @@ switch_storage! {
     fn cache_usage(&self, ns: &str) -> Result<crate::storage::CacheUsage>;
     fn publish_event(&self, event: NewEvent) -> Result<Event>;
     fn events_since(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>>;
+    fn latest_event_id(&self) -> Result<Option<String>>;
     fn ping(&self) -> Result<Duration>;
     fn info(&self) -> Result<BackendInfo>;
 }

@@ -787,6 +787,23 @@ impl Storage for RedisStorage {
         self.signal.wait(timeout).await;
     }
 
+    async fn latest_event_id(&self) -> Result<Option<String>> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(self.keys.events())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1);
+        let newest = as_array(self.query::<Value>(&cmd).await?, "newest event")?;
+        let Some(entry) = newest.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(codec::events_from_entry(entry)?
+            .events
+            .pop()
+            .map(|(_, e)| e.id))
+    }
+
     async fn wait_for_events(&self, timeout: Duration) {
         self.events.wait(timeout).await;
     }

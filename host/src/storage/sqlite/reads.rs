@@ -186,6 +186,13 @@ pub(super) fn events_since(conn: &Connection, after: i64, limit: usize) -> OpRes
     Ok(events)
 }
 
+pub(super) fn latest_event_id(conn: &Connection) -> OpResult<Option<String>> {
+    let id: Option<i64> = conn
+        .prepare_cached("SELECT max(id) FROM events")?
+        .query_row([], |r| r.get(0))?;
+    Ok(id.map(|id| id.to_string()))
+}
+
 pub(super) fn cache_get(
     conn: &Connection,
     ns: &str,
