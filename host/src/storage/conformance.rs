@@ -57,6 +57,7 @@ macro_rules! __spool_conformance_cases {
             announced_import_writes_job_created_for_what_it_inserts,
             claim_orders_by_priority_then_ready_time_then_id,
             claim_takes_only_the_requested_types_up_to_the_limit,
+            a_type_named_twice_in_one_claim_counts_once,
             claim_skips_jobs_that_are_not_pending,
             claim_starts_an_attempt_under_a_fresh_lease,
             renewed_lease_outlives_its_first_expiry,

@@ -109,6 +109,26 @@ pub async fn claim_takes_only_the_requested_types_up_to_the_limit(
     assert_eq!(claim(&s, &["type-c"], 5).await.len(), 1);
 }
 
+pub async fn a_type_named_twice_in_one_claim_counts_once(s: Backend, _clock: Arc<ManualClock>) {
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(enqueue(&s, job("twice")).await.id);
+    }
+    let got: Vec<String> = claim(&s, &["twice", "twice", "twice"], 2)
+        .await
+        .into_iter()
+        .map(|c| c.job.id)
+        .collect();
+    assert_eq!(got, ids[..2]);
+    // The rest are still ready, in order: none was dropped from the index as taken.
+    let got: Vec<String> = claim(&s, &["twice", "twice"], 10)
+        .await
+        .into_iter()
+        .map(|c| c.job.id)
+        .collect();
+    assert_eq!(got, ids[2..]);
+}
+
 pub async fn claim_skips_jobs_that_are_not_pending(s: Backend, clock: Arc<ManualClock>) {
     let now = clock.now_ms();
     enqueue(

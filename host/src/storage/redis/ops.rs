@@ -167,12 +167,8 @@ impl Storage for RedisStorage {
     }
 
     async fn claim_ready(&self, req: ClaimRequest) -> Result<ClaimBatch> {
-        let mut types: Vec<&str> = Vec::with_capacity(req.types.len());
-        for t in &req.types {
-            if !types.contains(&t.as_str()) {
-                types.push(t);
-            }
-        }
+        // claim.lua counts a type named twice once.
+        let types = &req.types;
         let limit = req.limit.min(MAX_CLAIM);
         if types.is_empty() || limit == 0 {
             return Ok(ClaimBatch::default());

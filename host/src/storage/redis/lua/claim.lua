@@ -55,11 +55,20 @@ local function allowance(i, t)
   return allow, nil
 end
 
+-- Each type once: a type passed twice would have its taken heads dropped twice over below.
+local seen = {}
+for i = 1, nt do
+  local t = ARGV[7 + i]
+  if not seen[t] then
+    seen[t] = true
+    types[#types + 1] = t
+  end
+end
+nt = #types
 -- Entries per head: an id, or with several types an id and its score.
 local step = 1
 if nt > 1 then step = 2 end
 for i = 1, nt do
-  types[i] = ARGV[7 + i]
   local allow, reopen = allowance(i, types[i])
   if allow > 0 then
     if step == 2 then
@@ -80,10 +89,9 @@ local taken_of = {} -- type index -> ids claimed, in order
 local out = {}
 local lease_expires = fmt(NOW + lease_ms)
 local started = fmt(NOW)
-local nonce = ARGV[8 + nt] .. '-'
-local event_tail = ',"worker":' .. jstr(worker) .. '}]'
-local evp, evs = EVP, EVS
-local np = #evp
+local nonce = ARGV[8 + tonumber(ARGV[7])] .. '-'
+local event_tail = ',"worker":' .. jstr(worker) .. '}'
+local started_head = ev_head('job.started')
 while #out < limit do
   local best, best_id = nil, nil
   if step == 1 then
@@ -120,12 +128,8 @@ while #out < limit do
     local taken = taken_of[best]
     if not taken then taken = {}; taken_of[best] = taken end
     taken[#taken + 1] = best_id
-    evs[k] = np + 1
-    evp[np + 1], evp[np + 2] = ',', '["job.started",'
-    np = push_id(evp, np + 2, best_id)
-    evp[np + 1] = ev_mid(types[best])
-    evp[np + 2], evp[np + 3], evp[np + 4] = '{"status":"running","attempt":', attempt, event_tail
-    np = np + 4
+    push_event(EVP, EVS, started_head, best_id, types[best], '{"status":"running","attempt":',
+      attempt, event_tail)
     if windows[best] then
       local s = started_of[best]
       if not s then s = {}; started_of[best] = s end
@@ -139,18 +143,7 @@ for i = 1, nt do
   if used > 0 then redis.call('ZREMRANGEBYRANK', k_ready(types[i]), 0, used - 1) end
 end
 for i, ids in pairs(taken_of) do
-  local t = types[i]
-  local pending, running = k_by_state_type('pending', t), k_running(t)
-  for first = 1, #ids, CHUNK / 2 do
-    local last = math.min(#ids, first + CHUNK / 2 - 1)
-    redis.call('ZREM', pending, unpack(ids, first, last))
-    local pairs_ = {}
-    for k = first, last do
-      pairs_[#pairs_ + 1] = lease_expires
-      pairs_[#pairs_ + 1] = ids[k]
-    end
-    redis.call('ZADD', running, unpack(pairs_))
-  end
+  move_ids(k_by_state_type('pending', types[i]), k_running(types[i]), lease_expires, ids)
 end
 for i, starts in pairs(started_of) do
   local rk = k_rate(types[i])

@@ -15,7 +15,7 @@ local n = tonumber(ARGV[4])
 local i, out, wake = 5, {}, false
 local finished = fmt(NOW)
 local done_of = {} -- type -> ids completed
-local evp, evs = EVP, EVS
+local completed_head = ev_head('job.completed')
 for _ = 1, n do
   local id, token = ARGV[i], ARGV[i + 1]
   local nf = tonumber(ARGV[i + 5])
@@ -40,12 +40,8 @@ for _ = 1, n do
       local uf = redis.call('HGET', key, 'unique_for')
       release_unique(id, { unique_key = f[5], unique_for = uf }, true)
     end
-    local np = #evp
-    evs[#evs + 1] = np + 1
-    evp[np + 1], evp[np + 2] = ',', '["job.completed",'
-    np = push_id(evp, np + 2, id)
-    evp[np + 1], evp[np + 2], evp[np + 3], evp[np + 4] =
-      ev_mid(t), '{"status":"completed","attempt":', f[4] or '0', '}]'
+    push_event(EVP, EVS, completed_head, id, t, '{"status":"completed","attempt":', f[4] or '0',
+      '}')
     for k = 0, nf - 1 do
       local created, _, state = insert_new(ARGV, i + 6 + k * NEW_JOB_ARGS)
       if created == 1 and state == 'pending' then wake = true end
@@ -57,17 +53,7 @@ for _ = 1, n do
   i = i + 6 + nf * NEW_JOB_ARGS
 end
 for t, ids in pairs(done_of) do
-  local running, completed = k_running(t), k_by_state_type('completed', t)
-  for first = 1, #ids, CHUNK / 2 do
-    local last = math.min(#ids, first + CHUNK / 2 - 1)
-    redis.call('ZREM', running, unpack(ids, first, last))
-    local pairs_ = {}
-    for k = first, last do
-      pairs_[#pairs_ + 1] = '0'
-      pairs_[#pairs_ + 1] = ids[k]
-    end
-    redis.call('ZADD', completed, unpack(pairs_))
-  end
+  move_ids(k_running(t), k_by_state_type('completed', t), '0', ids)
 end
 batch_end()
 if wake then redis.call('PUBLISH', CH_WAKE, 'followup') end

@@ -162,6 +162,22 @@ local function zrem(key, id)
 end
 -- Lua's unpack takes a few thousand values at most: send long lists in chunks.
 local CHUNK = 2000
+
+-- Moves `ids` (distinct, all in `from`) to the sorted set `to` with one score, as one
+-- variadic ZREM and ZADD a chunk: for the hot scripts' own index moves, which the batch
+-- buffer (zadd, zrem) would hash twice more an id.
+local function move_ids(from, to, score, ids)
+  for first = 1, #ids, CHUNK / 2 do
+    local last = math.min(#ids, first + CHUNK / 2 - 1)
+    redis.call('ZREM', from, unpack(ids, first, last))
+    local args = {}
+    for k = first, last do
+      args[#args + 1] = score
+      args[#args + 1] = ids[k]
+    end
+    redis.call('ZADD', to, unpack(args))
+  end
+end
 local function zflush()
   for key, b in pairs(ZBUF) do
     local args = {}
@@ -420,19 +436,28 @@ local function push_id(p, n, id)
   return n + 3
 end
 
+-- Pushes one event onto the pieces `p` with starts `s` (write_events): `["kind",` as `head`
+-- (ev_head), the id, the type, then its data as up to three pieces of JSON text (d2 and d3
+-- may be nil), so that a hot script never builds an event's text as a string of its own.
+-- The one place that lays out an event.
+local function push_event(p, s, head, id, t, d1, d2, d3)
+  local n = #p
+  s[#s + 1] = n + 1
+  p[n + 1], p[n + 2] = ',', head
+  n = push_id(p, n + 2, id)
+  p[n + 1], p[n + 2] = ev_mid(t), d1
+  n = n + 2
+  if d2 then n = n + 1; p[n] = d2 end
+  if d3 then n = n + 1; p[n] = d3 end
+  p[n + 1] = ']'
+end
+
 -- Appends an event (to the batch in a batching script, else to the log at once); `data` is
 -- its data as JSON text. Returns the event id when written at once, nil when batched.
 local function emit(kind, id, t, data)
   local p, s = EVP, EVS
   if not p then p, s = {}, {} end
-  local n = #p
-  s[#s + 1] = n + 1
-  p[n + 1] = ','
-  p[n + 2] = ev_head(kind)
-  n = push_id(p, n + 2, id or '')
-  p[n + 1] = ev_mid(t or '')
-  p[n + 2] = data
-  p[n + 3] = ']'
+  push_event(p, s, ev_head(kind), id or '', t or '', data)
   if EVP then return nil end
   return write_events(p, s)
 end
