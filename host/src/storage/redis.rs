@@ -371,7 +371,7 @@ impl RedisStorage {
         let Some(mut fields) = codec::fields_from_value(v)? else {
             return Ok(None);
         };
-        let lease = fields.remove("lease").unwrap_or_default();
+        let lease = fields.take("lease").unwrap_or_default();
         Ok(Some(Claimed {
             job: codec::job_from_fields(fields)?,
             lease: LeaseToken(lease),
