@@ -92,7 +92,7 @@ struct RawBatch<'a> {
 pub fn parse_submit(body: &[u8], d: SubmitDefaults<'_>) -> Result<NewJob, BadRequest> {
     let text = body_text(body)?;
     let raw: &RawValue = serde_json::from_str(text).map_err(malformed)?;
-    submit_from_raw(raw, d, "")
+    submit_from_raw(raw, d, At(None))
 }
 
 /// Parse the body of `POST /api/v1/jobs/batch`: `{"jobs": [...]}` or a bare array.
@@ -121,7 +121,7 @@ pub fn parse_batch(body: &[u8], d: SubmitDefaults<'_>) -> Result<Vec<NewJob>, Ba
     }
     jobs.iter()
         .enumerate()
-        .map(|(i, raw)| submit_from_raw(raw, d, &format!("jobs[{i}]: ")))
+        .map(|(i, raw)| submit_from_raw(raw, d, At(Some(i))))
         .collect()
 }
 
@@ -145,7 +145,21 @@ fn malformed(e: serde_json::Error) -> BadRequest {
     }
 }
 
-fn submit_from_raw(raw: &RawValue, d: SubmitDefaults<'_>, at: &str) -> Result<NewJob, BadRequest> {
+/// Where a job sits in a batch, for its error messages (`jobs[3]: `); nothing for a single
+/// submit. Formatted only when a message is made, not for every job of a batch.
+#[derive(Clone, Copy)]
+struct At(Option<usize>);
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(i) => write!(f, "jobs[{i}]: "),
+            None => Ok(()),
+        }
+    }
+}
+
+fn submit_from_raw(raw: &RawValue, d: SubmitDefaults<'_>, at: At) -> Result<NewJob, BadRequest> {
     if !raw.get().trim_start().starts_with('{') {
         return Err(BadRequest::invalid(format!(
             "{at}a job must be a JSON object such as {{\"type\": \"echo\", \"payload\": {{}}}}"

@@ -128,7 +128,7 @@ while #out < limit do
     local taken = taken_of[best]
     if not taken then taken = {}; taken_of[best] = taken end
     taken[#taken + 1] = best_id
-    push_event(EVP, EVS, started_head, best_id, types[best], '{"status":"running","attempt":',
+    push_event(started_head, best_id, types[best], '{"status":"running","attempt":',
       attempt, event_tail)
     if windows[best] then
       local s = started_of[best]

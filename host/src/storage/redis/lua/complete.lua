@@ -40,7 +40,7 @@ for _ = 1, n do
       local uf = redis.call('HGET', key, 'unique_for')
       release_unique(id, { unique_key = f[5], unique_for = uf }, true)
     end
-    push_event(EVP, EVS, completed_head, id, t, '{"status":"completed","attempt":', f[4] or '0',
+    push_event(completed_head, id, t, '{"status":"completed","attempt":', f[4] or '0',
       '}')
     for k = 0, nf - 1 do
       local created, _, state = insert_new(ARGV, i + 6 + k * NEW_JOB_ARGS)

@@ -145,7 +145,10 @@ end
 -- batching script must not fail after its first write (its arguments are checked by the host
 -- before the call, storage/limits.rs).
 local ZBUF, EVP, EVS = nil, nil, nil
-local function batch_begin() ZBUF, EVP, EVS = {}, {}, {} end
+-- How many pieces and events EVP and EVS hold (Lua's `#` searches for a table's end, in a
+-- loop that ran once a job).
+local EVN, EVK = 0, 0
+local function batch_begin() ZBUF, EVP, EVS, EVN, EVK = {}, {}, {}, 0, 0 end
 local function zadd(key, score, id)
   if not ZBUF then return redis.call('ZADD', key, score, id) end
   local b = ZBUF[key]
@@ -170,10 +173,10 @@ local function move_ids(from, to, score, ids)
   for first = 1, #ids, CHUNK / 2 do
     local last = math.min(#ids, first + CHUNK / 2 - 1)
     redis.call('ZREM', from, unpack(ids, first, last))
-    local args = {}
+    local args, m = {}, 0
     for k = first, last do
-      args[#args + 1] = score
-      args[#args + 1] = ids[k]
+      args[m + 1], args[m + 2] = score, ids[k]
+      m = m + 2
     end
     redis.call('ZADD', to, unpack(args))
   end
@@ -436,13 +439,14 @@ local function push_id(p, n, id)
   return n + 3
 end
 
--- Pushes one event onto the pieces `p` with starts `s` (write_events): `["kind",` as `head`
--- (ev_head), the id, the type, then its data as up to three pieces of JSON text (d2 and d3
--- may be nil), so that a hot script never builds an event's text as a string of its own.
--- The one place that lays out an event.
-local function push_event(p, s, head, id, t, d1, d2, d3)
-  local n = #p
-  s[#s + 1] = n + 1
+-- Pushes one event onto the call's pieces (EVP, EVS): `["kind",` as `head` (ev_head), the
+-- id, the type, then its data as up to three pieces of JSON text (d2 and d3 may be nil), so
+-- that a hot script never builds an event's text as a string of its own. The one place that
+-- lays out an event.
+local function push_event(head, id, t, d1, d2, d3)
+  local p, n = EVP, EVN
+  EVK = EVK + 1
+  EVS[EVK] = n + 1
   p[n + 1], p[n + 2] = ',', head
   n = push_id(p, n + 2, id)
   p[n + 1], p[n + 2] = ev_mid(t), d1
@@ -450,15 +454,20 @@ local function push_event(p, s, head, id, t, d1, d2, d3)
   if d2 then n = n + 1; p[n] = d2 end
   if d3 then n = n + 1; p[n] = d3 end
   p[n + 1] = ']'
+  EVN = n + 1
 end
 
 -- Appends an event (to the batch in a batching script, else to the log at once); `data` is
 -- its data as JSON text. Returns the event id when written at once, nil when batched.
 local function emit(kind, id, t, data)
+  if EVP then
+    push_event(ev_head(kind), id or '', t or '', data)
+    return nil
+  end
+  EVP, EVS, EVN, EVK = {}, {}, 0, 0
+  push_event(ev_head(kind), id or '', t or '', data)
   local p, s = EVP, EVS
-  if not p then p, s = {}, {} end
-  push_event(p, s, ev_head(kind), id or '', t or '', data)
-  if EVP then return nil end
+  EVP, EVS = nil, nil
   return write_events(p, s)
 end
 
