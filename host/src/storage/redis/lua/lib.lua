@@ -145,8 +145,8 @@ end
 -- batching script must not fail after its first write (its arguments are checked by the host
 -- before the call, storage/limits.rs).
 local ZBUF, EVP, EVS = nil, nil, nil
--- How many pieces and events EVP and EVS hold (Lua's `#` searches for a table's end, in a
--- loop that ran once a job).
+-- How many pieces and events EVP and EVS hold: Lua's `#` searches for a table's end, too
+-- slow to run for every event.
 local EVN, EVK = 0, 0
 local function batch_begin() ZBUF, EVP, EVS, EVN, EVK = {}, {}, {}, 0, 0 end
 local function zadd(key, score, id)
