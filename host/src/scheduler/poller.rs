@@ -135,11 +135,11 @@ pub(super) async fn run(inner: Arc<PoolInner>, stop: watch::Receiver<bool>) -> J
     claims.p.tasks
 }
 
-/// A wait with nothing but a signal to end it.
-/// Plugins with a concurrency limit claim at least this often while slots free up, besides
+/// Plugins with a concurrency limit claim at least this often while a slot is free, besides
 /// at each refill of the buffer: a fast backlog's refills may all fall on rounds without a free
 /// slot, which kept them waiting ~100 ms a job. One empty claim per round at most otherwise.
 const LIMITED_EVERY: Duration = Duration::from_millis(5);
+/// A wait with nothing but a signal to end it.
 const UNTIL_SIGNALLED: Duration = Duration::from_secs(3600);
 
 /// What ends the poller's next wait.
